@@ -1,0 +1,370 @@
+"""Value objects of image generation: immutable, validated, free of any framework.
+
+Money is ``Decimal`` (US dollars) and time is timezone-aware UTC, so totals add up
+exactly and timestamps compare safely.
+"""
+
+from __future__ import annotations
+
+import enum
+import uuid
+from collections.abc import Mapping
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any, TypeVar
+
+import attrs
+
+from image_core.errors import InvalidRequest
+
+MAX_PROMPT_CHARS = 32_000
+MAX_REFERENCE_IMAGES = 14
+
+_E = TypeVar("_E", bound=enum.StrEnum)
+
+
+class ImageSize(enum.StrEnum):
+    """Output resolution tier; Gemini names them by the long side in pixels."""
+
+    S1K = "1K"
+    S2K = "2K"
+    S4K = "4K"
+
+    @property
+    def long_side(self) -> int:
+        """Pixels on the longer side of an image of this tier."""
+        return {"1K": 1024, "2K": 2048, "4K": 4096}[self.value]
+
+
+class AspectRatio(enum.StrEnum):
+    """Every width:height ratio the current Gemini image models accept.
+
+    Not every model takes every ratio: each ``ModelSpec`` lists its own.
+    """
+
+    R1_1 = "1:1"
+    R2_3 = "2:3"
+    R3_2 = "3:2"
+    R3_4 = "3:4"
+    R4_3 = "4:3"
+    R4_5 = "4:5"
+    R5_4 = "5:4"
+    R9_16 = "9:16"
+    R16_9 = "16:9"
+    R21_9 = "21:9"
+    R1_4 = "1:4"
+    R4_1 = "4:1"
+    R1_8 = "1:8"
+    R8_1 = "8:1"
+
+    @property
+    def parts(self) -> tuple[int, int]:
+        """The ratio as ``(width, height)`` integers."""
+        width, height = self.value.split(":")
+        return int(width), int(height)
+
+    def dimensions(self, size: ImageSize) -> tuple[int, int]:
+        """Pixel size of an image of this ratio whose long side matches ``size``."""
+        width, height = self.parts
+        long_side = size.long_side
+        if width >= height:
+            return long_side, max(1, round(long_side * height / width))
+        return max(1, round(long_side * width / height)), long_side
+
+
+STANDARD_RATIOS = frozenset(
+    AspectRatio(r)
+    for r in ("1:1", "2:3", "3:2", "3:4", "4:3", "4:5", "5:4", "9:16", "16:9", "21:9")
+)
+ALL_RATIOS = frozenset(AspectRatio)
+ALL_SIZES = frozenset(ImageSize)
+
+
+def _non_empty(_: object, attribute: attrs.Attribute[Any], value: str) -> None:
+    if not value.strip():
+        raise ValueError(f"{attribute.name} must not be empty")
+
+
+def _non_negative(_: object, attribute: attrs.Attribute[Any], value: Decimal) -> None:
+    if not value.is_finite() or value < 0:
+        raise ValueError(f"{attribute.name} must be a finite, non-negative amount")
+
+
+def _aware(_: object, attribute: attrs.Attribute[Any], value: datetime) -> None:
+    if value.tzinfo is None or value.utcoffset() != timedelta(0):
+        raise ValueError(f"{attribute.name} must be timezone-aware UTC")
+
+
+@attrs.frozen
+class CostEstimate:
+    """An estimated price in US dollars, from list prices, never billed amounts."""
+
+    usd: Decimal = attrs.field(validator=_non_negative)
+
+    @classmethod
+    def zero(cls) -> CostEstimate:
+        """No cost: used for sums."""
+        return cls(Decimal(0))
+
+    def __add__(self, other: CostEstimate) -> CostEstimate:
+        return CostEstimate(self.usd + other.usd)
+
+    def display(self) -> str:
+        """Dollars with at least two and at most three decimals, e.g. ``$0.067``."""
+        if self.usd == self.usd.quantize(Decimal("0.01")):
+            return f"${self.usd:.2f}"
+        return f"${self.usd.quantize(Decimal('0.001'))}"
+
+
+def _prices_cover_sizes(instance: ModelSpec, _: attrs.Attribute[Any], value: object) -> None:
+    missing = set(instance.sizes) - set(instance.prices)
+    if missing:
+        names = ", ".join(sorted(s.value for s in missing))
+        raise ValueError(f"model {instance.alias} has no price for {names}")
+
+
+@attrs.frozen
+class ModelSpec:
+    """One image model as the product offers it: names, prices and what it can do."""
+
+    alias: str = attrs.field(validator=_non_empty)
+    model_id: str = attrs.field(validator=_non_empty)
+    display_name: str
+    use_for: str
+    prices: Mapping[ImageSize, CostEstimate] = attrs.field(
+        converter=lambda m: dict(m), validator=_prices_cover_sizes
+    )
+    aspect_ratios: frozenset[AspectRatio] = ALL_RATIOS
+    sizes: frozenset[ImageSize] = ALL_SIZES
+    also_known_as: frozenset[str] = frozenset()
+
+    def price(self, size: ImageSize) -> CostEstimate:
+        """List price of one image at ``size``."""
+        return self.prices[size]
+
+    def names(self) -> frozenset[str]:
+        """Every spelling that resolves to this model, lower-cased."""
+        spellings = {self.alias, self.model_id, self.display_name, *self.also_known_as}
+        return frozenset(s.strip().lower() for s in spellings if s.strip())
+
+
+@attrs.frozen
+class TokenUsage:
+    """Token counts reported by the backend; Pro also bills thinking tokens."""
+
+    prompt_tokens: int | None = None
+    output_tokens: int | None = None
+    thoughts_tokens: int | None = None
+    total_tokens: int | None = None
+
+
+@attrs.frozen
+class Identity:
+    """Who is calling, as the identity provider vouched for it."""
+
+    email: str
+    email_verified: bool = False
+
+
+@attrs.frozen
+class GenerationRequest:
+    """What a caller asked for, checked for shape but not yet against a model."""
+
+    prompt: str = attrs.field()
+    aspect_ratio: AspectRatio | None = None
+    image_size: ImageSize = ImageSize.S1K
+    model: str | None = None
+    references: tuple[str, ...] = ()
+
+    @prompt.validator
+    def _check_prompt(self, _: attrs.Attribute[str], value: str) -> None:
+        if not value.strip():
+            raise ValueError("prompt must not be empty")
+        if len(value) > MAX_PROMPT_CHARS:
+            raise ValueError(f"prompt is longer than {MAX_PROMPT_CHARS} characters")
+
+    @classmethod
+    def parse(
+        cls,
+        prompt: str,
+        *,
+        aspect_ratio: str | None = None,
+        image_size: str | None = None,
+        model: str | None = None,
+        references: list[str] | tuple[str, ...] | None = None,
+    ) -> GenerationRequest:
+        """Build a request from loosely typed input, raising ``InvalidRequest`` on bad parts."""
+        if not prompt or not prompt.strip():
+            raise InvalidRequest("The prompt is empty: describe the image you want.")
+        if len(prompt) > MAX_PROMPT_CHARS:
+            raise InvalidRequest(
+                f"The prompt has {len(prompt)} characters; the limit is {MAX_PROMPT_CHARS}."
+            )
+        ratio = _parse_enum(AspectRatio, aspect_ratio, "aspect_ratio")
+        size = _parse_enum(ImageSize, image_size, "image_size") or ImageSize.S1K
+        refs = tuple(r.strip() for r in references or () if r.strip())
+        if len(refs) > MAX_REFERENCE_IMAGES:
+            raise InvalidRequest(
+                f"{len(refs)} reference images were given; at most {MAX_REFERENCE_IMAGES} "
+                "may be used at once."
+            )
+        wanted_model = model.strip() if model and model.strip() else None
+        return cls(prompt, ratio, size, wanted_model, refs)
+
+
+def _parse_enum(kind: type[_E], raw: str | None, field: str) -> _E | None:
+    if raw is None or not raw.strip():
+        return None
+    cleaned = raw.strip().upper() if kind is ImageSize else raw.strip()
+    try:
+        return kind(cleaned)
+    except ValueError:
+        choices = ", ".join(m.value for m in kind)
+        raise InvalidRequest(f"{field} {raw!r} is not supported; choose one of: {choices}.") from None
+
+
+@attrs.frozen
+class Generation:
+    """One stored image and everything the dashboard needs to know about it."""
+
+    id: uuid.UUID = attrs.field()
+    email: str
+    prompt: str
+    model_alias: str
+    model_id: str
+    image_size: ImageSize
+    aspect_ratio: AspectRatio | None
+    created_at: datetime = attrs.field(validator=_aware)
+    cost: CostEstimate
+    reference_ids: tuple[uuid.UUID, ...] = ()
+    token_usage: TokenUsage | None = None
+    backend: str = "gemini"
+    width: int | None = None
+    height: int | None = None
+
+    @id.validator
+    def _check_id(self, _: attrs.Attribute[uuid.UUID], value: uuid.UUID) -> None:
+        if value.version != 4:
+            raise ValueError("generation ids are uuid4")
+
+    @property
+    def file_name(self) -> str:
+        """The public file name, ``{uuid}.png``."""
+        return f"{self.id}.png"
+
+    @property
+    def is_placeholder(self) -> bool:
+        """True when an offline placeholder made the image, not a real model."""
+        return self.backend == "placeholder"
+
+
+@attrs.frozen
+class UserUsage:
+    """How many images one person generated and what they are estimated to cost."""
+
+    email: str
+    image_count: int
+    cost: CostEstimate
+
+
+@attrs.frozen
+class UsageReport:
+    """Per-user usage rows (largest spend first) and their total."""
+
+    rows: tuple[UserUsage, ...]
+
+    @property
+    def total_count(self) -> int:
+        """Images across all rows."""
+        return sum(r.image_count for r in self.rows)
+
+    @property
+    def total_cost(self) -> CostEstimate:
+        """Estimated cost across all rows."""
+        return sum((r.cost for r in self.rows), CostEstimate.zero())
+
+
+@attrs.frozen
+class DailySpend:
+    """Estimated spend of one person on one UTC day."""
+
+    day: str  # ISO date, e.g. "2026-11-24"
+    email: str
+    image_count: int
+    cost: CostEstimate
+
+
+@attrs.frozen
+class GalleryPage:
+    """One page of a person's generations, newest first."""
+
+    items: tuple[Generation, ...]
+    total: int
+    offset: int
+    limit: int
+
+    @property
+    def has_next(self) -> bool:
+        """Whether a later page exists."""
+        return self.offset + len(self.items) < self.total
+
+
+@attrs.frozen
+class EncodedImage:
+    """Image bytes with their media type (a preview or a thumbnail)."""
+
+    data: bytes
+    mime_type: str
+
+
+@attrs.frozen
+class ProcessedImage:
+    """A backend image turned into what we store and show: PNG, preview, thumbnail."""
+
+    png: bytes
+    width: int
+    height: int
+    preview: EncodedImage
+    thumbnail: EncodedImage
+
+
+@attrs.frozen
+class ReferenceImage:
+    """An earlier generation passed back to the backend to iterate on."""
+
+    id: uuid.UUID
+    data: bytes
+    mime_type: str = "image/png"
+
+
+@attrs.frozen
+class BackendRequest:
+    """Exactly what is sent to an image backend for one generation."""
+
+    model_id: str
+    prompt: str
+    image_size: ImageSize
+    aspect_ratio: AspectRatio | None
+    references: tuple[ReferenceImage, ...] = ()
+
+
+@attrs.frozen
+class BackendImage:
+    """What a backend returned: raw bytes in whatever format it chose."""
+
+    data: bytes
+    mime_type: str
+    token_usage: TokenUsage | None = None
+
+
+@attrs.frozen
+class GenerationResult:
+    """What the caller gets back: the stored record plus the inline preview."""
+
+    generation: Generation
+    preview: EncodedImage
+
+    @property
+    def url_path(self) -> str:
+        """Path of the full-size image under the public base URL."""
+        return f"/i/{self.generation.file_name}"

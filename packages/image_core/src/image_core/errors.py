@@ -1,0 +1,63 @@
+"""One exception hierarchy whose messages are safe to show to the person who asked.
+
+The shell maps these onto MCP tool errors and HTTP statuses; nothing here may carry a
+secret, a stack trace or a file-system path.
+"""
+
+from __future__ import annotations
+
+
+class ImageMcpError(Exception):
+    """Base class: ``message`` is written for the person using the product."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class InvalidRequest(ImageMcpError):
+    """The request itself is wrong; asking again unchanged will fail again."""
+
+
+class UnknownModel(InvalidRequest):
+    """A model name that the catalog does not know (the message lists the choices)."""
+
+
+class ReferenceNotFound(InvalidRequest):
+    """A reference image name that is not an earlier generation."""
+
+
+class InvalidImage(InvalidRequest):
+    """Bytes that are not a usable image (corrupt, empty, too large, a decompression bomb)."""
+
+
+class NotAllowed(ImageMcpError):
+    """The caller is signed in but not on the allow-list (or not signed in at all)."""
+
+
+class BackendError(ImageMcpError):
+    """The image backend did not produce an image."""
+
+
+class BackendRefused(BackendError):
+    """The backend declined on purpose (safety filter, policy, no image in the answer)."""
+
+
+class BackendUnavailable(BackendError):
+    """A passing failure (rate limit, overload, timeout); trying later may work."""
+
+
+class BackendMisconfigured(BackendError):
+    """The backend rejected our configuration (bad key, retired model id)."""
+
+
+class StorageError(ImageMcpError):
+    """Writing or reading the data volume failed; nothing partial is left behind."""
+
+
+class CorruptRecord(StorageError):
+    """A stored record (sidecar, prefs) could not be read back."""
+
+
+class InvalidConfiguration(ImageMcpError):
+    """A setting has a value that cannot work; the message names the setting."""

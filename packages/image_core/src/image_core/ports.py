@@ -1,0 +1,140 @@
+"""The roles the core needs filled, as structural protocols.
+
+Adapters in the server (filesystem, Gemini, Pillow) and the doubles in
+``image_core.testing`` implement these without inheriting from them.
+Storage ports are synchronous: the service moves them off the event loop.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Collection
+from datetime import date, datetime
+from typing import Protocol
+
+from image_core.domain import (
+    BackendImage,
+    BackendRequest,
+    DailySpend,
+    EncodedImage,
+    GalleryPage,
+    Generation,
+    ProcessedImage,
+    UsageReport,
+)
+
+
+class ImageStore(Protocol):
+    """Keeps the full-size PNG and its gallery thumbnail, keyed by generation id."""
+
+    def put(self, image_id: uuid.UUID, png: bytes, thumbnail: EncodedImage) -> None:
+        """Store both files atomically; on failure leave neither (raise ``StorageError``)."""
+        ...
+
+    def get(self, image_id: uuid.UUID) -> bytes | None:
+        """The PNG bytes, or ``None`` when there is no such image."""
+        ...
+
+    def get_thumbnail(self, image_id: uuid.UUID) -> EncodedImage | None:
+        """The stored thumbnail, or ``None`` when it was never made."""
+        ...
+
+    def put_thumbnail(self, image_id: uuid.UUID, thumbnail: EncodedImage) -> None:
+        """Store a thumbnail made later (for images that predate thumbnails)."""
+        ...
+
+    def exists(self, image_id: uuid.UUID) -> bool:
+        """Whether the PNG is stored."""
+        ...
+
+    def delete(self, image_id: uuid.UUID) -> None:
+        """Remove the PNG and thumbnail if present; used to roll back a failed write."""
+        ...
+
+
+class MetadataRepository(Protocol):
+    """Remembers who generated what, when, with which model and at what cost."""
+
+    def add(self, generation: Generation) -> None:
+        """Record a generation atomically (raise ``StorageError`` and keep nothing on failure)."""
+        ...
+
+    def get(self, generation_id: uuid.UUID) -> Generation | None:
+        """One record, or ``None``."""
+        ...
+
+    def page_for_user(self, email: str, offset: int, limit: int) -> GalleryPage:
+        """A page of one person's generations, newest first."""
+        ...
+
+    def usage(self, emails: Collection[str] | None = None) -> UsageReport:
+        """Image count and cost per person (only ``emails`` when given), largest spend first."""
+        ...
+
+    def daily_spend(self, since: date, emails: Collection[str] | None = None) -> list[DailySpend]:
+        """Spend per person per UTC day from ``since`` on (only ``emails`` when given)."""
+        ...
+
+    def users(self) -> list[str]:
+        """Every email with at least one generation, sorted."""
+        ...
+
+
+class PrefStore(Protocol):
+    """Each person's default model alias."""
+
+    def get_default_model(self, email: str) -> str | None:
+        """The alias chosen by ``email``, or ``None``."""
+        ...
+
+    def set_default_model(self, email: str, alias: str) -> None:
+        """Remember ``alias`` for ``email`` without losing anyone else's choice."""
+        ...
+
+
+class ImageBackend(Protocol):
+    """Something that turns a prompt (and reference images) into an image."""
+
+    @property
+    def name(self) -> str:
+        """Short name recorded in each generation, e.g. ``gemini`` or ``placeholder``."""
+        ...
+
+    async def generate(self, request: BackendRequest) -> BackendImage:
+        """Produce one image, or raise a ``BackendError`` subclass."""
+        ...
+
+
+class ImageCodec(Protocol):
+    """Decodes, checks and re-encodes images (PNG for storage, small previews)."""
+
+    def process(self, data: bytes, preview_max_side: int, thumbnail_max_side: int) -> ProcessedImage:
+        """Normalise any supported image to PNG and derive preview and thumbnail.
+
+        Raises ``InvalidImage`` for corrupt, empty or oversized input.
+        """
+        ...
+
+    def thumbnail(self, png: bytes, max_side: int) -> EncodedImage:
+        """A small gallery thumbnail of a stored PNG."""
+        ...
+
+    def check_reference(self, data: bytes) -> str:
+        """Validate an image about to be sent as a reference; return its mime type."""
+        ...
+
+
+class Clock(Protocol):
+    """The current time, injectable so tests control it."""
+
+    def now(self) -> datetime:
+        """Timezone-aware UTC now."""
+        ...
+
+
+class IdSource(Protocol):
+    """Fresh generation ids, injectable so tests control them."""
+
+    def new_id(self) -> uuid.UUID:
+        """A new random uuid4."""
+        ...
