@@ -11,6 +11,7 @@ import uuid
 from collections.abc import Mapping
 from datetime import datetime, timedelta
 from decimal import Decimal
+from types import MappingProxyType
 from typing import Any, TypeVar
 
 import attrs
@@ -116,11 +117,15 @@ class CostEstimate:
         return f"${self.usd.quantize(Decimal('0.001'))}"
 
 
-def _prices_cover_sizes(instance: ModelSpec, _: attrs.Attribute[Any], value: object) -> None:
+def _prices_cover_sizes(instance: ModelSpec, _: attrs.Attribute[Any], __: object) -> None:
     missing = set(instance.sizes) - set(instance.prices)
     if missing:
         names = ", ".join(sorted(s.value for s in missing))
         raise ValueError(f"model {instance.alias} has no price for {names}")
+
+
+def _price_table(prices: Mapping[ImageSize, CostEstimate]) -> Mapping[ImageSize, CostEstimate]:
+    return MappingProxyType(dict(prices))
 
 
 @attrs.frozen
@@ -132,7 +137,7 @@ class ModelSpec:
     display_name: str
     use_for: str
     prices: Mapping[ImageSize, CostEstimate] = attrs.field(
-        converter=lambda m: dict(m), validator=_prices_cover_sizes
+        converter=_price_table, validator=_prices_cover_sizes
     )
     aspect_ratios: frozenset[AspectRatio] = ALL_RATIOS
     sizes: frozenset[ImageSize] = ALL_SIZES
@@ -220,7 +225,9 @@ def _parse_enum(kind: type[_E], raw: str | None, field: str) -> _E | None:
         return kind(cleaned)
     except ValueError:
         choices = ", ".join(m.value for m in kind)
-        raise InvalidRequest(f"{field} {raw!r} is not supported; choose one of: {choices}.") from None
+        raise InvalidRequest(
+            f"{field} {raw!r} is not supported; choose one of: {choices}."
+        ) from None
 
 
 @attrs.frozen

@@ -108,7 +108,9 @@ class ImageBackend(Protocol):
 class ImageCodec(Protocol):
     """Decodes, checks and re-encodes images (PNG for storage, small previews)."""
 
-    def process(self, data: bytes, preview_max_side: int, thumbnail_max_side: int) -> ProcessedImage:
+    def process(
+        self, data: bytes, preview_max_side: int, thumbnail_max_side: int
+    ) -> ProcessedImage:
         """Normalise any supported image to PNG and derive preview and thumbnail.
 
         Raises ``InvalidImage`` for corrupt, empty or oversized input.

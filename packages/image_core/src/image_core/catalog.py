@@ -1,0 +1,145 @@
+"""The models on offer, their prices, and every name a caller may use for them.
+
+Google renames image models often; ids and prices therefore live here only and can be
+overridden from configuration (a plain mapping, so the core never reads the
+environment itself).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from decimal import Decimal, InvalidOperation
+
+import attrs
+
+from image_core.domain import (
+    ALL_RATIOS,
+    STANDARD_RATIOS,
+    CostEstimate,
+    ImageSize,
+    ModelSpec,
+)
+from image_core.errors import InvalidConfiguration, UnknownModel
+
+DEFAULT_ALIAS = "flash"
+
+
+def _usd(amount: str) -> CostEstimate:
+    return CostEstimate(Decimal(amount))
+
+
+def default_models() -> tuple[ModelSpec, ...]:
+    """The two models with Google's list prices per image (November 2026)."""
+    flash = ModelSpec(
+        alias="flash",
+        model_id="gemini-3.1-flash-image",
+        display_name="Nano Banana 2",
+        use_for="drafts, iterations, simple scenes",
+        prices={
+            ImageSize.S1K: _usd("0.067"),
+            ImageSize.S2K: _usd("0.101"),
+            ImageSize.S4K: _usd("0.151"),
+        },
+        aspect_ratios=ALL_RATIOS,
+        # The preview id was retired on 2026-06-25; it still resolves to this alias.
+        also_known_as=frozenset({"gemini-3.1-flash-image", "gemini-3.1-flash-image-preview"}),
+    )
+    pro = ModelSpec(
+        alias="pro",
+        model_id="gemini-3-pro-image",
+        display_name="Nano Banana Pro",
+        use_for="final renders, text in image, complex compositions",
+        prices={
+            ImageSize.S1K: _usd("0.134"),
+            ImageSize.S2K: _usd("0.134"),
+            ImageSize.S4K: _usd("0.24"),
+        },
+        aspect_ratios=STANDARD_RATIOS,
+        also_known_as=frozenset({"gemini-3-pro-image", "gemini-3-pro-image-preview"}),
+    )
+    return (flash, pro)
+
+
+@attrs.frozen
+class ModelCatalog:
+    """Resolves any accepted spelling of a model name to its ``ModelSpec``."""
+
+    models: tuple[ModelSpec, ...] = attrs.field(factory=default_models)
+    default_alias: str = DEFAULT_ALIAS
+    _index: Mapping[str, ModelSpec] = attrs.field(init=False, repr=False, eq=False)
+
+    def __attrs_post_init__(self) -> None:
+        index: dict[str, ModelSpec] = {}
+        for spec in self.models:
+            for name in spec.names():
+                owner = index.setdefault(name, spec)
+                if owner.alias != spec.alias:
+                    msg = f"model name {name!r} is claimed by both {owner.alias} and {spec.alias}"
+                    raise InvalidConfiguration(msg)
+        if self.default_alias not in {m.alias for m in self.models}:
+            raise InvalidConfiguration(f"default model {self.default_alias!r} is not offered")
+        object.__setattr__(self, "_index", index)
+
+    def __iter__(self) -> Iterator[ModelSpec]:
+        return iter(self.models)
+
+    @property
+    def default(self) -> ModelSpec:
+        """The model used when neither the caller nor their preference names one."""
+        return self.resolve(self.default_alias)
+
+    @property
+    def aliases(self) -> tuple[str, ...]:
+        """Short names, in catalog order."""
+        return tuple(m.alias for m in self.models)
+
+    def find(self, name: str) -> ModelSpec | None:
+        """Like ``resolve`` but returns ``None`` for unknown names."""
+        return self._index.get(name.strip().lower())
+
+    def resolve(self, name: str) -> ModelSpec:
+        """The model for an alias, model id, old preview id or display name."""
+        spec = self.find(name)
+        if spec is None:
+            raise UnknownModel(f"Unknown model {name!r}. {self.choices_text()}")
+        return spec
+
+    def choices_text(self) -> str:
+        """A sentence listing the valid model names, for error messages."""
+        parts = [f"'{m.alias}' ({m.display_name}, id {m.model_id})" for m in self.models]
+        return "Valid choices: " + ", ".join(parts) + "."
+
+    @classmethod
+    def from_overrides(cls, overrides: Mapping[str, str]) -> ModelCatalog:
+        """Apply ``IMG_MODEL_<ALIAS>`` and ``IMG_COST_<ALIAS>_<SIZE>`` values to the defaults.
+
+        Unrelated keys are ignored, so a whole environment mapping may be passed in.
+        """
+        models = []
+        for spec in default_models():
+            prefix = spec.alias.upper()
+            new_id = overrides.get(f"IMG_MODEL_{prefix}", "").strip()
+            prices = dict(spec.prices)
+            for size in ImageSize:
+                key = f"IMG_COST_{prefix}_{size.value}"
+                if overrides.get(key, "").strip():
+                    prices[size] = _parse_price(key, overrides[key])
+            aka = spec.also_known_as | {spec.model_id} if new_id else spec.also_known_as
+            models.append(
+                attrs.evolve(
+                    spec, model_id=new_id or spec.model_id, prices=prices, also_known_as=aka
+                )
+            )
+        return cls(tuple(models))
+
+
+def _parse_price(key: str, raw: str) -> CostEstimate:
+    text = raw.strip().removeprefix("$")
+    try:
+        amount = Decimal(text)
+    except InvalidOperation:
+        amount = Decimal("NaN")
+    if not amount.is_finite() or amount < 0:
+        msg = f"{key}={raw!r} is not a price: use a non-negative number of dollars, e.g. 0.067."
+        raise InvalidConfiguration(msg)
+    return CostEstimate(amount)

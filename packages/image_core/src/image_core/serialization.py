@@ -1,0 +1,124 @@
+"""JSON shapes of the stored records (generation sidecars and prefs), via cattrs.
+
+Named ``serialization`` rather than ``codec`` so it is not mistaken for the image codec
+port. Serialization lives on converters at the edge, never on the domain classes.
+Records carry a ``schema_version``; fields written by a newer version are ignored so an
+older server can still read them, and a missing required field is a clear error.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import UTC, datetime
+from decimal import Decimal, InvalidOperation
+from typing import Any, TypeVar
+
+import attrs
+import cattrs
+from cattrs.preconf.json import JsonConverter, make_converter
+
+from image_core.domain import CostEstimate, Generation
+from image_core.errors import CorruptRecord
+
+SIDECAR_SCHEMA_VERSION = 1
+PREFS_SCHEMA_VERSION = 1
+
+_T = TypeVar("_T")
+
+
+@attrs.frozen
+class Prefs:
+    """Everyone's default model alias, keyed by normalised email."""
+
+    default_models: dict[str, str] = attrs.field(factory=dict)
+
+
+def _decimal(value: Any, _: type) -> Decimal:
+    try:
+        amount = Decimal(str(value))
+    except InvalidOperation:
+        raise ValueError(f"{value!r} is not a decimal amount") from None
+    if not amount.is_finite():
+        raise ValueError(f"{value!r} is not a finite amount")
+    return amount
+
+
+def _datetime(value: Any, _: type) -> datetime:
+    if not isinstance(value, str):
+        raise TypeError("timestamps are ISO 8601 strings")
+    parsed = datetime.fromisoformat(value)
+    if parsed.tzinfo is None:
+        raise ValueError(f"timestamp {value!r} has no timezone")
+    return parsed.astimezone(UTC)
+
+
+def make_record_converter() -> JsonConverter:
+    """A JSON converter for sidecars and prefs: Decimal as string, UTC ISO timestamps."""
+    converter = make_converter(forbid_extra_keys=False)
+    converter.register_unstructure_hook(Decimal, str)
+    converter.register_structure_hook(Decimal, _decimal)
+    converter.register_unstructure_hook(CostEstimate, lambda c: str(c.usd))
+    converter.register_structure_hook(CostEstimate, lambda v, _: CostEstimate(_decimal(v, Decimal)))
+    converter.register_unstructure_hook(
+        datetime, lambda d: d.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    )
+    converter.register_structure_hook(datetime, _datetime)
+    converter.register_unstructure_hook(uuid.UUID, str)
+    converter.register_structure_hook(uuid.UUID, lambda v, _: uuid.UUID(str(v)))
+    return converter
+
+
+class RecordCodec:
+    """Reads and writes the stored JSON records with one converter."""
+
+    def __init__(self, converter: JsonConverter | None = None) -> None:
+        self._converter = converter or make_record_converter()
+
+    def dump_generation(self, generation: Generation) -> bytes:
+        """Sidecar JSON bytes for one generation."""
+        body = {"schema_version": SIDECAR_SCHEMA_VERSION, **self._converter.unstructure(generation)}
+        return json.dumps(body, ensure_ascii=False, indent=2).encode()
+
+    def load_generation(self, raw: bytes | str, source: str = "sidecar") -> Generation:
+        """Parse a sidecar, raising ``CorruptRecord`` with what is wrong in it."""
+        data = _json_object(raw, source)
+        _check_version(data, source)
+        return self._structure(data, Generation, source)
+
+    def dump_prefs(self, prefs: Prefs) -> bytes:
+        """prefs.json bytes."""
+        body = {"schema_version": PREFS_SCHEMA_VERSION, **self._converter.unstructure(prefs)}
+        return json.dumps(body, ensure_ascii=False, indent=2, sort_keys=True).encode()
+
+    def load_prefs(self, raw: bytes | str, source: str = "prefs.json") -> Prefs:
+        """Parse prefs.json, raising ``CorruptRecord`` with what is wrong in it."""
+        data = _json_object(raw, source)
+        _check_version(data, source)
+        return self._structure(data, Prefs, source)
+
+    def _structure(self, data: dict[str, Any], kind: type[_T], source: str) -> _T:
+        try:
+            return self._converter.structure(data, kind)
+        except (cattrs.BaseValidationError, ValueError, TypeError) as exc:
+            if isinstance(exc, cattrs.BaseValidationError):
+                detail = "; ".join(cattrs.transform_error(exc))
+            else:
+                detail = str(exc)
+            raise CorruptRecord(f"{source} is not a valid record: {detail}") from None
+
+
+def _json_object(raw: bytes | str, source: str) -> dict[str, Any]:
+    try:
+        data = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        raise CorruptRecord(f"{source} is not valid JSON") from None
+    if not isinstance(data, dict):
+        raise CorruptRecord(f"{source} must hold a JSON object")
+    return data
+
+
+def _check_version(data: dict[str, Any], source: str) -> None:
+    version = data.get("schema_version")
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise CorruptRecord(f"{source} has no usable schema_version")

@@ -1,0 +1,256 @@
+"""Use cases: generate an image, query usage and galleries, choose a default model.
+
+The service decides; adapters only do I/O. Blocking port calls (files, image codec)
+run in worker threads so one large image never stalls the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+import uuid
+from datetime import timedelta
+from urllib.parse import urlsplit
+
+import attrs
+
+from image_core.access import AccessPolicy, normalise_email
+from image_core.catalog import ModelCatalog
+from image_core.domain import (
+    AspectRatio,
+    BackendImage,
+    BackendRequest,
+    DailySpend,
+    EncodedImage,
+    GalleryPage,
+    Generation,
+    GenerationRequest,
+    GenerationResult,
+    Identity,
+    ModelSpec,
+    ProcessedImage,
+    ReferenceImage,
+    UsageReport,
+)
+from image_core.errors import (
+    BackendError,
+    InvalidImage,
+    InvalidRequest,
+    NotAllowed,
+    ReferenceNotFound,
+    StorageError,
+)
+from image_core.ports import (
+    Clock,
+    IdSource,
+    ImageBackend,
+    ImageCodec,
+    ImageStore,
+    MetadataRepository,
+    PrefStore,
+)
+
+_IMAGE_NAME = re.compile(
+    r"^([0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12})(\.png)?$"
+)
+MAX_PAGE_SIZE = 200
+
+
+def parse_image_name(name: str) -> uuid.UUID | None:
+    """The uuid4 in ``{uuid}.png``, a bare uuid or an ``…/i/{uuid}.png`` URL; else ``None``.
+
+    Only lower-case canonical uuid4 text is accepted, the form this product writes.
+    """
+    text = name.strip()
+    if "/" in text:
+        text = urlsplit(text).path.rsplit("/", 1)[-1]
+    match = _IMAGE_NAME.fullmatch(text)
+    return uuid.UUID(match.group(1)) if match else None
+
+
+@attrs.frozen
+class ImageService:
+    """Everything the MCP tool and the dashboard can do, independent of both."""
+
+    catalog: ModelCatalog
+    policy: AccessPolicy
+    images: ImageStore
+    metadata: MetadataRepository
+    prefs: PrefStore
+    backend: ImageBackend
+    codec: ImageCodec
+    clock: Clock
+    ids: IdSource
+    preview_max_side: int = 1024
+    thumbnail_max_side: int = 384
+
+    def default_model_for(self, email: str | None) -> ModelSpec:
+        """The person's chosen default, or the catalog default."""
+        alias = self.prefs.get_default_model(email) if email else None
+        spec = self.catalog.find(alias) if alias else None
+        return spec or self.catalog.default
+
+    def choose_model(self, email: str | None, requested: str | None) -> ModelSpec:
+        """Explicitly requested model, else the person's default, else the catalog default."""
+        if requested:
+            return self.catalog.resolve(requested)
+        return self.default_model_for(email)
+
+    async def generate(
+        self, identity: Identity | None, request: GenerationRequest
+    ) -> GenerationResult:
+        """Check, generate, store the PNG, then record it; on any failure keep nothing."""
+        if not self.policy.may_generate(identity):
+            raise NotAllowed(_not_allowed_message(identity))
+        email = _owner_email(identity)
+        spec = self.choose_model(email, request.model)
+        _check_supported(spec, request)
+        references = await asyncio.to_thread(self._load_references, request.references)
+        backend_request = BackendRequest(
+            model_id=spec.model_id,
+            prompt=request.prompt,
+            image_size=request.image_size,
+            aspect_ratio=request.aspect_ratio,
+            references=references,
+        )
+        image = await self.backend.generate(backend_request)
+        processed = await asyncio.to_thread(self._process, image)
+        generation = Generation(
+            id=self.ids.new_id(),
+            email=email,
+            prompt=request.prompt,
+            model_alias=spec.alias,
+            model_id=spec.model_id,
+            image_size=request.image_size,
+            aspect_ratio=request.aspect_ratio,
+            created_at=self.clock.now(),
+            cost=spec.price(request.image_size),
+            reference_ids=tuple(r.id for r in references),
+            token_usage=image.token_usage,
+            backend=self.backend.name,
+            width=processed.width,
+            height=processed.height,
+        )
+        await asyncio.to_thread(self._store, generation, processed)
+        return GenerationResult(generation, processed.preview)
+
+    def _process(self, image: BackendImage) -> ProcessedImage:
+        try:
+            return self.codec.process(image.data, self.preview_max_side, self.thumbnail_max_side)
+        except InvalidImage as exc:
+            raise BackendError(
+                f"The image service returned an unusable image: {exc.message}"
+            ) from None
+
+    def _store(self, generation: Generation, processed: ProcessedImage) -> None:
+        self.images.put(generation.id, processed.png, processed.thumbnail)
+        try:
+            self.metadata.add(generation)
+        except BaseException:
+            self.images.delete(generation.id)
+            raise
+
+    def _load_references(self, names: tuple[str, ...]) -> tuple[ReferenceImage, ...]:
+        loaded: list[ReferenceImage] = []
+        for name in names:
+            image_id = parse_image_name(name)
+            if image_id is None:
+                raise ReferenceNotFound(
+                    f"Reference image {name!r} is not the name of an earlier generation: pass "
+                    "the file name returned by generate_image, like '<uuid>.png', or its URL."
+                )
+            data = self.images.get(image_id)
+            if data is None:
+                raise ReferenceNotFound(f"Reference image {image_id}.png does not exist.")
+            try:
+                mime = self.codec.check_reference(data)
+            except InvalidImage as exc:
+                raise InvalidImage(f"Reference image {image_id}.png: {exc.message}") from None
+            loaded.append(ReferenceImage(image_id, data, mime))
+        return tuple(loaded)
+
+    def usage_for(self, viewer: Identity | None) -> UsageReport:
+        """Per-user usage the viewer may see: everyone for admins, else their own row."""
+        return self.metadata.usage(self.policy.visible_emails(viewer))
+
+    def daily_spend_for(self, viewer: Identity | None, days: int = 30) -> list[DailySpend]:
+        """Spend per day over the last ``days`` UTC days, limited to what the viewer may see."""
+        since = (self.clock.now() - timedelta(days=days - 1)).date()
+        return self.metadata.daily_spend(since, self.policy.visible_emails(viewer))
+
+    def visible_users(self, viewer: Identity | None) -> list[str]:
+        """Emails whose galleries the viewer may open."""
+        visible = self.policy.visible_emails(viewer)
+        if visible is None:
+            return self.metadata.users()
+        return sorted(visible)
+
+    def gallery(
+        self, viewer: Identity | None, owner: str, offset: int = 0, limit: int = 24
+    ) -> GalleryPage:
+        """A page of ``owner``'s images, newest first, if the viewer may see them."""
+        if not self.policy.may_view(viewer, owner):
+            raise NotAllowed("You can only see your own images.")
+        if offset < 0 or not 1 <= limit <= MAX_PAGE_SIZE:
+            raise InvalidRequest(f"Pages start at 0 and hold 1 to {MAX_PAGE_SIZE} images.")
+        return self.metadata.page_for_user(normalise_email(owner) or owner, offset, limit)
+
+    def thumbnail(self, viewer: Identity | None, image_id: uuid.UUID) -> EncodedImage | None:
+        """The gallery thumbnail, made now if the image predates thumbnails."""
+        generation = self.metadata.get(image_id)
+        if generation is None or not self.policy.may_view(viewer, generation.email):
+            return None
+        stored = self.images.get_thumbnail(image_id)
+        if stored is not None:
+            return stored
+        png = self.images.get(image_id)
+        if png is None:
+            return None
+        made = self.codec.thumbnail(png, self.thumbnail_max_side)
+        with contextlib.suppress(StorageError):  # serving it matters more than caching it
+            self.images.put_thumbnail(image_id, made)
+        return made
+
+    def set_default_model(self, identity: Identity | None, name: str) -> ModelSpec:
+        """Remember the person's default model, given any accepted spelling of it."""
+        if not self.policy.may_generate(identity):
+            raise NotAllowed(_not_allowed_message(identity))
+        spec = self.catalog.resolve(name)
+        self.prefs.set_default_model(_owner_email(identity), spec.alias)
+        return spec
+
+
+def _owner_email(identity: Identity | None) -> str:
+    if identity is None:
+        return "local@localhost"
+    return normalise_email(identity.email) or identity.email
+
+
+def _not_allowed_message(identity: Identity | None) -> str:
+    if identity is None:
+        return "Sign in with Google to generate images."
+    if not identity.email_verified:
+        return f"The Google account {identity.email} has no verified email address."
+    return (
+        f"{identity.email} is signed in but not on this server's allow-list. "
+        "Ask the server's owner to add it to IMG_ALLOWED_EMAILS."
+    )
+
+
+def _check_supported(spec: ModelSpec, request: GenerationRequest) -> None:
+    if request.aspect_ratio is not None and request.aspect_ratio not in spec.aspect_ratios:
+        ratios = ", ".join(r.value for r in sorted(spec.aspect_ratios, key=_ratio_order))
+        raise InvalidRequest(
+            f"{spec.alias} ({spec.model_id}) does not support aspect ratio "
+            f"{request.aspect_ratio.value}; it supports: {ratios}."
+        )
+    if request.image_size not in spec.sizes:
+        sizes = ", ".join(sorted(s.value for s in spec.sizes))
+        raise InvalidRequest(
+            f"{spec.alias} does not support image size {request.image_size.value}; use {sizes}."
+        )
+
+
+def _ratio_order(ratio: AspectRatio) -> int:
+    return list(AspectRatio).index(ratio)

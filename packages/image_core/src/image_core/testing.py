@@ -1,0 +1,278 @@
+"""In-memory adapters and scripted fakes for every port, public for library users.
+
+The in-memory adapters are complete implementations (they pass the same contract
+suite as the filesystem ones), so tests that use them exercise real behaviour.
+``make_png`` builds genuine PNG files with the standard library only.
+"""
+
+from __future__ import annotations
+
+import struct
+import threading
+import uuid
+import zlib
+from collections import defaultdict
+from collections.abc import Collection, Iterable
+from datetime import UTC, date, datetime, timedelta
+
+import attrs
+
+from image_core.access import normalise_email
+from image_core.domain import (
+    BackendImage,
+    BackendRequest,
+    CostEstimate,
+    DailySpend,
+    EncodedImage,
+    GalleryPage,
+    Generation,
+    ProcessedImage,
+    TokenUsage,
+    UsageReport,
+    UserUsage,
+)
+from image_core.errors import BackendError, InvalidImage, StorageError
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def make_png(width: int, height: int, rgb: tuple[int, int, int] = (200, 120, 40)) -> bytes:
+    """A valid, solid-colour RGB PNG of the given size."""
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        crc = zlib.crc32(kind + body) & 0xFFFFFFFF
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", crc)
+
+    row = b"\x00" + bytes(rgb) * width
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (
+        PNG_SIGNATURE
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(row * height))
+        + chunk(b"IEND", b"")
+    )
+
+
+def png_size(data: bytes) -> tuple[int, int]:
+    """Width and height from a PNG header, raising ``InvalidImage`` if it is not a PNG."""
+    if len(data) < 24 or not data.startswith(PNG_SIGNATURE) or data[12:16] != b"IHDR":
+        raise InvalidImage("The data is not a PNG image.")
+    width, height = struct.unpack(">II", data[16:24])
+    return int(width), int(height)
+
+
+class PassthroughImageCodec:
+    """An ``ImageCodec`` for PNG input only: stores and previews the bytes unchanged."""
+
+    def process(
+        self, data: bytes, preview_max_side: int, thumbnail_max_side: int
+    ) -> ProcessedImage:
+        """Check the PNG header and reuse the bytes for preview and thumbnail."""
+        width, height = png_size(data)
+        encoded = EncodedImage(data, "image/png")
+        return ProcessedImage(data, width, height, encoded, encoded)
+
+    def thumbnail(self, png: bytes, max_side: int) -> EncodedImage:
+        """The PNG itself."""
+        png_size(png)
+        return EncodedImage(png, "image/png")
+
+    def check_reference(self, data: bytes) -> str:
+        """Accept any PNG."""
+        png_size(data)
+        return "image/png"
+
+
+class InMemoryImageStore:
+    """``ImageStore`` in a dict; thread-safe."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._images: dict[uuid.UUID, bytes] = {}
+        self._thumbnails: dict[uuid.UUID, EncodedImage] = {}
+
+    def put(self, image_id: uuid.UUID, png: bytes, thumbnail: EncodedImage) -> None:
+        """Store both together."""
+        with self._lock:
+            self._images[image_id] = png
+            self._thumbnails[image_id] = thumbnail
+
+    def get(self, image_id: uuid.UUID) -> bytes | None:
+        """The PNG or ``None``."""
+        with self._lock:
+            return self._images.get(image_id)
+
+    def get_thumbnail(self, image_id: uuid.UUID) -> EncodedImage | None:
+        """The thumbnail or ``None``."""
+        with self._lock:
+            return self._thumbnails.get(image_id)
+
+    def put_thumbnail(self, image_id: uuid.UUID, thumbnail: EncodedImage) -> None:
+        """Store a thumbnail for an existing image."""
+        with self._lock:
+            if image_id not in self._images:
+                raise StorageError("There is no image to attach this thumbnail to.")
+            self._thumbnails[image_id] = thumbnail
+
+    def exists(self, image_id: uuid.UUID) -> bool:
+        """Whether the PNG is stored."""
+        with self._lock:
+            return image_id in self._images
+
+    def delete(self, image_id: uuid.UUID) -> None:
+        """Forget the image and thumbnail."""
+        with self._lock:
+            self._images.pop(image_id, None)
+            self._thumbnails.pop(image_id, None)
+
+
+def _owner(email: str) -> str:
+    return normalise_email(email) or email
+
+
+def _wanted(emails: Collection[str] | None) -> set[str] | None:
+    return None if emails is None else {_owner(e) for e in emails}
+
+
+def newest_first(generations: Iterable[Generation]) -> list[Generation]:
+    """Newest first, ties broken by id so the order is total."""
+    return sorted(generations, key=lambda g: (g.created_at, str(g.id)), reverse=True)
+
+
+def summarise_usage(generations: Iterable[Generation]) -> UsageReport:
+    """Per-user counts and costs, largest spend first, then by email."""
+    counts: dict[str, int] = defaultdict(int)
+    costs: dict[str, CostEstimate] = defaultdict(CostEstimate.zero)
+    for g in generations:
+        owner = _owner(g.email)
+        counts[owner] += 1
+        costs[owner] = costs[owner] + g.cost
+    rows = [UserUsage(email, counts[email], costs[email]) for email in counts]
+    rows.sort(key=lambda r: (-r.cost.usd, r.email))
+    return UsageReport(tuple(rows))
+
+
+def summarise_daily(generations: Iterable[Generation], since: date) -> list[DailySpend]:
+    """Spend per UTC day and person from ``since`` on, oldest day first."""
+    counts: dict[tuple[str, str], int] = defaultdict(int)
+    costs: dict[tuple[str, str], CostEstimate] = defaultdict(CostEstimate.zero)
+    for g in generations:
+        day = g.created_at.astimezone(UTC).date()
+        if day >= since:
+            key = (day.isoformat(), _owner(g.email))
+            counts[key] += 1
+            costs[key] = costs[key] + g.cost
+    return [
+        DailySpend(day, email, counts[(day, email)], costs[(day, email)])
+        for day, email in sorted(counts)
+    ]
+
+
+class InMemoryMetadataRepository:
+    """``MetadataRepository`` in a dict; thread-safe."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._records: dict[uuid.UUID, Generation] = {}
+
+    def _select(self, emails: Collection[str] | None) -> list[Generation]:
+        wanted = _wanted(emails)
+        with self._lock:
+            records = list(self._records.values())
+        return [g for g in records if wanted is None or _owner(g.email) in wanted]
+
+    def add(self, generation: Generation) -> None:
+        """Record it; adding the same id twice is a storage error."""
+        with self._lock:
+            if generation.id in self._records:
+                raise StorageError(f"Generation {generation.id} is already recorded.")
+            self._records[generation.id] = generation
+
+    def get(self, generation_id: uuid.UUID) -> Generation | None:
+        """One record or ``None``."""
+        with self._lock:
+            return self._records.get(generation_id)
+
+    def page_for_user(self, email: str, offset: int, limit: int) -> GalleryPage:
+        """A slice of the person's generations, newest first."""
+        mine = newest_first(self._select([email]))
+        return GalleryPage(tuple(mine[offset : offset + limit]), len(mine), offset, limit)
+
+    def usage(self, emails: Collection[str] | None = None) -> UsageReport:
+        """Per-user totals."""
+        return summarise_usage(self._select(emails))
+
+    def daily_spend(self, since: date, emails: Collection[str] | None = None) -> list[DailySpend]:
+        """Per-day, per-user totals."""
+        return summarise_daily(self._select(emails), since)
+
+    def users(self) -> list[str]:
+        """Everyone with a generation."""
+        return sorted({_owner(g.email) for g in self._select(None)})
+
+
+class InMemoryPrefStore:
+    """``PrefStore`` in a dict; thread-safe."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._defaults: dict[str, str] = {}
+
+    def get_default_model(self, email: str) -> str | None:
+        """The stored alias or ``None``."""
+        with self._lock:
+            return self._defaults.get(_owner(email))
+
+    def set_default_model(self, email: str, alias: str) -> None:
+        """Remember the alias."""
+        with self._lock:
+            self._defaults[_owner(email)] = alias
+
+
+@attrs.define
+class FakeImageBackend:
+    """A scripted ``ImageBackend``: returns PNGs of the requested size or raises queued errors.
+
+    ``failures`` are raised one per call before any image is returned; every request is
+    kept in ``requests`` so tests can assert exactly what would have been sent.
+    """
+
+    failures: list[BackendError] = attrs.field(factory=list)
+    requests: list[BackendRequest] = attrs.field(factory=list)
+    token_usage: TokenUsage | None = None
+    name: str = "fake"
+
+    async def generate(self, request: BackendRequest) -> BackendImage:
+        """Record the request, then fail or return a solid PNG."""
+        self.requests.append(request)
+        if self.failures:
+            raise self.failures.pop(0)
+        ratio = request.aspect_ratio
+        width, height = ratio.dimensions(request.image_size) if ratio else (1024, 1024)
+        return BackendImage(make_png(width, height), "image/png", self.token_usage)
+
+
+@attrs.define
+class FixedClock:
+    """A ``Clock`` that returns ``current``, moved on by ``step`` at every call."""
+
+    current: datetime = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
+    step: timedelta = timedelta(0)
+
+    def now(self) -> datetime:
+        """The current fake time."""
+        value = self.current
+        self.current = value + self.step
+        return value
+
+
+@attrs.define
+class SequentialIds:
+    """An ``IdSource`` yielding predictable, valid uuid4 values."""
+
+    counter: int = 0
+
+    def new_id(self) -> uuid.UUID:
+        """The next id."""
+        self.counter += 1
+        return uuid.UUID(int=self.counter, version=4)
