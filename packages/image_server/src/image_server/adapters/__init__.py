@@ -1,0 +1,1 @@
+"""Adapters that fill the core's ports with real technology (files, SQLite, Gemini, Pillow)."""

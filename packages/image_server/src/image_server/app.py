@@ -1,0 +1,177 @@
+"""Composition root: the one place that turns ``Settings`` into a running ASGI app.
+
+Every adapter is chosen and built here and nowhere else; tests pass replacements as
+keyword overrides instead of patching modules.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from fastmcp.server.auth import AuthProvider
+from fastmcp.server.http import HostOriginGuardMiddleware
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.routing import Mount, Route
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from image_core.access import AccessPolicy
+from image_core.errors import InvalidConfiguration, StorageError
+from image_core.ports import Clock, IdSource, ImageBackend, ImageCodec
+from image_core.service import ImageService
+from image_server.adapters.fs_images import FilesystemImageStore
+from image_server.adapters.fs_metadata import FilesystemMetadataRepository
+from image_server.adapters.fs_prefs import FilesystemPrefStore
+from image_server.adapters.gemini import GeminiImageBackend
+from image_server.adapters.pillow_codec import PillowImageCodec
+from image_server.adapters.placeholder import PlaceholderImageBackend
+from image_server.adapters.system import RandomIds, SystemClock
+from image_server.auth import GoogleEndpoints, build_mcp_auth
+from image_server.dashboard import DashboardConfig, build_dashboard
+from image_server.mcp import build_mcp_server
+from image_server.routes import health, image_route
+from image_server.settings import Settings
+
+log = logging.getLogger("image_server")
+
+OAUTH_STATE_DIR = ".oauth"
+
+
+def build_backend(settings: Settings) -> ImageBackend:
+    """Gemini when configured, else the offline placeholder (dev or explicit choice)."""
+    if settings.backend == "gemini" and settings.gemini_api_key:
+        return GeminiImageBackend(
+            api_key=settings.gemini_api_key,
+            base_url=settings.gemini_base_url,
+            timeout_seconds=settings.gemini_timeout_seconds,
+        )
+    return PlaceholderImageBackend()
+
+
+def build_policy(settings: Settings) -> AccessPolicy:
+    """Open in dev, else the allow-list and admin list."""
+    if settings.auth_disabled:
+        return AccessPolicy.open_policy()
+    return AccessPolicy(allowed=settings.allowed_emails, admins=settings.admin_emails)
+
+
+def build_auth(settings: Settings, google: GoogleEndpoints) -> AuthProvider | None:
+    """The Google OAuth proxy for /mcp, or nothing when auth is disabled."""
+    if settings.auth_disabled:
+        return None
+    if not settings.google_client_id or not settings.google_client_secret:
+        raise InvalidConfiguration("Google login needs GOOGLE_OAUTH_CLIENT_ID and _SECRET.")
+    return build_mcp_auth(
+        client_id=settings.google_client_id,
+        client_secret=settings.google_client_secret,
+        base_url=settings.public_url,
+        jwt_signing_key=settings.jwt_signing_key,
+        storage_dir=settings.root / OAUTH_STATE_DIR,
+        allowed_client_redirect_uris=list(settings.allowed_redirect_uris),
+        endpoints=google,
+    )
+
+
+class SecurityHeaders:
+    """Adds headers every response should carry unless it set its own."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Wrap ``send`` to add the defaults to the response start."""
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_headers(message: dict[str, object]) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))  # type: ignore[call-overload]
+                present = {name.lower() for name, _ in headers}
+                for name, value in _DEFAULT_HEADERS:
+                    if name not in present:
+                        headers.append((name, value))
+                message["headers"] = headers
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)  # type: ignore[arg-type]
+
+
+_DEFAULT_HEADERS = (
+    (b"x-content-type-options", b"nosniff"),
+    (b"x-frame-options", b"DENY"),
+    (b"referrer-policy", b"no-referrer"),
+)
+
+
+def build_app(
+    settings: Settings,
+    *,
+    backend: ImageBackend | None = None,
+    codec: ImageCodec | None = None,
+    clock: Clock | None = None,
+    ids: IdSource | None = None,
+    google: GoogleEndpoints | None = None,
+) -> Starlette:
+    """Build the whole server: /mcp (+ OAuth routes), /health, /i/{name} and /ui."""
+    try:
+        settings.root.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StorageError(f"Cannot create the data folder IMG_ROOT ({exc.strerror}).") from None
+    google = google or GoogleEndpoints.google()
+    metadata = FilesystemMetadataRepository(settings.root)
+    chosen_backend = backend or build_backend(settings)
+    service = ImageService(
+        catalog=settings.catalog,
+        policy=build_policy(settings),
+        images=FilesystemImageStore(settings.root),
+        metadata=metadata,
+        prefs=FilesystemPrefStore(settings.root),
+        backend=chosen_backend,
+        codec=codec or PillowImageCodec(),
+        clock=clock or SystemClock(),
+        ids=ids or RandomIds(),
+    )
+    server = build_mcp_server(
+        service, public_url=settings.public_url, auth=build_auth(settings, google)
+    )
+    allowed_hosts = [settings.public_host]
+    mcp_app = server.http_app(path="/mcp", host_origin_protection=True, allowed_hosts=allowed_hosts)
+    dashboard = build_dashboard(
+        service,
+        DashboardConfig(
+            public_url=settings.public_url,
+            auth_disabled=settings.auth_disabled,
+            client_id=settings.google_client_id,
+            client_secret=settings.google_client_secret,
+            session_secret=settings.jwt_signing_key,
+            openid_configuration_url=google.openid_configuration_url,
+            issuer=google.issuer,
+            secure_cookies=settings.secure_cookies,
+        ),
+    )
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        async with mcp_app.lifespan(app):
+            yield
+        close = getattr(chosen_backend, "aclose", None)
+        if close is not None:
+            await close()
+        metadata.close()
+
+    return Starlette(
+        routes=[
+            Route("/health", health, methods=["GET", "HEAD"]),
+            image_route(settings.root),
+            Mount("/ui", app=dashboard),
+            Mount("", app=mcp_app),
+        ],
+        middleware=[
+            Middleware(SecurityHeaders),
+            Middleware(HostOriginGuardMiddleware, allowed_hosts=allowed_hosts, mode="strict"),
+        ],
+        lifespan=lifespan,
+    )

@@ -1,0 +1,283 @@
+"""The MCP face of the product: one ``generate_image`` tool behind an email allow-list.
+
+The tool only translates: MCP arguments in, ``ImageService.generate`` in the core, an
+inline preview plus the full-size URL out. Core errors become ``isError`` results
+with the core's own user-facing message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator
+from typing import Annotated, Any, Literal
+
+import mcp.types as mt
+from fastmcp import Context, FastMCP
+from fastmcp.exceptions import ToolError
+from fastmcp.server.auth import AuthProvider
+from fastmcp.server.dependencies import get_access_token
+from fastmcp.server.middleware import CallNext, Middleware, MiddlewareContext
+from fastmcp.tools.base import ToolResult
+from fastmcp.utilities.types import Image
+from pydantic import Field
+
+from image_core.access import AccessPolicy
+from image_core.catalog import ModelCatalog
+from image_core.domain import GenerationRequest, GenerationResult, Identity
+from image_core.errors import (
+    BackendMisconfigured,
+    BackendRefused,
+    BackendUnavailable,
+    ImageMcpError,
+    InvalidRequest,
+    NotAllowed,
+)
+from image_core.service import ImageService
+
+log = logging.getLogger("image_server.generation")
+
+TOOL_NAME = "generate_image"
+HEARTBEAT_SECONDS = 5.0
+
+AspectRatioChoice = Literal[
+    "1:1",
+    "2:3",
+    "3:2",
+    "3:4",
+    "4:3",
+    "4:5",
+    "5:4",
+    "9:16",
+    "16:9",
+    "21:9",
+    "1:4",
+    "4:1",
+    "1:8",
+    "8:1",
+]
+SizeChoice = Literal["1K", "2K", "4K"]
+
+
+def identity_from_token() -> Identity | None:
+    """The caller as the OAuth token describes them; ``None`` when there is no token."""
+    token = get_access_token()
+    if token is None:
+        return None
+    email = token.claims.get("email")
+    if not isinstance(email, str):
+        return None
+    verified = token.claims.get("email_verified")
+    return Identity(email=email, email_verified=verified is True or str(verified).lower() == "true")
+
+
+class AllowedEmailsMiddleware(Middleware):
+    """Refuses tool calls from anyone not on the allow-list, before any tool code runs."""
+
+    def __init__(self, policy: AccessPolicy) -> None:
+        self._policy = policy
+
+    async def on_call_tool(
+        self,
+        context: MiddlewareContext[mt.CallToolRequestParams],
+        call_next: CallNext[mt.CallToolRequestParams, ToolResult],
+    ) -> ToolResult:
+        """Check the token's email, then let the call through."""
+        if not self._policy.open:
+            identity = identity_from_token()
+            if not self._policy.may_generate(identity):
+                log.info(
+                    "tool call refused",
+                    extra={"event": "refused", "email": identity.email if identity else None},
+                )
+                raise ToolError(_refusal(identity))
+        return await call_next(context)
+
+
+def _refusal(identity: Identity | None) -> str:
+    if identity is None:
+        return "This server needs a Google login with an email address; reconnect and sign in."
+    if not identity.email_verified:
+        return f"The Google account {identity.email} has no verified email; it cannot generate."
+    return (
+        f"{identity.email} is signed in but may not generate images on this server. "
+        "Ask its owner to add this address to IMG_ALLOWED_EMAILS."
+    )
+
+
+def tool_description(catalog: ModelCatalog) -> str:
+    """Teaches the calling model the contract, including when (not) to pick a model."""
+    models = "\n".join(
+        f"- '{m.alias}' = {m.display_name} ({m.model_id}): {m.use_for}; "
+        + ", ".join(f"{s.value} {m.price(s).display()}" for s in sorted(m.prices))
+        for m in catalog
+    )
+    return (
+        "Generate an image from a text prompt with Google's Gemini image models, store it, "
+        "and return a small preview plus the URL of the full-size PNG.\n\n"
+        "Parameters:\n"
+        "- prompt: a full description of the picture (subject, style, composition, any "
+        "text to render).\n"
+        "- aspect_ratio: width:height, e.g. 16:9 for landscape, 9:16 for a phone "
+        "wallpaper; default 1:1 (or follows the reference image when editing).\n"
+        "- image_size: 1K (default), 2K or 4K; bigger costs more and takes longer.\n"
+        "- reference_images: to iterate on or edit earlier results ('same scene but at "
+        "night'), pass the file names this tool returned before (e.g. '<uuid>.png'); "
+        "their URLs also work.\n"
+        "- model: ONLY pass this when the human explicitly asked for a specific model. "
+        "Otherwise leave it out: the person's default model (chosen in the dashboard) "
+        "applies, and without one, flash.\n\n"
+        f"Models (estimated list price per image):\n{models}\n\n"
+        "Show the returned URL to the person; it is the full-resolution image."
+    )
+
+
+def reply(result: GenerationResult, public_url: str) -> ToolResult:
+    """Preview image, a text summary with the URL, and the same facts as structured data."""
+    g = result.generation
+    url = f"{public_url}{result.url_path}"
+    ratio = g.aspect_ratio.value if g.aspect_ratio else "model default"
+    lines = [
+        f"Image ready: {url}",
+        f"File name (pass it in reference_images to iterate): {g.file_name}",
+        f"Model: {g.model_alias} ({g.model_id}), size {g.image_size.value}, "
+        f"aspect ratio {ratio}, {g.width}x{g.height} px",
+        f"Estimated cost: {g.cost.display()}",
+    ]
+    if g.is_placeholder:
+        lines.append("Note: this server runs the offline placeholder backend; not a real image.")
+    preview_format = result.preview.mime_type.split("/", 1)[-1]
+    preview = Image(data=result.preview.data, format=preview_format).to_image_content()
+    structured: dict[str, Any] = {
+        "url": url,
+        "file_name": g.file_name,
+        "model": g.model_alias,
+        "model_id": g.model_id,
+        "image_size": g.image_size.value,
+        "aspect_ratio": g.aspect_ratio.value if g.aspect_ratio else None,
+        "width": g.width,
+        "height": g.height,
+        "estimated_cost_usd": str(g.cost.usd),
+        "placeholder": g.is_placeholder,
+    }
+    return ToolResult(
+        content=[preview, mt.TextContent(type="text", text="\n".join(lines))],
+        structured_content=structured,
+    )
+
+
+@contextlib.asynccontextmanager
+async def heartbeat(ctx: Context | None, label: str) -> AsyncIterator[None]:
+    """Sends a progress notification every few seconds while a slow call runs."""
+    if ctx is None:
+        yield
+        return
+    started = time.monotonic()
+
+    async def beat() -> None:
+        while True:
+            await asyncio.sleep(HEARTBEAT_SECONDS)
+            elapsed = time.monotonic() - started
+            with contextlib.suppress(Exception):  # progress is best effort
+                await ctx.report_progress(elapsed, None, f"{label} ({elapsed:.0f} s)")
+
+    task = asyncio.create_task(beat())
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+def _outcome(exc: ImageMcpError) -> str:
+    for kind, name in (
+        (NotAllowed, "not_allowed"),
+        (InvalidRequest, "invalid"),
+        (BackendRefused, "refused"),
+        (BackendUnavailable, "unavailable"),
+        (BackendMisconfigured, "misconfigured"),
+    ):
+        if isinstance(exc, kind):
+            return name
+    return "failed"
+
+
+def build_mcp_server(
+    service: ImageService,
+    *,
+    public_url: str,
+    auth: AuthProvider | None,
+) -> FastMCP:
+    """The FastMCP server with the tool and the allow-list middleware."""
+    server = FastMCP(
+        name="image-mcp",
+        instructions="Generates images with Gemini. Use generate_image; show the returned URL.",
+        auth=auth,
+        middleware=[AllowedEmailsMiddleware(service.policy)],
+        mask_error_details=True,
+    )
+
+    @server.tool(name=TOOL_NAME, description=tool_description(service.catalog))
+    async def generate_image(
+        prompt: Annotated[str, Field(description="What to draw, in detail.", min_length=1)],
+        aspect_ratio: Annotated[
+            AspectRatioChoice | None, Field(description="width:height; default 1:1.")
+        ] = None,
+        reference_images: Annotated[
+            list[str] | None,
+            Field(description="File names (or URLs) of earlier generations to iterate on."),
+        ] = None,
+        model: Annotated[
+            str | None,
+            Field(description="Only when the human explicitly asked: 'flash' or 'pro'."),
+        ] = None,
+        image_size: Annotated[
+            SizeChoice | None, Field(description="1K (default), 2K or 4K.")
+        ] = None,
+        ctx: Context | None = None,
+    ) -> ToolResult:
+        identity = identity_from_token()
+        started = time.monotonic()
+        fields: dict[str, Any] = {
+            "event": "generation",
+            "email": identity.email if identity else None,
+            "prompt_chars": len(prompt),
+            "references": len(reference_images or []),
+        }
+        try:
+            request = GenerationRequest.parse(
+                prompt,
+                aspect_ratio=aspect_ratio,
+                image_size=image_size,
+                model=model,
+                references=reference_images,
+            )
+            fields["size"] = request.image_size.value
+            async with heartbeat(ctx, "Waiting for the image model"):
+                result = await service.generate(identity, request)
+        except ImageMcpError as exc:
+            fields.update(outcome=_outcome(exc), duration_ms=_ms(started), error=exc.message)
+            log.info("generation failed", extra=fields)
+            raise ToolError(exc.message) from None
+        g = result.generation
+        fields.update(
+            outcome="ok",
+            id=str(g.id),
+            email=g.email,
+            model=g.model_alias,
+            model_id=g.model_id,
+            cost_usd=str(g.cost.usd),
+            duration_ms=_ms(started),
+            backend=g.backend,
+        )
+        log.info("generation stored", extra=fields)
+        return reply(result, public_url)
+
+    return server
+
+
+def _ms(started: float) -> int:
+    return round((time.monotonic() - started) * 1000)

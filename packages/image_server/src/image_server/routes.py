@@ -1,0 +1,103 @@
+"""Public routes: ``/health`` for the container and ``/i/{name}`` for the images.
+
+``/i/`` is public on purpose: Claude.ai must fetch the URL to show the picture, and the
+random uuid4 name is the access control. Only ``<lowercase uuid4>.png`` regular files
+are served, opened without following symlinks, so sidecars, prefs, OAuth state and
+anything a symlink points at stay unreachable.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import re
+import stat
+from pathlib import Path
+
+import anyio.to_thread
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
+
+PUBLIC_IMAGE_NAME = re.compile(
+    r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}\.png"
+)
+CHUNK_BYTES = 1024 * 1024
+IMMUTABLE = "public, max-age=31536000, immutable"
+
+
+async def health(_: Request) -> Response:
+    """Liveness for the container health check: no dependencies consulted."""
+    return JSONResponse({"ok": True})
+
+
+class OpenFileResponse(Response):
+    """Streams an already opened file descriptor, so the checked file is the served file."""
+
+    def __init__(self, fd: int, info: os.stat_result, headers: dict[str, str], send_body: bool):
+        super().__init__(status_code=200, headers=headers, media_type="image/png")
+        self.headers["content-length"] = str(info.st_size)
+        self._fd = fd
+        self._send_body = send_body
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Send headers, then the file in large chunks read in a worker thread."""
+        try:
+            await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
+            if not self._send_body:
+                await send({"type": "http.response.body", "body": b""})
+                return
+            more = True
+            while more:
+                chunk = await anyio.to_thread.run_sync(os.read, self._fd, CHUNK_BYTES)
+                more = len(chunk) == CHUNK_BYTES
+                await send({"type": "http.response.body", "body": chunk, "more_body": more})
+        finally:
+            os.close(self._fd)
+
+
+def _open_regular(path: Path) -> tuple[int, os.stat_result] | None:
+    try:
+        fd = os.open(
+            path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
+        )
+    except OSError as exc:
+        if exc.errno in {errno.ENOENT, errno.ELOOP, errno.ENOTDIR, errno.EACCES, errno.EISDIR}:
+            return None
+        raise
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode):
+        os.close(fd)
+        return None
+    return fd, info
+
+
+def image_route(root: Path) -> Route:
+    """``GET``/``HEAD /i/{name}`` serving PNGs from ``root`` with strong caching."""
+
+    async def serve_image(request: Request) -> Response:
+        name = request.path_params["name"]
+        if not PUBLIC_IMAGE_NAME.fullmatch(name):
+            return PlainTextResponse("Not found", status_code=404)
+        opened = await anyio.to_thread.run_sync(_open_regular, root / name)
+        if opened is None:
+            return PlainTextResponse("Not found", status_code=404)
+        fd, info = opened
+        etag = f'"{info.st_mtime_ns:x}-{info.st_size:x}"'
+        headers = {
+            "etag": etag,
+            "cache-control": IMMUTABLE,
+            "x-content-type-options": "nosniff",
+            "content-security-policy": "default-src 'none'; sandbox",
+        }
+        if etag in _etags(request.headers.get("if-none-match", "")):
+            os.close(fd)
+            return Response(status_code=304, headers=headers)
+        return OpenFileResponse(fd, info, headers, send_body=request.method != "HEAD")
+
+    return Route("/i/{name}", serve_image, methods=["GET", "HEAD"])
+
+
+def _etags(header: str) -> set[str]:
+    return {part.strip().removeprefix("W/") for part in header.split(",") if part.strip()}

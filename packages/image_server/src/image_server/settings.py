@@ -1,0 +1,289 @@
+"""Configuration from the environment, read once at start-up and validated as a whole.
+
+Every problem is collected so a deployer sees all of them in one go, each naming the
+variable and what to do. Secrets are kept out of ``repr`` and never echoed back.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Literal
+from urllib.parse import urlsplit
+
+import attrs
+
+from image_core.access import parse_email_list
+from image_core.catalog import ModelCatalog
+from image_core.errors import InvalidConfiguration
+
+BackendChoice = Literal["auto", "gemini", "placeholder"]
+
+DEFAULT_ROOT = Path("/srv/images")
+DEV_ROOT = Path(".localdata")
+DEFAULT_PORT = 8766
+MIN_SIGNING_KEY_CHARS = 32
+DEFAULT_REDIRECT_URIS = (
+    "http://localhost:*",
+    "http://127.0.0.1:*",
+    "https://claude.ai/api/mcp/auth_callback",
+)
+LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
+
+#: Every variable this server reads, with a one-line meaning (docs are checked against it).
+KNOWN_VARIABLES: Mapping[str, str] = {
+    "GEMINI_API_KEY": "Gemini API key used for every generation",
+    "GOOGLE_OAUTH_CLIENT_ID": "Google OAuth client id (MCP login and dashboard login)",
+    "GOOGLE_OAUTH_CLIENT_SECRET": "Google OAuth client secret",
+    "IMG_PUBLIC_URL": "public https base URL, e.g. https://images.example.com",
+    "IMG_JWT_SIGNING_KEY": "stable random secret; signs tokens, cookies, encrypts OAuth state",
+    "IMG_ALLOWED_EMAILS": "comma-separated emails that may generate",
+    "IMG_ADMIN_EMAILS": "comma-separated emails that see every user in the dashboard",
+    "IMG_MODEL_FLASH": "model id used for the flash alias",
+    "IMG_MODEL_PRO": "model id used for the pro alias",
+    "IMG_COST_FLASH_1K": "estimated USD per flash image at 1K",
+    "IMG_COST_FLASH_2K": "estimated USD per flash image at 2K",
+    "IMG_COST_FLASH_4K": "estimated USD per flash image at 4K",
+    "IMG_COST_PRO_1K": "estimated USD per pro image at 1K",
+    "IMG_COST_PRO_2K": "estimated USD per pro image at 2K",
+    "IMG_COST_PRO_4K": "estimated USD per pro image at 4K",
+    "IMG_ROOT": "data folder for images, records and OAuth state",
+    "IMG_AUTH_DISABLED": "1 to run without any login (local development only)",
+    "IMG_GEMINI_BASE_URL": "alternative Gemini API base URL (gateway or test server)",
+    "IMG_GEMINI_TIMEOUT": "seconds to wait for one Gemini answer",
+    "IMG_BACKEND": "auto, gemini or placeholder",
+    "IMG_ALLOWED_REDIRECT_URIS": "comma-separated MCP client redirect URIs (wildcards allowed)",
+    "IMG_HOST": "address to listen on",
+    "IMG_PORT": "port to listen on",
+    "IMG_LOG_LEVEL": "DEBUG, INFO, WARNING or ERROR",
+}
+
+
+class SettingsError(Exception):
+    """Start-up refused: ``problems`` holds one actionable line per problem."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+@attrs.frozen
+class Settings:
+    """Everything the composition root needs; built by ``load_settings``."""
+
+    root: Path
+    public_url: str
+    host: str = "0.0.0.0"  # noqa: S104 - a container listens on all interfaces
+    port: int = DEFAULT_PORT
+    auth_disabled: bool = False
+    dev: bool = False
+    gemini_api_key: str | None = attrs.field(default=None, repr=False)
+    gemini_base_url: str | None = None
+    gemini_timeout_seconds: float = 180.0
+    backend: Literal["gemini", "placeholder"] = "gemini"
+    google_client_id: str | None = None
+    google_client_secret: str | None = attrs.field(default=None, repr=False)
+    jwt_signing_key: str = attrs.field(factory=lambda: secrets.token_hex(32), repr=False)
+    signing_key_is_ephemeral: bool = False
+    allowed_emails: frozenset[str] = frozenset()
+    admin_emails: frozenset[str] = frozenset()
+    allowed_redirect_uris: tuple[str, ...] = DEFAULT_REDIRECT_URIS
+    catalog: ModelCatalog = attrs.field(factory=ModelCatalog)
+    log_level: str = "INFO"
+    warnings: tuple[str, ...] = ()
+
+    @property
+    def public_host(self) -> str:
+        """Host name (and port if any) of the public URL, for Host-header checks."""
+        return urlsplit(self.public_url).netloc
+
+    @property
+    def secure_cookies(self) -> bool:
+        """Cookies get the Secure flag unless the public URL is plain http (local dev)."""
+        return urlsplit(self.public_url).scheme == "https"
+
+
+def _flag(raw: str | None) -> bool:
+    return (raw or "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def _clean(env: Mapping[str, str], key: str) -> str | None:
+    value = env.get(key, "").strip()
+    return value or None
+
+
+def load_settings(env: Mapping[str, str], *, dev: bool = False) -> Settings:
+    """Validate ``env`` and build ``Settings``, or raise ``SettingsError`` listing every problem.
+
+    ``dev`` is the ``image-mcp dev`` mode: auth off, loopback only, local data folder,
+    placeholder images when no Gemini key is set.
+    """
+    problems: list[str] = []
+    notes: list[str] = []
+    auth_disabled = dev or _flag(env.get("IMG_AUTH_DISABLED"))
+
+    port = _port(env.get("IMG_PORT"), problems)
+    host = _clean(env, "IMG_HOST") or ("127.0.0.1" if dev else "0.0.0.0")  # noqa: S104
+    root = Path(_clean(env, "IMG_ROOT") or (DEV_ROOT if dev else DEFAULT_ROOT)).absolute()
+    public_url = _public_url(env, host, port, auth_disabled, problems)
+
+    api_key = _clean(env, "GEMINI_API_KEY")
+    backend = _backend(env.get("IMG_BACKEND"), api_key, auth_disabled, problems, notes)
+    timeout = _positive_float(env, "IMG_GEMINI_TIMEOUT", 180.0, problems)
+
+    client_id = _clean(env, "GOOGLE_OAUTH_CLIENT_ID")
+    client_secret = _clean(env, "GOOGLE_OAUTH_CLIENT_SECRET")
+    allowed = parse_email_list(env.get("IMG_ALLOWED_EMAILS", ""))
+    admins = parse_email_list(env.get("IMG_ADMIN_EMAILS", ""))
+    if auth_disabled:
+        notes.append(
+            "AUTHENTICATION IS DISABLED (IMG_AUTH_DISABLED=1 or dev mode): anyone who can "
+            "reach this server can generate images and see every image. Never expose it."
+        )
+    else:
+        if not client_id or not client_secret:
+            problems.append(
+                "GOOGLE_OAUTH_CLIENT_ID and GOOGLE_OAUTH_CLIENT_SECRET are required for Google "
+                "login (see docs/google-setup.md), or set IMG_AUTH_DISABLED=1 for local use."
+            )
+        if not allowed and not admins:
+            problems.append(
+                "IMG_ALLOWED_EMAILS is empty: nobody could generate. Set it to a "
+                "comma-separated list such as me@gmail.com,friend@gmail.com."
+            )
+
+    signing_key = _clean(env, "IMG_JWT_SIGNING_KEY")
+    if signing_key is not None and len(signing_key) < MIN_SIGNING_KEY_CHARS:
+        problems.append(
+            f"IMG_JWT_SIGNING_KEY is shorter than {MIN_SIGNING_KEY_CHARS} characters; "
+            "generate one with: openssl rand -hex 32"
+        )
+    elif signing_key is None and not auth_disabled:
+        notes.append(
+            "IMG_JWT_SIGNING_KEY is not set: a random key is used, so every restart signs "
+            "everyone out and connectors must log in again. Set it (openssl rand -hex 32)."
+        )
+
+    redirect_uris = tuple(
+        u.strip() for u in env.get("IMG_ALLOWED_REDIRECT_URIS", "").split(",") if u.strip()
+    )
+    try:
+        catalog = ModelCatalog.from_overrides(env)
+    except InvalidConfiguration as exc:
+        problems.append(exc.message)
+        catalog = ModelCatalog()
+
+    log_level = (_clean(env, "IMG_LOG_LEVEL") or "INFO").upper()
+    if log_level not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
+        problems.append(f"IMG_LOG_LEVEL={log_level!r} is not one of DEBUG, INFO, WARNING, ERROR.")
+        log_level = "INFO"
+
+    notes.extend(
+        f"{key} is not a setting this server knows; check its spelling."
+        for key in sorted(env)
+        if key.startswith("IMG_") and key not in KNOWN_VARIABLES
+    )
+    if problems:
+        raise SettingsError(problems)
+    return Settings(
+        root=root,
+        public_url=public_url,
+        host=host,
+        port=port,
+        auth_disabled=auth_disabled,
+        dev=dev,
+        gemini_api_key=api_key,
+        gemini_base_url=_clean(env, "IMG_GEMINI_BASE_URL"),
+        gemini_timeout_seconds=timeout,
+        backend=backend,
+        google_client_id=client_id,
+        google_client_secret=client_secret,
+        jwt_signing_key=signing_key or secrets.token_hex(32),
+        signing_key_is_ephemeral=signing_key is None,
+        allowed_emails=allowed,
+        admin_emails=admins,
+        allowed_redirect_uris=redirect_uris or DEFAULT_REDIRECT_URIS,
+        catalog=catalog,
+        log_level=log_level,
+        warnings=tuple(notes),
+    )
+
+
+def _port(raw: str | None, problems: list[str]) -> int:
+    if raw is None or not raw.strip():
+        return DEFAULT_PORT
+    if raw.strip().isdigit() and 0 < int(raw) < 65536:
+        return int(raw)
+    problems.append(f"IMG_PORT={raw!r} is not a port number between 1 and 65535.")
+    return DEFAULT_PORT
+
+
+def _positive_float(env: Mapping[str, str], key: str, default: float, problems: list[str]) -> float:
+    raw = _clean(env, key)
+    if raw is None:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not 0 < value < 3600:
+        problems.append(f"{key}={raw!r} must be a number of seconds between 0 and 3600.")
+        return default
+    return value
+
+
+def _public_url(
+    env: Mapping[str, str], host: str, port: int, auth_disabled: bool, problems: list[str]
+) -> str:
+    raw = _clean(env, "IMG_PUBLIC_URL")
+    if raw is None:
+        if auth_disabled:
+            shown = "127.0.0.1" if host in {"0.0.0.0", "::"} else host  # noqa: S104
+            return f"http://{shown}:{port}"
+        problems.append(
+            "IMG_PUBLIC_URL is required: the https address people reach this server at, "
+            "e.g. https://images.example.com (no path)."
+        )
+        return "https://invalid.invalid"
+    parts = urlsplit(raw)
+    loopback = (parts.hostname or "") in LOOPBACK_HOSTS
+    if parts.scheme not in {"http", "https"} or not parts.hostname:
+        problems.append(f"IMG_PUBLIC_URL={raw!r} is not an absolute http(s) URL.")
+    elif parts.scheme != "https" and not (auth_disabled or loopback):
+        problems.append(
+            f"IMG_PUBLIC_URL={raw!r} must use https: OAuth tokens and session cookies must "
+            "not travel in clear text. Put a TLS-terminating reverse proxy in front."
+        )
+    elif parts.path not in {"", "/"} or parts.query or parts.fragment:
+        problems.append(f"IMG_PUBLIC_URL={raw!r} must be just scheme and host, without a path.")
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+def _backend(
+    raw: str | None,
+    api_key: str | None,
+    auth_disabled: bool,
+    problems: list[str],
+    notes: list[str],
+) -> Literal["gemini", "placeholder"]:
+    choice = (raw or "auto").strip().lower()
+    if choice not in {"auto", "gemini", "placeholder"}:
+        problems.append(f"IMG_BACKEND={raw!r} must be auto, gemini or placeholder.")
+        return "placeholder"
+    if choice == "placeholder":
+        notes.append("IMG_BACKEND=placeholder: images are offline placeholders, not Gemini output.")
+        return "placeholder"
+    if api_key:
+        return "gemini"
+    if choice == "auto" and auth_disabled:
+        notes.append(
+            "GEMINI_API_KEY is not set: using the offline placeholder backend. "
+            "Set the key to generate real images."
+        )
+        return "placeholder"
+    problems.append(
+        "GEMINI_API_KEY is required to generate images (create one in Google AI Studio), "
+        "or set IMG_BACKEND=placeholder for an offline demo."
+    )
+    return "gemini"

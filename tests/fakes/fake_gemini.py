@@ -1,0 +1,623 @@
+"""A fake Gemini API on loopback HTTP that speaks the real ``generateContent`` wire format.
+
+Tests point the real google-genai client at it (``HttpOptions(base_url=fake.base_url)``)
+so the adapter is exercised through the real SDK, JSON shapes and HTTP stack, with
+scripted faults instead of mocks. Standard library plus Pillow only.
+
+Behaviours, queued with ``FakeGemini.script`` and consumed one per request (``"ok"``
+when the queue is empty):
+
+- ``ok`` an image at the requested ratio and size; ``jpeg`` the same as JPEG;
+  ``jpeg_labelled_png`` JPEG bytes declared as ``image/png`` (Gemini does this);
+  ``thoughts`` a thought text part and a thought image before the real image.
+- ``text_only`` a text answer and no image; ``safety_prompt`` a prompt block
+  (``promptFeedback.blockReason`` SAFETY); ``block_prompt:REASON`` any block reason;
+  ``safety_candidate`` finishReason IMAGE_SAFETY without parts; ``finish:REASON`` any
+  finish reason without parts; ``empty_response`` ``{}``; ``malformed_json`` a
+  truncated JSON body with status 200.
+- ``rate_limit`` 429 with RetryInfo; ``quota_exhausted`` 429 for a per-day quota;
+  ``server_error`` 500; ``overloaded_503``; ``gateway_timeout_504``;
+  ``not_found_404``; ``unauthorized_401``; ``unauthorized_403`` (the message quotes
+  the API key, as Google's "consumer suspended" errors do); ``invalid_key_400``
+  (Google's answer to a wrong key); ``bad_request_400``.
+- ``slow:SECONDS`` waits, then answers ``ok``; ``disconnect`` closes the connection
+  without an answer.
+"""
+
+from __future__ import annotations
+
+import base64
+import collections
+import contextlib
+import hashlib
+import io
+import json
+import re
+import socket
+import threading
+import uuid
+from collections.abc import Callable, Collection
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import TracebackType
+from typing import Any, Literal
+from urllib.parse import parse_qs, urlsplit
+
+from PIL import Image
+
+_PATH = re.compile(r"^/(?P<version>v1|v1beta)/models/(?P<model>[^/:]+):generateContent$")
+_LONG_SIDE = {"1K": 1024, "2K": 2048, "4K": 4096}
+# Image output tokens as Google bills them for Pro (flash is close enough for a fake).
+_IMAGE_TOKENS = {"1K": 1120, "2K": 1120, "4K": 2000}
+_THOUGHT_TOKENS = 96
+_RATIOS = frozenset(
+    {"1:1", "2:3", "3:2", "3:4", "4:3", "4:5", "5:4", "9:16", "16:9", "21:9"}
+    | {"1:4", "4:1", "1:8", "8:1"}
+)
+_SIMPLE = frozenset(
+    {
+        "ok",
+        "jpeg",
+        "jpeg_labelled_png",
+        "thoughts",
+        "text_only",
+        "safety_prompt",
+        "safety_candidate",
+        "empty_response",
+        "malformed_json",
+        "rate_limit",
+        "quota_exhausted",
+        "server_error",
+        "overloaded_503",
+        "gateway_timeout_504",
+        "not_found_404",
+        "unauthorized_401",
+        "unauthorized_403",
+        "invalid_key_400",
+        "bad_request_400",
+        "disconnect",
+    }
+)
+_PARAMETRISED = ("slow:", "block_prompt:", "finish:")
+FAULTS = _SIMPLE | {p + "ARG" for p in _PARAMETRISED}
+"""Every behaviour name ``script`` accepts (``ARG`` stands for the parameter)."""
+
+DEFAULT_TEXT_REPLY = (
+    "I can't create that image. I'm able to help with many other requests, though: "
+    "for example I could describe the scene in words, suggest a different composition, "
+    "or generate a picture of a similar subject that doesn't depict the specific "
+    "elements you mentioned. Let me know how you would like to continue and I will do "
+    "my best to help you get a result you are happy with. " * 2
+).strip()
+
+
+@dataclass(frozen=True)
+class InlineImage:
+    """An inline image part of a request, decoded."""
+
+    mime_type: str
+    data: bytes
+
+
+@dataclass(frozen=True)
+class RecordedRequest:
+    """One request as the fake saw it, so tests can assert on what the SDK sent."""
+
+    method: str
+    path: str
+    api_version: str | None
+    model: str | None
+    api_key: str | None
+    headers: dict[str, str]
+    prompt: str
+    config: dict[str, Any]
+    images: tuple[InlineImage, ...]
+    body: dict[str, Any]
+    behaviour: str
+
+
+@dataclass(frozen=True)
+class _Reply:
+    status: int
+    body: bytes
+
+
+class _Server(ThreadingHTTPServer):
+    """Tracks open connections so ``stop`` can end keep-alive handlers promptly."""
+
+    daemon_threads = False
+    block_on_close = True
+
+    def __init__(self, fake: FakeGemini) -> None:
+        self.fake = fake
+        self._open: set[socket.socket] = set()
+        self._open_lock = threading.Lock()
+        super().__init__(("127.0.0.1", 0), _Handler)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        with self._open_lock:
+            self._open.add(request)
+        super().process_request(request, client_address)
+
+    def shutdown_request(self, request: Any) -> None:
+        with self._open_lock:
+            self._open.discard(request)
+        super().shutdown_request(request)
+
+    def drop_connections(self) -> None:
+        with self._open_lock:
+            sockets = list(self._open)
+        for sock in sockets:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """Stay quiet about clients that hung up (timeouts do that on purpose)."""
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: _Server
+
+    def do_POST(self) -> None:
+        self.server.fake._serve(self)
+
+    def do_GET(self) -> None:
+        self.server.fake._serve(self)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Keep test output clean."""
+
+
+class FakeGemini:
+    """Fake ``generativelanguage.googleapis.com`` for ``/v1`` and ``/v1beta``.
+
+    ``api_key`` makes it answer like Google to any other key; ``known_models`` makes
+    it answer 404 to other model ids. ``delay_seconds``, ``image_format`` and
+    ``emit_thoughts`` are plain attributes that apply to every later request.
+    """
+
+    def __init__(
+        self,
+        *,
+        api_key: str | None = None,
+        known_models: Collection[str] | None = None,
+        delay_seconds: float = 0.0,
+        image_format: Literal["png", "jpeg"] = "png",
+        emit_thoughts: bool = False,
+        text_reply: str = DEFAULT_TEXT_REPLY,
+    ) -> None:
+        self.api_key = api_key
+        self.known_models = frozenset(known_models) if known_models is not None else None
+        self.delay_seconds = delay_seconds
+        self.image_format: Literal["png", "jpeg"] = image_format
+        self.emit_thoughts = emit_thoughts
+        self.text_reply = text_reply
+        self._lock = threading.Lock()
+        self._script: collections.deque[str] = collections.deque()
+        self._requests: list[RecordedRequest] = []
+        self._stopping = threading.Event()
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    def start(self) -> FakeGemini:
+        """Listen on a free loopback port and serve from a background thread."""
+        if self._server is not None:
+            raise RuntimeError("FakeGemini is already running")
+        self._stopping.clear()
+        self._server = _Server(self)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, name="fake-gemini", daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop serving, cut open connections and wait for every handler to finish."""
+        server, thread = self._server, self._thread
+        if server is None or thread is None:
+            return
+        self._stopping.set()
+        server.shutdown()
+        server.drop_connections()
+        server.server_close()
+        thread.join()
+        self._server = self._thread = None
+
+    def __enter__(self) -> FakeGemini:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    @property
+    def port(self) -> int:
+        """The port it listens on."""
+        if self._server is None:
+            raise RuntimeError("FakeGemini is not running")
+        return int(self._server.server_address[1])
+
+    @property
+    def base_url(self) -> str:
+        """What to pass as ``HttpOptions(base_url=...)``."""
+        return f"http://127.0.0.1:{self.port}"
+
+    # -- scripting and inspection ----------------------------------------------------
+
+    def script(self, *behaviours: str) -> None:
+        """Queue behaviours for the next requests, one each, in order."""
+        for behaviour in behaviours:
+            _check_behaviour(behaviour)
+        with self._lock:
+            self._script.extend(behaviours)
+
+    @property
+    def pending(self) -> list[str]:
+        """Scripted behaviours not consumed yet."""
+        with self._lock:
+            return list(self._script)
+
+    @property
+    def requests(self) -> list[RecordedRequest]:
+        """Every request received so far, oldest first."""
+        with self._lock:
+            return list(self._requests)
+
+    def reset(self) -> None:
+        """Forget recorded requests and the remaining script."""
+        with self._lock:
+            self._requests.clear()
+            self._script.clear()
+
+    # -- serving ---------------------------------------------------------------------
+
+    def _serve(self, handler: _Handler) -> None:
+        length = int(handler.headers.get("Content-Length") or 0)
+        raw = handler.rfile.read(length) if length else b""
+        with self._lock:
+            behaviour = self._script.popleft() if self._script else "ok"
+        record, reply = self._answer(handler, raw, behaviour)
+        with self._lock:
+            self._requests.append(record)
+        delay = self.delay_seconds
+        if behaviour.startswith("slow:"):
+            delay += float(behaviour.removeprefix("slow:"))
+        if (delay > 0 and self._stopping.wait(delay)) or reply is None:
+            handler.close_connection = True
+            return
+        try:
+            handler.send_response(reply.status)
+            handler.send_header("Content-Type", "application/json; charset=UTF-8")
+            handler.send_header("Content-Length", str(len(reply.body)))
+            handler.end_headers()
+            handler.wfile.write(reply.body)
+        except OSError:
+            handler.close_connection = True
+
+    def _answer(
+        self, handler: _Handler, raw: bytes, behaviour: str
+    ) -> tuple[RecordedRequest, _Reply | None]:
+        url = urlsplit(handler.path)
+        match = _PATH.match(url.path)
+        key = handler.headers.get("x-goog-api-key") or _query_key(url.query)
+        try:
+            body = json.loads(raw) if raw else {}
+        except ValueError:
+            body = None
+        payload = body if isinstance(body, dict) else {}
+        prompt, images = _user_content(payload)
+        config = payload.get("generationConfig")
+        record = RecordedRequest(
+            method=handler.command,
+            path=url.path,
+            api_version=match["version"] if match else None,
+            model=match["model"] if match else None,
+            api_key=key,
+            headers={k.lower(): v for k, v in handler.headers.items()},
+            prompt=prompt,
+            config=config if isinstance(config, dict) else {},
+            images=images,
+            body=payload,
+            behaviour=behaviour,
+        )
+        if handler.command != "POST" or match is None:
+            return record, _error(404, "NOT_FOUND", f"Method not found: {url.path}")
+        if body is None or not isinstance(body, dict):
+            return record, _error(400, "INVALID_ARGUMENT", "Invalid JSON payload received.")
+        if not key:
+            return record, _error(
+                403,
+                "PERMISSION_DENIED",
+                "Method doesn't allow unregistered callers (callers without established "
+                "identity). Please use API Key or other form of API consumer identity.",
+            )
+        if self.api_key is not None and key != self.api_key:
+            return record, _invalid_key()
+        model = match["model"]
+        if self.known_models is not None and model not in self.known_models:
+            return record, _not_found(model, match["version"])
+        return record, self._behave(behaviour, record, key)
+
+    def _behave(self, behaviour: str, record: RecordedRequest, key: str) -> _Reply | None:
+        name, _, arg = behaviour.partition(":")
+        usage = _usage(record, image_tokens=0)
+        faults: dict[str, Callable[[], _Reply | None]] = {
+            "text_only": lambda: _ok(
+                _candidate([{"text": self.text_reply}], "STOP"), usage, record
+            ),
+            "safety_prompt": lambda: _blocked_prompt("SAFETY", usage, record),
+            "block_prompt": lambda: _blocked_prompt(arg, usage, record),
+            "safety_candidate": lambda: _ok(_candidate(None, "IMAGE_SAFETY"), usage, record),
+            "finish": lambda: _ok(_candidate(None, arg), usage, record),
+            "empty_response": lambda: _Reply(200, b"{}"),
+            "malformed_json": lambda: _Reply(200, b'{"candidates": [{"content": {"parts": [{"inl'),
+            "rate_limit": _rate_limited,
+            "quota_exhausted": _quota_exhausted,
+            "server_error": lambda: _error(
+                500,
+                "INTERNAL",
+                "An internal error has occurred. Please retry or report in "
+                "https://developers.generativeai.google/guide/troubleshooting",
+            ),
+            "overloaded_503": lambda: _error(
+                503, "UNAVAILABLE", "The model is overloaded. Please try again later."
+            ),
+            "gateway_timeout_504": lambda: _error(
+                504, "DEADLINE_EXCEEDED", "Deadline expired before operation could complete."
+            ),
+            "not_found_404": lambda: _not_found(record.model or "", record.api_version or "v1"),
+            "unauthorized_401": lambda: _error(
+                401,
+                "UNAUTHENTICATED",
+                "Request had invalid authentication credentials. Expected OAuth 2 access "
+                "token, login cookie or other valid authentication credential.",
+            ),
+            "unauthorized_403": lambda: _suspended(key),
+            "invalid_key_400": _invalid_key,
+            "bad_request_400": lambda: _error(
+                400, "INVALID_ARGUMENT", "Request contains an invalid argument."
+            ),
+            "disconnect": lambda: None,
+        }
+        fault = faults.get(name)
+        return fault() if fault else self._image_reply(behaviour, record)
+
+    def _image_reply(self, behaviour: str, record: RecordedRequest) -> _Reply:
+        image_config = record.config.get("imageConfig") or {}
+        size = image_config.get("imageSize") or "1K"
+        ratio = image_config.get("aspectRatio") or "1:1"
+        if size not in _LONG_SIDE:
+            return _error(400, "INVALID_ARGUMENT", f"Unsupported image size: {size}.")
+        if ratio not in _RATIOS:
+            return _error(400, "INVALID_ARGUMENT", f"Unsupported aspect ratio: {ratio}.")
+        modalities = record.config.get("responseModalities") or ["TEXT", "IMAGE"]
+        if "IMAGE" not in modalities:
+            usage = _usage(record, image_tokens=0)
+            return _ok(_candidate([{"text": "A picture, in words."}], "STOP"), usage, record)
+        jpeg = self.image_format == "jpeg" or behaviour in {"jpeg", "jpeg_labelled_png"}
+        data = render(record.prompt, ratio, size, "JPEG" if jpeg else "PNG")
+        declared = (
+            "image/jpeg" if behaviour == "jpeg" or self.image_format == "jpeg" else "image/png"
+        )
+        parts: list[dict[str, Any]] = []
+        thoughts = self.emit_thoughts or behaviour == "thoughts"
+        if thoughts:
+            draft = render("draft:" + record.prompt, "1:1", None, "PNG")
+            parts += [
+                {"text": "**Planning the composition**\nA first sketch.", "thought": True},
+                {"inlineData": {"mimeType": "image/png", "data": _b64(draft)}, "thought": True},
+            ]
+        if "TEXT" in modalities:
+            parts.append({"text": "Here is the image you asked for."})
+        parts.append(
+            {
+                "inlineData": {"mimeType": declared, "data": _b64(data)},
+                "thoughtSignature": _b64(b"fake-signature"),
+            }
+        )
+        usage = _usage(record, image_tokens=_IMAGE_TOKENS[size], thoughts=thoughts)
+        return _ok(_candidate(parts, "STOP"), usage, record)
+
+
+def dimensions(ratio: str, size: str | None) -> tuple[int, int]:
+    """Pixel size for ``ratio`` with the long side of ``size`` (``None``: a 64 px draft)."""
+    long_side = _LONG_SIDE[size] if size else 64
+    width, height = (int(n) for n in ratio.split(":"))
+    if width >= height:
+        return long_side, max(1, round(long_side * height / width))
+    return max(1, round(long_side * width / height)), long_side
+
+
+def render(prompt: str, ratio: str, size: str | None, fmt: Literal["PNG", "JPEG"]) -> bytes:
+    """A solid image whose colour depends on the prompt: cheap, yet a real image."""
+    red, green, blue = hashlib.sha256(prompt.encode()).digest()[:3]
+    image = Image.new("RGB", dimensions(ratio, size), (red, green, blue))
+    out = io.BytesIO()
+    if fmt == "PNG":
+        image.save(out, format="PNG", compress_level=1)
+    else:
+        image.save(out, format="JPEG", quality=85)
+    return out.getvalue()
+
+
+def _check_behaviour(behaviour: str) -> None:
+    if behaviour in _SIMPLE:
+        return
+    prefix = next((p for p in _PARAMETRISED if behaviour.startswith(p)), None)
+    arg = behaviour.removeprefix(prefix) if prefix else ""
+    if prefix == "slow:":
+        try:
+            if float(arg) >= 0:
+                return
+        except ValueError:
+            pass
+    elif prefix is not None and arg:
+        return
+    raise ValueError(f"unknown fake Gemini behaviour {behaviour!r}; known: {sorted(FAULTS)}")
+
+
+def _query_key(query: str) -> str | None:
+    keys = parse_qs(query).get("key")
+    return keys[0] if keys else None
+
+
+def _user_content(body: dict[str, Any]) -> tuple[str, tuple[InlineImage, ...]]:
+    texts: list[str] = []
+    images: list[InlineImage] = []
+    contents = body.get("contents")
+    for content in contents if isinstance(contents, list) else []:
+        for part in content.get("parts", []) if isinstance(content, dict) else []:
+            if not isinstance(part, dict):
+                continue
+            if isinstance(part.get("text"), str):
+                texts.append(part["text"])
+            # Like Google's proto-JSON parser, accept camelCase and snake_case names:
+            # google-genai sends ``inlineData`` holding ``mime_type``.
+            inline = part.get("inlineData", part.get("inline_data"))
+            if isinstance(inline, dict):
+                data = base64.b64decode(inline.get("data", ""))
+                mime = inline.get("mimeType", inline.get("mime_type", ""))
+                images.append(InlineImage(str(mime), data))
+    return "\n".join(texts), tuple(images)
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def _json(status: int, body: dict[str, Any]) -> _Reply:
+    return _Reply(status, json.dumps(body, indent=2).encode())
+
+
+def _usage(record: RecordedRequest, *, image_tokens: int, thoughts: bool = False) -> dict[str, int]:
+    prompt_tokens = max(1, len(record.prompt) // 4) + 258 * len(record.images)
+    usage = {"promptTokenCount": prompt_tokens}
+    if image_tokens:
+        usage["candidatesTokenCount"] = image_tokens
+    if thoughts:
+        usage["thoughtsTokenCount"] = _THOUGHT_TOKENS
+    usage["totalTokenCount"] = sum(usage.values())
+    return usage
+
+
+def _candidate(parts: list[dict[str, Any]] | None, finish_reason: str) -> dict[str, Any]:
+    candidate: dict[str, Any] = {"finishReason": finish_reason, "index": 0}
+    if parts is not None:
+        candidate["content"] = {"parts": parts, "role": "model"}
+    return candidate
+
+
+def _ok(candidate: dict[str, Any], usage: dict[str, int], record: RecordedRequest) -> _Reply:
+    return _json(
+        200,
+        {
+            "candidates": [candidate],
+            "usageMetadata": usage,
+            "modelVersion": record.model,
+            "responseId": uuid.uuid4().hex[:22],
+        },
+    )
+
+
+def _blocked_prompt(reason: str, usage: dict[str, int], record: RecordedRequest) -> _Reply:
+    return _json(
+        200,
+        {
+            "promptFeedback": {"blockReason": reason},
+            "usageMetadata": usage,
+            "modelVersion": record.model,
+            "responseId": uuid.uuid4().hex[:22],
+        },
+    )
+
+
+def _error(
+    code: int, status: str, message: str, details: list[dict[str, Any]] | None = None
+) -> _Reply:
+    error: dict[str, Any] = {"code": code, "message": message, "status": status}
+    if details:
+        error["details"] = details
+    return _json(code, {"error": error})
+
+
+def _not_found(model: str, version: str) -> _Reply:
+    return _error(
+        404,
+        "NOT_FOUND",
+        f"models/{model} is not found for API version {version}, or is not supported for "
+        "generateContent. Call ListModels to see the list of available models and their "
+        "supported methods.",
+    )
+
+
+def _invalid_key() -> _Reply:
+    return _error(
+        400,
+        "INVALID_ARGUMENT",
+        "API key not valid. Please pass a valid API key.",
+        [
+            {
+                "@type": "type.googleapis.com/google.rpc.ErrorInfo",
+                "reason": "API_KEY_INVALID",
+                "domain": "googleapis.com",
+                "metadata": {"service": "generativelanguage.googleapis.com"},
+            }
+        ],
+    )
+
+
+def _suspended(key: str) -> _Reply:
+    """Google quotes the key in some 403s: the adapter must never pass that on."""
+    return _error(
+        403,
+        "PERMISSION_DENIED",
+        f"Permission denied: Consumer 'api_key:{key}' has been suspended.",
+        [
+            {
+                "@type": "type.googleapis.com/google.rpc.ErrorInfo",
+                "reason": "CONSUMER_SUSPENDED",
+                "domain": "googleapis.com",
+                "metadata": {"consumer": f"projects/123/apiKeys/{key}"},
+            }
+        ],
+    )
+
+
+def _rate_limited() -> _Reply:
+    return _error(
+        429,
+        "RESOURCE_EXHAUSTED",
+        "Resource has been exhausted (e.g. check quota).",
+        [{"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": "2s"}],
+    )
+
+
+def _quota_exhausted() -> _Reply:
+    return _error(
+        429,
+        "RESOURCE_EXHAUSTED",
+        "You exceeded your current quota, please check your plan and billing details. "
+        "For more information on this error, head to: "
+        "https://ai.google.dev/gemini-api/docs/rate-limits.",
+        [
+            {
+                "@type": "type.googleapis.com/google.rpc.QuotaFailure",
+                "violations": [
+                    {
+                        "quotaMetric": (
+                            "generativelanguage.googleapis.com/generate_content_free_tier_requests"
+                        ),
+                        "quotaId": "GenerateRequestsPerDayPerProjectPerModel-FreeTier",
+                    }
+                ],
+            },
+            {"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": "41s"},
+        ],
+    )

@@ -1,0 +1,174 @@
+"""Start-up configuration: safe production defaults, one clear line per problem."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from image_core.domain import ImageSize
+from image_server.settings import DEFAULT_REDIRECT_URIS, SettingsError, load_settings
+
+KEY = "k" * 64
+PROD = {
+    "GEMINI_API_KEY": "gem-secret-123456",
+    "GOOGLE_OAUTH_CLIENT_ID": "client.apps.example",
+    "GOOGLE_OAUTH_CLIENT_SECRET": "oauth-secret-123456",
+    "IMG_PUBLIC_URL": "https://images.example.com",
+    "IMG_JWT_SIGNING_KEY": KEY,
+    "IMG_ALLOWED_EMAILS": "Me@Example.com, friend@example.com",
+}
+
+
+def problems(env: dict[str, str], *, dev: bool = False) -> list[str]:
+    with pytest.raises(SettingsError) as caught:
+        load_settings(env, dev=dev)
+    return caught.value.problems
+
+
+def test_a_complete_production_environment_loads_with_safe_defaults() -> None:
+    """Every required value present: defaults for port, root and redirect allow-list."""
+    s = load_settings(PROD)
+    assert s.port == 8766
+    assert s.host == "0.0.0.0"
+    assert s.root == Path("/srv/images")
+    assert s.allowed_emails == {"me@example.com", "friend@example.com"}
+    assert s.allowed_redirect_uris == DEFAULT_REDIRECT_URIS
+    assert s.backend == "gemini"
+    assert s.public_host == "images.example.com"
+    assert s.secure_cookies
+    assert not s.auth_disabled
+    assert not s.signing_key_is_ephemeral
+    assert s.warnings == ()
+
+
+def test_an_empty_environment_lists_every_missing_production_setting() -> None:
+    """OAuth client, allow-list, public URL and Gemini key are each reported."""
+    found = "\n".join(problems({}))
+    for name in (
+        "GOOGLE_OAUTH_CLIENT_ID",
+        "IMG_ALLOWED_EMAILS",
+        "IMG_PUBLIC_URL",
+        "GEMINI_API_KEY",
+    ):
+        assert name in found
+
+
+@pytest.mark.parametrize(
+    "url", ["http://images.example.com", "ftp://x.example", "images.example.com"]
+)
+def test_a_public_url_without_https_is_refused_in_production(url: str) -> None:
+    """Tokens and cookies must not travel in clear text."""
+    found = problems({**PROD, "IMG_PUBLIC_URL": url})
+    assert any("IMG_PUBLIC_URL" in p for p in found)
+
+
+def test_a_public_url_with_a_path_is_refused() -> None:
+    """The MCP resource and callbacks are built from the bare origin."""
+    assert any(
+        "without a path" in p for p in problems({**PROD, "IMG_PUBLIC_URL": "https://x.example/app"})
+    )
+
+
+def test_a_loopback_http_url_is_accepted_for_local_production_checks() -> None:
+    """Plain http on loopback never leaves the machine; cookies then drop Secure."""
+    s = load_settings({**PROD, "IMG_PUBLIC_URL": "http://127.0.0.1:8766"})
+    assert not s.secure_cookies
+
+
+def test_a_short_signing_key_is_refused() -> None:
+    """A guessable key would let anyone mint tokens."""
+    assert any(
+        "IMG_JWT_SIGNING_KEY" in p for p in problems({**PROD, "IMG_JWT_SIGNING_KEY": "short"})
+    )
+
+
+def test_a_missing_signing_key_is_a_warning_and_a_random_key_is_used() -> None:
+    """Recommended, not required: without it logins do not survive restarts."""
+    env = {k: v for k, v in PROD.items() if k != "IMG_JWT_SIGNING_KEY"}
+    first, second = load_settings(env), load_settings(env)
+    assert first.signing_key_is_ephemeral
+    assert first.jwt_signing_key != second.jwt_signing_key
+    assert any("IMG_JWT_SIGNING_KEY" in w for w in first.warnings)
+
+
+def test_auth_disabled_needs_no_secrets_and_warns_loudly() -> None:
+    """Dev mode runs open with the placeholder backend and says so."""
+    s = load_settings({"IMG_AUTH_DISABLED": "1"})
+    assert s.auth_disabled
+    assert s.backend == "placeholder"
+    assert s.public_url == "http://127.0.0.1:8766"
+    assert any("AUTHENTICATION IS DISABLED" in w for w in s.warnings)
+
+
+def test_dev_mode_listens_on_loopback_and_keeps_data_locally(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """`image-mcp dev` never binds a public interface and writes under ./.localdata."""
+    monkeypatch.chdir(tmp_path)
+    s = load_settings({}, dev=True)
+    assert s.host == "127.0.0.1"
+    assert s.root == tmp_path / ".localdata"
+    assert s.auth_disabled
+
+
+def test_dev_mode_uses_gemini_when_a_key_is_present() -> None:
+    """The placeholder is only a fallback."""
+    assert load_settings({"GEMINI_API_KEY": "abc123456"}, dev=True).backend == "gemini"
+
+
+def test_the_placeholder_backend_can_be_chosen_explicitly_in_production() -> None:
+    """An offline demo deployment needs no Gemini key, with a warning."""
+    env = {k: v for k, v in PROD.items() if k != "GEMINI_API_KEY"}
+    s = load_settings({**env, "IMG_BACKEND": "placeholder"})
+    assert s.backend == "placeholder"
+    assert any("placeholder" in w for w in s.warnings)
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("IMG_PORT", "http"),
+        ("IMG_PORT", "70000"),
+        ("IMG_BACKEND", "dalle"),
+        ("IMG_GEMINI_TIMEOUT", "-3"),
+        ("IMG_LOG_LEVEL", "LOUD"),
+        ("IMG_COST_PRO_4K", "cheap"),
+    ],
+)
+def test_malformed_values_are_reported_by_name(key: str, value: str) -> None:
+    """Each bad value produces a problem line naming its variable."""
+    assert any(key in p for p in problems({**PROD, key: value}))
+
+
+def test_model_and_price_overrides_reach_the_catalog() -> None:
+    """A rename or price change needs configuration only."""
+    s = load_settings({**PROD, "IMG_MODEL_PRO": "gemini-4-pro-image", "IMG_COST_PRO_4K": "0.30"})
+    pro = s.catalog.resolve("pro")
+    assert pro.model_id == "gemini-4-pro-image"
+    assert pro.price(ImageSize.S4K).usd == Decimal("0.30")
+
+
+def test_redirect_uri_allow_list_is_configurable() -> None:
+    """Deployers can add another MCP client's callback."""
+    s = load_settings(
+        {**PROD, "IMG_ALLOWED_REDIRECT_URIS": "https://a.example/cb, http://localhost:*"}
+    )
+    assert s.allowed_redirect_uris == ("https://a.example/cb", "http://localhost:*")
+
+
+def test_a_misspelt_variable_is_pointed_out() -> None:
+    """IMG_ALOWED_EMAILS would otherwise be silently ignored."""
+    s = load_settings({**PROD, "IMG_ALOWED_EMAILS": "x@example.com"})
+    assert any("IMG_ALOWED_EMAILS" in w for w in s.warnings)
+
+
+def test_secrets_never_appear_in_the_settings_repr_or_problems() -> None:
+    """Logs of the settings object or its errors carry no secret."""
+    s = load_settings(PROD)
+    text = repr(s)
+    for secret in (PROD["GEMINI_API_KEY"], PROD["GOOGLE_OAUTH_CLIENT_SECRET"], KEY):
+        assert secret not in text
+    found = "\n".join(problems({**PROD, "IMG_PUBLIC_URL": "http://x.example"}))
+    assert PROD["GOOGLE_OAUTH_CLIENT_SECRET"] not in found
