@@ -34,6 +34,7 @@ import io
 import json
 import re
 import socket
+import sys
 import threading
 import uuid
 from collections.abc import Callable, Collection
@@ -114,6 +115,7 @@ class RecordedRequest:
     images: tuple[InlineImage, ...]
     body: dict[str, Any]
     behaviour: str
+    client_port: int
 
 
 @dataclass(frozen=True)
@@ -153,6 +155,8 @@ class _Server(ThreadingHTTPServer):
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         """Stay quiet about clients that hung up (timeouts do that on purpose)."""
+        if not isinstance(sys.exc_info()[1], OSError):
+            super().handle_error(request, client_address)
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -209,7 +213,11 @@ class FakeGemini:
         self._stopping.clear()
         self._server = _Server(self)
         self._thread = threading.Thread(
-            target=self._server.serve_forever, name="fake-gemini", daemon=True
+            # A short poll interval keeps ``stop`` (and so each test's teardown) fast.
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.02},
+            name="fake-gemini",
+            daemon=True,
         )
         self._thread.start()
         return self
@@ -312,7 +320,10 @@ class FakeGemini:
         except ValueError:
             body = None
         payload = body if isinstance(body, dict) else {}
-        prompt, images = _user_content(payload)
+        try:
+            prompt, images = _user_content(payload)
+        except ValueError:
+            body, prompt, images = None, "", ()
         config = payload.get("generationConfig")
         record = RecordedRequest(
             method=handler.command,
@@ -326,6 +337,7 @@ class FakeGemini:
             images=images,
             body=payload,
             behaviour=behaviour,
+            client_port=int(handler.client_address[1]),
         )
         if handler.command != "POST" or match is None:
             return record, _error(404, "NOT_FOUND", f"Method not found: {url.path}")
@@ -390,14 +402,14 @@ class FakeGemini:
         return fault() if fault else self._image_reply(behaviour, record)
 
     def _image_reply(self, behaviour: str, record: RecordedRequest) -> _Reply:
-        image_config = record.config.get("imageConfig") or {}
-        size = image_config.get("imageSize") or "1K"
-        ratio = image_config.get("aspectRatio") or "1:1"
+        image_config = _field(record.config, "imageConfig") or {}
+        size = _field(image_config, "imageSize") or "1K"
+        ratio = _field(image_config, "aspectRatio") or "1:1"
         if size not in _LONG_SIDE:
             return _error(400, "INVALID_ARGUMENT", f"Unsupported image size: {size}.")
         if ratio not in _RATIOS:
             return _error(400, "INVALID_ARGUMENT", f"Unsupported aspect ratio: {ratio}.")
-        modalities = record.config.get("responseModalities") or ["TEXT", "IMAGE"]
+        modalities = _field(record.config, "responseModalities") or ["TEXT", "IMAGE"]
         if "IMAGE" not in modalities:
             usage = _usage(record, image_tokens=0)
             return _ok(_candidate([{"text": "A picture, in words."}], "STOP"), usage, record)
@@ -463,6 +475,12 @@ def _check_behaviour(behaviour: str) -> None:
     raise ValueError(f"unknown fake Gemini behaviour {behaviour!r}; known: {sorted(FAULTS)}")
 
 
+def _field(obj: dict[str, Any], camel: str) -> Any:
+    """``obj[camel]`` or its snake_case twin: Google's JSON parser accepts both."""
+    snake = re.sub(r"(?<!^)(?=[A-Z])", "_", camel).lower()
+    return obj.get(camel, obj.get(snake))
+
+
 def _query_key(query: str) -> str | None:
     keys = parse_qs(query).get("key")
     return keys[0] if keys else None
@@ -482,10 +500,16 @@ def _user_content(body: dict[str, Any]) -> tuple[str, tuple[InlineImage, ...]]:
             # google-genai sends ``inlineData`` holding ``mime_type``.
             inline = part.get("inlineData", part.get("inline_data"))
             if isinstance(inline, dict):
-                data = base64.b64decode(inline.get("data", ""))
+                data = _decode_bytes(str(inline.get("data", "")))
                 mime = inline.get("mimeType", inline.get("mime_type", ""))
                 images.append(InlineImage(str(mime), data))
     return "\n".join(texts), tuple(images)
+
+
+def _decode_bytes(text: str) -> bytes:
+    """Proto-JSON bytes: standard or URL-safe base64 (the SDK sends URL-safe), padding optional."""
+    standard = text.replace("-", "+").replace("_", "/")
+    return base64.b64decode(standard + "=" * (-len(standard) % 4), validate=True)
 
 
 def _b64(data: bytes) -> str:

@@ -247,8 +247,9 @@ class FakeGoogle:
                 "client_secret_post",
                 "client_secret_basic",
             ],
-            "claims_supported": ["aud", "email", "email_verified", "exp", "iat", "iss"]
-            + ["name", "sub", "nonce"],
+            "claims_supported": [
+                *("aud", "email", "email_verified", "exp", "iat", "iss", "name", "nonce", "sub")
+            ],
             "code_challenge_methods_supported": ["plain", "S256"],
             "grant_types_supported": ["authorization_code", "refresh_token"],
         }
@@ -256,9 +257,15 @@ class FakeGoogle:
     def _authorize(self, query: dict[str, str]) -> tuple[int, dict[str, str], Any]:
         """Auto-approve: redirect to ``redirect_uri`` with a code (or an error)."""
         if query.get("client_id") != self.client_id:
-            return 400, {}, {"error": "invalid_client", "error_description": "OAuth client not found."}
+            return (
+                400,
+                {},
+                {"error": "invalid_client", "error_description": "OAuth client not found."},
+            )
         redirect_uri = query.get("redirect_uri", "")
-        if not redirect_uri or (self.redirect_uris is not None and redirect_uri not in self.redirect_uris):
+        if not redirect_uri or (
+            self.redirect_uris is not None and redirect_uri not in self.redirect_uris
+        ):
             return 400, {}, {"error": "redirect_uri_mismatch"}
         if query.get("response_type") != "code":
             return 400, {}, {"error": "unsupported_response_type"}
@@ -272,7 +279,11 @@ class FakeGoogle:
             else:
                 scopes = [_SCOPE_ALIASES.get(s, s) for s in query.get("scope", "").split()]
                 if not scopes:
-                    return 400, {}, {"error": "invalid_request", "error_description": "Missing scope"}
+                    return (
+                        400,
+                        {},
+                        {"error": "invalid_request", "error_description": "Missing scope"},
+                    )
                 code = "4/0fake-" + secrets.token_urlsafe(24)
                 self._state.codes[code] = _Grant(
                     user=_User(self.next_email, self.email_verified, self.next_name),
@@ -314,7 +325,10 @@ class FakeGoogle:
                 if grant is None or grant.redirect_uri != form.get("redirect_uri"):
                     return 400, {"error": "invalid_grant", "error_description": "Bad Request"}
                 if not _pkce_ok(grant, form.get("code_verifier")):
-                    return 400, {"error": "invalid_grant", "error_description": "Invalid code verifier."}
+                    return 400, {
+                        "error": "invalid_grant",
+                        "error_description": "Invalid code verifier.",
+                    }
                 refresh = "1//fake-" + secrets.token_urlsafe(32) if grant.offline else None
                 if refresh is not None:
                     self._state.refresh_tokens[refresh] = grant
@@ -322,7 +336,10 @@ class FakeGoogle:
             if grant_type == "refresh_token":
                 grant = self._state.refresh_tokens.get(form.get("refresh_token", ""))
                 if grant is None:
-                    return 400, {"error": "invalid_grant", "error_description": "Token has been expired or revoked."}
+                    return 400, {
+                        "error": "invalid_grant",
+                        "error_description": "Token has been expired or revoked.",
+                    }
                 return 200, self._issue(grant, None)
         return 400, {"error": "unsupported_grant_type"}
 
@@ -356,7 +373,9 @@ class FakeGoogle:
             body["id_token"] = self.sign_id_token(claims)
         return body
 
-    def _live_token(self, headers: Mapping[str, str], query: Mapping[str, str]) -> _AccessToken | None:
+    def _live_token(
+        self, headers: Mapping[str, str], query: Mapping[str, str]
+    ) -> _AccessToken | None:
         auth = headers.get("authorization", "")
         token = auth[7:] if auth.lower().startswith("bearer ") else query.get("access_token", "")
         with self._lock:
@@ -419,9 +438,11 @@ class FakeGoogle:
             if token is None:
                 if path == TOKENINFO_PATH:
                     return 400, {}, {"error": "invalid_token", "error_description": "Invalid Value"}
-                return 401, {"WWW-Authenticate": 'Bearer error="invalid_token"'}, {
-                    "error": {"code": 401, "status": "UNAUTHENTICATED"}
-                }
+                return (
+                    401,
+                    {"WWW-Authenticate": 'Bearer error="invalid_token"'},
+                    {"error": {"code": 401, "status": "UNAUTHENTICATED"}},
+                )
             if path == TOKENINFO_PATH:
                 return 200, {}, self._tokeninfo(token)
             return 200, {}, self._userinfo(token, v2=path == USERINFO_V2_PATH)
@@ -480,5 +501,5 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(payload)
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+    def log_message(self, format: str, *args: Any) -> None:
         """Stay quiet: pytest shows captured output only on failure anyway."""

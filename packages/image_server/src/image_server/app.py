@@ -106,6 +106,32 @@ _DEFAULT_HEADERS = (
 )
 
 
+def build_service(
+    settings: Settings,
+    *,
+    backend: ImageBackend | None = None,
+    codec: ImageCodec | None = None,
+    clock: Clock | None = None,
+    ids: IdSource | None = None,
+) -> ImageService:
+    """The core service wired to the data folder and the chosen backend."""
+    try:
+        settings.root.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StorageError(f"Cannot create the data folder IMG_ROOT ({exc.strerror}).") from None
+    return ImageService(
+        catalog=settings.catalog,
+        policy=build_policy(settings),
+        images=FilesystemImageStore(settings.root),
+        metadata=FilesystemMetadataRepository(settings.root),
+        prefs=FilesystemPrefStore(settings.root),
+        backend=backend or build_backend(settings),
+        codec=codec or PillowImageCodec(),
+        clock=clock or SystemClock(),
+        ids=ids or RandomIds(),
+    )
+
+
 def build_app(
     settings: Settings,
     *,
@@ -116,24 +142,8 @@ def build_app(
     google: GoogleEndpoints | None = None,
 ) -> Starlette:
     """Build the whole server: /mcp (+ OAuth routes), /health, /i/{name} and /ui."""
-    try:
-        settings.root.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise StorageError(f"Cannot create the data folder IMG_ROOT ({exc.strerror}).") from None
     google = google or GoogleEndpoints.google()
-    metadata = FilesystemMetadataRepository(settings.root)
-    chosen_backend = backend or build_backend(settings)
-    service = ImageService(
-        catalog=settings.catalog,
-        policy=build_policy(settings),
-        images=FilesystemImageStore(settings.root),
-        metadata=metadata,
-        prefs=FilesystemPrefStore(settings.root),
-        backend=chosen_backend,
-        codec=codec or PillowImageCodec(),
-        clock=clock or SystemClock(),
-        ids=ids or RandomIds(),
-    )
+    service = build_service(settings, backend=backend, codec=codec, clock=clock, ids=ids)
     server = build_mcp_server(
         service, public_url=settings.public_url, auth=build_auth(settings, google)
     )
@@ -157,10 +167,8 @@ def build_app(
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         async with mcp_app.lifespan(app):
             yield
-        close = getattr(chosen_backend, "aclose", None)
-        if close is not None:
-            await close()
-        metadata.close()
+        for resource in (service.backend, service.metadata):
+            await _close(resource)
 
     return Starlette(
         routes=[
@@ -175,3 +183,14 @@ def build_app(
         ],
         lifespan=lifespan,
     )
+
+
+async def _close(resource: object) -> None:
+    """Release what an adapter holds (HTTP clients, database connections), sync or async."""
+    aclose = getattr(resource, "aclose", None)
+    if aclose is not None:
+        await aclose()
+        return
+    close = getattr(resource, "close", None)
+    if close is not None:
+        close()

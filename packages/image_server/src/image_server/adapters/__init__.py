@@ -1,1 +1,1 @@
-"""Adapters that fill the core's ports with real technology (files, SQLite, Gemini, Pillow)."""
+"""Adapters that fill image_core's ports with real libraries (Pillow, Gemini, the filesystem)."""

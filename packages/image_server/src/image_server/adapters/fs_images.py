@@ -1,0 +1,172 @@
+"""Full-size PNGs and gallery thumbnails on the data volume.
+
+``{uuid}.png`` sits directly in the root because ``/i/{name}`` serves exactly those;
+thumbnails live in ``thumbs/{uuid}.{webp|jpg|png}``, the extension recording the
+media type. Every path is built from a validated uuid4, never from caller text, so
+no input can name a file outside the root; reads never follow symlinks.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import stat
+import uuid
+from pathlib import Path
+
+from image_core.domain import EncodedImage
+from image_core.errors import StorageError
+from image_core.ports import ImageStore
+from image_server.adapters.atomic_files import (
+    is_regular_file,
+    open_regular_file,
+    read_regular_file,
+    remove_quietly,
+    remove_stale_temps,
+    storage_error,
+    write_atomic,
+)
+
+log = logging.getLogger("image_server.images")
+
+THUMBS_DIR = "thumbs"
+PUBLIC_IMAGE_NAME = re.compile(
+    r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}\.png"
+)
+# Read order when looking a thumbnail up; the extension is the stored media type.
+THUMBNAIL_EXTENSIONS = {"image/webp": ".webp", "image/jpeg": ".jpg", "image/png": ".png"}
+PUBLIC_FILE_MODE = 0o644
+
+
+def resolve_public_name(name: str) -> uuid.UUID | None:
+    """The id in a public ``<lowercase uuid4>.png`` name, or ``None`` for anything else."""
+    if not isinstance(name, str) or not PUBLIC_IMAGE_NAME.fullmatch(name):
+        return None
+    return uuid.UUID(name.removesuffix(".png"))
+
+
+def check_image_id(image_id: object) -> uuid.UUID:
+    """``image_id`` if it is a uuid4, else ``ValueError``: no other value reaches a path."""
+    if not isinstance(image_id, uuid.UUID) or image_id.version != 4:
+        raise ValueError("image ids must be uuid4 values")
+    return image_id
+
+
+class FilesystemImageStore:
+    """``ImageStore`` on a folder; safe for many threads and processes at once."""
+
+    def __init__(self, root: Path) -> None:
+        self._root = root
+        self._thumbs = root / THUMBS_DIR
+        try:
+            root.mkdir(parents=True, exist_ok=True)
+            self._thumbs.mkdir(exist_ok=True)
+        except OSError as exc:
+            raise storage_error("create the image folders", exc) from exc
+        if not stat.S_ISDIR(os.lstat(self._thumbs).st_mode):
+            raise StorageError(f"{THUMBS_DIR} in the data folder must be a folder, not a link.")
+        remove_stale_temps(root)
+        remove_stale_temps(self._thumbs)
+
+    @property
+    def root(self) -> Path:
+        """The folder holding the PNGs."""
+        return self._root
+
+    def path_for(self, image_id: uuid.UUID) -> Path:
+        """Where the PNG of ``image_id`` lives (``ValueError`` unless it is a uuid4)."""
+        return self._root / f"{check_image_id(image_id)}.png"
+
+    def open_png(self, name: str) -> tuple[int, os.stat_result] | None:
+        """Open a public ``{uuid}.png`` for serving: a descriptor the caller must close.
+
+        Anything but a regular file reached without a symlink is ``None`` (a 404), and
+        so is an unreadable file: the route must never turn a file problem into a 500.
+        """
+        image_id = resolve_public_name(name)
+        if image_id is None:
+            return None
+        try:
+            return open_regular_file(self.path_for(image_id))
+        except OSError as exc:
+            log.warning("Cannot open %s: %s", name, exc.strerror)
+            return None
+
+    def put(self, image_id: uuid.UUID, png: bytes, thumbnail: EncodedImage) -> None:
+        """Write the PNG, then the thumbnail; if either fails, neither is left."""
+        png_path = self.path_for(image_id)
+        thumb_path = self._thumbnail_path(image_id, thumbnail.mime_type)
+        try:
+            write_atomic(png_path, png, mode=PUBLIC_FILE_MODE)
+        except OSError as exc:
+            raise storage_error(f"save image {png_path.name}", exc) from exc
+        try:
+            self._write_thumbnail(thumb_path, thumbnail.data)
+        except BaseException:
+            remove_quietly(png_path)
+            raise
+
+    def get(self, image_id: uuid.UUID) -> bytes | None:
+        """The PNG bytes, or ``None`` when missing (or not a regular file)."""
+        path = self.path_for(image_id)
+        try:
+            return read_regular_file(path)
+        except OSError as exc:
+            raise storage_error(f"read image {path.name}", exc) from exc
+
+    def get_thumbnail(self, image_id: uuid.UUID) -> EncodedImage | None:
+        """The stored thumbnail with the media type its extension records."""
+        check_image_id(image_id)
+        for mime_type in THUMBNAIL_EXTENSIONS:
+            path = self._thumbnail_path(image_id, mime_type)
+            try:
+                data = read_regular_file(path)
+            except OSError as exc:
+                raise storage_error(f"read thumbnail {path.name}", exc) from exc
+            if data is not None:
+                return EncodedImage(data, mime_type)
+        return None
+
+    def put_thumbnail(self, image_id: uuid.UUID, thumbnail: EncodedImage) -> None:
+        """Store a thumbnail made later; the image itself must already exist."""
+        path = self._thumbnail_path(image_id, thumbnail.mime_type)
+        if not self.exists(image_id):
+            raise StorageError("There is no image to attach this thumbnail to.")
+        self._write_thumbnail(path, thumbnail.data)
+
+    def exists(self, image_id: uuid.UUID) -> bool:
+        """Whether the PNG is stored as a regular file."""
+        return is_regular_file(self.path_for(image_id))
+
+    def delete(self, image_id: uuid.UUID) -> None:
+        """Remove the PNG and every thumbnail variant; missing files are fine."""
+        paths = [self.path_for(image_id)]
+        paths += [self._thumbnail_path(image_id, m) for m in THUMBNAIL_EXTENSIONS]
+        for path in paths:
+            try:
+                os.unlink(path)
+            except FileNotFoundError:
+                continue
+            except OSError as exc:
+                raise storage_error(f"delete {path.name}", exc) from exc
+
+    def _thumbnail_path(self, image_id: uuid.UUID, mime_type: str) -> Path:
+        extension = THUMBNAIL_EXTENSIONS.get(mime_type.lower())
+        if extension is None:
+            raise StorageError(f"Thumbnails of type {mime_type!r} cannot be stored.")
+        return self._thumbs / f"{check_image_id(image_id)}{extension}"
+
+    def _write_thumbnail(self, path: Path, data: bytes) -> None:
+        """Write one variant, then drop the others so a lookup finds only the new one."""
+        try:
+            write_atomic(path, data, mode=PUBLIC_FILE_MODE)
+        except OSError as exc:
+            raise storage_error(f"save thumbnail {path.name}", exc) from exc
+        stem = path.name.removesuffix(path.suffix)
+        for extension in THUMBNAIL_EXTENSIONS.values():
+            if extension != path.suffix:
+                remove_quietly(self._thumbs / f"{stem}{extension}")
+
+
+_: type[ImageStore] = FilesystemImageStore

@@ -1,0 +1,411 @@
+"""The ``ImageBackend`` port filled by Gemini image models through google-genai.
+
+The SDK's own retry stays off: this adapter retries only what may pass (429, 5xx,
+timeouts, refused connections), a bounded number of times with capped exponential
+backoff and jitter, so the number of billed attempts is known. Every other outcome
+becomes a core ``BackendError`` whose message tells the person what to do and never
+contains the API key.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import secrets
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, Final
+
+import anyio
+import httpx2
+import pydantic
+from google import genai
+from google.genai import errors as genai_errors
+from google.genai import types
+
+from image_core.domain import BackendImage, BackendRequest, TokenUsage
+from image_core.errors import (
+    BackendError,
+    BackendMisconfigured,
+    BackendRefused,
+    BackendUnavailable,
+    InvalidConfiguration,
+)
+from image_core.ports import ImageBackend
+
+_log = logging.getLogger("image_server.gemini")
+
+QUOTE_CHARS: Final = 300
+"""How much of a text-only answer is quoted back to the person."""
+
+_PROMPT_BLOCKS: Final = {
+    "SAFETY": "it tripped Gemini's safety filter",
+    "PROHIBITED_CONTENT": "Gemini treats what it asks for as prohibited content",
+    "BLOCKLIST": "it contains terms on Gemini's blocklist",
+    "IMAGE_SAFETY": "a reference image tripped Gemini's safety filter",
+    "JAILBREAK": "Gemini read it as an attempt to get around its rules",
+    "MODEL_ARMOR": "Gemini's prompt screening flagged it",
+}
+
+_RECITATION: Final = (
+    "Gemini withheld the image because it came too close to existing, possibly "
+    "copyrighted material ({reason}). Describe an original design rather than a specific "
+    "existing work, logo or character."
+)
+_FINISH_REFUSALS: Final = {
+    "SAFETY": "Gemini's safety filter stopped the answer (SAFETY). Rephrase the prompt "
+    "without violent, sexual or otherwise sensitive details and try again.",
+    "PROHIBITED_CONTENT": "Gemini refused: the request falls under its prohibited-content "
+    "policy (PROHIBITED_CONTENT). Change what the prompt asks for; rewording alone "
+    "rarely helps.",
+    "IMAGE_SAFETY": "Gemini made an image but withheld it because the image tripped its "
+    "safety filter (IMAGE_SAFETY). Rephrase to make the scene less explicit, violent or "
+    "sensitive and try again.",
+    "IMAGE_PROHIBITED_CONTENT": "Gemini withheld the image as prohibited content "
+    "(IMAGE_PROHIBITED_CONTENT); this often concerns real people, minors or protected "
+    "characters. Change the subject of the prompt.",
+    "IMAGE_RECITATION": _RECITATION.format(reason="IMAGE_RECITATION"),
+    "RECITATION": _RECITATION.format(reason="RECITATION"),
+    "IMAGE_OTHER": "Gemini declined to produce the image without saying why (IMAGE_OTHER). "
+    "Rephrase or simplify the prompt and try again.",
+    "NO_IMAGE": "Gemini finished without producing an image (NO_IMAGE). Ask for the "
+    "picture explicitly, e.g. start with 'Generate an image of ...', and try again.",
+    "BLOCKLIST": "Gemini stopped because the request contains blocked terms (BLOCKLIST). "
+    "Remove them and try again.",
+    "SPII": "Gemini stopped because the request involves sensitive personal information "
+    "(SPII). Remove names, addresses or identifiers and try again.",
+}
+
+_SIGNATURES: Final = (
+    (b"\x89PNG\r\n\x1a\n", "image/png"),
+    (b"\xff\xd8\xff", "image/jpeg"),
+    (b"GIF87a", "image/gif"),
+    (b"GIF89a", "image/gif"),
+)
+_RETRY_DELAY = re.compile(r"^(\d+(?:\.\d+)?)s$")
+
+
+@dataclass(frozen=True)
+class _Failure:
+    """One failed attempt: what to tell the person if it is the last one."""
+
+    kind: type[BackendError]
+    headline: str
+    advice: str
+    retryable: bool = False
+    retry_after: float | None = None
+
+    def error(self, attempts: int) -> BackendError:
+        tries = f"; gave up after {attempts} attempts" if attempts > 1 else ""
+        return self.kind(f"{self.headline}{tries}. {self.advice}")
+
+
+class GeminiImageBackend:
+    """Generates one image per call with a Gemini image model.
+
+    One SDK client lives as long as the backend, so connections are pooled across
+    calls; close it with ``aclose`` (or ``async with``).
+    """
+
+    def __init__(
+        self,
+        *,
+        api_key: str,
+        base_url: str | None = None,
+        timeout_seconds: float = 180.0,
+        max_attempts: int = 3,
+        initial_backoff_seconds: float = 1.0,
+        max_backoff_seconds: float = 10.0,
+        api_version: str | None = None,
+    ) -> None:
+        if not api_key.strip():
+            raise InvalidConfiguration("GEMINI_API_KEY is empty: set it to a Gemini API key.")
+        if timeout_seconds <= 0:
+            raise InvalidConfiguration("The Gemini timeout must be a positive number of seconds.")
+        if max_attempts < 1:
+            raise InvalidConfiguration("Gemini max_attempts must be at least 1.")
+        if initial_backoff_seconds < 0 or max_backoff_seconds < 0:
+            raise InvalidConfiguration("Gemini backoff delays must not be negative.")
+        self._api_key = api_key.strip()
+        self._timeout = timeout_seconds
+        self._max_attempts = max_attempts
+        self._initial_backoff = initial_backoff_seconds
+        self._max_backoff = max_backoff_seconds
+        self._random = secrets.SystemRandom()
+        # vertexai=False and an explicit key keep GOOGLE_GENAI_USE_VERTEXAI and
+        # GOOGLE_API_KEY in the environment from changing where requests go.
+        self._client = genai.Client(
+            vertexai=False,
+            api_key=self._api_key,
+            http_options=types.HttpOptions(
+                base_url=base_url,
+                api_version=api_version,
+                timeout=max(1, round(timeout_seconds * 1000)),
+                retry_options=types.HttpRetryOptions(attempts=1),
+            ),
+        )
+
+    @property
+    def name(self) -> str:
+        """Recorded in each generation."""
+        return "gemini"
+
+    async def generate(self, request: BackendRequest) -> BackendImage:
+        """Ask Gemini for one image, retrying passing failures a bounded number of times."""
+        references = [
+            types.Part.from_bytes(data=r.data, mime_type=r.mime_type) for r in request.references
+        ]
+        contents: list[types.PartUnion] = [request.prompt, *references]
+        config = types.GenerateContentConfig(
+            # TEXT too, so a refusal arrives as words we can quote instead of nothing.
+            response_modalities=["TEXT", "IMAGE"],
+            image_config=types.ImageConfig(
+                aspect_ratio=request.aspect_ratio.value if request.aspect_ratio else None,
+                image_size=request.image_size.value,
+            ),
+        )
+        response = await self._call(request.model_id, contents, config)
+        return self._image_from(response)
+
+    async def aclose(self) -> None:
+        """Close the SDK's connection pools."""
+        await self._client.aio.aclose()
+        self._client.close()
+
+    async def __aenter__(self) -> GeminiImageBackend:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def _call(
+        self, model: str, contents: list[types.PartUnion], config: types.GenerateContentConfig
+    ) -> types.GenerateContentResponse:
+        for attempt in range(1, self._max_attempts + 1):
+            try:
+                with anyio.fail_after(self._timeout):
+                    return await self._client.aio.models.generate_content(
+                        model=model, contents=contents, config=config
+                    )
+            except genai_errors.APIError as exc:
+                failure = self._api_failure(exc, model)
+            except (TimeoutError, httpx2.TimeoutException):
+                failure = _Failure(
+                    BackendUnavailable,
+                    f"Gemini timed out after {self._timeout:g} s without an answer",
+                    "Large (4K) or pro images take longest: try again, or pick a smaller "
+                    "size or the flash model.",
+                    retryable=True,
+                )
+            except httpx2.ConnectError:
+                failure = _Failure(
+                    BackendUnavailable,
+                    "Could not connect to the Gemini API",
+                    "Check the server's network connection and try again.",
+                    retryable=True,
+                )
+            except httpx2.TransportError:
+                # The request may have reached Gemini (and be billed): never resend it.
+                raise BackendUnavailable(
+                    "The connection to Gemini broke before an answer arrived. Try again."
+                ) from None
+            except (
+                json.JSONDecodeError,
+                pydantic.ValidationError,
+                genai_errors.UnknownApiResponseError,
+            ):
+                raise BackendUnavailable(
+                    "Gemini sent a response that could not be read (malformed or unexpected "
+                    "JSON). This is usually passing: try again."
+                ) from None
+            if not failure.retryable or attempt == self._max_attempts:
+                raise failure.error(attempt) from None
+            delay = self._backoff(attempt, failure.retry_after)
+            _log.info(
+                "Gemini attempt %d/%d failed (%s); retrying in %.2f s",
+                attempt,
+                self._max_attempts,
+                failure.headline,
+                delay,
+            )
+            await anyio.sleep(delay)
+        raise AssertionError("unreachable: the loop returns or raises")  # pragma: no cover
+
+    def _backoff(self, attempt: int, retry_after: float | None) -> float:
+        """Capped exponential backoff with jitter, honouring Gemini's RetryInfo up to the cap."""
+        ceiling = min(self._max_backoff, self._initial_backoff * 2.0 ** (attempt - 1))
+        delay = ceiling / 2 + self._random.uniform(0, ceiling / 2)
+        if retry_after is not None:
+            delay = max(delay, min(retry_after, self._max_backoff))
+        return delay
+
+    def _api_failure(self, exc: genai_errors.APIError, model: str) -> _Failure:
+        code = exc.code
+        status = f"HTTP {code} {exc.status}" if exc.status else f"HTTP {code}"
+        details = _details(exc)
+        said = self._quote(exc.message or "", 200)
+        if code == 429:
+            if any("PerDay" in str(v.get("quotaId", "")) for v in _violations(details)):
+                return _Failure(
+                    BackendUnavailable,
+                    f"The Gemini API key's daily quota is used up ({status})",
+                    "Try again tomorrow, or raise the quota or enable billing for the key's "
+                    "Google Cloud project.",
+                )
+            return _Failure(
+                BackendUnavailable,
+                f"Gemini is rate limiting requests ({status})",
+                "Try again in a minute.",
+                retryable=True,
+                retry_after=_retry_delay(details),
+            )
+        if code == 503:
+            return _Failure(
+                BackendUnavailable,
+                f"Gemini is overloaded ({status})",
+                "Try again in a few minutes; the flash model and smaller sizes are less affected.",
+                retryable=True,
+            )
+        if code >= 500:
+            return _Failure(
+                BackendUnavailable,
+                f"Gemini failed on its side ({status})",
+                "Try again in a minute.",
+                retryable=True,
+            )
+        if code == 404:
+            _log.warning(
+                "Gemini answered 404 for model id %r: it is unknown or retired; set "
+                "IMG_MODEL_FLASH / IMG_MODEL_PRO to the current image model id",
+                model,
+            )
+            return _Failure(
+                BackendMisconfigured,
+                f"Gemini does not know the model id {model!r}: it is misspelled or retired "
+                f"({status})",
+                "An administrator should set IMG_MODEL_FLASH / IMG_MODEL_PRO to the current "
+                "Gemini image model id.",
+            )
+        reasons = {str(d.get("reason", "")) for d in details}
+        if code in (401, 403) or "API_KEY_INVALID" in reasons:
+            return _Failure(
+                BackendMisconfigured,
+                f"Gemini rejected the API key ({status}: {said})",
+                "Check GEMINI_API_KEY.",
+            )
+        if exc.status == "FAILED_PRECONDITION":
+            return _Failure(
+                BackendMisconfigured,
+                f"Gemini refuses to serve this server ({status}: {said})",
+                "The server's region or the key's project may not be allowed to use this "
+                "model; an administrator should check the Gemini API setup.",
+            )
+        return _Failure(
+            BackendError,
+            f"Gemini rejected the request ({status}: {said})",
+            "Check the prompt, the reference images, the aspect ratio and the size.",
+        )
+
+    def _image_from(self, response: types.GenerateContentResponse) -> BackendImage:
+        feedback = response.prompt_feedback
+        if feedback is not None and feedback.block_reason is not None:
+            reason = _enum_name(feedback.block_reason)
+            why = _PROMPT_BLOCKS.get(reason, "for a reason Gemini did not give")
+            raise BackendRefused(
+                f"Gemini blocked the prompt before generating anything ({reason}): {why}. "
+                "Rephrase the prompt and try again."
+            )
+        if not response.candidates:
+            raise BackendUnavailable(
+                "Gemini answered with neither an image nor a reason. This is usually "
+                "passing: try again."
+            )
+        candidate = response.candidates[0]
+        content_parts = candidate.content.parts if candidate.content else None
+        # Thought parts (Pro's drafts and reasoning) are not the answer.
+        parts = [p for p in content_parts or [] if not p.thought]
+        for part in parts:
+            blob = part.inline_data
+            if blob is not None and blob.data:
+                return BackendImage(
+                    data=blob.data,
+                    mime_type=_sniff_mime(blob.data, blob.mime_type),
+                    token_usage=_token_usage(response.usage_metadata),
+                )
+        reason = _enum_name(candidate.finish_reason)
+        if reason in _FINISH_REFUSALS:
+            raise BackendRefused(_FINISH_REFUSALS[reason])
+        text = " ".join(p.text.strip() for p in parts if p.text and p.text.strip())
+        if text:
+            raise BackendRefused(
+                f'Gemini answered with text instead of an image: "{self._quote(text)}" '
+                "Rephrase the prompt, asking plainly for an image, and try again."
+            )
+        raise BackendError(
+            f"Gemini's answer held no image (finish reason {reason or 'none'}). Try again; "
+            "if it keeps happening, rephrase the prompt."
+        )
+
+    def _quote(self, text: str, limit: int = QUOTE_CHARS) -> str:
+        """Text from Gemini made safe to show: key redacted, whitespace folded, truncated."""
+        cleaned = " ".join(text.replace(self._api_key, "[redacted]").split())
+        return cleaned if len(cleaned) <= limit else cleaned[: limit - 1].rstrip() + "…"
+
+
+def _enum_name(value: object) -> str:
+    """The wire name of an SDK enum (or of an unknown value the SDK passed through)."""
+    if value is None:
+        return ""
+    return str(getattr(value, "value", value))
+
+
+def _details(exc: genai_errors.APIError) -> list[dict[str, Any]]:
+    """The ``error.details`` list of a Google JSON error body, or nothing."""
+    body = exc.details
+    error = body.get("error", body) if isinstance(body, dict) else {}
+    details = error.get("details") if isinstance(error, dict) else None
+    return [d for d in details if isinstance(d, dict)] if isinstance(details, list) else []
+
+
+def _violations(details: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    found = [d.get("violations") for d in details if d.get("@type", "").endswith("QuotaFailure")]
+    return [v for vs in found if isinstance(vs, list) for v in vs if isinstance(v, dict)]
+
+
+def _retry_delay(details: list[dict[str, Any]]) -> float | None:
+    """Seconds from a ``RetryInfo`` detail such as ``{"retryDelay": "38s"}``."""
+    for detail in details:
+        match = _RETRY_DELAY.match(str(detail.get("retryDelay", "")))
+        if match:
+            return float(match[1])
+    return None
+
+
+def _sniff_mime(data: bytes, declared: str | None) -> str:
+    """The real format from the bytes: Gemini may send JPEG while saying PNG."""
+    for signature, mime in _SIGNATURES:
+        if data.startswith(signature):
+            return mime
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "image/webp"
+    return declared or "application/octet-stream"
+
+
+def _token_usage(usage: types.GenerateContentResponseUsageMetadata | None) -> TokenUsage | None:
+    if usage is None:
+        return None
+    return TokenUsage(
+        prompt_tokens=usage.prompt_token_count,
+        output_tokens=usage.candidates_token_count,
+        thoughts_tokens=usage.thoughts_token_count,
+        total_tokens=usage.total_token_count,
+    )
+
+
+_backend: type[ImageBackend] = GeminiImageBackend

@@ -1,0 +1,348 @@
+"""MCP OAuth wiring: fastmcp's OAuth proxy in front of Google, endpoints injectable.
+
+``fastmcp``'s ``GoogleProvider`` hard-codes Google's URLs, so tests could not point it
+at a fake identity provider. ``build_mcp_auth`` builds the same ``OAuthProxy`` that
+``GoogleProvider.__init__`` builds, with the Google endpoints as a value, the proxy
+state persisted encrypted under a directory the caller chooses, keys derived from
+one secret, and a redirect-URI allow-list that is never "anything https".
+"""
+
+from __future__ import annotations
+
+import base64
+import ipaddress
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Final, TypedDict
+from urllib.parse import urlsplit
+
+import attrs
+import httpx2
+from cryptography.fernet import Fernet
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from fastmcp.server.auth.oauth_proxy import OAuthProxy
+from fastmcp.server.auth.oauth_proxy.models import ProxyDCRClient
+from fastmcp.server.auth.providers.google import GoogleTokenVerifier
+from fastmcp.server.auth.redirect_validation import validate_redirect_uri
+from key_value.aio.protocols import AsyncKeyValue
+from key_value.aio.stores.filetree import (
+    FileTreeStore,
+    FileTreeV1CollectionSanitizationStrategy,
+    FileTreeV1KeySanitizationStrategy,
+)
+from key_value.aio.wrappers.encryption import FernetEncryptionWrapper
+from mcp.shared.auth import OAuthClientInformationFull
+
+__all__ = [
+    "DEFAULT_ALLOWED_REDIRECT_URIS",
+    "GOOGLE_SCOPES",
+    "MIN_SIGNING_KEY_CHARS",
+    "GoogleEndpoints",
+    "HttpAppSecurity",
+    "ImageMcpOAuthProxy",
+    "build_mcp_auth",
+    "transport_security",
+]
+
+#: ``openid`` alone yields no email claim; the allow-list needs the email.
+GOOGLE_SCOPES: Final = ("openid", "https://www.googleapis.com/auth/userinfo.email")
+
+#: Loopback clients on any port (fastmcp's ``host:*`` syntax; the path is free) and
+#: Claude.ai's connector callback. fastmcp's own default (None) accepts any URI.
+DEFAULT_ALLOWED_REDIRECT_URIS: Final = (
+    "http://localhost:*",
+    "http://127.0.0.1:*",
+    "https://claude.ai/api/mcp/auth_callback",
+)
+
+#: HKDF stretches nothing: the signing secret must already be high-entropy.
+MIN_SIGNING_KEY_CHARS: Final = 32
+
+_GOOGLE_TOKENINFO_URL: Final = "https://oauth2.googleapis.com/tokeninfo"
+_GOOGLE_USERINFO_URL: Final = "https://www.googleapis.com/oauth2/v2/userinfo"
+_KDF_SALT: Final = b"image-mcp/oauth/v1"
+_JWT_KEY_INFO: Final = b"image-mcp oauth jwt signing"
+_STORAGE_KEY_INFO: Final = b"image-mcp oauth storage"
+_VERIFY_TIMEOUT_SECONDS: Final = 10
+_LOOPBACK_HOSTS: Final = ("127.0.0.1", "localhost", "::1")
+
+
+@attrs.frozen
+class GoogleEndpoints:
+    """Where Google's OAuth/OIDC endpoints live; Google's own or a fake's."""
+
+    authorize_url: str
+    token_url: str
+    tokeninfo_url: str
+    userinfo_url: str
+    openid_configuration_url: str
+    issuer: str
+
+    @classmethod
+    def google(cls) -> GoogleEndpoints:
+        """Google's production endpoints (the ones fastmcp's GoogleProvider uses)."""
+        return cls(
+            authorize_url="https://accounts.google.com/o/oauth2/v2/auth",
+            token_url="https://oauth2.googleapis.com/token",  # noqa: S106 (a URL)
+            tokeninfo_url=_GOOGLE_TOKENINFO_URL,
+            userinfo_url=_GOOGLE_USERINFO_URL,
+            openid_configuration_url="https://accounts.google.com/.well-known/openid-configuration",
+            issuer="https://accounts.google.com",
+        )
+
+    @classmethod
+    def at(cls, base_url: str) -> GoogleEndpoints:
+        """The same paths on another origin, e.g. ``tests/fakes/fake_google.py``."""
+        base = base_url.rstrip("/")
+        return cls(
+            authorize_url=f"{base}/o/oauth2/v2/auth",
+            token_url=f"{base}/token",
+            tokeninfo_url=f"{base}/tokeninfo",
+            userinfo_url=f"{base}/oauth2/v2/userinfo",
+            openid_configuration_url=f"{base}/.well-known/openid-configuration",
+            issuer=base,
+        )
+
+    @property
+    def is_google(self) -> bool:
+        return self == GoogleEndpoints.google()
+
+
+class ImageMcpOAuthProxy(OAuthProxy):
+    """fastmcp's OAuthProxy, but ``/authorize`` only takes a redirect URI the client
+    registered.
+
+    With an allow-list configured, fastmcp lets any registered client authorize with
+    *any* allowed redirect URI, registered or not. Here a dynamically registered
+    client keeps only its own registered URIs (loopback ports may still vary, RFC
+    8252) that are still on the allow-list; a client left with none is unknown and
+    re-registers. The IdP callback still re-checks the allow-list itself.
+    """
+
+    async def get_client(self, client_id: str) -> OAuthClientInformationFull | None:
+        client = await super().get_client(client_id)
+        if (
+            not isinstance(client, ProxyDCRClient)
+            or client.cimd_document is not None
+            or client.allow_unregistered_redirect_uris
+        ):
+            return client
+        allowed = [
+            uri
+            for uri in client.redirect_uris or []
+            if validate_redirect_uri(uri, self._allowed_client_redirect_uris)
+        ]
+        if not allowed:
+            return None
+        return client.model_copy(
+            update={"redirect_uris": allowed, "allowed_redirect_uri_patterns": None}
+        )
+
+
+def build_mcp_auth(
+    *,
+    client_id: str,
+    client_secret: str,
+    base_url: str,
+    jwt_signing_key: str,
+    storage_dir: Path,
+    allowed_client_redirect_uris: Sequence[str],
+    endpoints: GoogleEndpoints,
+    cache_ttl_seconds: int = 300,
+) -> OAuthProxy:
+    """The OAuth provider for ``FastMCP(auth=...)``: Google login, Claude-ready.
+
+    ``base_url`` is the public origin (tokens are bound to ``{base_url}/mcp``, so
+    keep it stable across restarts). ``jwt_signing_key`` is one high-entropy secret;
+    the token-signing key and the storage encryption key are derived from it
+    separately, so changing it invalidates tokens and stored state together.
+    ``storage_dir`` holds client registrations and upstream Google tokens,
+    Fernet-encrypted, so connectors survive restarts.
+    """
+    if len(jwt_signing_key) < MIN_SIGNING_KEY_CHARS:
+        msg = f"jwt_signing_key must be at least {MIN_SIGNING_KEY_CHARS} random characters"
+        raise ValueError(msg)
+    patterns = list(allowed_client_redirect_uris)
+    _check_redirect_patterns(patterns)
+    verifier = GoogleTokenVerifier(
+        required_scopes=list(GOOGLE_SCOPES),
+        timeout_seconds=_VERIFY_TIMEOUT_SECONDS,
+        cache_ttl_seconds=cache_ttl_seconds,
+        http_client=None if endpoints.is_google else _redirecting_client(endpoints),
+        audience=client_id,
+    )
+    return ImageMcpOAuthProxy(
+        upstream_authorization_endpoint=endpoints.authorize_url,
+        upstream_token_endpoint=endpoints.token_url,
+        upstream_client_id=client_id,
+        upstream_client_secret=client_secret,
+        token_verifier=verifier,
+        base_url=base_url,
+        issuer_url=base_url,
+        redirect_path="/auth/callback",
+        allowed_client_redirect_uris=patterns,
+        client_storage=_encrypted_storage(
+            storage_dir, _derive_key(jwt_signing_key, _STORAGE_KEY_INFO)
+        ),
+        jwt_signing_key=_derive_key(jwt_signing_key, _JWT_KEY_INFO),
+        require_authorization_consent=True,
+        extra_authorize_params={"access_type": "offline", "prompt": "consent"},
+    )
+
+
+class HttpAppSecurity(TypedDict):
+    """Keyword arguments of ``FastMCP.http_app`` that switch on Host/Origin checks."""
+
+    host_origin_protection: bool
+    allowed_hosts: list[str]
+    allowed_origins: list[str]
+
+
+def transport_security(public_host: str | None, dev: bool) -> HttpAppSecurity:
+    """DNS-rebinding protection for ``mcp.http_app(path="/mcp", **transport_security(...))``.
+
+    ``public_host`` is the public host name (``img.example.com``, with or without a
+    port) or the public URL. A foreign ``Host`` gets 421, a foreign browser
+    ``Origin`` 403, on every route of the app. The public https origin is listed
+    because behind a TLS proxy the app sees plain http and would otherwise refuse the
+    browser's own consent-form POST. fastmcp always accepts loopback hosts (and the
+    address the connection arrived on) whatever is passed here; ``dev`` lists them
+    explicitly and allows running without a public host.
+    """
+    hosts: list[str] = []
+    origins: list[str] = []
+    if public_host is not None:
+        host, origin = _public_host_and_origin(public_host)
+        hosts.append(host)
+        origins.append(origin)
+    elif not dev:
+        msg = "a public host is required outside dev mode"
+        raise ValueError(msg)
+    if dev:
+        hosts.extend(h for h in _LOOPBACK_HOSTS if h not in hosts)
+    return HttpAppSecurity(
+        host_origin_protection=True, allowed_hosts=hosts, allowed_origins=origins
+    )
+
+
+def _public_host_and_origin(public_host: str) -> tuple[str, str]:
+    text = public_host.strip()
+    parts = urlsplit(text if "://" in text else f"https://{text}")
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        msg = f"not a host name or http(s) URL: {public_host!r}"
+        raise ValueError(msg)
+    netloc = parts.netloc.rpartition("@")[2].lower()
+    return parts.hostname, f"{parts.scheme}://{netloc}"
+
+
+def _derive_key(secret: str, purpose: bytes) -> bytes:
+    """A Fernet-format (urlsafe base64, 32 bytes) key for one purpose only."""
+    raw = HKDF(algorithm=hashes.SHA256(), length=32, salt=_KDF_SALT, info=purpose).derive(
+        secret.encode()
+    )
+    return base64.urlsafe_b64encode(raw)
+
+
+def _encrypted_storage(storage_dir: Path, fernet_key: bytes) -> AsyncKeyValue:
+    """What fastmcp builds by default, but under our directory and key.
+
+    Undecryptable entries (after a key change) read as missing: clients re-register
+    instead of the server failing.
+    """
+    storage_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    store = FileTreeStore(
+        data_directory=storage_dir,
+        key_sanitization_strategy=FileTreeV1KeySanitizationStrategy(storage_dir),
+        collection_sanitization_strategy=FileTreeV1CollectionSanitizationStrategy(storage_dir),
+    )
+    return FernetEncryptionWrapper(
+        key_value=store, fernet=Fernet(fernet_key), raise_on_decryption_error=False
+    )
+
+
+def _check_redirect_patterns(patterns: Sequence[str]) -> None:
+    """Refuse patterns that would let a code travel to someone else's server."""
+    if not patterns:
+        msg = "allowed_client_redirect_uris is empty: no MCP client could connect"
+        raise ValueError(msg)
+    for pattern in patterns:
+        parts = urlsplit(pattern)
+        host = _pattern_host(parts.netloc)
+        if parts.scheme == "https" and host and "*" not in host.removeprefix("*."):
+            continue
+        if parts.scheme == "http" and _is_loopback(host):
+            continue
+        msg = f"unsafe redirect URI pattern {pattern!r}: use https://host/... or loopback http"
+        raise ValueError(msg)
+
+
+def _pattern_host(netloc: str) -> str:
+    """The host of a pattern's netloc; ports may be ``*``, so urlsplit cannot parse it."""
+    hostport = netloc.rpartition("@")[2].lower()
+    if hostport.startswith("["):
+        return hostport[1:].partition("]")[0]
+    return hostport.partition(":")[0]
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _redirecting_client(endpoints: GoogleEndpoints) -> httpx2.AsyncClient:
+    """An HTTP client for GoogleTokenVerifier that reaches ``endpoints`` instead.
+
+    The verifier has Google's tokeninfo/userinfo URLs as literals; this is the seam.
+    """
+    routes = {
+        _GOOGLE_TOKENINFO_URL: endpoints.tokeninfo_url,
+        _GOOGLE_USERINFO_URL: endpoints.userinfo_url,
+    }
+    return httpx2.AsyncClient(
+        transport=_RedirectingTransport(routes), timeout=_VERIFY_TIMEOUT_SECONDS
+    )
+
+
+class _RedirectingTransport(httpx2.AsyncBaseTransport):
+    """Send requests for known URLs to their replacements; refuse anything else.
+
+    Each request gets a short-lived inner transport, so the long-lived client owns no
+    connections and needs no closing.
+    """
+
+    def __init__(self, routes: Mapping[str, str]) -> None:
+        self._routes = dict(routes)
+        self._tls = httpx2.create_ssl_context()  # building one costs ~40 ms: do it once
+
+    async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
+        target = self._routes.get(str(request.url.copy_with(query=None, fragment=None)))
+        if target is None:
+            msg = f"no route for {request.url.host}"
+            raise httpx2.ConnectError(msg, request=request)
+        url = httpx2.URL(target)
+        if request.url.query:
+            url = url.copy_with(query=request.url.query)
+        forwarded = httpx2.Request(
+            request.method,
+            url,
+            headers=[(k, v) for k, v in request.headers.multi_items() if k.lower() != "host"],
+            content=await request.aread(),
+            extensions=request.extensions,
+        )
+        async with httpx2.AsyncHTTPTransport(verify=self._tls) as inner:
+            response = await inner.handle_async_request(forwarded)
+            try:
+                body = await response.aread()
+            finally:
+                await response.aclose()
+        headers = [
+            (k, v)
+            for k, v in response.headers.multi_items()
+            if k.lower() not in ("content-encoding", "content-length", "transfer-encoding")
+        ]
+        return httpx2.Response(response.status_code, headers=headers, content=body, request=request)

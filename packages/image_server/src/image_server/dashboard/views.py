@@ -1,0 +1,208 @@
+"""The dashboard pages: costs and spend, galleries, thumbnails, the default-model picker.
+
+Views only ask the core service, always with the viewer's identity, so what a person
+may see is decided by ``AccessPolicy`` and nothing here can widen it. Blocking service
+calls (file reads, thumbnail encoding) run in worker threads.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import re
+import uuid
+from collections.abc import Callable
+from typing import Final, ParamSpec, TypeVar
+
+import anyio.to_thread
+import attrs
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+
+from image_core.domain import ImageSize, ModelSpec
+from image_core.errors import ImageMcpError, InvalidRequest, NotAllowed
+from image_core.service import ImageService
+from image_server.dashboard.chart import build_spend_chart
+from image_server.dashboard.config import DashboardConfig
+from image_server.dashboard.pages import Paths, Renderer
+from image_server.dashboard.security import verified_form
+from image_server.dashboard.session import Sessions, Viewer
+
+PAGE_SIZE: Final = 24
+MAX_PAGE: Final = 100_000
+CHART_DAYS: Final = 30
+MAX_EMAIL_CHARS: Final = 320
+THUMBNAIL_CACHE: Final = "private, max-age=86400"
+_UUID4: Final = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}")
+
+_P = ParamSpec("_P")
+_T = TypeVar("_T")
+
+
+async def _run(func: Callable[_P, _T], *args: _P.args, **kwargs: _P.kwargs) -> _T:
+    return await anyio.to_thread.run_sync(lambda: func(*args, **kwargs))
+
+
+def parse_page(raw: str | None) -> int | None:
+    """1-based page number from the query string; ``None`` when it is not one."""
+    if raw is None:
+        return 1
+    if not raw.isascii() or not raw.isdigit() or len(raw) > 6:
+        return None
+    page = int(raw)
+    return page if 1 <= page <= MAX_PAGE else None
+
+
+def price_list(spec: ModelSpec) -> list[tuple[str, str]]:
+    """``[("1K", "$0.067"), ...]`` in size order."""
+    sizes = sorted(spec.prices, key=lambda s: s.long_side)
+    return [(size.value, spec.price(ImageSize(size)).display()) for size in sizes]
+
+
+@attrs.frozen
+class Views:
+    """Endpoints for the pages behind the login."""
+
+    service: ImageService
+    config: DashboardConfig
+    sessions: Sessions
+    renderer: Renderer
+
+    def _to_login(self, request: Request) -> Response:
+        target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        return RedirectResponse(Paths.of(request).login(target), status_code=303)
+
+    def not_found(self, request: Request, viewer: Viewer | None) -> Response:
+        """The product's 404 page."""
+        return self.renderer.message(
+            request,
+            "Not found",
+            "There is nothing here, or it is not yours to see.",
+            404,
+            viewer=viewer,
+            action=(Paths.of(request).home(), "Back to the dashboard"),
+        )
+
+    async def overview(self, request: Request) -> Response:
+        """``GET /``: cost per user (everyone for admins) and spend over 30 days."""
+        viewer = self.sessions.viewer(request)
+        if viewer is None:
+            return self._to_login(request)
+        usage = await _run(self.service.usage_for, viewer.identity)
+        spend = await _run(self.service.daily_spend_for, viewer.identity, CHART_DAYS)
+        chart = build_spend_chart(spend, self.service.clock.now().date(), CHART_DAYS)
+        default = await _run(self.service.default_model_for, viewer.email)
+        context = {
+            "title": "Costs",
+            "nav": "home",
+            "viewer": viewer,
+            "usage": usage,
+            "chart": chart,
+            "default_model": default,
+        }
+        return self.renderer.page(request, "overview.html", context)
+
+    async def my_gallery(self, request: Request) -> Response:
+        """``GET /gallery``: the viewer's own gallery."""
+        viewer = self.sessions.viewer(request)
+        if viewer is None:
+            return self._to_login(request)
+        return RedirectResponse(Paths.of(request).gallery(viewer.email), status_code=303)
+
+    async def gallery(self, request: Request) -> Response:
+        """``GET /gallery/{email}?page=N``: one person's images, newest first."""
+        viewer = self.sessions.viewer(request)
+        if viewer is None:
+            return self._to_login(request)
+        owner = str(request.path_params["email"])
+        page_number = parse_page(request.query_params.get("page"))
+        if page_number is None or len(owner) > MAX_EMAIL_CHARS:
+            return self.not_found(request, viewer)
+        offset = (page_number - 1) * PAGE_SIZE
+        try:
+            page = await _run(self.service.gallery, viewer.identity, owner, offset, PAGE_SIZE)
+        except (NotAllowed, InvalidRequest):
+            return self.not_found(request, viewer)
+        if page_number > 1 and not page.items:
+            return self.not_found(request, viewer)
+        others = await _run(self.service.visible_users, viewer.identity) if viewer.is_admin else []
+        context = {
+            "title": f"Images by {owner}",
+            "nav": "gallery" if owner.lower() == viewer.email.lower() else "",
+            "viewer": viewer,
+            "owner": owner,
+            "own": owner.lower() == viewer.email.lower(),
+            "page": page,
+            "page_number": page_number,
+            "page_count": max(1, math.ceil(page.total / PAGE_SIZE)),
+            "users": others,
+        }
+        return self.renderer.page(request, "gallery.html", context)
+
+    async def thumbnail(self, request: Request) -> Response:
+        """``GET /thumbs/{name}``: a small WebP/JPEG, only for images the viewer may see."""
+        viewer = self.sessions.viewer(request)
+        name = str(request.path_params["name"])
+        if viewer is None or not _UUID4.fullmatch(name):
+            return self.not_found(request, viewer)
+        try:
+            image = await _run(self.service.thumbnail, viewer.identity, uuid.UUID(name))
+        except ImageMcpError:
+            image = None
+        if image is None:
+            return self.not_found(request, viewer)
+        etag = '"' + hashlib.sha256(image.data).hexdigest()[:32] + '"'
+        headers = {"cache-control": THUMBNAIL_CACHE, "etag": etag, "vary": "Cookie"}
+        if etag in request.headers.get("if-none-match", ""):
+            return Response(status_code=304, headers=headers)
+        return Response(image.data, media_type=image.mime_type, headers=headers)
+
+    async def prefs(self, request: Request) -> Response:
+        """``GET /prefs``: the default-model picker."""
+        viewer = self.sessions.viewer(request)
+        if viewer is None:
+            return self._to_login(request)
+        current = await _run(self.service.default_model_for, viewer.email)
+        context = {
+            "title": "My default model",
+            "nav": "prefs",
+            "viewer": viewer,
+            "current": current,
+            "models": [(spec, price_list(spec)) for spec in self.service.catalog],
+            "saved": request.query_params.get("saved") == "1",
+        }
+        return self.renderer.page(request, "prefs.html", context)
+
+    async def save_prefs(self, request: Request) -> Response:
+        """``POST /prefs``: the only write; same-origin and CSRF checked first."""
+        viewer = self.sessions.viewer(request)
+        if viewer is None:
+            return self._to_login(request)
+        form = await verified_form(
+            request,
+            public_origin=self.config.origin,
+            auth_disabled=self.config.auth_disabled,
+            expected_csrf=viewer.csrf_token,
+        )
+        if form is None:
+            return self.renderer.message(
+                request,
+                "Request refused",
+                "This change did not come from this dashboard's own page, so nothing was "
+                "saved. Reload the page and try again.",
+                403,
+                viewer=viewer,
+                action=(Paths.of(request).prefs(), "Back to the model picker"),
+            )
+        try:
+            await _run(self.service.set_default_model, viewer.identity, form.get("model", ""))
+        except ImageMcpError as exc:
+            return self.renderer.message(
+                request,
+                "Not saved",
+                exc.message,
+                403 if isinstance(exc, NotAllowed) else 400,
+                viewer=viewer,
+                action=(Paths.of(request).prefs(), "Back to the model picker"),
+            )
+        return RedirectResponse(f"{Paths.of(request).prefs()}?saved=1", status_code=303)

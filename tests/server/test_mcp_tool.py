@@ -1,0 +1,274 @@
+"""The generate_image tool through a real MCP client over Streamable HTTP on loopback."""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx2
+import pytest
+from fastmcp import Client
+from fastmcp.exceptions import ToolError
+from fastmcp.server.auth.providers.jwt import StaticTokenVerifier
+from mcp.types import ImageContent, TextContent
+from PIL import Image
+
+from image_core.domain import ImageSize
+from image_core.errors import BackendRefused, BackendUnavailable
+from image_core.testing import FakeImageBackend
+from image_server.app import build_app
+from image_server.mcp import build_mcp_server
+from image_server.settings import Settings, load_settings
+from tests.support.live_server import live_server
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return load_settings({"IMG_ROOT": str(tmp_path / "data")}, dev=True)
+
+
+@pytest.fixture
+def backend() -> FakeImageBackend:
+    return FakeImageBackend()
+
+
+@pytest.fixture
+def base_url(settings: Settings, backend: FakeImageBackend) -> Iterator[str]:
+    with live_server(build_app(settings, backend=backend)) as url:
+        yield url
+
+
+@pytest.fixture
+async def client(base_url: str) -> AsyncIterator[Client[Any]]:
+    async with Client(f"{base_url}/mcp") as c:
+        yield c
+
+
+def texts(result: Any) -> str:
+    return "\n".join(c.text for c in result.content if isinstance(c, TextContent))
+
+
+def stored_files(settings: Settings) -> list[str]:
+    return sorted(p.name for p in settings.root.glob("*.*") if p.suffix in {".png", ".json"})
+
+
+async def test_the_server_offers_exactly_one_documented_tool(client: Client[Any]) -> None:
+    """generate_image with enumerated ratios and sizes and the model-choice rule."""
+    tools = await client.list_tools()
+    assert [t.name for t in tools] == ["generate_image"]
+    tool = tools[0]
+    assert tool.description is not None
+    assert "ONLY pass this when the human explicitly asked" in tool.description
+    assert "flash" in tool.description and "pro" in tool.description
+    props = tool.inputSchema["properties"]
+    assert tool.inputSchema["required"] == ["prompt"]
+    assert "16:9" in json.dumps(props["aspect_ratio"])
+    assert "4K" in json.dumps(props["image_size"])
+
+
+async def test_a_generation_returns_a_small_preview_and_a_url_that_serves_the_png(
+    client: Client[Any], base_url: str, settings: Settings
+) -> None:
+    """The preview is a compact JPEG; the URL serves the full-size PNG; the sidecar records it."""
+    result = await client.call_tool(
+        "generate_image", {"prompt": "a red fox", "aspect_ratio": "16:9", "image_size": "2K"}
+    )
+    assert not result.is_error
+    image = next(c for c in result.content if isinstance(c, ImageContent))
+    assert image.mimeType == "image/jpeg"
+    preview = Image.open(io.BytesIO(__import__("base64").b64decode(image.data)))
+    assert max(preview.size) <= 1024
+    data = result.structured_content
+    assert data is not None
+    assert data["url"].startswith(f"{settings.public_url}/i/")
+    assert data["model"] == "flash"
+    assert data["estimated_cost_usd"] == "0.101"
+    assert data["file_name"] in texts(result)
+    async with httpx2.AsyncClient() as http:
+        response = await http.get(f"{base_url}/i/{data['file_name']}")
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "image/png"
+    assert Image.open(io.BytesIO(response.content)).size == (2048, 1152)
+    sidecar = json.loads((settings.root / data["file_name"].replace(".png", ".json")).read_text())
+    assert sidecar["email"] == "local@localhost"
+    assert sidecar["prompt"] == "a red fox"
+    assert sidecar["image_size"] == "2K"
+    assert sidecar["cost"] == "0.101"
+
+
+async def test_reference_images_reach_the_backend_by_name_or_url(
+    client: Client[Any], backend: FakeImageBackend
+) -> None:
+    """Iterating passes the earlier PNG's bytes along with the new prompt."""
+    first = await client.call_tool("generate_image", {"prompt": "a house"})
+    assert first.structured_content is not None
+    name, url = first.structured_content["file_name"], first.structured_content["url"]
+    await client.call_tool("generate_image", {"prompt": "same at night", "reference_images": [name, url]})
+    sent = backend.requests[-1]
+    assert len(sent.references) == 2
+    assert all(ref.data.startswith(b"\x89PNG") for ref in sent.references)
+
+
+async def test_an_explicit_model_is_honoured_and_priced(client: Client[Any]) -> None:
+    """'pro' at 4K costs the pro 4K price."""
+    result = await client.call_tool(
+        "generate_image", {"prompt": "poster", "model": "Nano Banana Pro", "image_size": "4K"}
+    )
+    assert result.structured_content is not None
+    assert result.structured_content["model"] == "pro"
+    assert result.structured_content["estimated_cost_usd"] == "0.24"
+
+
+@pytest.mark.parametrize(
+    ("arguments", "expected"),
+    [
+        ({"prompt": "x", "model": "dall-e"}, "Valid choices"),
+        ({"prompt": "x", "model": "pro", "aspect_ratio": "1:8"}, "does not support aspect ratio"),
+        ({"prompt": "x" * 32_001}, "32000"),
+        ({"prompt": "x", "reference_images": ["../prefs.json"]}, "not the name of an earlier"),
+        (
+            {"prompt": "x", "reference_images": ["0b7e7a1c-9a2d-4c3e-8f00-000000000000.png"]},
+            "does not exist",
+        ),
+    ],
+)
+async def test_bad_requests_are_clear_tool_errors_and_nothing_is_generated(
+    client: Client[Any],
+    backend: FakeImageBackend,
+    settings: Settings,
+    arguments: dict[str, Any],
+    expected: str,
+) -> None:
+    """Each mistake names what to change; the backend is never called."""
+    with pytest.raises(ToolError, match=expected.replace("(", r"\(")):
+        await client.call_tool("generate_image", arguments)
+    assert backend.requests == []
+    assert stored_files(settings) == []
+
+
+@pytest.mark.parametrize(
+    "failure",
+    [
+        BackendRefused("The image was blocked by Gemini's safety filter."),
+        BackendUnavailable("Gemini is overloaded; try again in a minute."),
+    ],
+)
+async def test_backend_failures_surface_their_message_and_store_nothing(
+    client: Client[Any], backend: FakeImageBackend, settings: Settings, failure: Exception
+) -> None:
+    """No PNG, no sidecar, no cost when the model does not deliver."""
+    backend.failures.append(failure)  # type: ignore[arg-type]
+    with pytest.raises(ToolError, match=str(failure)):
+        await client.call_tool("generate_image", {"prompt": "x"})
+    assert stored_files(settings) == []
+
+
+async def test_an_unexpected_crash_is_masked_from_the_client(
+    client: Client[Any], backend: FakeImageBackend, settings: Settings
+) -> None:
+    """Internal details (paths, exception text) never reach the caller."""
+    backend.failures.append(RuntimeError("/secret/path exploded"))  # type: ignore[arg-type]
+    with pytest.raises(ToolError) as caught:
+        await client.call_tool("generate_image", {"prompt": "x"})
+    assert "/secret/path" not in str(caught.value)
+    assert stored_files(settings) == []
+
+
+async def test_progress_notifications_are_sent_while_waiting(
+    base_url: str, backend: FakeImageBackend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A client that asked for progress hears from the server during a slow generation."""
+    monkeypatch.setattr("image_server.mcp.HEARTBEAT_SECONDS", 0.05)
+    slow = SlowBackend(delay=0.4)
+    monkeypatch.setattr(backend, "generate", slow.generate)
+    seen: list[str | None] = []
+
+    async def on_progress(progress: float, total: float | None, message: str | None) -> None:
+        seen.append(message)
+
+    async with Client(f"{base_url}/mcp") as c:
+        await c.call_tool("generate_image", {"prompt": "slow"}, progress_handler=on_progress)
+    assert len(seen) >= 2
+    assert all(m and "Waiting" in m for m in seen)
+
+
+class SlowBackend(FakeImageBackend):
+    """Takes ``delay`` seconds per image."""
+
+    def __init__(self, delay: float) -> None:
+        super().__init__()
+        self.delay = delay
+
+    async def generate(self, request: Any) -> Any:
+        import anyio
+
+        await anyio.sleep(self.delay)
+        return await super().generate(request)
+
+
+def _token_server(settings: Settings, backend: FakeImageBackend) -> Any:
+    """The tool behind bearer tokens, to test the allow-list without the OAuth dance."""
+    from image_server.app import build_service
+
+    verifier = StaticTokenVerifier(
+        tokens={
+            "allowed": {"client_id": "c", "scopes": [], "email": "Friend@Example.com", "email_verified": "true"},
+            "stranger": {"client_id": "c", "scopes": [], "email": "stranger@example.com", "email_verified": True},
+            "unverified": {"client_id": "c", "scopes": [], "email": "friend@example.com", "email_verified": False},
+            "kelvin": {"client_id": "c", "scopes": [], "email": "fri\u212aend@example.com", "email_verified": True},
+            "noemail": {"client_id": "c", "scopes": []},
+        }
+    )
+    service = build_service(settings, backend=backend)
+    return build_mcp_server(service, public_url=settings.public_url, auth=verifier).http_app(path="/mcp")
+
+
+@pytest.fixture
+def guarded_url(tmp_path: Path, backend: FakeImageBackend) -> Iterator[str]:
+    env = {
+        "IMG_ROOT": str(tmp_path / "data"),
+        "IMG_PUBLIC_URL": "http://127.0.0.1:1",
+        "GOOGLE_OAUTH_CLIENT_ID": "c",
+        "GOOGLE_OAUTH_CLIENT_SECRET": "s" * 20,
+        "IMG_ALLOWED_EMAILS": "friend@example.com",
+        "GEMINI_API_KEY": "k" * 20,
+    }
+    settings = load_settings(env)
+    with live_server(_token_server(settings, backend)) as url:
+        yield url
+
+
+async def test_an_allow_listed_email_may_generate_whatever_its_case(
+    guarded_url: str, backend: FakeImageBackend
+) -> None:
+    """Friend@Example.com matches friend@example.com."""
+    async with Client(f"{guarded_url}/mcp", auth="allowed") as c:
+        result = await c.call_tool("generate_image", {"prompt": "ok"})
+    assert not result.is_error
+    assert len(backend.requests) == 1
+
+
+@pytest.mark.parametrize("token", ["stranger", "unverified", "kelvin", "noemail"])
+async def test_everyone_else_is_refused_before_anything_is_sent(
+    guarded_url: str, backend: FakeImageBackend, tmp_path: Path, token: str
+) -> None:
+    """Not allow-listed, unverified, look-alike or missing email: refused, nothing written."""
+    async with Client(f"{guarded_url}/mcp", auth=token) as c:
+        with pytest.raises(ToolError, match="email|allow|IMG_ALLOWED_EMAILS"):
+            await c.call_tool("generate_image", {"prompt": "no"})
+    assert backend.requests == []
+    assert not any((tmp_path / "data").glob("*.png"))
+
+
+def test_image_sizes_cover_the_tool_schema() -> None:
+    """The Literal in the tool schema and the domain enum agree."""
+    from typing import get_args
+
+    from image_server.mcp import SizeChoice
+
+    assert set(get_args(SizeChoice)) == {s.value for s in ImageSize}

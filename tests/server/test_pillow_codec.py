@@ -1,0 +1,480 @@
+"""PillowImageCodec: format detection, PNG normalisation, previews and hostile input."""
+
+from __future__ import annotations
+
+import io
+import random
+import struct
+import zlib
+from collections.abc import Iterator
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from PIL import Image, ImageFile, WebPImagePlugin
+
+from image_core.errors import InvalidImage
+from image_core.ports import ImageCodec
+from image_server.adapters.pillow_codec import (
+    DEFAULT_MAX_PREVIEW_BYTES,
+    MAX_JPEG_SCANS,
+    PillowImageCodec,
+)
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+PILLOW_DEFAULT_MAX_PIXELS = int(1024 * 1024 * 1024 // 4 // 3)
+
+
+# --- helpers -------------------------------------------------------------------------
+
+
+def encode(image: Image.Image, format_name: str, **options: object) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format_name, **options)
+    return buffer.getvalue()
+
+
+def noise(width: int, height: int, mode: str = "RGB", seed: int = 1) -> Image.Image:
+    rgba = Image.frombytes(
+        "RGBA", (width, height), random.Random(seed).randbytes(width * height * 4)
+    )
+    return rgba.convert("RGB") if mode == "RGB" else rgba.convert(mode)
+
+
+def decode(data: bytes) -> Image.Image:
+    image = Image.open(io.BytesIO(data))
+    image.load()
+    return image
+
+
+def chunk(kind: bytes, body: bytes) -> bytes:
+    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+
+def handmade_png(width: int, height: int, idat: bytes) -> bytes:
+    """An 8-bit RGB PNG whose header says ``width`` x ``height``, whatever ``idat`` holds."""
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return PNG_SIGNATURE + chunk(b"IHDR", header) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+
+
+def png_bomb(width: int, height: int) -> bytes:
+    """A few hundred bytes claiming ``width`` x ``height``: one zero row of image data."""
+    return handmade_png(width, height, zlib.compress(b"\0" * (1 + 3 * min(width, 4096)), 9))
+
+
+def webp_vp8x(width: int, height: int) -> bytes:
+    """A WebP header (extended format) claiming a ``width`` x ``height`` canvas."""
+    payload = (
+        b"VP8X"
+        + struct.pack("<I", 10)
+        + b"\0\0\0\0"
+        + (width - 1).to_bytes(3, "little")
+        + (height - 1).to_bytes(3, "little")
+    )
+    return b"RIFF" + struct.pack("<I", 4 + len(payload)) + b"WEBP" + payload
+
+
+def jpeg_claiming(width: int, height: int) -> bytes:
+    """A real tiny baseline JPEG whose SOF0 header is patched to claim another size."""
+    data = encode(Image.new("RGB", (8, 8), "red"), "JPEG")
+    start = data.index(b"\xff\xc0")
+    return data[: start + 5] + struct.pack(">HH", height, width) + data[start + 9 :]
+
+
+@pytest.fixture(scope="module")
+def codec() -> PillowImageCodec:
+    return PillowImageCodec()
+
+
+@pytest.fixture
+def no_decoding(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Fail the test if any pixel data is decoded (or a WebP canvas allocated)."""
+
+    def refuse(*_: object) -> None:
+        raise AssertionError("pixel data was decoded")
+
+    monkeypatch.setattr(ImageFile.ImageFile, "load", refuse)
+    monkeypatch.setattr(WebPImagePlugin.WebPImageFile, "load", refuse)
+    monkeypatch.setattr(WebPImagePlugin.WebPImageFile, "_open", refuse)
+    yield
+
+
+# --- the protocol --------------------------------------------------------------------
+
+
+def test_satisfies_the_port() -> None:
+    port: ImageCodec = PillowImageCodec()
+    assert port.check_reference(encode(Image.new("RGB", (4, 4)), "PNG")) == "image/png"
+
+
+def test_never_changes_pillows_global_limit(codec: PillowImageCodec) -> None:
+    with pytest.raises(InvalidImage):
+        codec.check_reference(png_bomb(50_000, 50_000))
+    assert Image.MAX_IMAGE_PIXELS == PILLOW_DEFAULT_MAX_PIXELS
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"max_pixels": 0},
+        {"max_reference_bytes": 0},
+        {"max_preview_bytes": -1},
+        {"preview_quality": 0},
+        {"thumbnail_quality": 101},
+        {"png_compress_level": 10},
+    ],
+)
+def test_rejects_nonsense_settings(kwargs: dict[str, int]) -> None:
+    with pytest.raises(ValueError, match=next(iter(kwargs))):
+        PillowImageCodec(**kwargs)
+
+
+# --- process: formats ----------------------------------------------------------------
+
+
+def test_valid_png_is_stored_byte_for_byte(codec: PillowImageCodec) -> None:
+    data = encode(noise(300, 200), "PNG", compress_level=9)
+    result = codec.process(data, 128, 64)
+    assert result.png == data
+    assert (result.width, result.height) == (300, 200)
+
+
+def test_bytes_after_iend_are_dropped(codec: PillowImageCodec) -> None:
+    data = encode(noise(40, 30), "PNG")
+    result = codec.process(data + b"PK\x03\x04 appended zip", 128, 64)
+    assert result.png == data
+
+
+@pytest.mark.parametrize(
+    ("format_name", "options"),
+    [
+        ("JPEG", {"quality": 90}),
+        ("WEBP", {"quality": 80}),
+        ("WEBP", {"lossless": True}),
+    ],
+)
+def test_jpeg_and_webp_become_png_of_the_same_size(
+    codec: PillowImageCodec, format_name: str, options: dict[str, object]
+) -> None:
+    data = encode(noise(321, 123), format_name, **options)
+    result = codec.process(data, 256, 64)
+    assert result.png.startswith(PNG_SIGNATURE)
+    stored = decode(result.png)
+    assert stored.format == "PNG"
+    assert stored.size == (321, 123) == (result.width, result.height)
+
+
+def test_lossless_webp_pixels_survive(codec: PillowImageCodec) -> None:
+    original = noise(50, 40, "RGBA")
+    result = codec.process(encode(original, "WEBP", lossless=True, exact=True), 64, 32)
+    assert decode(result.png).tobytes() == original.tobytes()
+
+
+def test_claimed_type_is_irrelevant_only_bytes_count(codec: PillowImageCodec) -> None:
+    jpeg = encode(noise(20, 20), "JPEG")
+    assert codec.check_reference(jpeg) == "image/jpeg"
+    assert codec.check_reference(encode(noise(20, 20), "WEBP")) == "image/webp"
+    assert codec.check_reference(encode(noise(20, 20), "PNG")) == "image/png"
+
+
+def _palette_with_transparency() -> bytes:
+    image = Image.new("P", (64, 48), 1)
+    image.putpalette([255, 0, 0, 0, 0, 255] + [0] * 762)
+    return encode(image, "PNG", transparency=1)
+
+
+def _sixteen_bit_grey() -> bytes:
+    image = Image.new("I;16", (64, 48))
+    image.putdata([x * 1000 for x in range(64)] * 48)
+    return encode(image, "PNG")
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        pytest.param(encode(noise(64, 48, "RGBA"), "PNG"), id="RGBA"),
+        pytest.param(encode(noise(64, 48, "LA"), "PNG"), id="LA"),
+        pytest.param(encode(noise(64, 48, "L"), "PNG"), id="L"),
+        pytest.param(encode(noise(64, 48, "1"), "PNG"), id="1"),
+        pytest.param(encode(noise(64, 48, "P"), "PNG"), id="P"),
+        pytest.param(_palette_with_transparency(), id="P+tRNS"),
+        pytest.param(_sixteen_bit_grey(), id="I;16"),
+        pytest.param(encode(noise(64, 48, "L"), "JPEG"), id="JPEG-L"),
+        pytest.param(encode(noise(64, 48, "CMYK"), "JPEG"), id="JPEG-CMYK"),
+        pytest.param(encode(noise(64, 48, "RGBA"), "WEBP"), id="WebP-RGBA"),
+    ],
+)
+def test_every_mode_gives_png_rgb_jpeg_preview_and_webp_thumbnail(
+    codec: PillowImageCodec, data: bytes
+) -> None:
+    result = codec.process(data, 32, 16)
+    stored = decode(result.png)
+    assert stored.format == "PNG"
+    assert stored.size == (64, 48)
+    preview = decode(result.preview.data)
+    assert (result.preview.mime_type, preview.format, preview.mode) == ("image/jpeg", "JPEG", "RGB")
+    assert preview.size == (32, 24)
+    thumbnail = decode(result.thumbnail.data)
+    assert (result.thumbnail.mime_type, thumbnail.format) == ("image/webp", "WEBP")
+    assert thumbnail.size == (16, 12)
+
+
+def test_sixteen_bit_grey_is_scaled_not_clipped(codec: PillowImageCodec) -> None:
+    preview = decode(codec.process(_sixteen_bit_grey(), 64, 16).preview.data)
+    left, _, _ = preview.getpixel((2, 10))  # type: ignore[misc]
+    right, _, _ = preview.getpixel((61, 10))  # type: ignore[misc]
+    assert left < 40 < 200 < right
+
+
+def test_transparency_is_flattened_onto_white(codec: PillowImageCodec) -> None:
+    clear = Image.new("RGBA", (100, 100), (255, 0, 0, 0))
+    result = codec.process(encode(clear, "PNG"), 50, 20)
+    preview = decode(result.preview.data)
+    assert all(channel > 245 for channel in preview.getpixel((25, 25)))  # type: ignore[union-attr]
+    thumbnail = decode(result.thumbnail.data).convert("RGB")
+    assert all(channel > 245 for channel in thumbnail.getpixel((10, 10)))  # type: ignore[union-attr]
+
+
+# --- process: previews and thumbnails ------------------------------------------------
+
+
+@pytest.mark.parametrize("size", [(1000, 250), (250, 1000), (2000, 2000)])
+def test_preview_and_thumbnail_fit_and_keep_the_aspect_ratio(
+    codec: PillowImageCodec, size: tuple[int, int]
+) -> None:
+    result = codec.process(encode(noise(*size), "PNG", compress_level=1), 400, 100)
+    preview = decode(result.preview.data)
+    thumbnail = decode(result.thumbnail.data)
+    assert max(preview.size) == 400
+    assert max(thumbnail.size) == 100
+    ratio = size[0] / size[1]
+    assert preview.size[0] / preview.size[1] == pytest.approx(ratio, rel=0.02)
+    assert thumbnail.size[0] / thumbnail.size[1] == pytest.approx(ratio, rel=0.02)
+
+
+def test_small_images_are_not_upscaled(codec: PillowImageCodec) -> None:
+    result = codec.process(encode(noise(30, 20), "PNG"), 1024, 256)
+    assert decode(result.preview.data).size == (30, 20)
+    assert decode(result.thumbnail.data).size == (30, 20)
+
+
+def test_thumbnail_larger_than_preview_comes_from_the_full_image(
+    codec: PillowImageCodec,
+) -> None:
+    result = codec.process(encode(noise(600, 300), "PNG"), 100, 300)
+    assert decode(result.preview.data).size == (100, 50)
+    assert decode(result.thumbnail.data).size == (300, 150)
+
+
+@pytest.fixture(scope="module")
+def noisy_4k_png() -> bytes:
+    # compress_level=0: a valid PNG without spending seconds deflating noise.
+    return encode(noise(4096, 4096), "PNG", compress_level=0)
+
+
+def test_4k_noise_preview_is_compact(codec: PillowImageCodec, noisy_4k_png: bytes) -> None:
+    result = codec.process(noisy_4k_png, 1024, 256)
+    assert result.png == noisy_4k_png
+    assert (result.width, result.height) == (4096, 4096)
+    assert result.preview.mime_type == "image/jpeg"
+    assert len(result.preview.data) < 300_000
+    assert decode(result.preview.data).size == (1024, 1024)
+    assert decode(result.thumbnail.data).size == (256, 256)
+
+
+def test_preview_stays_under_the_byte_budget_even_for_pure_noise(
+    codec: PillowImageCodec,
+) -> None:
+    # Full-resolution noise at quality 80 is about 650 KB: the budget must step in.
+    result = codec.process(encode(noise(1024, 1024), "PNG", compress_level=0), 1024, 256)
+    assert len(result.preview.data) <= DEFAULT_MAX_PREVIEW_BYTES
+    assert decode(result.preview.data).format == "JPEG"
+
+
+def test_thumbnail_of_stored_png(codec: PillowImageCodec) -> None:
+    thumb = codec.thumbnail(encode(noise(800, 400), "PNG"), 200)
+    assert thumb.mime_type == "image/webp"
+    assert decode(thumb.data).size == (200, 100)
+
+
+def test_thumbnail_of_jpeg_uses_a_reduced_decode(codec: PillowImageCodec) -> None:
+    thumb = codec.thumbnail(encode(noise(2000, 1000), "JPEG"), 128)
+    assert decode(thumb.data).size == (128, 64)
+
+
+def test_thumbnail_rejects_garbage(codec: PillowImageCodec) -> None:
+    with pytest.raises(InvalidImage, match="stored image"):
+        codec.thumbnail(b"not an image at all", 128)
+
+
+@pytest.mark.parametrize("side", [0, -5])
+def test_process_rejects_nonsense_sides(codec: PillowImageCodec, side: int) -> None:
+    with pytest.raises(ValueError, match="max_side"):
+        codec.process(encode(noise(8, 8), "PNG"), side, 16)
+
+
+# --- hostile and broken input ------------------------------------------------------------
+
+
+def _truncated_idat_png() -> bytes:
+    """Chunks and CRCs intact, but the compressed image data stops half-way."""
+    raw = b"".join(b"\0" + random.Random(row).randbytes(3 * 64) for row in range(64))
+    return handmade_png(64, 64, zlib.compress(raw)[:3000])
+
+
+def _bad_crc_png() -> bytes:
+    data = bytearray(encode(noise(32, 32), "PNG"))
+    data[-20] ^= 0xFF  # inside the last IDAT chunk
+    return bytes(data)
+
+
+_GOOD_PNG = encode(noise(64, 64), "PNG")
+_GOOD_JPEG = encode(noise(64, 64), "JPEG")
+_GOOD_WEBP = encode(noise(64, 64), "WEBP")
+
+BROKEN = [
+    pytest.param(b"", "empty", id="empty"),
+    pytest.param(b"Hello, this is a text file.\n", "looks like text", id="text"),
+    pytest.param(bytes(random.Random(3).randbytes(500)), "not a PNG, JPEG or WebP", id="random"),
+    pytest.param(b"GIF89a" + bytes(100), "GIF", id="gif"),
+    pytest.param(_GOOD_PNG[: len(_GOOD_PNG) // 2], "truncated PNG", id="png-cut-in-half"),
+    pytest.param(_GOOD_PNG[:-12], "truncated PNG", id="png-without-iend"),
+    pytest.param(_GOOD_PNG[:8], "truncated PNG", id="png-signature-only"),
+    pytest.param(_truncated_idat_png(), "damaged or truncated PNG", id="png-short-image-data"),
+    pytest.param(_bad_crc_png(), "checksum", id="png-bad-crc"),
+    pytest.param(_GOOD_JPEG[: len(_GOOD_JPEG) * 2 // 3], "truncated JPEG", id="jpeg-truncated"),
+    pytest.param(_GOOD_JPEG[:20], "JPEG", id="jpeg-header-only"),
+    pytest.param(_GOOD_WEBP[: len(_GOOD_WEBP) // 2], "WebP", id="webp-truncated"),
+]
+
+
+@pytest.mark.parametrize(("data", "expected"), BROKEN)
+def test_process_refuses_broken_input(codec: PillowImageCodec, data: bytes, expected: str) -> None:
+    with pytest.raises(InvalidImage, match=expected) as caught:
+        codec.process(data, 64, 32)
+    assert caught.value.message.startswith("The generated image")
+
+
+@pytest.mark.parametrize(("data", "expected"), BROKEN)
+def test_check_reference_refuses_broken_input(
+    codec: PillowImageCodec, data: bytes, expected: str
+) -> None:
+    with pytest.raises(InvalidImage, match=expected) as caught:
+        codec.check_reference(data)
+    assert caught.value.message.startswith("The reference image")
+
+
+def test_oversized_reference_is_refused_before_parsing(
+    codec: PillowImageCodec, no_decoding: None
+) -> None:
+    data = PNG_SIGNATURE + bytes(7 * 1024 * 1024)
+    with pytest.raises(InvalidImage, match=r"7\.0 MiB; the limit is 7\.0 MiB"):
+        codec.check_reference(data)
+
+
+def test_reference_byte_limit_is_configurable() -> None:
+    small = PillowImageCodec(max_reference_bytes=1000)
+    data = encode(noise(64, 64), "PNG")
+    with pytest.raises(InvalidImage, match=r"KiB; the limit is 1000 bytes"):
+        small.check_reference(data)
+    assert small.check_reference(encode(Image.new("L", (4, 4)), "PNG")) == "image/png"
+
+
+@pytest.mark.parametrize(
+    ("data", "dimensions"),
+    [
+        pytest.param(png_bomb(50_000, 50_000), "50000x50000", id="png-2.5-gigapixels"),
+        # Below Pillow's own limit (89 MP): only our per-codec limit catches it.
+        pytest.param(png_bomb(8_000, 6_000), "8000x6000", id="png-48-megapixels"),
+        pytest.param(jpeg_claiming(60_000, 60_000), "60000x60000", id="jpeg"),
+        pytest.param(webp_vp8x(16_384, 16_384), "16384x16384", id="webp"),
+    ],
+)
+def test_decompression_bombs_are_refused_from_the_header(
+    codec: PillowImageCodec, no_decoding: None, data: bytes, dimensions: str
+) -> None:
+    assert len(data) < 2000
+    for call in (
+        codec.check_reference,
+        lambda d: codec.process(d, 64, 32),
+        lambda d: codec.thumbnail(d, 32),
+    ):
+        with pytest.raises(InvalidImage, match=rf"{dimensions} pixels .* limit is 40 megapixels"):
+            call(data)
+
+
+def test_pixel_limit_is_configurable(no_decoding: None) -> None:
+    strict = PillowImageCodec(max_pixels=100 * 100)
+    with pytest.raises(InvalidImage, match=r"101x100 pixels .* limit is 0\.01 megapixels"):
+        strict.check_reference(encode(Image.new("RGB", (101, 100)), "PNG"))
+
+
+def test_pillows_own_bomb_error_becomes_invalid_image() -> None:
+    lax = PillowImageCodec(max_pixels=10**12)
+    with pytest.raises(InvalidImage, match="decompression bomb"):
+        lax.check_reference(webp_vp8x(16_384, 16_384))
+
+
+def test_jpeg_with_absurd_scan_count_is_refused(codec: PillowImageCodec) -> None:
+    comment = b"\xff\xda" * (MAX_JPEG_SCANS + 1)
+    segment = b"\xff\xfe" + struct.pack(">H", len(comment) + 2) + comment
+    data = _GOOD_JPEG[:2] + segment + _GOOD_JPEG[2:]
+    with pytest.raises(InvalidImage, match=f"the limit is {MAX_JPEG_SCANS}"):
+        codec.check_reference(data)
+
+
+# --- properties ------------------------------------------------------------------------
+
+_MODES_BY_FORMAT = {
+    "PNG": ["RGB", "RGBA", "L", "LA", "P", "1"],
+    "JPEG": ["RGB", "L", "CMYK"],
+    "WEBP": ["RGB", "RGBA"],
+}
+
+
+@st.composite
+def small_images(draw: st.DrawFn) -> tuple[bytes, tuple[int, int]]:
+    format_name = draw(st.sampled_from(sorted(_MODES_BY_FORMAT)))
+    mode = draw(st.sampled_from(_MODES_BY_FORMAT[format_name]))
+    size = (draw(st.integers(1, 80)), draw(st.integers(1, 80)))
+    image = noise(*size, mode=mode, seed=draw(st.integers(0, 2**32)))
+    return encode(image, format_name), size
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    image=small_images(),
+    preview_side=st.integers(1, 100),
+    thumbnail_side=st.integers(1, 100),
+)
+def test_process_keeps_the_size_and_bounds_the_derivatives(
+    image: tuple[bytes, tuple[int, int]], preview_side: int, thumbnail_side: int
+) -> None:
+    data, size = image
+    result = PillowImageCodec().process(data, preview_side, thumbnail_side)
+    stored = decode(result.png)
+    assert stored.format == "PNG"
+    assert stored.size == size == (result.width, result.height)
+    assert max(decode(result.preview.data).size) <= preview_side
+    assert max(decode(result.thumbnail.data).size) <= thumbnail_side
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    original=st.sampled_from([_GOOD_PNG, _GOOD_JPEG, _GOOD_WEBP]),
+    edits=st.lists(st.tuples(st.integers(0, 10**6), st.integers(0, 255)), min_size=1, max_size=8),
+    cut=st.integers(1, 10**6),
+)
+def test_corrupted_files_raise_invalid_image_or_decode(
+    original: bytes, edits: list[tuple[int, int]], cut: int
+) -> None:
+    data = bytearray(original)
+    for position, value in edits:
+        data[position % len(data)] = value
+    data = data[: max(1, cut % (len(data) + 1))]
+    codec = PillowImageCodec()
+    for call in (codec.check_reference, lambda d: codec.process(d, 32, 16)):
+        try:
+            call(bytes(data))
+        except InvalidImage as error:
+            assert error.message
