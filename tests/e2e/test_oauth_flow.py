@@ -9,37 +9,32 @@ from __future__ import annotations
 import base64
 import json
 import re
-import socket
 import stat
-import threading
-import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import anyio
 import httpx2
 import pytest
-import uvicorn
 from fastmcp import Client, FastMCP
 from fastmcp.client.transports import StreamableHttpTransport
 from fastmcp.exceptions import ToolError
 from fastmcp.server.auth.jwt_issuer import JWTIssuer
-from fastmcp.server.auth.oauth_proxy import OAuthProxy
 from fastmcp.server.dependencies import get_access_token
+
 from image_server.auth import (
     DEFAULT_ALLOWED_REDIRECT_URIS,
     GoogleEndpoints,
+    ImageMcpOAuthProxy,
     build_mcp_auth,
     transport_security,
 )
-
 from tests.e2e.oauth_client import (
     DEFAULT_REDIRECT_URI,
-    Discovery,
     OAuthFlowError,
-    TokenSet,
     authorization_url,
     discover,
     exchange_code,
@@ -51,6 +46,7 @@ from tests.e2e.oauth_client import (
     register_client,
 )
 from tests.fakes.fake_google import EMAIL_SCOPE, FakeGoogle
+from tests.support.live_server import free_port, live_server
 
 CLIENT_ID = "1234567890-fake.apps.googleusercontent.com"
 CLIENT_SECRET = "GOCSPX-fake-client-secret-0123456789"
@@ -77,7 +73,7 @@ class Running:
 
     base_url: str
     port: int
-    auth: OAuthProxy
+    auth: ImageMcpOAuthProxy
 
     @property
     def mcp_url(self) -> str:
@@ -85,14 +81,14 @@ class Running:
 
 
 def build_app(
-    google: FakeGoogle, *, base_url: str, storage_dir: Path, signing_key: str
-) -> tuple[Any, OAuthProxy]:
+    google: FakeGoogle, *, base_url: str, storage_dir: Path, key: str
+) -> tuple[Any, ImageMcpOAuthProxy]:
     """The smallest composition the production root must match: auth + host guard."""
     auth = build_mcp_auth(
         client_id=CLIENT_ID,
         client_secret=CLIENT_SECRET,
         base_url=base_url,
-        jwt_signing_key=signing_key,
+        jwt_signing_key=key,
         storage_dir=storage_dir,
         allowed_client_redirect_uris=list(DEFAULT_ALLOWED_REDIRECT_URIS),
         endpoints=GoogleEndpoints.at(google.base_url),
@@ -113,55 +109,44 @@ def build_app(
 
 @contextmanager
 def serve(
-    google: FakeGoogle, storage_dir: Path, *, signing_key: str = SIGNING_KEY, port: int = 0
+    google: FakeGoogle,
+    storage_dir: Path,
+    *,
+    signing_key: str = SIGNING_KEY,
+    port: int | None = None,
 ) -> Iterator[Running]:
-    """Run the app under uvicorn on 127.0.0.1 in a thread; ``port`` reuses an address."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", port))
-    port = sock.getsockname()[1]
+    """Run the app under uvicorn on 127.0.0.1; pass ``port`` to restart at the same URL."""
+    port = port or free_port()
     base_url = f"http://127.0.0.1:{port}"
-    app, auth = build_app(
-        google, base_url=base_url, storage_dir=storage_dir, signing_key=signing_key
-    )
-    config = uvicorn.Config(
-        app, log_config=None, log_level="warning", ws="none", timeout_graceful_shutdown=3
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    try:
-        deadline = time.monotonic() + 10
-        while not server.started:
-            if not thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError("uvicorn did not start")
-            time.sleep(0.01)
+    app, auth = build_app(google, base_url=base_url, storage_dir=storage_dir, key=signing_key)
+    with live_server(app, port=port) as url:
+        assert url == base_url
         yield Running(base_url=base_url, port=port, auth=auth)
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
-        sock.close()
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture
+@pytest.fixture(scope="module")
 def google() -> Iterator[FakeGoogle]:
+    """One fake Google for the module; tests that need a fresh server start their own."""
     with FakeGoogle(client_id=CLIENT_ID, client_secret=CLIENT_SECRET) as fake:
-        fake.next_email = EMAIL
         yield fake
 
 
-@pytest.fixture
-def storage_dir(tmp_path: Path) -> Path:
-    return tmp_path / "oauth-state"
+@pytest.fixture(autouse=True)
+def _signed_in_as_ada(google: FakeGoogle) -> None:
+    """Every test starts as the same verified user, whatever the last one changed."""
+    google.next_email = EMAIL
+    google.email_verified = True
+    google.next_error = None
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
+def storage_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("oauth-state")
+
+
+@pytest.fixture(scope="module")
 def server(google: FakeGoogle, storage_dir: Path) -> Iterator[Running]:
+    """One live server for the module: starting uvicorn per test would double the time."""
     with serve(google, storage_dir) as running:
         yield running
 
@@ -340,6 +325,7 @@ async def test_registration_refuses_redirect_uris_off_the_allow_list(
         "http://127.0.0.1:51234/callback",
         "http://localhost:8080/oauth/cb",
         "https://claude.ai/api/mcp/auth_callback",
+        "https://claude.com/api/mcp/auth_callback",
     ],
 )
 async def test_registration_accepts_loopback_and_claude(
@@ -393,6 +379,8 @@ async def test_authorize_refuses_anything_but_s256_pkce(
     server: Running, google: FakeGoogle, http: httpx2.AsyncClient, overrides: dict[str, Any]
 ) -> None:
     """Without an S256 challenge the client is sent back with an error and no code."""
+    sent_to_google = len(google.authorize_requests)
+
     response = await start_authorization(http, server, **overrides)
 
     assert response.status_code == 302
@@ -400,7 +388,7 @@ async def test_authorize_refuses_anything_but_s256_pkce(
     assert location.startswith(DEFAULT_REDIRECT_URI + "?")
     assert "error=invalid_request" in location
     assert "code=" not in location
-    assert google.authorize_requests == []
+    assert len(google.authorize_requests) == sent_to_google
 
 
 @pytest.mark.anyio
@@ -408,11 +396,13 @@ async def test_authorize_refuses_an_unknown_resource(
     server: Running, google: FakeGoogle, http: httpx2.AsyncClient
 ) -> None:
     """RFC 8707: a token for another server cannot be obtained here."""
+    sent_to_google = len(google.authorize_requests)
+
     response = await start_authorization(http, server, resource="https://other.example/mcp")
 
     assert response.status_code == 302
     assert "error=invalid_target" in response.headers["location"]
-    assert google.authorize_requests == []
+    assert len(google.authorize_requests) == sent_to_google
 
 
 @pytest.mark.anyio
@@ -469,19 +459,12 @@ async def test_consent_without_the_browsers_cookie_is_refused(
 # ------------------------------------------------------------------ bad tokens
 
 
-async def _discovered_token(
-    server: Running, http: httpx2.AsyncClient
-) -> tuple[TokenSet, Discovery]:
-    token = await obtain_token(server.mcp_url, http=http)
-    return token, await discover(server.mcp_url, http=http)
-
-
 @pytest.mark.anyio
 async def test_forged_expired_and_misaddressed_tokens_get_401(
     server: Running, http: httpx2.AsyncClient
 ) -> None:
     """Only an unexpired token signed with our key, for this /mcp, is accepted."""
-    token, _ = await _discovered_token(server, http)
+    token = await obtain_token(server.mcp_url, http=http)
     claims = jwt_claims(token.access_token)
     issuer = server.auth.jwt_issuer
 
@@ -516,7 +499,7 @@ async def test_token_stops_working_when_google_revokes_it(
     token = await obtain_token(server.mcp_url, http=http)
     google.revoke_all()
 
-    with serve(google, storage_dir, port=0) as fresh:  # fresh verifier cache, same state
+    with serve(google, storage_dir) as fresh:  # fresh verifier cache, same state
         status = await mcp_status(http, fresh.mcp_url, token.access_token)
 
     assert status == 401
@@ -527,9 +510,10 @@ async def test_token_stops_working_when_google_revokes_it(
 
 @pytest.mark.anyio
 async def test_tokens_survive_a_restart_with_the_same_key_but_not_a_new_key(
-    google: FakeGoogle, storage_dir: Path
+    google: FakeGoogle, tmp_path: Path
 ) -> None:
     """Connectors keep working across restarts; rotating the key logs everyone out."""
+    storage_dir = tmp_path / "state"
     with serve(google, storage_dir) as first:
         async with httpx2.AsyncClient(timeout=10) as http:
             token = await obtain_token(first.mcp_url, http=http)
@@ -644,3 +628,19 @@ async def test_stored_state_is_encrypted_and_private(
         assert secret.encode() not in blob, secret[:12]
     assert all(mode & 0o077 == 0 for mode in files.values()), files
     assert stat.S_IMODE(storage_dir.stat().st_mode) == 0o700  # noqa: ASYNC240 (test)
+
+
+@pytest.mark.anyio
+async def test_culling_removes_expired_state_and_keeps_live_tokens(
+    server: Running, http: httpx2.AsyncClient, storage_dir: Path
+) -> None:
+    """Expired entries leave the disk; live connectors are untouched."""
+    token = await obtain_token(server.mcp_url, http=http)
+    await server.auth._client_storage.put(key="probe", value={"v": 1}, collection="probe", ttl=0.05)
+    probe = next(p for p in read_tree(storage_dir)[0] if "probe" in p.parent.name)
+    await anyio.sleep(0.1)
+
+    await server.auth.cull_expired_state()
+
+    assert probe not in read_tree(storage_dir)[0]
+    assert await whoami(server.mcp_url, token.access_token) == EMAIL

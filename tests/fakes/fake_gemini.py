@@ -4,6 +4,12 @@ Tests point the real google-genai client at it (``HttpOptions(base_url=fake.base
 so the adapter is exercised through the real SDK, JSON shapes and HTTP stack, with
 scripted faults instead of mocks. Standard library plus Pillow only.
 
+    with FakeGemini(api_key="k") as fake:
+        fake.script("rate_limit", "thoughts")
+        client = genai.Client(api_key="k", http_options=HttpOptions(base_url=fake.base_url))
+        ...
+        assert fake.requests[0].config["imageConfig"] == {"imageSize": "2K"}
+
 Behaviours, queued with ``FakeGemini.script`` and consumed one per request (``"ok"``
 when the queue is empty):
 

@@ -248,7 +248,15 @@ class FakeGoogle:
                 "client_secret_basic",
             ],
             "claims_supported": [
-                *("aud", "email", "email_verified", "exp", "iat", "iss", "name", "nonce", "sub")
+                "aud",
+                "email",
+                "email_verified",
+                "exp",
+                "iat",
+                "iss",
+                "name",
+                "nonce",
+                "sub",
             ],
             "code_challenge_methods_supported": ["plain", "S256"],
             "grant_types_supported": ["authorization_code", "refresh_token"],

@@ -26,7 +26,7 @@ from image_core.errors import (
     BackendUnavailable,
     InvalidConfiguration,
 )
-from image_server.adapters.gemini import QUOTE_CHARS, GeminiImageBackend
+from image_server.adapters.gemini import DEFAULT_BASE_URL, QUOTE_CHARS, GeminiImageBackend
 from tests.fakes.fake_gemini import DEFAULT_TEXT_REPLY, FakeGemini, InlineImage, render
 
 pytestmark = pytest.mark.anyio
@@ -441,3 +441,14 @@ def test_an_empty_api_key_is_refused_at_construction(api_key: str) -> None:
     """A missing key is a configuration error, not a failure on the first request."""
     with pytest.raises(InvalidConfiguration, match="GEMINI_API_KEY"):
         GeminiImageBackend(api_key=api_key)
+
+
+def test_without_a_base_url_requests_go_to_googles_gemini_api(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The SDK's GOOGLE_GEMINI_BASE_URL cannot silently redirect production traffic."""
+    monkeypatch.setenv("GOOGLE_GEMINI_BASE_URL", "http://127.0.0.1:9")
+
+    client = GeminiImageBackend(api_key=KEY)._client
+
+    assert client._api_client._http_options.base_url == DEFAULT_BASE_URL

@@ -65,8 +65,8 @@ async def test_the_server_offers_exactly_one_documented_tool(client: Client[Any]
     assert tool.description is not None
     assert "ONLY pass this when the human explicitly asked" in tool.description
     assert "flash" in tool.description and "pro" in tool.description
-    props = tool.inputSchema["properties"]
-    assert tool.inputSchema["required"] == ["prompt"]
+    props = tool.input_schema["properties"]
+    assert tool.input_schema["required"] == ["prompt"]
     assert "16:9" in json.dumps(props["aspect_ratio"])
     assert "4K" in json.dumps(props["image_size"])
 
@@ -80,7 +80,7 @@ async def test_a_generation_returns_a_small_preview_and_a_url_that_serves_the_pn
     )
     assert not result.is_error
     image = next(c for c in result.content if isinstance(c, ImageContent))
-    assert image.mimeType == "image/jpeg"
+    assert image.mime_type == "image/jpeg"
     preview = Image.open(io.BytesIO(__import__("base64").b64decode(image.data)))
     assert max(preview.size) <= 1024
     data = result.structured_content
@@ -184,8 +184,7 @@ async def test_progress_notifications_are_sent_while_waiting(
 ) -> None:
     """A client that asked for progress hears from the server during a slow generation."""
     monkeypatch.setattr("image_server.mcp.HEARTBEAT_SECONDS", 0.05)
-    slow = SlowBackend(delay=0.4)
-    monkeypatch.setattr(backend, "generate", slow.generate)
+    backend.delay_seconds = 0.4
     seen: list[str | None] = []
 
     async def on_progress(progress: float, total: float | None, message: str | None) -> None:
@@ -195,20 +194,6 @@ async def test_progress_notifications_are_sent_while_waiting(
         await c.call_tool("generate_image", {"prompt": "slow"}, progress_handler=on_progress)
     assert len(seen) >= 2
     assert all(m and "Waiting" in m for m in seen)
-
-
-class SlowBackend(FakeImageBackend):
-    """Takes ``delay`` seconds per image."""
-
-    def __init__(self, delay: float) -> None:
-        super().__init__()
-        self.delay = delay
-
-    async def generate(self, request: Any) -> Any:
-        import anyio
-
-        await anyio.sleep(self.delay)
-        return await super().generate(request)
 
 
 def _token_server(settings: Settings, backend: FakeImageBackend) -> Any:

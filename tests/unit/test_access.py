@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import string
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -258,8 +260,13 @@ def test_normalise_email_trims_lowercases_or_refuses(raw: str, expected: str | N
 
 # --- properties ----------------------------------------------------------------------
 
-_EMAILS = st.emails()
-_NON_ASCII = st.characters(min_codepoint=0x80, exclude_categories=("Cs",))
+# Fast stand-in for st.emails(): any printable ASCII local part a mail system allows.
+_LOCAL = st.text(
+    alphabet=string.ascii_letters + string.digits + "!#$%&'*+-/=?^_`{|}~.", min_size=1, max_size=16
+)
+_DOMAIN = st.text(alphabet=string.ascii_letters + string.digits + "-", min_size=1, max_size=12)
+_EMAILS = st.builds("{}@{}.{}".format, _LOCAL, _DOMAIN, st.sampled_from(["com", "IO", "example"]))
+_NON_ASCII = st.characters(min_codepoint=0x80, codec="utf-8")
 
 
 @st.composite

@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
+from typing import Any
 
 import attrs
 import pytest
@@ -39,7 +40,7 @@ def usd(amount: str) -> CostEstimate:
     return CostEstimate(Decimal(amount))
 
 
-def make_generation(**changes: object) -> Generation:
+def make_generation(**changes: Any) -> Generation:
     """A valid generation, with some fields replaced."""
     generation = Generation(
         id=ID,
@@ -154,8 +155,10 @@ def test_an_unknown_ratio_is_rejected_listing_every_choice(raw: str) -> None:
         ("  ", ImageSize.S1K),
     ],
 )
-def test_image_size_parses_in_either_case_and_defaults_to_1k(raw: str | None, size: ImageSize) -> None:
-    """"2k" is as good as "2K"; nothing means 1K."""
+def test_image_size_parses_in_either_case_and_defaults_to_1k(
+    raw: str | None, size: ImageSize
+) -> None:
+    """ "2k" is as good as "2K"; nothing means 1K."""
     assert GenerationRequest.parse("p", image_size=raw).image_size is size
 
 
@@ -196,7 +199,9 @@ def test_blank_references_do_not_count_towards_the_limit() -> None:
     assert len(GenerationRequest.parse("p", references=names).references) == 14
 
 
-@pytest.mark.parametrize(("raw", "model"), [(None, None), ("", None), ("  ", None), (" pro ", "pro")])
+@pytest.mark.parametrize(
+    ("raw", "model"), [(None, None), ("", None), ("  ", None), (" pro ", "pro")]
+)
 def test_the_model_name_is_trimmed_and_blank_means_none(raw: str | None, model: str | None) -> None:
     """A blank model name falls through to the user's default."""
     assert GenerationRequest.parse("p", model=raw).model == model
@@ -213,12 +218,12 @@ def test_image_sizes_name_their_long_side() -> None:
 def test_the_standard_ratios_are_the_ten_common_ones() -> None:
     """Standard ratios exclude the four extreme ones."""
     assert len(ALL_RATIOS) == 14
-    assert ALL_RATIOS - STANDARD_RATIOS == {
+    assert {
         AspectRatio.R1_4,
         AspectRatio.R4_1,
         AspectRatio.R1_8,
         AspectRatio.R8_1,
-    }
+    } == ALL_RATIOS - STANDARD_RATIOS
 
 
 @pytest.mark.parametrize("ratio", list(AspectRatio))

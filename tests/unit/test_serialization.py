@@ -43,7 +43,7 @@ REQUIRED_FIELDS = [
     "cost",
 ]
 
-_TEXT = st.text(alphabet=st.characters(exclude_categories=("Cs",)))
+_TEXT = st.text(alphabet=st.characters(codec="utf-8"))
 _WORD = st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789._+-", min_size=1, max_size=12)
 _EMAILS = st.builds("{}@{}.{}".format, _WORD, _WORD, st.sampled_from(["com", "io", "example"]))
 _COUNTS = st.none() | st.integers(min_value=0, max_value=2**40)

@@ -130,7 +130,14 @@ class ModelCatalog:
                     spec, model_id=new_id or spec.model_id, prices=prices, also_known_as=aka
                 )
             )
-        return cls(tuple(models))
+        try:
+            return cls(tuple(models))
+        except InvalidConfiguration as exc:
+            named = [f"IMG_MODEL_{m.alias.upper()}" for m in models]
+            given = ", ".join(
+                f"{k}={overrides[k]!r}" for k in named if overrides.get(k, "").strip()
+            )
+            raise InvalidConfiguration(f"{exc.message}; check {given or 'IMG_MODEL_*'}.") from None
 
 
 def _parse_price(key: str, raw: str) -> CostEstimate:

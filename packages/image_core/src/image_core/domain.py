@@ -10,7 +10,7 @@ import enum
 import uuid
 from collections.abc import Mapping
 from datetime import datetime, timedelta
-from decimal import Decimal
+from decimal import Context, Decimal
 from types import MappingProxyType
 from typing import Any, TypeVar
 
@@ -22,6 +22,7 @@ MAX_PROMPT_CHARS = 32_000
 MAX_REFERENCE_IMAGES = 14
 
 _E = TypeVar("_E", bound=enum.StrEnum)
+_WIDE = Context(prec=60)
 
 
 class ImageSize(enum.StrEnum):
@@ -96,11 +97,16 @@ def _aware(_: object, attribute: attrs.Attribute[Any], value: datetime) -> None:
         raise ValueError(f"{attribute.name} must be timezone-aware UTC")
 
 
+def _plus_zero(amount: Decimal) -> Decimal:
+    """``-0`` becomes ``0`` so no price ever displays as ``$-0.00``."""
+    return amount + 0 if amount.is_finite() else amount
+
+
 @attrs.frozen
 class CostEstimate:
     """An estimated price in US dollars, from list prices, never billed amounts."""
 
-    usd: Decimal = attrs.field(validator=_non_negative)
+    usd: Decimal = attrs.field(converter=_plus_zero, validator=_non_negative)
 
     @classmethod
     def zero(cls) -> CostEstimate:
@@ -112,9 +118,9 @@ class CostEstimate:
 
     def display(self) -> str:
         """Dollars with at least two and at most three decimals, e.g. ``$0.067``."""
-        if self.usd == self.usd.quantize(Decimal("0.01")):
-            return f"${self.usd:.2f}"
-        return f"${self.usd.quantize(Decimal('0.001'))}"
+        if self.usd == self.usd.quantize(Decimal("0.01"), context=_WIDE):
+            return f"${self.usd.quantize(Decimal('0.01'), context=_WIDE)}"
+        return f"${self.usd.quantize(Decimal('0.001'), context=_WIDE)}"
 
 
 def _prices_cover_sizes(instance: ModelSpec, _: attrs.Attribute[Any], __: object) -> None:
@@ -179,7 +185,7 @@ class GenerationRequest:
     aspect_ratio: AspectRatio | None = None
     image_size: ImageSize = ImageSize.S1K
     model: str | None = None
-    references: tuple[str, ...] = ()
+    references: tuple[str, ...] = attrs.field(default=())
 
     @prompt.validator
     def _check_prompt(self, _: attrs.Attribute[str], value: str) -> None:
@@ -187,6 +193,15 @@ class GenerationRequest:
             raise ValueError("prompt must not be empty")
         if len(value) > MAX_PROMPT_CHARS:
             raise ValueError(f"prompt is longer than {MAX_PROMPT_CHARS} characters")
+        if not _is_encodable(value):
+            raise ValueError("prompt contains characters that are not valid text")
+
+    @references.validator
+    def _check_references(
+        self, _: attrs.Attribute[tuple[str, ...]], value: tuple[str, ...]
+    ) -> None:
+        if len(value) > MAX_REFERENCE_IMAGES:
+            raise ValueError(f"at most {MAX_REFERENCE_IMAGES} reference images")
 
     @classmethod
     def parse(
@@ -205,6 +220,8 @@ class GenerationRequest:
             raise InvalidRequest(
                 f"The prompt has {len(prompt)} characters; the limit is {MAX_PROMPT_CHARS}."
             )
+        if not _is_encodable(prompt):
+            raise InvalidRequest("The prompt contains characters that are not valid text.")
         ratio = _parse_enum(AspectRatio, aspect_ratio, "aspect_ratio")
         size = _parse_enum(ImageSize, image_size, "image_size") or ImageSize.S1K
         refs = tuple(r.strip() for r in references or () if r.strip())
@@ -215,6 +232,14 @@ class GenerationRequest:
             )
         wanted_model = model.strip() if model and model.strip() else None
         return cls(prompt, ratio, size, wanted_model, refs)
+
+
+def _is_encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _parse_enum(kind: type[_E], raw: str | None, field: str) -> _E | None:

@@ -53,9 +53,24 @@ def _datetime(value: Any, _: type) -> datetime:
     return parsed.astimezone(UTC)
 
 
+def _strict_str(value: Any, _: type) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"expected text, got {type(value).__name__}")
+    return value
+
+
+def _strict_int(value: Any, _: type) -> int:
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise TypeError(f"expected a whole number, got {type(value).__name__}")
+    return value
+
+
 def make_record_converter() -> JsonConverter:
     """A JSON converter for sidecars and prefs: Decimal as string, UTC ISO timestamps."""
     converter = make_converter(forbid_extra_keys=False)
+    # Exact-type predicates: a plain registration would also capture str-based enums.
+    converter.register_structure_hook_func(lambda t: t is str, _strict_str)
+    converter.register_structure_hook_func(lambda t: t is int, _strict_int)
     converter.register_unstructure_hook(Decimal, str)
     converter.register_structure_hook(Decimal, _decimal)
     converter.register_unstructure_hook(CostEstimate, lambda c: str(c.usd))

@@ -58,13 +58,19 @@ MAX_PAGE_SIZE = 200
 
 
 def parse_image_name(name: str) -> uuid.UUID | None:
-    """The uuid4 in ``{uuid}.png``, a bare uuid or an ``…/i/{uuid}.png`` URL; else ``None``.
+    """The uuid4 in ``{uuid}.png``, a bare uuid or an ``http(s)://host/i/{uuid}.png`` URL.
 
-    Only lower-case canonical uuid4 text is accepted, the form this product writes.
+    Anything else (other paths, schemes, upper case, extra segments) is ``None``: only the
+    canonical lower-case names this product hands out are accepted.
     """
     text = name.strip()
     if "/" in text:
-        text = urlsplit(text).path.rsplit("/", 1)[-1]
+        parts = urlsplit(text)
+        if parts.scheme not in {"http", "https"} or not parts.netloc or parts.query:
+            return None
+        if not parts.path.startswith("/i/"):
+            return None
+        text = parts.path.removeprefix("/i/")
     match = _IMAGE_NAME.fullmatch(text)
     return uuid.UUID(match.group(1)) if match else None
 
@@ -176,6 +182,8 @@ class ImageService:
 
     def daily_spend_for(self, viewer: Identity | None, days: int = 30) -> list[DailySpend]:
         """Spend per day over the last ``days`` UTC days, limited to what the viewer may see."""
+        if days < 1:
+            raise InvalidRequest("The spend chart covers at least one day.")
         since = (self.clock.now() - timedelta(days=days - 1)).date()
         return self.metadata.daily_spend(since, self.policy.visible_emails(viewer))
 

@@ -7,6 +7,7 @@ suite as the filesystem ones), so tests that use them exercise real behaviour.
 
 from __future__ import annotations
 
+import asyncio
 import struct
 import threading
 import uuid
@@ -241,10 +242,13 @@ class FakeImageBackend:
     requests: list[BackendRequest] = attrs.field(factory=list)
     token_usage: TokenUsage | None = None
     name: str = "fake"
+    delay_seconds: float = 0.0
 
     async def generate(self, request: BackendRequest) -> BackendImage:
-        """Record the request, then fail or return a solid PNG."""
+        """Record the request, wait ``delay_seconds``, then fail or return a solid PNG."""
         self.requests.append(request)
+        if self.delay_seconds:
+            await asyncio.sleep(self.delay_seconds)
         if self.failures:
             raise self.failures.pop(0)
         ratio = request.aspect_ratio

@@ -13,7 +13,7 @@ import base64
 import ipaddress
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Final, TypedDict
+from typing import Any, Final, TypedDict
 from urllib.parse import urlsplit
 
 import attrs
@@ -25,7 +25,6 @@ from fastmcp.server.auth.oauth_proxy import OAuthProxy
 from fastmcp.server.auth.oauth_proxy.models import ProxyDCRClient
 from fastmcp.server.auth.providers.google import GoogleTokenVerifier
 from fastmcp.server.auth.redirect_validation import validate_redirect_uri
-from key_value.aio.protocols import AsyncKeyValue
 from key_value.aio.stores.filetree import (
     FileTreeStore,
     FileTreeV1CollectionSanitizationStrategy,
@@ -48,12 +47,14 @@ __all__ = [
 #: ``openid`` alone yields no email claim; the allow-list needs the email.
 GOOGLE_SCOPES: Final = ("openid", "https://www.googleapis.com/auth/userinfo.email")
 
-#: Loopback clients on any port (fastmcp's ``host:*`` syntax; the path is free) and
-#: Claude.ai's connector callback. fastmcp's own default (None) accepts any URI.
+#: Loopback clients on any port (fastmcp's ``host:*`` syntax; any path) and Claude's
+#: connector callback, on claude.ai and on claude.com (which Anthropic asks servers to
+#: accept too). fastmcp's own default (None) accepts any URI.
 DEFAULT_ALLOWED_REDIRECT_URIS: Final = (
     "http://localhost:*",
     "http://127.0.0.1:*",
     "https://claude.ai/api/mcp/auth_callback",
+    "https://claude.com/api/mcp/auth_callback",
 )
 
 #: HKDF stretches nothing: the signing secret must already be high-entropy.
@@ -120,6 +121,18 @@ class ImageMcpOAuthProxy(OAuthProxy):
     re-registers. The IdP callback still re-checks the allow-list itself.
     """
 
+    def __init__(self, *, state_files: FileTreeStore, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._state_files = state_files
+
+    async def cull_expired_state(self) -> None:
+        """Delete expired entries from disk; call it now and then (e.g. hourly).
+
+        Expired transactions, codes and token mappings are only ignored on read, never
+        removed, so without this the state directory grows with every login.
+        """
+        await self._state_files.cull()
+
     async def get_client(self, client_id: str) -> OAuthClientInformationFull | None:
         client = await super().get_client(client_id)
         if (
@@ -150,7 +163,7 @@ def build_mcp_auth(
     allowed_client_redirect_uris: Sequence[str],
     endpoints: GoogleEndpoints,
     cache_ttl_seconds: int = 300,
-) -> OAuthProxy:
+) -> ImageMcpOAuthProxy:
     """The OAuth provider for ``FastMCP(auth=...)``: Google login, Claude-ready.
 
     ``base_url`` is the public origin (tokens are bound to ``{base_url}/mcp``, so
@@ -165,6 +178,7 @@ def build_mcp_auth(
         raise ValueError(msg)
     patterns = list(allowed_client_redirect_uris)
     _check_redirect_patterns(patterns)
+    state_files = _state_files(storage_dir)
     verifier = GoogleTokenVerifier(
         required_scopes=list(GOOGLE_SCOPES),
         timeout_seconds=_VERIFY_TIMEOUT_SECONDS,
@@ -182,8 +196,12 @@ def build_mcp_auth(
         issuer_url=base_url,
         redirect_path="/auth/callback",
         allowed_client_redirect_uris=patterns,
-        client_storage=_encrypted_storage(
-            storage_dir, _derive_key(jwt_signing_key, _STORAGE_KEY_INFO)
+        state_files=state_files,
+        client_storage=FernetEncryptionWrapper(
+            key_value=state_files,
+            fernet=Fernet(_derive_key(jwt_signing_key, _STORAGE_KEY_INFO)),
+            # After a key change old entries read as missing: clients re-register.
+            raise_on_decryption_error=False,
         ),
         jwt_signing_key=_derive_key(jwt_signing_key, _JWT_KEY_INFO),
         require_authorization_consent=True,
@@ -244,20 +262,14 @@ def _derive_key(secret: str, purpose: bytes) -> bytes:
     return base64.urlsafe_b64encode(raw)
 
 
-def _encrypted_storage(storage_dir: Path, fernet_key: bytes) -> AsyncKeyValue:
-    """What fastmcp builds by default, but under our directory and key.
-
-    Undecryptable entries (after a key change) read as missing: clients re-register
-    instead of the server failing.
-    """
+def _state_files(storage_dir: Path) -> FileTreeStore:
+    """The file store fastmcp builds by default, but under our own private directory."""
     storage_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    store = FileTreeStore(
+    storage_dir.chmod(0o700)  # also when it pre-existed: only this service reads it
+    return FileTreeStore(
         data_directory=storage_dir,
         key_sanitization_strategy=FileTreeV1KeySanitizationStrategy(storage_dir),
         collection_sanitization_strategy=FileTreeV1CollectionSanitizationStrategy(storage_dir),
-    )
-    return FernetEncryptionWrapper(
-        key_value=store, fernet=Fernet(fernet_key), raise_on_decryption_error=False
     )
 
 

@@ -144,12 +144,15 @@ def read_regular_file(path: Path | str, *, dir_fd: int | None = None) -> bytes |
         return None
     fd, info = opened
     try:
-        parts = [os.read(fd, info.st_size + 1)]
-        while parts[-1]:  # a file may grow, and a huge one comes in several reads
-            parts.append(os.read(fd, max(info.st_size, 1 << 16)))
+        data = os.read(fd, info.st_size + 1)
+        if len(data) == info.st_size:  # the common case: one read, no EOF probe
+            return data
+        parts = [data]  # changed since fstat, or too large for one read
+        while parts[-1]:
+            parts.append(os.read(fd, 1 << 20))
+        return b"".join(parts)
     finally:
         os.close(fd)
-    return b"".join(parts)
 
 
 def is_regular_file(path: Path) -> bool:

@@ -36,6 +36,9 @@ from image_core.ports import ImageBackend
 
 _log = logging.getLogger("image_server.gemini")
 
+DEFAULT_BASE_URL: Final = "https://generativelanguage.googleapis.com/"
+"""The Gemini API; a different base URL suits API gateways and tests."""
+
 QUOTE_CHARS: Final = 300
 """How much of a text-only answer is quoted back to the person."""
 
@@ -133,13 +136,13 @@ class GeminiImageBackend:
         self._initial_backoff = initial_backoff_seconds
         self._max_backoff = max_backoff_seconds
         self._random = secrets.SystemRandom()
-        # vertexai=False and an explicit key keep GOOGLE_GENAI_USE_VERTEXAI and
-        # GOOGLE_API_KEY in the environment from changing where requests go.
+        # Explicit vertexai, key and base URL keep GOOGLE_GENAI_USE_VERTEXAI,
+        # GOOGLE_API_KEY and GOOGLE_GEMINI_BASE_URL from changing where requests go.
         self._client = genai.Client(
             vertexai=False,
             api_key=self._api_key,
             http_options=types.HttpOptions(
-                base_url=base_url,
+                base_url=base_url or DEFAULT_BASE_URL,
                 api_version=api_version,
                 timeout=max(1, round(timeout_seconds * 1000)),
                 retry_options=types.HttpRetryOptions(attempts=1),
@@ -249,7 +252,7 @@ class GeminiImageBackend:
         code = exc.code
         status = f"HTTP {code} {exc.status}" if exc.status else f"HTTP {code}"
         details = _details(exc)
-        said = self._quote(exc.message or "", 200)
+        said = self._quote(exc.message or "", 200).rstrip(".")
         if code == 429:
             if any("PerDay" in str(v.get("quotaId", "")) for v in _violations(details)):
                 return _Failure(

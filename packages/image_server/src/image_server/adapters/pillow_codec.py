@@ -340,19 +340,20 @@ def _verify_png_chunks(data: bytes, subject: str) -> int:
             )
         length = int.from_bytes(view[pos : pos + 4], "big")
         chunk_type = bytes(view[pos + 4 : pos + 8])
+        name = chunk_type.decode("ascii", "replace")
         end = pos + 12 + length
         if first and chunk_type != b"IHDR":
             raise InvalidImage(f"{subject} is a damaged PNG file (it does not start with IHDR).")
         first = False
         if length > 0x7FFFFFFF or end > size:
             raise InvalidImage(
-                f"{subject} is a truncated PNG file (chunk {chunk_type!r} runs past the end). "
+                f"{subject} is a truncated PNG file (chunk {name!r} runs past the end). "
                 "Re-export or regenerate it."
             )
         expected = int.from_bytes(view[end - 4 : end], "big")
         if zlib.crc32(view[pos + 4 : end - 4]) != expected:
             raise InvalidImage(
-                f"{subject} is a damaged PNG file (checksum mismatch in chunk {chunk_type!r}). "
+                f"{subject} is a damaged PNG file (checksum mismatch in chunk {name!r}). "
                 "Re-export or regenerate it."
             )
         pos = end

@@ -19,7 +19,7 @@ import attrs
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
-from image_core.domain import ImageSize, ModelSpec
+from image_core.domain import ModelSpec
 from image_core.errors import ImageMcpError, InvalidRequest, NotAllowed
 from image_core.service import ImageService
 from image_server.dashboard.chart import build_spend_chart
@@ -56,7 +56,7 @@ def parse_page(raw: str | None) -> int | None:
 def price_list(spec: ModelSpec) -> list[tuple[str, str]]:
     """``[("1K", "$0.067"), ...]`` in size order."""
     sizes = sorted(spec.prices, key=lambda s: s.long_side)
-    return [(size.value, spec.price(ImageSize(size)).display()) for size in sizes]
+    return [(size.value, spec.price(size).display()) for size in sizes]
 
 
 @attrs.frozen
@@ -201,8 +201,16 @@ class Views:
                 request,
                 "Not saved",
                 exc.message,
-                403 if isinstance(exc, NotAllowed) else 400,
+                _status_for(exc),
                 viewer=viewer,
                 action=(Paths.of(request).prefs(), "Back to the model picker"),
             )
         return RedirectResponse(f"{Paths.of(request).prefs()}?saved=1", status_code=303)
+
+
+def _status_for(exc: ImageMcpError) -> int:
+    if isinstance(exc, NotAllowed):
+        return 403
+    if isinstance(exc, InvalidRequest):
+        return 400
+    return 503

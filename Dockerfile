@@ -1,0 +1,53 @@
+# image-mcp: the MCP server, its dashboard and the Gemini adapter in one small image.
+#
+#   docker build -t image-mcp .
+#   docker run --rm -p 8766:8766 -e IMG_AUTH_DISABLED=1 -v image-mcp-data:/srv/images image-mcp
+#
+# Configuration comes only from the environment at run time (docs/configuration.md);
+# nothing secret is baked in. tests/test_packaging.py replays this file's builder RUN
+# steps outside Docker, so keep every install step in a RUN line of the builder stage.
+
+ARG PYTHON_IMAGE=python:3.12-slim
+
+# ---- builder: a self-contained virtual environment in /opt/venv -------------------------
+FROM ${PYTHON_IMAGE} AS builder
+ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PYTHONDONTWRITEBYTECODE=1
+WORKDIR /src
+
+# Third-party dependencies first: this layer is reused until requirements.lock changes.
+COPY requirements.lock ./
+RUN python -m venv /opt/venv \
+    && /opt/venv/bin/pip install --no-cache-dir --require-hashes -r requirements.lock
+
+# Then the two workspace packages, from source, without pulling anything else in.
+COPY packages/ ./packages/
+RUN /opt/venv/bin/pip install --no-cache-dir --no-deps ./packages/image_core ./packages/image_server
+
+# ---- runtime: the venv and an unprivileged user, no build tools --------------------------
+FROM ${PYTHON_IMAGE} AS runtime
+
+RUN groupadd --system --gid 10001 imagemcp \
+    && useradd --system --uid 10001 --gid 10001 --no-create-home --home-dir /nonexistent \
+        --shell /usr/sbin/nologin imagemcp \
+    && mkdir -p /srv/images \
+    && chown 10001:10001 /srv/images \
+    && chmod 0750 /srv/images
+
+COPY --from=builder /opt/venv /opt/venv
+
+ENV IMG_ROOT=/srv/images \
+    PATH=/opt/venv/bin:$PATH \
+    PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1
+
+VOLUME /srv/images
+EXPOSE 8766
+USER 10001:10001
+
+# Python from the image only (the slim base has no curl or wget); follows IMG_PORT.
+HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 \
+    CMD ["python", "-c", "import os, sys, urllib.request; port = os.environ.get('IMG_PORT') or '8766'; sys.exit(0 if urllib.request.urlopen(f'http://127.0.0.1:{port}/health', timeout=3).status == 200 else 1)"]
+
+ENTRYPOINT ["image-mcp"]
+CMD ["serve"]

@@ -1,0 +1,107 @@
+"""``build_dashboard``: the /ui Starlette app, wired from the core service and config."""
+
+from __future__ import annotations
+
+import logging
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.middleware.sessions import SessionMiddleware
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from image_core.errors import ImageMcpError, InvalidRequest, NotAllowed
+from image_core.service import ImageService
+from image_server.dashboard.config import CALLBACK_PATH, DashboardConfig
+from image_server.dashboard.login import GoogleLogin
+from image_server.dashboard.pages import STATIC, Paths, Renderer
+from image_server.dashboard.security import SecurityHeadersMiddleware, add_security_headers
+from image_server.dashboard.session import Sessions
+from image_server.dashboard.views import Views
+
+log = logging.getLogger("image_server.dashboard")
+
+_STATUS_TITLES = {
+    400: ("Bad request", "The request could not be understood."),
+    403: ("Not allowed", "You may not do this."),
+    404: ("Not found", "There is nothing here, or it is not yours to see."),
+    405: ("Not found", "There is nothing here, or it is not yours to see."),
+}
+
+
+def build_dashboard(service: ImageService, config: DashboardConfig) -> Starlette:
+    """The dashboard app, to be mounted at ``/ui`` by the composition root."""
+    sessions = Sessions(
+        policy=service.policy,
+        auth_disabled=config.auth_disabled,
+        max_age_seconds=config.session_max_age_seconds,
+    )
+    renderer = Renderer(auth_disabled=config.auth_disabled)
+    views = Views(service=service, config=config, sessions=sessions, renderer=renderer)
+    login = GoogleLogin(config=config, policy=service.policy, sessions=sessions, renderer=renderer)
+
+    def page_for_status(request: Request, status: int) -> Response:
+        title, text = _STATUS_TITLES.get(status, ("Something went wrong", "Please try again."))
+        status = 404 if status == 405 else status
+        action = (Paths.of(request).home(), "Back to the dashboard")
+        return renderer.message(request, title, text, status, action=action)
+
+    async def http_error(request: Request, exc: Exception) -> Response:
+        code = exc.status_code if isinstance(exc, HTTPException) else 500
+        return page_for_status(request, code)
+
+    async def core_error(request: Request, exc: Exception) -> Response:
+        if isinstance(exc, NotAllowed):
+            return page_for_status(request, 404)
+        status = 400 if isinstance(exc, InvalidRequest) else 503
+        text = exc.message if isinstance(exc, ImageMcpError) else "Please try again."
+        return renderer.message(request, "Something went wrong", text, status)
+
+    async def server_error(request: Request, exc: Exception) -> Response:
+        log.error("dashboard error", exc_info=exc)
+        response = renderer.message(
+            request,
+            "Something went wrong",
+            "The dashboard hit an unexpected error. Please try again in a moment.",
+            500,
+            action=(Paths.of(request).home(), "Back to the dashboard"),
+        )
+        add_security_headers(response.headers)
+        return response
+
+    routes = [
+        Route("/", views.overview, name="home"),
+        Route("/gallery", views.my_gallery, name="my_gallery"),
+        Route("/gallery/{email}", views.gallery, name="gallery"),
+        Route("/thumbs/{name}", views.thumbnail, name="thumbnail"),
+        Route("/prefs", views.prefs, methods=["GET"], name="prefs"),
+        Route("/prefs", views.save_prefs, methods=["POST"], name="save_prefs"),
+        Route("/login", login.login_page, name="login"),
+        Route("/login/google", login.start, name="login_start"),
+        Route(CALLBACK_PATH, login.callback, name="auth_callback"),
+        Route("/logout", login.logout, methods=["POST"], name="logout"),
+        Mount("/static", app=StaticFiles(directory=STATIC), name="static"),
+    ]
+    return Starlette(
+        routes=routes,
+        middleware=[
+            Middleware(SecurityHeadersMiddleware),
+            Middleware(
+                SessionMiddleware,
+                secret_key=config.session_signing_key(),
+                session_cookie=config.cookie_name,
+                max_age=config.session_max_age_seconds,
+                path="/",
+                same_site="lax",
+                https_only=config.secure_cookies,
+            ),
+        ],
+        exception_handlers={
+            HTTPException: http_error,
+            ImageMcpError: core_error,
+            Exception: server_error,
+        },
+    )

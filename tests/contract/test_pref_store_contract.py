@@ -1,0 +1,68 @@
+"""The PrefStore contract, run against the in-memory and the filesystem adapter."""
+
+from __future__ import annotations
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from image_core.access import normalise_email
+from image_core.ports import PrefStore
+from tests.contract.conftest import EMAILS, AdapterFactory
+
+
+def test_nobody_has_a_default_until_they_choose_one(pref_store: PrefStore) -> None:
+    """An unknown email has no default model."""
+    assert pref_store.get_default_model("ann@example.com") is None
+
+
+def test_a_chosen_default_is_remembered(pref_store: PrefStore) -> None:
+    """set then get returns the alias."""
+    pref_store.set_default_model("ann@example.com", "pro")
+    assert pref_store.get_default_model("ann@example.com") == "pro"
+
+
+def test_emails_are_compared_normalised(pref_store: PrefStore) -> None:
+    """Case and surrounding spaces do not make a different person."""
+    pref_store.set_default_model("Ann@Example.com", "pro")
+    assert pref_store.get_default_model(" ann@example.COM ") == "pro"
+    pref_store.set_default_model("ANN@example.com", "flash")
+    assert pref_store.get_default_model("ann@example.com") == "flash"
+
+
+def test_the_latest_choice_wins(pref_store: PrefStore) -> None:
+    """Choosing again replaces the earlier choice."""
+    pref_store.set_default_model("ann@example.com", "pro")
+    pref_store.set_default_model("ann@example.com", "flash")
+    assert pref_store.get_default_model("ann@example.com") == "flash"
+
+
+def test_every_persons_choice_is_kept(pref_store: PrefStore) -> None:
+    """One person's choice never erases another's."""
+    choices = {f"user{i}@example.com": ("pro" if i % 2 else "flash") for i in range(20)}
+    for email, alias in choices.items():
+        pref_store.set_default_model(email, alias)
+    assert {e: pref_store.get_default_model(e) for e in choices} == choices
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    choices=st.lists(
+        st.tuples(
+            EMAILS
+            | st.from_regex(r"[A-Za-z0-9._+-]{1,10}@[A-Za-z]{1,8}\.(com|IO)", fullmatch=True),
+            st.sampled_from(["flash", "pro", "gemini-3-pro-image"]),
+        ),
+        max_size=10,
+    )
+)
+def test_after_any_sequence_of_choices_each_person_has_their_last(
+    pref_factory: AdapterFactory[PrefStore], choices: list[tuple[str, str]]
+) -> None:
+    """Replaying the choices into a dict keyed by normalised email predicts every answer."""
+    expected: dict[str, str] = {}
+    with pref_factory.open() as store:
+        for email, alias in choices:
+            store.set_default_model(email, alias)
+            expected[normalise_email(email) or email] = alias
+        for email, _ in choices:
+            assert store.get_default_model(email) == expected[normalise_email(email) or email]

@@ -1,0 +1,152 @@
+"""image_core stays framework-free: checked by import-linter, an AST walk and a live import."""
+
+from __future__ import annotations
+
+import ast
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+CORE = ROOT / "packages" / "image_core" / "src" / "image_core"
+CORE_MODULES = sorted(CORE.rglob("*.py"))
+
+# What image_core may import besides the standard library and itself.
+ALLOWED_THIRD_PARTY = frozenset({"attrs", "attr", "cattrs"})
+# What must never be loaded as a side effect of importing image_core.
+FORBIDDEN_AT_RUNTIME = frozenset(
+    {
+        "fastmcp",
+        "mcp",
+        "starlette",
+        "PIL",
+        "google",
+        "httpx",
+        "httpx2",
+        "authlib",
+        "uvicorn",
+        "jinja2",
+        "image_server",
+    }
+)
+
+
+def foreign_imports(source: str) -> list[str]:
+    """Top-level names imported by ``source`` that image_core may not depend on.
+
+    Relative imports are image_core itself. ``__import__`` and ``importlib.import_module``
+    calls are reported too, so the walk cannot be sidestepped.
+    """
+    found: list[str] = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            names = [] if node.level else [node.module or ""]
+        elif isinstance(node, ast.Call) and _is_dynamic_import(node.func):
+            found.append(f"dynamic import at line {node.lineno}")
+            continue
+        else:
+            continue
+        for name in names:
+            top = name.split(".")[0]
+            allowed = top in sys.stdlib_module_names or top in ALLOWED_THIRD_PARTY
+            if not allowed and top != "image_core":
+                found.append(name)
+    return found
+
+
+def _is_dynamic_import(func: ast.expr) -> bool:
+    if isinstance(func, ast.Name):
+        return func.id in {"__import__", "import_module"}
+    return isinstance(func, ast.Attribute) and func.attr in {"import_module", "__import__"}
+
+
+def test_import_linter_contract_is_kept() -> None:
+    """lint-imports (the forbidden contract in pyproject.toml) passes from the repo root."""
+    executable = Path(sys.executable).with_name("lint-imports")
+    assert executable.exists(), "import-linter is not installed in this environment"
+    completed = subprocess.run(
+        [str(executable)], cwd=ROOT, capture_output=True, text=True, timeout=120, check=False
+    )
+    output = completed.stdout + completed.stderr
+    assert completed.returncode == 0, output
+    assert "image_core stays framework-free KEPT" in output
+    assert "0 broken" in output
+
+
+def test_the_core_package_has_modules_to_check() -> None:
+    """The walk below really sees the package (a moved folder would make it vacuous)."""
+    names = {path.name for path in CORE_MODULES}
+    assert {"__init__.py", "domain.py", "catalog.py", "service.py", "testing.py"} <= names
+
+
+@pytest.mark.parametrize("path", CORE_MODULES, ids=lambda p: p.name)
+def test_every_core_import_is_stdlib_attrs_cattrs_or_image_core(path: Path) -> None:
+    """An AST walk over each module finds no import of anything else."""
+    assert foreign_imports(path.read_text(encoding="utf-8")) == []
+
+
+@pytest.mark.parametrize(
+    ("source", "culprit"),
+    [
+        ("import PIL.Image", "PIL.Image"),
+        ("from starlette.requests import Request", "starlette.requests"),
+        ("def f():\n    import httpx2\n", "httpx2"),
+        ("from google import genai", "google"),
+        ("import json, fastmcp", "fastmcp"),
+        ("try:\n    import numpy\nexcept ImportError:\n    pass\n", "numpy"),
+        ("import importlib\nimportlib.import_module('PIL')", "dynamic import at line 2"),
+        ("__import__('google')", "dynamic import at line 1"),
+    ],
+)
+def test_the_import_walk_flags_foreign_imports(source: str, culprit: str) -> None:
+    """The checker itself catches forbidden imports, even nested or dynamic ones."""
+    assert culprit in foreign_imports(source)
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "from __future__ import annotations",
+        "import json, uuid, decimal",
+        "from collections.abc import Mapping",
+        "import attrs\nimport attr\nimport cattrs",
+        "from cattrs.preconf.json import make_converter",
+        "from image_core.domain import Generation",
+        "from . import domain\nfrom .errors import StorageError",
+    ],
+)
+def test_the_import_walk_accepts_what_the_core_may_use(source: str) -> None:
+    """Standard library, attrs, cattrs and image_core pass."""
+    assert foreign_imports(source) == []
+
+
+def test_importing_image_core_loads_no_framework() -> None:
+    """A fresh interpreter that imports every core module has no framework in sys.modules."""
+    probe = textwrap.dedent(
+        """
+        import importlib, json, pkgutil, sys
+        import image_core
+        for info in pkgutil.walk_packages(image_core.__path__, "image_core."):
+            importlib.import_module(info.name)
+        print(json.dumps(sorted(sys.modules)))
+        """
+    )
+    completed = subprocess.run(
+        [sys.executable, "-c", probe],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert completed.returncode == 0, completed.stderr
+    loaded = set(json.loads(completed.stdout))
+    assert {"image_core.service", "image_core.testing", "attrs", "cattrs"} <= loaded
+    offenders = sorted(m for m in loaded if m.split(".")[0] in FORBIDDEN_AT_RUNTIME)
+    assert offenders == []

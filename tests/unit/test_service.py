@@ -1,0 +1,1024 @@
+"""The ImageService use cases, run against the in-memory adapters of image_core.testing."""
+
+from __future__ import annotations
+
+import uuid
+from collections import defaultdict
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import attrs
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from image_core.access import AccessPolicy
+from image_core.catalog import ModelCatalog
+from image_core.domain import (
+    STANDARD_RATIOS,
+    AspectRatio,
+    BackendImage,
+    BackendRequest,
+    CostEstimate,
+    EncodedImage,
+    Generation,
+    GenerationRequest,
+    GenerationResult,
+    Identity,
+    ImageSize,
+    TokenUsage,
+)
+from image_core.errors import (
+    BackendError,
+    BackendMisconfigured,
+    BackendRefused,
+    BackendUnavailable,
+    InvalidImage,
+    InvalidRequest,
+    NotAllowed,
+    ReferenceNotFound,
+    StorageError,
+    UnknownModel,
+)
+from image_core.ports import ImageBackend, ImageStore
+from image_core.service import MAX_PAGE_SIZE, ImageService, parse_image_name
+from image_core.testing import (
+    FakeImageBackend,
+    FixedClock,
+    InMemoryImageStore,
+    InMemoryMetadataRepository,
+    InMemoryPrefStore,
+    PassthroughImageCodec,
+    SequentialIds,
+    make_png,
+    png_size,
+)
+
+ALICE = Identity("alice@example.com", email_verified=True)
+BOB = Identity("bob@example.com", email_verified=True)
+ADMIN = Identity("admin@example.com", email_verified=True)
+STRANGER = Identity("mallory@example.com", email_verified=True)
+UNVERIFIED_ALICE = Identity("alice@example.com", email_verified=False)
+
+START = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
+FIRST_ID = uuid.UUID(int=1, version=4)
+KNOWN = uuid.UUID("0b9f4a3e-2c1d-4e8f-9a6b-7c5d3e2f1a09")
+
+
+@pytest.fixture(scope="module")
+def anyio_backend() -> str:
+    """The service uses asyncio.to_thread, so only asyncio is supported."""
+    return "asyncio"
+
+
+class FailingMetadataRepository(InMemoryMetadataRepository):
+    """A metadata repository whose disk is full."""
+
+    def add(self, generation: Generation) -> None:
+        """Always fail like a full disk."""
+        raise StorageError("No space left on the data volume.")
+
+
+class FailingImageStore(InMemoryImageStore):
+    """An image store that cannot write."""
+
+    def put(self, image_id: uuid.UUID, png: bytes, thumbnail: EncodedImage) -> None:
+        """Always fail like a full disk."""
+        raise StorageError("No space left on the data volume.")
+
+
+class LegacyImageStore:
+    """An ``ImageStore`` for images that predate thumbnails: ``put`` keeps only the PNG."""
+
+    def __init__(self, *, refuse_thumbnails: bool = False) -> None:
+        self.pngs: dict[uuid.UUID, bytes] = {}
+        self.thumbnails: dict[uuid.UUID, EncodedImage] = {}
+        self.refuse_thumbnails = refuse_thumbnails
+        self.thumbnails_put = 0
+
+    def put(self, image_id: uuid.UUID, png: bytes, thumbnail: EncodedImage) -> None:
+        """Keep the PNG, drop the thumbnail."""
+        self.pngs[image_id] = png
+
+    def get(self, image_id: uuid.UUID) -> bytes | None:
+        """The PNG or None."""
+        return self.pngs.get(image_id)
+
+    def get_thumbnail(self, image_id: uuid.UUID) -> EncodedImage | None:
+        """The cached thumbnail or None."""
+        return self.thumbnails.get(image_id)
+
+    def put_thumbnail(self, image_id: uuid.UUID, thumbnail: EncodedImage) -> None:
+        """Count cache writes, optionally failing them."""
+        self.thumbnails_put += 1
+        if self.refuse_thumbnails:
+            raise StorageError("Read-only volume.")
+        self.thumbnails[image_id] = thumbnail
+
+    def exists(self, image_id: uuid.UUID) -> bool:
+        """Whether the PNG is kept."""
+        return image_id in self.pngs
+
+    def delete(self, image_id: uuid.UUID) -> None:
+        """Forget both."""
+        self.pngs.pop(image_id, None)
+        self.thumbnails.pop(image_id, None)
+
+
+_: type[ImageStore] = LegacyImageStore
+
+
+class CountingCodec(PassthroughImageCodec):
+    """A passthrough codec that counts thumbnails made on demand."""
+
+    def __init__(self) -> None:
+        self.thumbnails_made = 0
+
+    def thumbnail(self, png: bytes, max_side: int) -> EncodedImage:
+        """Make a recognisably different thumbnail."""
+        self.thumbnails_made += 1
+        png_size(png)
+        return EncodedImage(b"thumb:" + png[:8], "image/webp")
+
+
+class TinyImageBackend(FakeImageBackend):
+    """The scripted fake, but always a 4x4 PNG: for tests about money, not pixels."""
+
+    async def generate(self, request: BackendRequest) -> BackendImage:
+        """Record the request, then fail or return a tiny PNG."""
+        self.requests.append(request)
+        if self.failures:
+            raise self.failures.pop(0)
+        return BackendImage(make_png(4, 4), "image/png", self.token_usage)
+
+
+@attrs.define
+class JunkBackend:
+    """A backend that answers with bytes that are not an image."""
+
+    requests: list[BackendRequest] = attrs.field(factory=list)
+    name: str = "junk"
+
+    async def generate(self, request: BackendRequest) -> BackendImage:
+        """Return garbage."""
+        self.requests.append(request)
+        return BackendImage(b"<html>oops</html>", "text/html")
+
+
+@attrs.define
+class World:
+    """One service and the doubles behind it, so tests can look behind the curtain."""
+
+    service: ImageService
+    images: ImageStore
+    metadata: InMemoryMetadataRepository
+    prefs: InMemoryPrefStore
+    backend: FakeImageBackend
+    clock: FixedClock
+    ids: SequentialIds
+
+    def requests(self) -> list[BackendRequest]:
+        """What reached the backend."""
+        return self.backend.requests
+
+    def nothing_stored(self) -> bool:
+        """No metadata, no cost and no image under the first id the service would use."""
+        usage = self.metadata.usage()
+        return (
+            self.metadata.users() == []
+            and usage.total_count == 0
+            and usage.total_cost == CostEstimate.zero()
+            and not self.images.exists(FIRST_ID)
+        )
+
+
+def make_world(
+    *,
+    policy: AccessPolicy | None = None,
+    catalog: ModelCatalog | None = None,
+    images: ImageStore | None = None,
+    metadata: InMemoryMetadataRepository | None = None,
+    backend: ImageBackend | None = None,
+    codec: PassthroughImageCodec | None = None,
+    step: timedelta = timedelta(minutes=1),
+    tiny: bool = False,
+) -> World:
+    """A service wired to fresh in-memory doubles (``tiny``: skip real-size PNGs)."""
+    world_images = images or InMemoryImageStore()
+    world_metadata = metadata or InMemoryMetadataRepository()
+    prefs = InMemoryPrefStore()
+    kind = TinyImageBackend if tiny else FakeImageBackend
+    fake = kind(token_usage=TokenUsage(5, 6, 7, 18))
+    clock = FixedClock(START, step)
+    ids = SequentialIds()
+    service = ImageService(
+        catalog=catalog or ModelCatalog(),
+        policy=policy
+        or AccessPolicy(
+            allowed=frozenset({ALICE.email, BOB.email}), admins=frozenset({ADMIN.email})
+        ),
+        images=world_images,
+        metadata=world_metadata,
+        prefs=prefs,
+        backend=backend or fake,
+        codec=codec or PassthroughImageCodec(),
+        clock=clock,
+        ids=ids,
+    )
+    return World(service, world_images, world_metadata, prefs, fake, clock, ids)
+
+
+@pytest.fixture
+def world() -> World:
+    """The default world: Alice and Bob allowed, one admin, tiny PNGs."""
+    return make_world(tiny=True)
+
+
+async def generate(
+    world: World,
+    identity: Identity | None = ALICE,
+    prompt: str = "a red fox",
+    *,
+    aspect_ratio: str | None = None,
+    image_size: str | None = None,
+    model: str | None = None,
+    references: list[str] | None = None,
+) -> GenerationResult:
+    """Generate through the same parse path the MCP tool uses."""
+    request = GenerationRequest.parse(
+        prompt,
+        aspect_ratio=aspect_ratio,
+        image_size=image_size,
+        model=model,
+        references=references,
+    )
+    return await world.service.generate(identity, request)
+
+
+# --- the happy path ------------------------------------------------------------------------
+
+
+@pytest.mark.anyio
+async def test_generate_stores_the_png_and_its_record_and_returns_the_public_name() -> None:
+    """One call: PNG stored, metadata recorded, result points at /i/{uuid}.png."""
+    world = make_world()
+    result = await generate(world, aspect_ratio="16:9", image_size="2K")
+    generation = result.generation
+    assert generation.id == FIRST_ID
+    assert generation.file_name == f"{FIRST_ID}.png"
+    assert result.url_path == f"/i/{FIRST_ID}.png"
+    stored = world.images.get(FIRST_ID)
+    assert stored is not None
+    assert png_size(stored) == (2048, 1152)
+    assert world.images.get_thumbnail(FIRST_ID) == EncodedImage(stored, "image/png")
+    assert result.preview == EncodedImage(stored, "image/png")
+    assert world.metadata.get(FIRST_ID) == generation
+
+
+@pytest.mark.anyio
+async def test_the_record_holds_who_what_when_which_model_and_the_cost() -> None:
+    """Everything the dashboard needs is in the stored generation."""
+    world = make_world()
+    result = await generate(world, prompt="  a fox  ", aspect_ratio="3:4", image_size="2k")
+    generation = result.generation
+    assert generation.email == "alice@example.com"
+    assert generation.prompt == "  a fox  "
+    assert generation.model_alias == "flash"
+    assert generation.model_id == "gemini-3.1-flash-image"
+    assert generation.image_size is ImageSize.S2K
+    assert generation.aspect_ratio is AspectRatio.R3_4
+    assert generation.created_at == START
+    assert generation.cost.usd == Decimal("0.101")
+    assert generation.token_usage == TokenUsage(5, 6, 7, 18)
+    assert generation.backend == "fake"
+    assert (generation.width, generation.height) == (1536, 2048)
+    assert generation.reference_ids == ()
+
+
+@pytest.mark.anyio
+async def test_the_backend_receives_exactly_the_request(world: World) -> None:
+    """Prompt, configured model id, size and ratio reach the backend unchanged."""
+    await generate(world, prompt="a fox", model="pro", aspect_ratio="21:9", image_size="2K")
+    assert world.requests() == [
+        BackendRequest("gemini-3-pro-image", "a fox", ImageSize.S2K, AspectRatio.R21_9, ())
+    ]
+
+
+@pytest.mark.anyio
+async def test_the_owner_email_is_stored_normalised(world: World) -> None:
+    """A login in capitals is stored (and later queried) in lower case."""
+    result = await generate(world, Identity("ALICE@Example.COM", email_verified=True))
+    assert result.generation.email == "alice@example.com"
+    assert world.metadata.users() == ["alice@example.com"]
+
+
+@pytest.mark.anyio
+async def test_every_generation_gets_a_fresh_id(world: World) -> None:
+    """Two generations never share a file."""
+    first = await generate(world)
+    second = await generate(world)
+    assert first.generation.id != second.generation.id
+    assert world.images.exists(first.generation.id)
+    assert world.images.exists(second.generation.id)
+
+
+@pytest.mark.anyio
+async def test_the_open_policy_lets_an_anonymous_caller_generate_as_local() -> None:
+    """With auth disabled, generations are owned by local@localhost."""
+    world = make_world(policy=AccessPolicy.open_policy())
+    result = await generate(world, None)
+    assert result.generation.email == "local@localhost"
+
+
+# --- choosing the model ----------------------------------------------------------------------
+
+
+@pytest.mark.anyio
+async def test_without_any_choice_flash_is_used(world: World) -> None:
+    """No explicit model and no default: flash."""
+    result = await generate(world)
+    assert result.generation.model_alias == "flash"
+    assert world.requests()[0].model_id == "gemini-3.1-flash-image"
+
+
+@pytest.mark.anyio
+async def test_the_users_default_beats_flash(world: World) -> None:
+    """A saved default applies when the request names no model."""
+    world.service.set_default_model(ALICE, "pro")
+    result = await generate(world)
+    assert result.generation.model_alias == "pro"
+    assert world.requests()[0].model_id == "gemini-3-pro-image"
+
+
+@pytest.mark.anyio
+async def test_an_explicit_model_beats_the_users_default(world: World) -> None:
+    """The model named in the request wins."""
+    world.service.set_default_model(ALICE, "pro")
+    result = await generate(world, model="flash")
+    assert result.generation.model_alias == "flash"
+
+
+@pytest.mark.anyio
+async def test_one_users_default_does_not_apply_to_another(world: World) -> None:
+    """Bob's choice of pro leaves Alice on flash."""
+    world.service.set_default_model(BOB, "pro")
+    assert (await generate(world, ALICE)).generation.model_alias == "flash"
+    assert (await generate(world, BOB)).generation.model_alias == "pro"
+
+
+@pytest.mark.anyio
+async def test_a_stale_default_alias_falls_back_to_flash(world: World) -> None:
+    """A default naming a model that no longer exists is ignored, not an error."""
+    world.prefs.set_default_model(ALICE.email, "ultra")
+    result = await generate(world)
+    assert result.generation.model_alias == "flash"
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    ("name", "alias", "sent"),
+    [
+        ("Nano Banana Pro", "pro", "gemini-3-pro-image"),
+        ("gemini-3-pro-image-preview", "pro", "gemini-3-pro-image"),
+        ("GEMINI-3.1-FLASH-IMAGE-PREVIEW", "flash", "gemini-3.1-flash-image"),
+        ("nano banana 2", "flash", "gemini-3.1-flash-image"),
+    ],
+)
+async def test_any_spelling_of_a_model_sends_the_configured_id(
+    world: World, name: str, alias: str, sent: str
+) -> None:
+    """Display names and retired ids are resolved; the dead preview id is never sent."""
+    result = await generate(world, model=name)
+    assert result.generation.model_alias == alias
+    assert result.generation.model_id == sent
+    assert world.requests()[0].model_id == sent
+
+
+@pytest.mark.anyio
+async def test_an_unknown_model_is_refused_before_the_backend(world: World) -> None:
+    """UnknownModel lists the choices and nothing is sent or stored."""
+    with pytest.raises(UnknownModel, match="Valid choices"):
+        await generate(world, model="gemini-2.0-flash")
+    assert world.requests() == []
+    assert world.nothing_stored()
+
+
+@pytest.mark.anyio
+async def test_configured_overrides_decide_the_id_sent_and_the_cost() -> None:
+    """IMG_MODEL_FLASH and IMG_COST_FLASH_1K flow through to the backend and the record."""
+    catalog = ModelCatalog.from_overrides(
+        {"IMG_MODEL_FLASH": "gemini-4-flash-image", "IMG_COST_FLASH_1K": "$0.05"}
+    )
+    world = make_world(catalog=catalog)
+    result = await generate(world, model="gemini-3.1-flash-image-preview")
+    assert world.requests()[0].model_id == "gemini-4-flash-image"
+    assert result.generation.model_id == "gemini-4-flash-image"
+    assert result.generation.cost.usd == Decimal("0.05")
+
+
+# --- cost --------------------------------------------------------------------------------------
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    ("model", "size", "price"),
+    [
+        ("flash", "1K", "0.067"),
+        ("flash", "2K", "0.101"),
+        ("flash", "4K", "0.151"),
+        ("pro", "1K", "0.134"),
+        ("pro", "2K", "0.134"),
+        ("pro", "4K", "0.24"),
+    ],
+)
+async def test_the_cost_is_the_list_price_of_the_chosen_model_at_the_size(
+    model: str, size: str, price: str
+) -> None:
+    """Each generation is charged its model's price for its size."""
+    world = make_world(tiny=True)
+    result = await generate(world, model=model, image_size=size)
+    assert result.generation.cost == CostEstimate(Decimal(price))
+    assert world.service.usage_for(ALICE).total_cost == CostEstimate(Decimal(price))
+
+
+# --- model capabilities ------------------------------------------------------------------------
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("ratio", ["1:4", "4:1", "1:8", "8:1"])
+async def test_a_ratio_pro_does_not_support_is_refused_listing_pros_ratios(
+    world: World, ratio: str
+) -> None:
+    """The message names the model and lists exactly the ratios it does take."""
+    with pytest.raises(InvalidRequest) as caught:
+        await generate(world, model="pro", aspect_ratio=ratio)
+    message = caught.value.message
+    assert "pro" in message
+    assert ratio in message
+    listed = message.rsplit("supports:", 1)[1].strip(" .").split(", ")
+    assert listed == ["1:1", "2:3", "3:2", "3:4", "4:3", "4:5", "5:4", "9:16", "16:9", "21:9"]
+    assert {AspectRatio(r) for r in listed} == STANDARD_RATIOS
+    assert world.requests() == []
+    assert world.nothing_stored()
+
+
+@pytest.mark.anyio
+async def test_a_users_default_of_pro_also_refuses_extreme_ratios(world: World) -> None:
+    """The capability check applies to the model actually chosen, not only explicit ones."""
+    world.service.set_default_model(ALICE, "pro")
+    with pytest.raises(InvalidRequest, match="1:8"):
+        await generate(world, aspect_ratio="1:8")
+    assert world.requests() == []
+
+
+@pytest.mark.anyio
+async def test_flash_takes_the_extreme_ratios() -> None:
+    """1:8 on flash is generated at 128x1024."""
+    world = make_world()
+    result = await generate(world, aspect_ratio="1:8")
+    assert (result.generation.width, result.generation.height) == (128, 1024)
+
+
+# --- access ------------------------------------------------------------------------------------
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    ("identity", "hint"),
+    [
+        (STRANGER, "IMG_ALLOWED_EMAILS"),
+        (UNVERIFIED_ALICE, "verified"),
+        (None, "Sign in"),
+        (Identity("\u212alice@example.com", email_verified=True), "allow-list"),
+    ],
+)
+async def test_a_caller_who_may_not_generate_gets_not_allowed_and_nothing_happens(
+    world: World, identity: Identity | None, hint: str
+) -> None:
+    """Refused with a clear message; nothing sent, nothing stored, no id used."""
+    with pytest.raises(NotAllowed) as caught:
+        await generate(world, identity)
+    assert hint in caught.value.message
+    assert world.requests() == []
+    assert world.nothing_stored()
+    assert world.ids.counter == 0
+
+
+@pytest.mark.anyio
+async def test_access_is_checked_before_the_model_name(world: World) -> None:
+    """A stranger learns nothing about the catalog from an error message."""
+    with pytest.raises(NotAllowed):
+        await generate(world, STRANGER, model="no-such-model")
+
+
+@pytest.mark.anyio
+async def test_access_is_checked_before_references_are_read(world: World) -> None:
+    """A stranger cannot probe which image names exist."""
+    first = await generate(world)
+    with pytest.raises(NotAllowed):
+        await generate(world, STRANGER, references=[first.generation.file_name])
+    with pytest.raises(NotAllowed):
+        await generate(world, STRANGER, references=["nope.png"])
+    assert len(world.requests()) == 1
+
+
+# --- reference images --------------------------------------------------------------------------
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    "spelling",
+    [
+        "{id}.png",
+        "https://images.example.com/i/{id}.png",
+        "http://localhost:8766/i/{id}.png",
+        "{id}",
+        "  {id}.png  ",
+    ],
+)
+async def test_a_reference_by_name_url_or_uuid_reaches_the_backend_as_bytes(
+    world: World, spelling: str
+) -> None:
+    """The earlier PNG itself is sent, and the new record remembers where it came from."""
+    first = await generate(world)
+    first_png = world.images.get(first.generation.id)
+    second = await generate(
+        world, prompt="same, at night", references=[spelling.format(id=first.generation.id)]
+    )
+    sent = world.requests()[-1].references
+    assert len(sent) == 1
+    assert sent[0].id == first.generation.id
+    assert sent[0].data == first_png
+    assert sent[0].mime_type == "image/png"
+    assert second.generation.reference_ids == (first.generation.id,)
+
+
+@pytest.mark.anyio
+async def test_several_references_keep_their_order(world: World) -> None:
+    """References are sent in the order given."""
+    one = (await generate(world)).generation.id
+    two = (await generate(world)).generation.id
+    await generate(world, references=[f"{two}.png", str(one)])
+    assert [r.id for r in world.requests()[-1].references] == [two, one]
+
+
+def _store_known_image(world: World) -> bytes:
+    """Put an earlier generation's PNG under KNOWN (an id with hex letters in it)."""
+    png = make_png(8, 8)
+    world.images.put(KNOWN, png, EncodedImage(png, "image/png"))
+    return png
+
+
+_KNOWN = str(KNOWN)
+BAD_REFERENCE_NAMES = [
+    "cat.png",
+    "not a name",
+    "5a0c6a2e-0d4b-4c1e-9f3a-7b2d1e0c9a88.png",
+    "5a0c6a2e-0d4b-4c1e-9f3a-7b2d1e0c9a88",
+    f"{_KNOWN.upper()}.png",
+    _KNOWN.upper(),
+    f"{_KNOWN}.PNG",
+    f"{_KNOWN}.json",
+    f"{_KNOWN}.png.png",
+    f"{_KNOWN}.png/",
+    f"{_KNOWN}.png\x00",
+    f"{_KNOWN}.png?raw=1",
+    f"{_KNOWN.replace('-', '')}.png",
+    f"{{{_KNOWN}}}.png",
+    f"urn:uuid:{_KNOWN}",
+    "3e603488-e82d-11f1-a0c6-02fc00000001.png",
+    f"{_KNOWN[:-1]}.png",
+    "../../etc/passwd",
+    "..\\..\\prefs.json",
+    f"..\\{_KNOWN}.png",
+    "/etc/passwd",
+    "prefs.json",
+    "https://images.example.com/i/",
+    f"https://images.example.com/i/{_KNOWN}.jpg",
+    "%2e%2e%2fprefs.json",
+]
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("name", BAD_REFERENCE_NAMES)
+async def test_a_reference_that_is_not_an_earlier_generation_is_refused_before_the_backend(
+    world: World, name: str
+) -> None:
+    """Unknown, malformed, upper-case and traversal names: ReferenceNotFound, nothing sent."""
+    assert _KNOWN.upper() != _KNOWN
+    _store_known_image(world)
+    with pytest.raises(ReferenceNotFound):
+        await generate(world, references=[f"{_KNOWN}.png", name])
+    assert world.requests() == []
+    assert world.metadata.users() == []
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    "template",
+    [
+        "../{id}.png",
+        "../../../etc/{id}.png",
+        "{id}.json/../{id}",
+        "/srv/images/{id}.png",
+        "file:///srv/images/{id}.png",
+    ],
+)
+async def test_a_path_wrapped_around_an_existing_image_name_is_refused(
+    world: World, template: str
+) -> None:
+    """Only a name, a bare uuid or an http(s) /i/ URL is accepted, not a file-system path.
+
+    BUG (fails now): parse_image_name keeps whatever follows the last "/", so these paths
+    are silently accepted as the existing image.
+    """
+    _store_known_image(world)
+    with pytest.raises(ReferenceNotFound):
+        await generate(world, references=[template.format(id=KNOWN)])
+    assert world.requests() == []
+
+
+@pytest.mark.anyio
+async def test_a_stored_file_that_is_not_an_image_is_refused_as_a_reference(world: World) -> None:
+    """A reference whose bytes fail the codec check is InvalidImage, before the backend."""
+    broken = uuid.uuid4()
+    world.images.put(broken, b"definitely not a png", EncodedImage(b"", "image/png"))
+    with pytest.raises(InvalidImage, match=str(broken)):
+        await generate(world, references=[f"{broken}.png"])
+    assert world.requests() == []
+
+
+def test_parse_image_name_accepts_only_lower_case_uuid4_names() -> None:
+    """The three accepted spellings give the uuid; anything else gives None."""
+    value = uuid.UUID("0b9f4a3e-2c1d-4e8f-9a6b-7c5d3e2f1a09")
+    assert parse_image_name(f"{value}.png") == value
+    assert parse_image_name(str(value)) == value
+    assert parse_image_name(f"https://x.example/i/{value}.png") == value
+    assert parse_image_name(f"{value}".upper()) is None
+    assert parse_image_name(str(uuid.uuid1())) is None
+    assert parse_image_name("") is None
+
+
+# --- failures leave nothing behind ---------------------------------------------------------------
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    "failure",
+    [
+        BackendRefused("The prompt was blocked by the safety filter."),
+        BackendUnavailable("Gemini is overloaded; try again in a minute."),
+        BackendMisconfigured("Model not found: set IMG_MODEL_FLASH to the current id."),
+        BackendError("No image in the answer."),
+    ],
+)
+async def test_a_backend_error_propagates_and_nothing_is_stored(
+    world: World, failure: BackendError
+) -> None:
+    """The same error reaches the caller; no PNG, no record, no cost."""
+    world.backend.failures.append(failure)
+    with pytest.raises(BackendError) as caught:
+        await generate(world)
+    assert caught.value is failure
+    assert len(world.requests()) == 1
+    assert world.nothing_stored()
+    assert world.service.usage_for(ADMIN).total_cost == CostEstimate.zero()
+
+
+@pytest.mark.anyio
+async def test_a_failed_metadata_write_removes_the_stored_png() -> None:
+    """Disk full while recording: the PNG written a moment before is deleted again."""
+    world = make_world(metadata=FailingMetadataRepository())
+    with pytest.raises(StorageError, match="No space"):
+        await generate(world)
+    assert len(world.requests()) == 1
+    assert not world.images.exists(FIRST_ID)
+    assert world.images.get(FIRST_ID) is None
+    assert world.images.get_thumbnail(FIRST_ID) is None
+    assert world.nothing_stored()
+
+
+@pytest.mark.anyio
+async def test_a_failed_image_write_records_nothing() -> None:
+    """Disk full while writing the PNG: no record, no cost."""
+    world = make_world(images=FailingImageStore())
+    with pytest.raises(StorageError):
+        await generate(world)
+    assert world.nothing_stored()
+
+
+@pytest.mark.anyio
+async def test_an_unusable_backend_image_is_a_backend_error_not_the_callers_fault() -> None:
+    """Bytes the codec rejects become BackendError (not InvalidRequest); nothing is stored."""
+    backend = JunkBackend()
+    world = make_world(backend=backend)
+    with pytest.raises(BackendError) as caught:
+        await generate(world)
+    assert not isinstance(caught.value, InvalidRequest)
+    assert "unusable image" in caught.value.message
+    assert len(backend.requests) == 1
+    assert world.nothing_stored()
+
+
+@pytest.mark.anyio
+async def test_a_failure_does_not_spoil_the_next_generation(world: World) -> None:
+    """After a transient error the next call works normally."""
+    world.backend.failures.append(BackendUnavailable("busy"))
+    with pytest.raises(BackendUnavailable):
+        await generate(world)
+    result = await generate(world)
+    assert world.metadata.get(result.generation.id) == result.generation
+
+
+# --- queries and visibility ----------------------------------------------------------------------
+
+
+async def _populate(world: World) -> None:
+    """Alice: two flash 1K; Bob: one pro 4K."""
+    await generate(world, ALICE, prompt="one")
+    await generate(world, ALICE, prompt="two")
+    await generate(world, BOB, prompt="three", model="pro", image_size="4K")
+
+
+@pytest.mark.anyio
+async def test_an_admin_sees_everyones_usage_largest_spend_first(world: World) -> None:
+    """Bob's $0.24 row comes before Alice's $0.134; the total is exact."""
+    await _populate(world)
+    report = world.service.usage_for(ADMIN)
+    assert [(r.email, r.image_count, r.cost.usd) for r in report.rows] == [
+        ("bob@example.com", 1, Decimal("0.24")),
+        ("alice@example.com", 2, Decimal("0.134")),
+    ]
+    assert report.total_count == 3
+    assert report.total_cost.usd == Decimal("0.374")
+
+
+@pytest.mark.anyio
+async def test_a_user_sees_only_their_own_usage(world: World) -> None:
+    """Alice's report has one row: hers."""
+    await _populate(world)
+    report = world.service.usage_for(ALICE)
+    assert [r.email for r in report.rows] == ["alice@example.com"]
+    assert report.total_cost.usd == Decimal("0.134")
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("viewer", [STRANGER, UNVERIFIED_ALICE, None])
+async def test_a_viewer_who_is_not_allowed_sees_no_usage_spend_or_users(
+    world: World, viewer: Identity | None
+) -> None:
+    """Strangers, unverified logins and anonymous viewers see nothing at all."""
+    await _populate(world)
+    assert world.service.usage_for(viewer).rows == ()
+    assert world.service.daily_spend_for(viewer) == []
+    assert world.service.visible_users(viewer) == []
+
+
+@pytest.mark.anyio
+async def test_visible_users_are_everyone_for_an_admin_and_oneself_for_a_user(
+    world: World,
+) -> None:
+    """Admins list every user with images; a user lists only themself."""
+    await _populate(world)
+    assert world.service.visible_users(ADMIN) == ["alice@example.com", "bob@example.com"]
+    assert world.service.visible_users(BOB) == ["bob@example.com"]
+
+
+@pytest.mark.anyio
+async def test_daily_spend_respects_visibility_and_the_day_window() -> None:
+    """Spend is per UTC day and person, within the window, limited to what the viewer may see."""
+    world = make_world(step=timedelta(days=1), tiny=True)
+    await generate(world, ALICE)  # day 0
+    await generate(world, BOB, model="pro")  # day 1
+    await generate(world, ALICE, image_size="2K")  # day 2
+    world.clock.step = timedelta(0)  # "now" is day 3
+    everything = world.service.daily_spend_for(ADMIN)
+    assert [(d.day, d.email, d.cost.usd) for d in everything] == [
+        ("2026-11-24", "alice@example.com", Decimal("0.067")),
+        ("2026-11-25", "bob@example.com", Decimal("0.134")),
+        ("2026-11-26", "alice@example.com", Decimal("0.101")),
+    ]
+    mine = world.service.daily_spend_for(ALICE)
+    assert {d.email for d in mine} == {"alice@example.com"}
+    assert len(mine) == 2
+    recent = world.service.daily_spend_for(ADMIN, days=2)
+    assert [d.day for d in recent] == ["2026-11-26"]
+
+
+@pytest.mark.anyio
+async def test_a_user_reads_their_own_gallery_newest_first(world: World) -> None:
+    """Prompts come back in reverse order of generation."""
+    await _populate(world)
+    page = world.service.gallery(ALICE, "alice@example.com")
+    assert [g.prompt for g in page.items] == ["two", "one"]
+    assert page.total == 2
+    assert not page.has_next
+
+
+@pytest.mark.anyio
+async def test_the_gallery_owner_is_matched_case_insensitively(world: World) -> None:
+    """ "ALICE@Example.com" is Alice's gallery."""
+    await _populate(world)
+    assert world.service.gallery(ALICE, "ALICE@Example.com").total == 2
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("viewer", [BOB, STRANGER, UNVERIFIED_ALICE, None])
+async def test_nobody_but_alice_and_admins_reads_alices_gallery(
+    world: World, viewer: Identity | None
+) -> None:
+    """Another user's gallery is NotAllowed, whatever the query."""
+    await _populate(world)
+    with pytest.raises(NotAllowed):
+        world.service.gallery(viewer, "alice@example.com")
+    with pytest.raises(NotAllowed):
+        world.service.gallery(viewer, "Alice@Example.com", offset=-1, limit=0)
+
+
+@pytest.mark.anyio
+async def test_an_admin_reads_any_gallery(world: World) -> None:
+    """Admins see everyone's images."""
+    await _populate(world)
+    assert [g.prompt for g in world.service.gallery(ADMIN, "bob@example.com").items] == ["three"]
+
+
+@pytest.mark.parametrize(("offset", "limit"), [(-1, 10), (0, 0), (0, -5), (0, MAX_PAGE_SIZE + 1)])
+def test_gallery_paging_outside_the_limits_is_an_invalid_request(
+    world: World, offset: int, limit: int
+) -> None:
+    """Pages start at 0 and hold 1 to 200 images."""
+    with pytest.raises(InvalidRequest, match=str(MAX_PAGE_SIZE)):
+        world.service.gallery(ALICE, "alice@example.com", offset=offset, limit=limit)
+
+
+@pytest.mark.anyio
+async def test_gallery_pages_slice_the_newest_first_list(world: World) -> None:
+    """Five images in pages of two: 2, 2, 1, then an empty page past the end."""
+    for i in range(5):
+        await generate(world, prompt=f"p{i}")
+    service = world.service
+    pages = [service.gallery(ALICE, "alice@example.com", offset=o, limit=2) for o in (0, 2, 4, 6)]
+    assert [[g.prompt for g in p.items] for p in pages] == [["p4", "p3"], ["p2", "p1"], ["p0"], []]
+    assert [p.has_next for p in pages] == [True, True, False, False]
+    assert all(p.total == 5 for p in pages)
+    assert service.gallery(ALICE, "alice@example.com", limit=MAX_PAGE_SIZE).total == 5
+
+
+# --- thumbnails -------------------------------------------------------------------------------
+
+
+@pytest.mark.anyio
+async def test_a_thumbnail_stored_at_generation_is_served_as_is() -> None:
+    """No work is done when the thumbnail already exists."""
+    codec = CountingCodec()
+    world = make_world(codec=codec)
+    result = await generate(world)
+    assert world.service.thumbnail(ALICE, result.generation.id) == world.images.get_thumbnail(
+        result.generation.id
+    )
+    assert codec.thumbnails_made == 0
+
+
+@pytest.mark.anyio
+async def test_a_missing_thumbnail_is_made_once_then_cached() -> None:
+    """Images that predate thumbnails get one on first view, reused afterwards."""
+    codec = CountingCodec()
+    store = LegacyImageStore()
+    world = make_world(codec=codec, images=store)
+    image_id = (await generate(world)).generation.id
+    assert store.get_thumbnail(image_id) is None
+    first = world.service.thumbnail(ALICE, image_id)
+    second = world.service.thumbnail(ADMIN, image_id)
+    assert first is not None
+    assert first.mime_type == "image/webp"
+    assert first == second
+    assert codec.thumbnails_made == 1
+    assert store.thumbnails_put == 1
+    assert store.get_thumbnail(image_id) == first
+
+
+@pytest.mark.anyio
+async def test_a_thumbnail_that_cannot_be_cached_is_still_served() -> None:
+    """Serving matters more than caching: a failing cache write is swallowed."""
+    codec = CountingCodec()
+    world = make_world(codec=codec, images=LegacyImageStore(refuse_thumbnails=True))
+    image_id = (await generate(world)).generation.id
+    assert world.service.thumbnail(ALICE, image_id) is not None
+    assert world.service.thumbnail(ALICE, image_id) is not None
+    assert codec.thumbnails_made == 2
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("viewer", [BOB, STRANGER, None])
+async def test_another_users_thumbnail_is_not_served(world: World, viewer: Identity | None) -> None:
+    """Thumbnails follow the same visibility as galleries."""
+    image_id = (await generate(world, ALICE)).generation.id
+    assert world.service.thumbnail(viewer, image_id) is None
+
+
+def test_a_thumbnail_of_an_unknown_image_is_none(world: World) -> None:
+    """Unknown ids yield nothing rather than an error."""
+    assert world.service.thumbnail(ADMIN, uuid.uuid4()) is None
+
+
+@pytest.mark.anyio
+async def test_a_thumbnail_whose_png_is_gone_is_none() -> None:
+    """A record without its PNG (and no cached thumbnail) yields nothing."""
+    store = LegacyImageStore()
+    world = make_world(images=store)
+    image_id = (await generate(world)).generation.id
+    store.pngs.clear()
+    assert world.service.thumbnail(ALICE, image_id) is None
+
+
+# --- default model --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("spelling", "alias"),
+    [
+        ("pro", "pro"),
+        (" PRO ", "pro"),
+        ("Nano Banana Pro", "pro"),
+        ("gemini-3-pro-image", "pro"),
+        ("gemini-3-pro-image-preview", "pro"),
+        ("nano banana 2", "flash"),
+        ("gemini-3.1-flash-image-preview", "flash"),
+    ],
+)
+def test_set_default_model_stores_the_alias_for_any_spelling(
+    world: World, spelling: str, alias: str
+) -> None:
+    """Whatever spelling is chosen, prefs keep the stable alias."""
+    spec = world.service.set_default_model(ALICE, spelling)
+    assert spec.alias == alias
+    assert world.prefs.get_default_model("alice@example.com") == alias
+    assert world.service.default_model_for("alice@example.com").alias == alias
+
+
+def test_set_default_model_keys_prefs_by_normalised_email(world: World) -> None:
+    """A capitalised login and its lower-case form share one preference."""
+    world.service.set_default_model(Identity("Alice@EXAMPLE.com", email_verified=True), "pro")
+    assert world.prefs.get_default_model("alice@example.com") == "pro"
+
+
+@pytest.mark.parametrize("identity", [STRANGER, UNVERIFIED_ALICE, None])
+def test_set_default_model_requires_an_allowed_identity(
+    world: World, identity: Identity | None
+) -> None:
+    """Only people who may generate may choose a default; nothing is stored otherwise."""
+    with pytest.raises(NotAllowed):
+        world.service.set_default_model(identity, "pro")
+    assert world.prefs.get_default_model("alice@example.com") is None
+    assert world.prefs.get_default_model("mallory@example.com") is None
+    assert world.prefs.get_default_model("local@localhost") is None
+
+
+def test_set_default_model_refuses_an_unknown_model_and_keeps_the_old_choice(
+    world: World,
+) -> None:
+    """UnknownModel, and the previous default survives."""
+    world.service.set_default_model(ALICE, "pro")
+    with pytest.raises(UnknownModel):
+        world.service.set_default_model(ALICE, "ultra")
+    assert world.prefs.get_default_model("alice@example.com") == "pro"
+
+
+# --- properties ------------------------------------------------------------------------------
+
+_CALLS = st.lists(
+    st.tuples(
+        st.sampled_from([ALICE, BOB, ADMIN]),
+        st.sampled_from(["flash", "pro", "Nano Banana Pro", "gemini-3.1-flash-image-preview"]),
+        st.sampled_from(["1K", "2K", "4K", "2k"]),
+    ),
+    max_size=12,
+)
+
+
+@pytest.mark.anyio
+@settings(max_examples=40, deadline=None)
+@given(calls=_CALLS)
+async def test_usage_totals_equal_the_sum_of_generated_costs(
+    calls: list[tuple[Identity, str, str]],
+) -> None:
+    """For any sequence of generations, every user's row and the total add up exactly."""
+    world = make_world(tiny=True)
+    expected_cost: dict[str, Decimal] = defaultdict(Decimal)
+    expected_count: dict[str, int] = defaultdict(int)
+    for identity, model, size in calls:
+        result = await generate(world, identity, model=model, image_size=size)
+        spec = world.service.catalog.resolve(model)
+        assert result.generation.cost == spec.price(ImageSize(size.upper()))
+        expected_cost[identity.email] += result.generation.cost.usd
+        expected_count[identity.email] += 1
+    report = world.service.usage_for(ADMIN)
+    assert {r.email: r.cost.usd for r in report.rows} == dict(expected_cost)
+    assert {r.email: r.image_count for r in report.rows} == dict(expected_count)
+    assert report.total_cost.usd == sum(expected_cost.values(), Decimal(0))
+    assert report.total_count == len(calls)
+    costs = [r.cost.usd for r in report.rows]
+    assert costs == sorted(costs, reverse=True)
+    for identity in (ALICE, BOB):
+        own = world.service.usage_for(identity)
+        assert own.total_cost.usd == expected_cost.get(identity.email, Decimal(0))
