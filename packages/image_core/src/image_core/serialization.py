@@ -8,6 +8,7 @@ older server can still read them, and a missing required field is a clear error.
 
 from __future__ import annotations
 
+import enum
 import json
 import uuid
 from datetime import UTC, datetime
@@ -18,7 +19,7 @@ import attrs
 import cattrs
 from cattrs.preconf.json import JsonConverter, make_converter
 
-from image_core.domain import CostEstimate, Generation
+from image_core.domain import AspectRatio, CostEstimate, Generation, ImageSize
 from image_core.errors import CorruptRecord
 
 SIDECAR_SCHEMA_VERSION = 1
@@ -65,12 +66,18 @@ def _strict_int(value: Any, _: type) -> int:
     return value
 
 
+def _enum(value: Any, kind: type[enum.Enum]) -> enum.Enum:
+    return kind(_strict_str(value, str))
+
+
 def make_record_converter() -> JsonConverter:
     """A JSON converter for sidecars and prefs: Decimal as string, UTC ISO timestamps."""
     converter = make_converter(forbid_extra_keys=False)
-    # Exact-type predicates: a plain registration would also capture str-based enums.
-    converter.register_structure_hook_func(lambda t: t is str, _strict_str)
-    converter.register_structure_hook_func(lambda t: t is int, _strict_int)
+    converter.register_structure_hook(str, _strict_str)
+    converter.register_structure_hook(int, _strict_int)
+    # The str hook would otherwise also capture the str-based enums.
+    for kind in (ImageSize, AspectRatio):
+        converter.register_structure_hook(kind, _enum)
     converter.register_unstructure_hook(Decimal, str)
     converter.register_structure_hook(Decimal, _decimal)
     converter.register_unstructure_hook(CostEstimate, lambda c: str(c.usd))
