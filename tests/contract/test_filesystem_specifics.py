@@ -11,6 +11,7 @@ import os
 import sqlite3
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -23,7 +24,7 @@ from hypothesis import strategies as st
 
 from image_core.domain import CostEstimate, EncodedImage, Generation
 from image_core.errors import CorruptRecord, StorageError
-from image_core.serialization import RecordCodec
+from image_core.serialization import Prefs, RecordCodec
 from image_server.adapters import atomic_files
 from image_server.adapters.atomic_files import remove_stale_temps, write_atomic
 from image_server.adapters.fs_images import FilesystemImageStore, resolve_public_name
@@ -80,16 +81,35 @@ def write_sidecar(root: Path, generation: Generation) -> Path:
 # --- public names and paths ---------------------------------------------------------
 
 
-@given(name=st.text() | st.from_regex(r"[0-9a-fA-F-]{30,40}\.(png|PNG|json)\n?", fullmatch=True))
-def test_no_string_names_a_file_outside_the_root(name: str) -> None:
+@pytest.fixture(scope="module")
+def shared_images(tmp_path_factory: pytest.TempPathFactory) -> FilesystemImageStore:
+    """One store for the whole module: hypothesis runs many examples against it."""
+    return FilesystemImageStore(tmp_path_factory.mktemp("images"))
+
+
+def _near_misses(canonical: str) -> st.SearchStrategy[str]:
+    return st.sampled_from(
+        [
+            f"{canonical}.png",
+            f"{canonical.upper()}.png",
+            f"../{canonical}.png",
+            f"{canonical}.png/..",
+            f"{canonical}.png\x00",
+            f"/{canonical}.png",
+            f"{canonical}.json",
+        ]
+    )
+
+
+@given(name=st.text() | st.uuids().map(str).flatmap(_near_misses))
+def test_no_string_names_a_file_outside_the_root(
+    shared_images: FilesystemImageStore, name: str
+) -> None:
     """Any text resolves to nothing or to ``root/<that same name>``, never elsewhere."""
-    root = Path("/srv/images")
-    store = FilesystemImageStore.__new__(FilesystemImageStore)  # path logic only, no folder
-    store._root = root  # noqa: SLF001
     image_id = resolve_public_name(name)
     if image_id is not None:
-        path = store.path_for(image_id)
-        assert path.parent == root
+        path = shared_images.path_for(image_id)
+        assert path.parent == shared_images.root
         assert path.name == name
         assert image_id.version == 4
 
@@ -245,23 +265,27 @@ def test_open_png_refuses_folders_fifos_and_other_names(
     assert images.get(fifo_id) is None
 
 
-def test_a_symlinked_sidecar_is_not_indexed(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+def test_a_symlinked_sidecar_is_not_indexed(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     """A link named like a sidecar is skipped with a warning, never followed."""
     outside = tmp_path.parent / f"{tmp_path.name}-outside.json"
     generation = make_generation()
     outside.write_bytes(CODEC.dump_generation(generation))
     (tmp_path / f"{generation.id}.json").symlink_to(outside)
-    with caplog.at_level(logging.WARNING, "image_server.metadata"):
-        with FilesystemMetadataRepository(tmp_path) as repo:
-            assert repo.usage().rows == ()
-            assert repo.get(generation.id) is None
+    with (
+        caplog.at_level(logging.WARNING, "image_server.metadata"),
+        FilesystemMetadataRepository(tmp_path) as repo,
+    ):
+        assert repo.usage().rows == ()
+        assert repo.get(generation.id) is None
     assert "not a regular file" in caplog.text
 
 
 def test_a_symlinked_prefs_file_is_not_read_and_is_replaced_not_followed(tmp_path: Path) -> None:
     """Saving a choice swaps the link for a real file; the link's target is untouched."""
     target = tmp_path.parent / f"{tmp_path.name}-prefs-target.json"
-    target.write_bytes(CODEC.dump_prefs(CODEC.load_prefs('{"schema_version": 1}')))
+    target.write_bytes(CODEC.dump_prefs(Prefs({"ann@example.com": "pro"})))
     before = target.read_bytes()
     (tmp_path / "prefs.json").symlink_to(target)
     store = FilesystemPrefStore(tmp_path)
@@ -276,7 +300,7 @@ def test_a_symlinked_prefs_file_is_not_read_and_is_replaced_not_followed(tmp_pat
 
 def fail_write_number(monkeypatch: pytest.MonkeyPatch, failing_call: int) -> None:
     """Make the n-th file write of this test hit a full disk."""
-    real = atomic_files._write_all  # noqa: SLF001
+    real = atomic_files._write_all
     calls = [0]
 
     def write(fd: int, data: bytes) -> None:
@@ -377,6 +401,25 @@ def test_text_that_is_not_valid_unicode_is_refused_without_a_sidecar(
     assert files_in(tmp_path) == []
 
 
+@pytest.mark.parametrize("hard_links", [True, False], ids=["links", "no-links"])
+def test_a_new_record_never_replaces_an_existing_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, hard_links: bool
+) -> None:
+    """overwrite=False refuses an existing target, also on volumes without hard links."""
+    if not hard_links:
+
+        def no_links(*_: object) -> NoReturn:
+            raise OSError(errno.EPERM, os.strerror(errno.EPERM))
+
+        monkeypatch.setattr(os, "link", no_links)
+    path = tmp_path / "record.json"
+    write_atomic(path, b"first", overwrite=False)
+    with pytest.raises(FileExistsError):
+        write_atomic(path, b"second", overwrite=False)
+    assert path.read_bytes() == b"first"
+    assert files_in(tmp_path) == ["record.json"]
+
+
 # --- crashes between steps (a real process dies) ------------------------------------------
 
 OLD = b"the old contents, whole\n" * 1000
@@ -393,7 +436,7 @@ def _crash(*_: object) -> NoReturn:
     os._exit(CRASHED)
 
 
-def _crash_patch(step: str) -> Any:
+def _crash_patch(step: str) -> AbstractContextManager[object]:
     """A patch of ``os`` that kills the process at ``step`` of an atomic write."""
     real_write, real_replace = os.write, os.replace
 
@@ -539,9 +582,11 @@ def test_a_garbage_index_is_discarded_and_rebuilt(
     """Random bytes where the database was: a warning, then a fresh index."""
     add_some(tmp_path)
     (tmp_path / INDEX_NAME).write_bytes(os.urandom(8192))
-    with caplog.at_level(logging.WARNING, "image_server.metadata"):
-        with FilesystemMetadataRepository(tmp_path) as repo:
-            assert repo.usage().total_count == 3
+    with (
+        caplog.at_level(logging.WARNING, "image_server.metadata"),
+        FilesystemMetadataRepository(tmp_path) as repo,
+    ):
+        assert repo.usage().total_count == 3
     assert "damaged" in caplog.text
 
 
@@ -572,7 +617,6 @@ def test_sidecars_added_and_removed_behind_its_back_are_picked_up(tmp_path: Path
 def test_rebuild_index_picks_up_a_sidecar_edited_by_hand(tmp_path: Path) -> None:
     """Names are checked on open; a changed cost needs the explicit rebuild."""
     (generation,) = add_some(tmp_path, 1)
-    write_sidecar(tmp_path, generation.__class__(**{**generation.__dict__}))
     edited = json.loads((tmp_path / f"{generation.id}.json").read_bytes())
     edited["cost"] = "0.5"
     (tmp_path / f"{generation.id}.json").write_text(json.dumps(edited))
@@ -588,10 +632,11 @@ def test_a_corrupt_sidecar_is_skipped_with_a_warning_naming_only_the_file(
     add_some(tmp_path)
     broken = tmp_path / f"{uuid.uuid4()}.json"
     broken.write_bytes(b'{"schema_version": 1, "id": "trunc')
-    (tmp_path / INDEX_NAME).unlink()
-    with caplog.at_level(logging.WARNING, "image_server.metadata"):
-        with FilesystemMetadataRepository(tmp_path) as repo:
-            assert repo.usage().total_count == 3
+    with (
+        caplog.at_level(logging.WARNING, "image_server.metadata"),
+        FilesystemMetadataRepository(tmp_path) as repo,
+    ):
+        assert repo.usage().total_count == 3
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 1
     assert broken.name in warnings[0]
@@ -604,6 +649,7 @@ def test_a_skipped_sidecar_is_not_reread_at_every_start(
     """The index remembers unreadable names, so a restart stays quick and quiet."""
     (tmp_path / f"{uuid.uuid4()}.json").write_text("not json")
     FilesystemMetadataRepository(tmp_path).close()
+    caplog.clear()
     with caplog.at_level(logging.WARNING, "image_server.metadata"):
         FilesystemMetadataRepository(tmp_path).close()
     assert caplog.records == []
@@ -615,9 +661,11 @@ def test_a_sidecar_under_another_ids_name_is_skipped(
     """A record copied to the wrong name is not indexed twice or under the wrong id."""
     generation = make_generation()
     (tmp_path / f"{uuid.uuid4()}.json").write_bytes(CODEC.dump_generation(generation))
-    with caplog.at_level(logging.WARNING, "image_server.metadata"):
-        with FilesystemMetadataRepository(tmp_path) as repo:
-            assert repo.usage().rows == ()
+    with (
+        caplog.at_level(logging.WARNING, "image_server.metadata"),
+        FilesystemMetadataRepository(tmp_path) as repo,
+    ):
+        assert repo.usage().rows == ()
     assert str(generation.id) in caplog.text
 
 
@@ -655,9 +703,11 @@ def test_a_sidecar_without_email_is_a_clear_corrupt_record(
     with pytest.raises(CorruptRecord, match="email"):
         CODEC.load_generation(raw)
     (tmp_path / f"{data['id']}.json").write_bytes(raw)
-    with caplog.at_level(logging.WARNING, "image_server.metadata"):
-        with FilesystemMetadataRepository(tmp_path) as repo:
-            assert repo.usage().rows == ()
+    with (
+        caplog.at_level(logging.WARNING, "image_server.metadata"),
+        FilesystemMetadataRepository(tmp_path) as repo,
+    ):
+        assert repo.usage().rows == ()
     assert "email" in caplog.text
 
 
@@ -668,11 +718,13 @@ def test_a_sidecar_damaged_outside_the_indexed_fields_is_never_served(
     data = json.loads(SAMPLE_V1.read_bytes())
     data["image_size"] = "9K"
     (tmp_path / f"{data['id']}.json").write_text(json.dumps(data))
-    with caplog.at_level(logging.WARNING, "image_server.metadata"):
-        with FilesystemMetadataRepository(tmp_path) as repo:
-            assert repo.usage().total_count == 1
-            assert repo.get(uuid.UUID(data["id"])) is None
-            assert repo.page_for_user(data["email"], 0, 5).items == ()
+    with (
+        caplog.at_level(logging.WARNING, "image_server.metadata"),
+        FilesystemMetadataRepository(tmp_path) as repo,
+    ):
+        assert repo.usage().total_count == 1
+        assert repo.get(uuid.UUID(data["id"])) is None
+        assert repo.page_for_user(data["email"], 0, 5).items == ()
     assert "image_size" in caplog.text
 
 

@@ -24,6 +24,7 @@ from fastmcp.client.transports import StreamableHttpTransport
 from fastmcp.exceptions import ToolError
 from fastmcp.server.auth.jwt_issuer import JWTIssuer
 from fastmcp.server.dependencies import get_access_token
+from fastmcp.server.http import StarletteWithLifespan
 
 from image_server.auth import (
     DEFAULT_ALLOWED_REDIRECT_URIS,
@@ -82,7 +83,7 @@ class Running:
 
 def build_app(
     google: FakeGoogle, *, base_url: str, storage_dir: Path, key: str
-) -> tuple[Any, ImageMcpOAuthProxy]:
+) -> tuple[StarletteWithLifespan, ImageMcpOAuthProxy]:
     """The smallest composition the production root must match: auth + host guard."""
     auth = build_mcp_auth(
         client_id=CLIENT_ID,

@@ -10,6 +10,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 
+import anyio
 from fastmcp.server.auth import AuthProvider
 from fastmcp.server.http import HostOriginGuardMiddleware
 from starlette.applications import Starlette
@@ -28,7 +29,12 @@ from image_server.adapters.gemini import GeminiImageBackend
 from image_server.adapters.pillow_codec import PillowImageCodec
 from image_server.adapters.placeholder import PlaceholderImageBackend
 from image_server.adapters.system import RandomIds, SystemClock
-from image_server.auth import GoogleEndpoints, build_mcp_auth
+from image_server.auth import (
+    GoogleEndpoints,
+    ImageMcpOAuthProxy,
+    build_mcp_auth,
+    transport_security,
+)
 from image_server.dashboard import DashboardConfig, build_dashboard
 from image_server.mcp import build_mcp_server
 from image_server.routes import health, image_route
@@ -37,6 +43,7 @@ from image_server.settings import Settings
 log = logging.getLogger("image_server")
 
 OAUTH_STATE_DIR = ".oauth"
+OAUTH_CULL_SECONDS = 3600
 
 
 def build_backend(settings: Settings) -> ImageBackend:
@@ -147,8 +154,8 @@ def build_app(
     server = build_mcp_server(
         service, public_url=settings.public_url, auth=build_auth(settings, google)
     )
-    allowed_hosts = [settings.public_host]
-    mcp_app = server.http_app(path="/mcp", host_origin_protection=True, allowed_hosts=allowed_hosts)
+    security = transport_security(settings.public_url, dev=settings.dev or settings.auth_disabled)
+    mcp_app = server.http_app(path="/mcp", **security)
     dashboard = build_dashboard(
         service,
         DashboardConfig(
@@ -165,8 +172,11 @@ def build_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        async with mcp_app.lifespan(app):
+        async with mcp_app.lifespan(app), anyio.create_task_group() as tasks:
+            if isinstance(server.auth, ImageMcpOAuthProxy):
+                tasks.start_soon(_cull_periodically, server.auth)
             yield
+            tasks.cancel_scope.cancel()
         for resource in (service.backend, service.metadata):
             await _close(resource)
 
@@ -179,10 +189,25 @@ def build_app(
         ],
         middleware=[
             Middleware(SecurityHeaders),
-            Middleware(HostOriginGuardMiddleware, allowed_hosts=allowed_hosts, mode="strict"),
+            Middleware(
+                HostOriginGuardMiddleware,
+                allowed_hosts=security["allowed_hosts"],
+                allowed_origins=security["allowed_origins"],
+                mode="strict",
+            ),
         ],
         lifespan=lifespan,
     )
+
+
+async def _cull_periodically(auth: ImageMcpOAuthProxy) -> None:
+    """Expired OAuth transactions and codes are only ignored on read; delete them hourly."""
+    while True:
+        try:
+            await auth.cull_expired_state()
+        except Exception:
+            log.exception("could not clean expired OAuth state", extra={"event": "oauth_cull"})
+        await anyio.sleep(OAUTH_CULL_SECONDS)
 
 
 async def _close(resource: object) -> None:

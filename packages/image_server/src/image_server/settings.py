@@ -17,6 +17,7 @@ import attrs
 from image_core.access import parse_email_list
 from image_core.catalog import ModelCatalog
 from image_core.errors import InvalidConfiguration
+from image_server.auth import DEFAULT_ALLOWED_REDIRECT_URIS
 
 BackendChoice = Literal["auto", "gemini", "placeholder"]
 
@@ -24,11 +25,7 @@ DEFAULT_ROOT = Path("/srv/images")
 DEV_ROOT = Path(".localdata")
 DEFAULT_PORT = 8766
 MIN_SIGNING_KEY_CHARS = 32
-DEFAULT_REDIRECT_URIS = (
-    "http://localhost:*",
-    "http://127.0.0.1:*",
-    "https://claude.ai/api/mcp/auth_callback",
-)
+DEFAULT_REDIRECT_URIS: tuple[str, ...] = tuple(DEFAULT_ALLOWED_REDIRECT_URIS)
 LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
 
 #: Every variable this server reads, with a one-line meaning (docs are checked against it).

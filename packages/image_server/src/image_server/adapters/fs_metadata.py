@@ -104,13 +104,13 @@ class FilesystemMetadataRepository:
         self._converter = make_record_converter()
         self._index_path = root / INDEX_NAME
         self._lock = threading.RLock()
+        self._file_lock = FileLock(root / ".index.lock")
         try:
             root.mkdir(parents=True, exist_ok=True)
+            with self._file_lock:
+                self._conn = self._open_index()
         except OSError as exc:
-            raise storage_error("create the data folder", exc) from exc
-        self._file_lock = FileLock(root / ".index.lock")
-        with self._file_lock:
-            self._conn = self._open_index()
+            raise storage_error("open the generation records", exc) from exc
 
     def close(self) -> None:
         """Close the index connection (idempotent)."""
@@ -206,13 +206,13 @@ class FilesystemMetadataRepository:
 
     def rebuild_index(self) -> int:
         """Rebuild the whole index from the sidecars now (after editing them by hand)."""
-        with self._file_lock, self._lock:
-            try:
+        try:
+            with self._file_lock, self._lock:
                 return self._sync(self._conn, full=True)
-            except sqlite3.Error as exc:
-                raise StorageError("The generation index could not be rebuilt.") from exc
-            except OSError as exc:
-                raise storage_error("read the generation records", exc) from exc
+        except sqlite3.Error as exc:
+            raise StorageError("The generation index could not be rebuilt.") from exc
+        except OSError as exc:
+            raise storage_error("read the generation records", exc) from exc
 
     def _totals(
         self, keys: str, where: str, params: tuple[Any, ...]

@@ -50,13 +50,13 @@ class FilesystemPrefStore:
 
     def set_default_model(self, email: str, alias: str) -> None:
         """Remember ``alias`` for ``email``, keeping everyone else's choice."""
-        with self._lock:
-            current = self._load()
-            chosen = {**current.default_models, _owner(email): alias}
-            try:
+        try:
+            with self._lock:
+                current = self._load()
+                chosen = {**current.default_models, _owner(email): alias}
                 write_atomic(self._path, self._codec.dump_prefs(Prefs(chosen)))
-            except OSError as exc:
-                raise storage_error("save the default model", exc) from exc
+        except OSError as exc:
+            raise storage_error("save the default model", exc) from exc
 
     def _load(self) -> Prefs:
         try:

@@ -146,8 +146,7 @@ def build_spend_chart(spend: Sequence[DailySpend], today: date, days: int = 30) 
                 width=round(slot * 0.7, 2),
                 height=round(max(height, 0.5), 2),
                 series=index[row.email],
-                title=f"{row.day} {row.email}: {row.image_count} {images}, "
-                f"{row.cost.display()}",
+                title=f"{row.day} {row.email}: {row.image_count} {images}, {row.cost.display()}",
             )
         )
     ticks = tuple(

@@ -33,7 +33,9 @@ SESSION_KEY_LABEL: Final = b"image-mcp dashboard session"
 def _check_public_url(_: object, __: attrs.Attribute[Any], value: str) -> None:
     parts = urlsplit(value)
     if parts.scheme not in {"http", "https"} or not parts.hostname:
-        raise InvalidConfiguration(f"Dashboard public URL {value!r} is not an absolute http(s) URL.")
+        raise InvalidConfiguration(
+            f"Dashboard public URL {value!r} is not an absolute http(s) URL."
+        )
     if parts.path not in {"", "/"} or parts.query or parts.fragment:
         raise InvalidConfiguration(f"Dashboard public URL {value!r} must not have a path.")
 

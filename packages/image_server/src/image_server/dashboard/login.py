@@ -92,7 +92,11 @@ class GoogleLogin:
         paths = Paths.of(request)
         if self.config.auth_disabled or self.sessions.viewer(request) is not None:
             return RedirectResponse(next_path or paths.home(), status_code=303)
-        context = {"next_path": next_path, "title": "Sign in", "signed_out": "bye" in request.query_params}
+        context = {
+            "next_path": next_path,
+            "title": "Sign in",
+            "signed_out": "bye" in request.query_params,
+        }
         return self.renderer.page(request, "login.html", context)
 
     async def start(self, request: Request) -> Response:
@@ -194,4 +198,3 @@ class GoogleLogin:
             403,
             action=(paths.login_start(switch=True), "Use another Google account"),
         )
-

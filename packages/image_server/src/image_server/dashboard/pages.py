@@ -40,7 +40,9 @@ class Paths:
     def gallery(self, email: str | None = None, page: int = 1) -> str:
         """One person's gallery (the viewer's own when ``email`` is ``None``)."""
         base = (
-            f"{self.root}/gallery" if email is None else f"{self.root}/gallery/{quote(email, safe='@+')}"
+            f"{self.root}/gallery"
+            if email is None
+            else f"{self.root}/gallery/{quote(email, safe='@+')}"
         )
         return base if page == 1 else f"{base}?{urlencode({'page': page})}"
 

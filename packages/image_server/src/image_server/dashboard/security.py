@@ -185,7 +185,5 @@ def add_security_headers(headers: MutableHeaders) -> None:
     for name, value in SECURITY_HEADERS:
         if name not in headers:
             headers[name] = value
-    if "cache-control" not in headers and headers.get("content-type", "").startswith(
-        "text/html"
-    ):
+    if "cache-control" not in headers and headers.get("content-type", "").startswith("text/html"):
         headers["cache-control"] = "no-store"

@@ -99,9 +99,7 @@ class Sessions:
         """Replace the whole session (new cookie, new CSRF token): no fixation."""
         session = _session(request)
         session.clear()
-        session.update(
-            {USER_KEY: email, LOGIN_AT_KEY: int(self.now()), CSRF_KEY: new_csrf_token()}
-        )
+        session.update({USER_KEY: email, LOGIN_AT_KEY: int(self.now()), CSRF_KEY: new_csrf_token()})
 
     def sign_out(self, request: Request) -> None:
         """Forget everything; the cookie is deleted."""
