@@ -373,7 +373,11 @@ def test_the_dockerfile_install_yields_a_server_that_starts_and_guards_its_doors
 ) -> None:
     """Replayed build, production settings: healthy, /mcp needs a token, JSON logs, no secret."""
     where = subprocess.run(
-        [str(installed_venv / "bin" / "python"), "-c", "import image_server; print(image_server.__file__)"],
+        [
+            str(installed_venv / "bin" / "python"),
+            "-c",
+            "import image_server; print(image_server.__file__)",
+        ],
         capture_output=True,
         text=True,
         timeout=60,

@@ -15,7 +15,9 @@ BIN = Path(sys.executable).parent
 
 def run(*command: str) -> subprocess.CompletedProcess[str]:
     """Run a tool from this environment at the repository root, capturing its output."""
-    return subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600, check=False)
+    return subprocess.run(
+        command, cwd=ROOT, capture_output=True, text=True, timeout=600, check=False
+    )
 
 
 def test_ruff_finds_no_lint_problems() -> None:

@@ -156,7 +156,9 @@ def make_service(
         model = "pro" if n % 3 == 0 else "flash"
         plan.append((USER, prompt, n, model, sizes[n % 3], ratios[n % 4]))
     for n, days in enumerate((0, 2, 5, 40)):
-        plan.append((OTHER, f"Cleo's secret {n}: {_PROMPTS[n]}", days, "flash", ImageSize.S2K, None))
+        plan.append(
+            (OTHER, f"Cleo's secret {n}: {_PROMPTS[n]}", days, "flash", ImageSize.S2K, None)
+        )
     for n, days in enumerate((1, 3)):
         plan.append((ADMIN, f"Ada's sketch {n}", days, "pro", ImageSize.S4K, AspectRatio.R1_1))
     plan.append((FORMER, "Dan's old picture", 12, "flash", ImageSize.S1K, AspectRatio.R1_1))
@@ -205,7 +207,9 @@ def dashboard_config(
         session_secret=SESSION_SECRET,
         openid_configuration_url=openid_configuration_url,
         issuer=issuer,
-        secure_cookies=public_url.startswith("https:") if secure_cookies is None else secure_cookies,
+        secure_cookies=public_url.startswith("https:")
+        if secure_cookies is None
+        else secure_cookies,
         session_max_age_seconds=max_age,
     )
 

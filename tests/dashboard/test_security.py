@@ -30,10 +30,16 @@ COOKIE = "__Host-imgmcp_ui"
 GOOD_ORIGIN = {"origin": PUBLIC_URL}
 
 
-def valid_session(email: str = USER, csrf: str = "t" * 43, login_at: int | None = None) -> dict[str, object]:
+def valid_session(
+    email: str = USER, csrf: str = "t" * 43, login_at: int | None = None
+) -> dict[str, object]:
     import time
 
-    return {"user": email, "login_at": int(time.time()) if login_at is None else login_at, "csrf": csrf}
+    return {
+        "user": email,
+        "login_at": int(time.time()) if login_at is None else login_at,
+        "csrf": csrf,
+    }
 
 
 # ------------------------------------------------------------------ cookies
@@ -85,7 +91,9 @@ def test_a_cookie_signed_with_the_raw_jwt_key_is_rejected(client: TestClient) ->
     assert client.get("/ui/", follow_redirects=False).status_code == 303
 
 
-def test_a_correctly_signed_session_is_accepted(client: TestClient, config: DashboardConfig) -> None:
+def test_a_correctly_signed_session_is_accepted(
+    client: TestClient, config: DashboardConfig
+) -> None:
     """Control for the forgery tests: the derived key is the one in use."""
     client.cookies.set(COOKIE, sign_session(config, valid_session()))
     assert client.get("/ui/", follow_redirects=False).status_code == 200
@@ -128,7 +136,9 @@ def test_a_signed_but_malformed_session_leads_to_the_login_page(
     assert client.get("/ui/", follow_redirects=False).status_code == 303
 
 
-def test_a_session_without_csrf_token_is_dropped(client: TestClient, config: DashboardConfig) -> None:
+def test_a_session_without_csrf_token_is_dropped(
+    client: TestClient, config: DashboardConfig
+) -> None:
     """No token, no session: the model form would otherwise be unusable or unsafe."""
     import time
 
@@ -207,7 +217,9 @@ def test_another_sessions_token_is_refused(
     with TestClient(outer_app(seeded.service, config), base_url=PUBLIC_URL) as other:
         other.cookies.set(COOKIE, sign_session(config, valid_session(OTHER, csrf="c" * 43)))
         stolen = csrf_token(other.get("/ui/prefs").text)
-    response = client.post("/ui/prefs", data={"model": "pro", "csrf_token": stolen}, headers=GOOD_ORIGIN)
+    response = client.post(
+        "/ui/prefs", data={"model": "pro", "csrf_token": stolen}, headers=GOOD_ORIGIN
+    )
     assert response.status_code == 403
     assert seeded.prefs.get_default_model(USER) is None
 
@@ -243,7 +255,9 @@ def test_a_non_form_or_oversized_body_is_refused(
 ) -> None:
     """JSON, multipart and huge bodies never reach the form parser."""
     token = _prefs_form(client, login)
-    as_json = client.post("/ui/prefs", json={"model": "pro", "csrf_token": token}, headers=GOOD_ORIGIN)
+    as_json = client.post(
+        "/ui/prefs", json={"model": "pro", "csrf_token": token}, headers=GOOD_ORIGIN
+    )
     huge = client.post(
         "/ui/prefs",
         data={"model": "pro", "csrf_token": token, "pad": "x" * 10_000},
@@ -275,7 +289,10 @@ def test_an_unknown_model_is_a_clear_error_and_changes_nothing(
 def test_posting_without_a_session_changes_nothing(client: TestClient, seeded: Seeded) -> None:
     """Signed-out posts go to the login page."""
     response = client.post(
-        "/ui/prefs", data={"model": "pro", "csrf_token": "x"}, headers=GOOD_ORIGIN, follow_redirects=False
+        "/ui/prefs",
+        data={"model": "pro", "csrf_token": "x"},
+        headers=GOOD_ORIGIN,
+        follow_redirects=False,
     )
     assert response.status_code == 303
     assert seeded.prefs.get_default_model(USER) is None
@@ -284,7 +301,9 @@ def test_posting_without_a_session_changes_nothing(client: TestClient, seeded: S
 # --------------------------------------------------------------- visibility
 
 
-def test_a_user_sees_only_their_own_row_and_no_total(client: TestClient, login: Login, seeded: Seeded) -> None:
+def test_a_user_sees_only_their_own_row_and_no_total(
+    client: TestClient, login: Login, seeded: Seeded
+) -> None:
     """The overview names nobody else."""
     login(USER)
     html = client.get("/ui/").text
@@ -355,7 +374,9 @@ _VISIBILITY_CONFIG = DashboardConfig(
             lambda e: st.tuples(st.text(max_size=3), st.just(e), st.text(max_size=3)).map("".join)
         ),
     ),
-    query=st.dictionaries(st.sampled_from(["page", "user", "email", "owner", "all"]), st.text(max_size=12)),
+    query=st.dictionaries(
+        st.sampled_from(["page", "user", "email", "owner", "all"]), st.text(max_size=12)
+    ),
 )
 def test_no_url_or_query_shows_a_user_anyone_elses_images(path: str, query: dict[str, str]) -> None:
     """Property: for any gallery path and query, none of the others' prompts or ids appear."""
@@ -389,7 +410,9 @@ def test_prompts_with_html_and_script_are_escaped(client: TestClient, login: Log
 PAGES = ["/ui/", f"/ui/gallery/{USER}", "/ui/prefs", "/ui/no-such-page", "/ui/login"]
 
 
-@pytest.mark.parametrize("path", [*PAGES, "/ui/static/dashboard.css", "/ui/static/dashboard.js", "THUMB"])
+@pytest.mark.parametrize(
+    "path", [*PAGES, "/ui/static/dashboard.css", "/ui/static/dashboard.js", "THUMB"]
+)
 def test_every_response_carries_the_security_headers(
     client: TestClient, login: Login, seeded: Seeded, path: str
 ) -> None:
@@ -429,7 +452,9 @@ def test_pages_have_no_inline_script_or_style_and_no_third_party_urls(
     assert not re.search(r"""(?:src|href)="(?:https?:)?//""", html)
 
 
-def test_the_gallery_loads_thumbnails_never_full_size_images(client: TestClient, login: Login) -> None:
+def test_the_gallery_loads_thumbnails_never_full_size_images(
+    client: TestClient, login: Login
+) -> None:
     """Full-size PNGs are only linked; every <img> is a thumbnail."""
     login(USER)
     html = client.get(f"/ui/gallery/{USER}").text

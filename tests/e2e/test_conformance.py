@@ -83,8 +83,15 @@ def test_the_inspector_lists_the_tool_in_strict_mode(mcp_url: str) -> None:
 def test_the_inspector_can_generate_an_image(mcp_url: str) -> None:
     """A call through the Inspector returns a preview and a URL."""
     result = node_tool(
-        "mcp-inspector", "--cli", mcp_url, "--method", "tools/call",
-        "--tool-name", "generate_image", "--tool-arg", "prompt=a lighthouse",
+        "mcp-inspector",
+        "--cli",
+        mcp_url,
+        "--method",
+        "tools/call",
+        "--tool-name",
+        "generate_image",
+        "--tool-arg",
+        "prompt=a lighthouse",
     )
     assert result.returncode == 0, result.stdout + result.stderr
     reply = json.loads(result.stdout)

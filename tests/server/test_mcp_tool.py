@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import base64
 import io
 import json
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import httpx2
 import pytest
@@ -16,11 +17,11 @@ from fastmcp.server.auth.providers.jwt import StaticTokenVerifier
 from mcp.types import ImageContent, TextContent
 from PIL import Image
 
-from image_core.domain import ImageSize
+from image_core.domain import AspectRatio, ImageSize
 from image_core.errors import BackendRefused, BackendUnavailable
 from image_core.testing import FakeImageBackend
-from image_server.app import build_app
-from image_server.mcp import build_mcp_server
+from image_server.app import build_app, build_service
+from image_server.mcp import AspectRatioChoice, SizeChoice, build_mcp_server
 from image_server.settings import Settings, load_settings
 from tests.support.live_server import live_server
 
@@ -64,7 +65,8 @@ async def test_the_server_offers_exactly_one_documented_tool(client: Client[Any]
     tool = tools[0]
     assert tool.description is not None
     assert "ONLY pass this when the human explicitly asked" in tool.description
-    assert "flash" in tool.description and "pro" in tool.description
+    assert "flash" in tool.description
+    assert "pro" in tool.description
     props = tool.input_schema["properties"]
     assert tool.input_schema["required"] == ["prompt"]
     assert "16:9" in json.dumps(props["aspect_ratio"])
@@ -81,7 +83,7 @@ async def test_a_generation_returns_a_small_preview_and_a_url_that_serves_the_pn
     assert not result.is_error
     image = next(c for c in result.content if isinstance(c, ImageContent))
     assert image.mime_type == "image/jpeg"
-    preview = Image.open(io.BytesIO(__import__("base64").b64decode(image.data)))
+    preview = Image.open(io.BytesIO(base64.b64decode(image.data)))
     assert max(preview.size) <= 1024
     data = result.structured_content
     assert data is not None
@@ -108,7 +110,9 @@ async def test_reference_images_reach_the_backend_by_name_or_url(
     first = await client.call_tool("generate_image", {"prompt": "a house"})
     assert first.structured_content is not None
     name, url = first.structured_content["file_name"], first.structured_content["url"]
-    await client.call_tool("generate_image", {"prompt": "same at night", "reference_images": [name, url]})
+    await client.call_tool(
+        "generate_image", {"prompt": "same at night", "reference_images": [name, url]}
+    )
     sent = backend.requests[-1]
     assert len(sent.references) == 2
     assert all(ref.data.startswith(b"\x89PNG") for ref in sent.references)
@@ -198,19 +202,39 @@ async def test_progress_notifications_are_sent_while_waiting(
 
 def _token_server(settings: Settings, backend: FakeImageBackend) -> Any:
     """The tool behind bearer tokens, to test the allow-list without the OAuth dance."""
-    from image_server.app import build_service
-
     verifier = StaticTokenVerifier(
         tokens={
-            "allowed": {"client_id": "c", "scopes": [], "email": "Friend@Example.com", "email_verified": "true"},
-            "stranger": {"client_id": "c", "scopes": [], "email": "stranger@example.com", "email_verified": True},
-            "unverified": {"client_id": "c", "scopes": [], "email": "friend@example.com", "email_verified": False},
-            "kelvin": {"client_id": "c", "scopes": [], "email": "fri\u212aend@example.com", "email_verified": True},
+            "allowed": {
+                "client_id": "c",
+                "scopes": [],
+                "email": "Friend@Example.com",
+                "email_verified": "true",
+            },
+            "stranger": {
+                "client_id": "c",
+                "scopes": [],
+                "email": "stranger@example.com",
+                "email_verified": True,
+            },
+            "unverified": {
+                "client_id": "c",
+                "scopes": [],
+                "email": "friend@example.com",
+                "email_verified": False,
+            },
+            "kelvin": {
+                "client_id": "c",
+                "scopes": [],
+                "email": "fri\u212aend@example.com",
+                "email_verified": True,
+            },
             "noemail": {"client_id": "c", "scopes": []},
         }
     )
     service = build_service(settings, backend=backend)
-    return build_mcp_server(service, public_url=settings.public_url, auth=verifier).http_app(path="/mcp")
+    return build_mcp_server(service, public_url=settings.public_url, auth=verifier).http_app(
+        path="/mcp"
+    )
 
 
 @pytest.fixture
@@ -252,8 +276,5 @@ async def test_everyone_else_is_refused_before_anything_is_sent(
 
 def test_image_sizes_cover_the_tool_schema() -> None:
     """The Literal in the tool schema and the domain enum agree."""
-    from typing import get_args
-
-    from image_server.mcp import SizeChoice
-
     assert set(get_args(SizeChoice)) == {s.value for s in ImageSize}
+    assert set(get_args(AspectRatioChoice)) == {r.value for r in AspectRatio}

@@ -111,7 +111,9 @@ def test_a_missing_image_is_not_found(http: httpx2.Client) -> None:
     assert http.get(f"/i/{uuid.uuid4()}.png").status_code == 404
 
 
-def test_a_symlink_is_never_followed(http: httpx2.Client, settings: Settings, tmp_path: Path) -> None:
+def test_a_symlink_is_never_followed(
+    http: httpx2.Client, settings: Settings, tmp_path: Path
+) -> None:
     """Even a well-named link to a readable file outside the root is a 404."""
     outside = tmp_path / "outside.png"
     outside.write_bytes(b"private")
@@ -122,7 +124,9 @@ def test_a_symlink_is_never_followed(http: httpx2.Client, settings: Settings, tm
     assert b"private" not in response.content
 
 
-def test_a_directory_with_an_image_name_is_not_found(http: httpx2.Client, settings: Settings) -> None:
+def test_a_directory_with_an_image_name_is_not_found(
+    http: httpx2.Client, settings: Settings
+) -> None:
     """Only regular files are served; anything else is 404, not 500."""
     name = str(uuid.uuid4())
     (settings.root / f"{name}.png").mkdir()
