@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1", "0.0.0.0", "", None})  # noqa: S104
+LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1", "0.0.0.0", "", None})
 
 
 def _is_loopback(host: object) -> bool:
