@@ -278,3 +278,22 @@ def test_image_sizes_cover_the_tool_schema() -> None:
     """The Literal in the tool schema and the domain enum agree."""
     assert set(get_args(SizeChoice)) == {s.value for s in ImageSize}
     assert set(get_args(AspectRatioChoice)) == {r.value for r in AspectRatio}
+
+
+async def test_each_generation_logs_one_structured_line_without_the_prompt(
+    client: Client[Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    """Id, email, model, size, duration, cost and outcome; the prompt itself stays private."""
+    caplog.set_level("INFO", logger="image_server.generation")
+    await client.call_tool("generate_image", {"prompt": "my private idea", "image_size": "2K"})
+    records = [r for r in caplog.records if getattr(r, "event", None) == "generation"]
+    assert len(records) == 1
+    fields = vars(records[0])
+    assert fields["outcome"] == "ok"
+    assert fields["model"] == "flash"
+    assert fields["size"] == "2K"
+    assert fields["cost_usd"] == "0.101"
+    assert fields["email"] == "local@localhost"
+    assert isinstance(fields["duration_ms"], int)
+    assert "my private idea" not in records[0].getMessage()
+    assert all("my private idea" not in str(v) for v in fields.values())
