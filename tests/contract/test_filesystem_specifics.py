@@ -364,11 +364,11 @@ def test_a_failed_index_insert_removes_the_sidecar(
     """Sidecar written, index refuses: StorageError and the sidecar is gone again."""
     generation = make_generation()
 
-    def refuse(self: FilesystemMetadataRepository, row: object) -> NoReturn:
+    def refuse(self: FilesystemMetadataRepository, generation: Generation) -> NoReturn:
         raise sqlite3.OperationalError("database or disk is full")
 
     with monkeypatch.context() as patched:
-        patched.setattr(FilesystemMetadataRepository, "_insert", refuse)
+        patched.setattr(FilesystemMetadataRepository, "_index", refuse)
         with pytest.raises(StorageError, match="index"):
             repo.add(generation)
     assert files_in(tmp_path) == []
@@ -472,7 +472,7 @@ def _choose_then_crash(root: str, step: str) -> None:
 def _add_then_crash_before_indexing(root: str, generation: Generation) -> None:
     with (
         FilesystemMetadataRepository(Path(root)) as repo,
-        mock.patch.object(FilesystemMetadataRepository, "_insert", _crash),
+        mock.patch.object(FilesystemMetadataRepository, "_index", _crash),
     ):
         repo.add(generation)
 

@@ -27,6 +27,11 @@ def normalise_email(email: str) -> str | None:
     return cleaned.lower()
 
 
+def owner_key(email: str) -> str:
+    """The key records are grouped by: the normalised email, or the text as given."""
+    return normalise_email(email) or email
+
+
 def parse_email_list(raw: str) -> frozenset[str]:
     """Emails from a comma-separated setting; blanks and unusable entries are dropped."""
     return _normalised(raw.split(","))

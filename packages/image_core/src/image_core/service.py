@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 
 import attrs
 
-from image_core.access import AccessPolicy, normalise_email
+from image_core.access import AccessPolicy, owner_key
 from image_core.catalog import ModelCatalog
 from image_core.domain import (
     AspectRatio,
@@ -154,7 +154,8 @@ class ImageService:
         try:
             self.metadata.add(generation)
         except BaseException:
-            self.images.delete(generation.id)
+            with contextlib.suppress(StorageError):  # keep the original error, not the cleanup's
+                self.images.delete(generation.id)
             raise
 
     def _load_references(self, names: tuple[str, ...]) -> tuple[ReferenceImage, ...]:
@@ -202,7 +203,7 @@ class ImageService:
             raise NotAllowed("You can only see your own images.")
         if offset < 0 or not 1 <= limit <= MAX_PAGE_SIZE:
             raise InvalidRequest(f"Pages start at 0 and hold 1 to {MAX_PAGE_SIZE} images.")
-        return self.metadata.page_for_user(normalise_email(owner) or owner, offset, limit)
+        return self.metadata.page_for_user(owner_key(owner), offset, limit)
 
     def thumbnail(self, viewer: Identity | None, image_id: uuid.UUID) -> EncodedImage | None:
         """The gallery thumbnail, made now if the image predates thumbnails."""
@@ -232,7 +233,7 @@ class ImageService:
 def _owner_email(identity: Identity | None) -> str:
     if identity is None:
         return "local@localhost"
-    return normalise_email(identity.email) or identity.email
+    return owner_key(identity.email)
 
 
 def _not_allowed_message(identity: Identity | None) -> str:

@@ -18,7 +18,7 @@ from datetime import UTC, date, datetime, timedelta
 
 import attrs
 
-from image_core.access import normalise_email
+from image_core.access import owner_key
 from image_core.domain import (
     BackendImage,
     BackendRequest,
@@ -127,12 +127,8 @@ class InMemoryImageStore:
             self._thumbnails.pop(image_id, None)
 
 
-def _owner(email: str) -> str:
-    return normalise_email(email) or email
-
-
 def _wanted(emails: Collection[str] | None) -> set[str] | None:
-    return None if emails is None else {_owner(e) for e in emails}
+    return None if emails is None else {owner_key(e) for e in emails}
 
 
 def newest_first(generations: Iterable[Generation]) -> list[Generation]:
@@ -145,7 +141,7 @@ def summarise_usage(generations: Iterable[Generation]) -> UsageReport:
     counts: dict[str, int] = defaultdict(int)
     costs: dict[str, CostEstimate] = defaultdict(CostEstimate.zero)
     for g in generations:
-        owner = _owner(g.email)
+        owner = owner_key(g.email)
         counts[owner] += 1
         costs[owner] = costs[owner] + g.cost
     rows = [UserUsage(email, counts[email], costs[email]) for email in counts]
@@ -160,7 +156,7 @@ def summarise_daily(generations: Iterable[Generation], since: date) -> list[Dail
     for g in generations:
         day = g.created_at.astimezone(UTC).date()
         if day >= since:
-            key = (day.isoformat(), _owner(g.email))
+            key = (day.isoformat(), owner_key(g.email))
             counts[key] += 1
             costs[key] = costs[key] + g.cost
     return [
@@ -180,7 +176,7 @@ class InMemoryMetadataRepository:
         wanted = _wanted(emails)
         with self._lock:
             records = list(self._records.values())
-        return [g for g in records if wanted is None or _owner(g.email) in wanted]
+        return [g for g in records if wanted is None or owner_key(g.email) in wanted]
 
     def add(self, generation: Generation) -> None:
         """Record it; adding the same id twice is a storage error."""
@@ -196,6 +192,8 @@ class InMemoryMetadataRepository:
 
     def page_for_user(self, email: str, offset: int, limit: int) -> GalleryPage:
         """A slice of the person's generations, newest first."""
+        if offset < 0 or limit < 0:
+            raise ValueError("offset and limit must not be negative")
         mine = newest_first(self._select([email]))
         return GalleryPage(tuple(mine[offset : offset + limit]), len(mine), offset, limit)
 
@@ -209,7 +207,7 @@ class InMemoryMetadataRepository:
 
     def users(self) -> list[str]:
         """Everyone with a generation."""
-        return sorted({_owner(g.email) for g in self._select(None)})
+        return sorted({owner_key(g.email) for g in self._select(None)})
 
 
 class InMemoryPrefStore:
@@ -222,12 +220,12 @@ class InMemoryPrefStore:
     def get_default_model(self, email: str) -> str | None:
         """The stored alias or ``None``."""
         with self._lock:
-            return self._defaults.get(_owner(email))
+            return self._defaults.get(owner_key(email))
 
     def set_default_model(self, email: str, alias: str) -> None:
         """Remember the alias."""
         with self._lock:
-            self._defaults[_owner(email)] = alias
+            self._defaults[owner_key(email)] = alias
 
 
 @attrs.define

@@ -151,6 +151,9 @@ def build_app(
     """Build the whole server: /mcp (+ OAuth routes), /health, /i/{name} and /ui."""
     google = google or GoogleEndpoints.google()
     service = build_service(settings, backend=backend, codec=codec, clock=clock, ids=ids)
+    images = service.images
+    if not isinstance(images, FilesystemImageStore):
+        raise TypeError("the /i/ route serves files from a FilesystemImageStore")
     server = build_mcp_server(
         service, public_url=settings.public_url, auth=build_auth(settings, google)
     )
@@ -183,7 +186,7 @@ def build_app(
     return Starlette(
         routes=[
             Route("/health", health, methods=["GET", "HEAD"]),
-            image_route(settings.root),
+            image_route(images),
             Mount("/ui", app=dashboard),
             Mount("", app=mcp_app),
         ],

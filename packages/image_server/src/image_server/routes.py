@@ -8,11 +8,7 @@ anything a symlink points at stay unreachable.
 
 from __future__ import annotations
 
-import errno
 import os
-import re
-import stat
-from pathlib import Path
 
 import anyio.to_thread
 from starlette.requests import Request
@@ -20,9 +16,8 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-PUBLIC_IMAGE_NAME = re.compile(
-    r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}\.png"
-)
+from image_server.adapters.fs_images import FilesystemImageStore
+
 CHUNK_BYTES = 1024 * 1024
 IMMUTABLE = "public, max-age=31536000, immutable"
 
@@ -57,30 +52,11 @@ class OpenFileResponse(Response):
             os.close(self._fd)
 
 
-def _open_regular(path: Path) -> tuple[int, os.stat_result] | None:
-    try:
-        fd = os.open(
-            path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
-        )
-    except OSError as exc:
-        if exc.errno in {errno.ENOENT, errno.ELOOP, errno.ENOTDIR, errno.EACCES, errno.EISDIR}:
-            return None
-        raise
-    info = os.fstat(fd)
-    if not stat.S_ISREG(info.st_mode):
-        os.close(fd)
-        return None
-    return fd, info
-
-
-def image_route(root: Path) -> Route:
-    """``GET``/``HEAD /i/{name}`` serving PNGs from ``root`` with strong caching."""
+def image_route(store: FilesystemImageStore) -> Route:
+    """``GET``/``HEAD /i/{name}`` serving the store's PNGs with strong caching."""
 
     async def serve_image(request: Request) -> Response:
-        name = request.path_params["name"]
-        if not PUBLIC_IMAGE_NAME.fullmatch(name):
-            return PlainTextResponse("Not found", status_code=404)
-        opened = await anyio.to_thread.run_sync(_open_regular, root / name)
+        opened = await anyio.to_thread.run_sync(store.open_png, request.path_params["name"])
         if opened is None:
             return PlainTextResponse("Not found", status_code=404)
         fd, info = opened

@@ -33,7 +33,7 @@ from typing import Any
 import attrs
 import cattrs
 
-from image_core.access import normalise_email
+from image_core.access import owner_key
 from image_core.domain import (
     CostEstimate,
     DailySpend,
@@ -98,9 +98,9 @@ class _Indexed:
 class FilesystemMetadataRepository:
     """``MetadataRepository`` over sidecar files and a SQLite index; call ``close()``."""
 
-    def __init__(self, root: Path, codec: RecordCodec | None = None) -> None:
+    def __init__(self, root: Path) -> None:
         self._root = root
-        self._codec = codec or RecordCodec()
+        self._codec = RecordCodec()
         self._converter = make_record_converter()
         self._index_path = root / INDEX_NAME
         self._lock = threading.RLock()
@@ -144,10 +144,7 @@ class FilesystemMetadataRepository:
         except OSError as exc:
             raise storage_error(f"record generation {generation.id}", exc) from exc
         try:
-            with self._lock, _Transaction(self._conn, "BEGIN IMMEDIATE"):
-                self._insert(
-                    _row(generation.id, generation.email, generation.created_at, generation.cost)
-                )
+            self._index(generation)
         except BaseException as exc:
             remove_quietly(path)
             with suppress(OSError):
@@ -267,9 +264,11 @@ class FilesystemMetadataRepository:
             return None
         return generation
 
-    def _insert(self, row: Row) -> None:
-        self._conn.execute(_INSERT, row)
-        self._conn.execute("DELETE FROM skipped WHERE id = ?", (row[0],))
+    def _index(self, generation: Generation) -> None:
+        row = _row(generation.id, generation.email, generation.created_at, generation.cost)
+        with self._lock, _Transaction(self._conn, "BEGIN IMMEDIATE"):
+            self._conn.execute(_INSERT, row)
+            self._conn.execute("DELETE FROM skipped WHERE id = ?", (row[0],))
 
     def _open_index(self) -> sqlite3.Connection:
         """Connect and sync; a damaged file is discarded and rebuilt from the sidecars."""
@@ -414,10 +413,8 @@ class _Transaction:
                     self._conn.execute("ROLLBACK")
 
 
-@functools.lru_cache(maxsize=4096)  # a rebuild meets the same few emails over and over
-def _owner(email: str) -> str:
-    """The key records are grouped by: the normalised email, else the text as given."""
-    return normalise_email(email) or email
+# A rebuild meets the same few emails over and over.
+_owner = functools.lru_cache(maxsize=4096)(owner_key)
 
 
 def _owner_filter(emails: Collection[str] | None) -> tuple[str, tuple[Any, ...]]:

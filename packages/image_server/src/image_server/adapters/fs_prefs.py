@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from image_core.access import normalise_email
+from image_core.access import owner_key
 from image_core.errors import CorruptRecord
 from image_core.ports import PrefStore
 from image_core.serialization import Prefs, RecordCodec
@@ -30,9 +30,9 @@ PREFS_NAME = "prefs.json"
 class FilesystemPrefStore:
     """``PrefStore`` backed by ``root/prefs.json``."""
 
-    def __init__(self, root: Path, codec: RecordCodec | None = None) -> None:
+    def __init__(self, root: Path) -> None:
         self._path = root / PREFS_NAME
-        self._codec = codec or RecordCodec()
+        self._codec = RecordCodec()
         try:
             root.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -46,14 +46,14 @@ class FilesystemPrefStore:
         except CorruptRecord as exc:
             log.warning("Ignoring %s: %s", PREFS_NAME, exc.message)
             return None
-        return prefs.default_models.get(_owner(email))
+        return prefs.default_models.get(owner_key(email))
 
     def set_default_model(self, email: str, alias: str) -> None:
         """Remember ``alias`` for ``email``, keeping everyone else's choice."""
         try:
             with self._lock:
                 current = self._load()
-                chosen = {**current.default_models, _owner(email): alias}
+                chosen = {**current.default_models, owner_key(email): alias}
                 write_atomic(self._path, self._codec.dump_prefs(Prefs(chosen)))
         except OSError as exc:
             raise storage_error("save the default model", exc) from exc
@@ -71,10 +71,6 @@ class FilesystemPrefStore:
             raise CorruptRecord(
                 f"{exc.message}. It was left unchanged: repair or remove it to save choices again."
             ) from exc
-
-
-def _owner(email: str) -> str:
-    return normalise_email(email) or email
 
 
 _: type[PrefStore] = FilesystemPrefStore
