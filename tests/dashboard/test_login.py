@@ -84,7 +84,8 @@ def test_login_redirects_to_google_with_the_registered_callback_and_pkce(
     assert query["scope"] == ["openid email"]
     assert query["client_id"] == [CLIENT_ID]
     assert query["code_challenge_method"] == ["S256"]
-    assert query["state"][0] and query["nonce"][0]
+    assert query["state"][0]
+    assert query["nonce"][0]
 
 
 def test_an_allow_listed_user_gets_a_session_and_lands_on_the_overview(
@@ -300,7 +301,8 @@ def test_an_id_token_with_wrong_claims_is_rejected(
     seeded: Seeded, overrides: dict[str, Any]
 ) -> None:
     """Audience, issuer, nonce and expiry are all checked by authlib with our options."""
-    with TamperingGoogle(client_id=CLIENT_ID, client_secret=CLIENT_SECRET) as google:
+    google = TamperingGoogle(client_id=CLIENT_ID, client_secret=CLIENT_SECRET)
+    with google:
         google.overrides = overrides
         config = dashboard_config(
             public_url=PUBLIC_URL,
@@ -315,7 +317,8 @@ def test_an_id_token_with_wrong_claims_is_rejected(
 
 def test_an_id_token_signed_by_another_key_is_rejected(seeded: Seeded) -> None:
     """The signature is verified against the provider's published keys."""
-    with TamperingGoogle(client_id=CLIENT_ID, client_secret=CLIENT_SECRET) as google:
+    google = TamperingGoogle(client_id=CLIENT_ID, client_secret=CLIENT_SECRET)
+    with google:
         google.foreign_key = RSAKey.generate_key(2048)
         config = dashboard_config(
             public_url=PUBLIC_URL,
@@ -376,4 +379,5 @@ def test_admin_login_marks_the_session_as_admin(client: TestClient, login: Login
     login(ADMIN)
     page = client.get("/ui/")
     assert "admin" in page.text
-    assert OTHER in page.text and USER in page.text
+    assert OTHER in page.text
+    assert USER in page.text

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import base64
+import json
 import re
+import time
 from urllib.parse import quote
 
+import itsdangerous
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -30,11 +34,15 @@ COOKIE = "__Host-imgmcp_ui"
 GOOD_ORIGIN = {"origin": PUBLIC_URL}
 
 
+def put_cookie(client: TestClient, value: str) -> None:
+    """Replace whatever session cookie the client holds with ``value``."""
+    client.cookies.clear()
+    client.cookies.set(COOKIE, value)
+
+
 def valid_session(
     email: str = USER, csrf: str = "t" * 43, login_at: int | None = None
 ) -> dict[str, object]:
-    import time
-
     return {
         "user": email,
         "login_at": int(time.time()) if login_at is None else login_at,
@@ -56,7 +64,7 @@ def valid_session(
 )
 def test_a_malformed_cookie_leads_to_the_login_page(client: TestClient, cookie: str) -> None:
     """Never an error page."""
-    client.cookies.set(COOKIE, cookie)
+    put_cookie(client, cookie)
     response = client.get("/ui/", follow_redirects=False)
     assert response.status_code == 303
     assert response.headers["location"].startswith("/ui/login")
@@ -71,23 +79,18 @@ def test_a_tampered_cookie_leads_to_the_login_page(
     genuine = client.cookies[COOKIE]
     forged_payload = sign_session(config, valid_session(ADMIN)).split(".", 1)[0]
     tampered = forged_payload + "." + genuine.split(".", 1)[1]
-    client.cookies.set(COOKIE, tampered)
+    put_cookie(client, tampered)
     assert client.get("/ui/", follow_redirects=False).status_code == 303
     flipped = genuine[:-1] + ("A" if genuine[-1] != "A" else "B")
-    client.cookies.set(COOKIE, flipped)
+    put_cookie(client, flipped)
     assert client.get("/ui/", follow_redirects=False).status_code == 303
 
 
 def test_a_cookie_signed_with_the_raw_jwt_key_is_rejected(client: TestClient) -> None:
     """The cookie key is derived (domain-separated), not IMG_JWT_SIGNING_KEY itself."""
-    import base64
-    import json
-
-    import itsdangerous
-
     payload = base64.b64encode(json.dumps(valid_session()).encode())
     forged = itsdangerous.TimestampSigner(SESSION_SECRET).sign(payload).decode()
-    client.cookies.set(COOKIE, forged)
+    put_cookie(client, forged)
     assert client.get("/ui/", follow_redirects=False).status_code == 303
 
 
@@ -95,7 +98,7 @@ def test_a_correctly_signed_session_is_accepted(
     client: TestClient, config: DashboardConfig
 ) -> None:
     """Control for the forgery tests: the derived key is the one in use."""
-    client.cookies.set(COOKIE, sign_session(config, valid_session()))
+    put_cookie(client, sign_session(config, valid_session()))
     assert client.get("/ui/", follow_redirects=False).status_code == 200
 
 
@@ -103,7 +106,7 @@ def test_a_cookie_past_its_max_age_leads_to_the_login_page(
     client: TestClient, config: DashboardConfig
 ) -> None:
     """The signature's timestamp bounds the cookie's life."""
-    client.cookies.set(COOKIE, sign_session(config, valid_session(), age=8 * 3600 + 5))
+    put_cookie(client, sign_session(config, valid_session(), age=8 * 3600 + 5))
     assert client.get("/ui/", follow_redirects=False).status_code == 303
 
 
@@ -111,10 +114,8 @@ def test_a_session_older_than_max_age_since_login_ends(
     client: TestClient, config: DashboardConfig
 ) -> None:
     """The lifetime is absolute from login, even if the cookie was re-issued since."""
-    import time
-
     stale = valid_session(login_at=int(time.time()) - 8 * 3600 - 5)
-    client.cookies.set(COOKIE, sign_session(config, stale))
+    put_cookie(client, sign_session(config, stale))
     assert client.get("/ui/", follow_redirects=False).status_code == 303
 
 
@@ -132,7 +133,7 @@ def test_a_signed_but_malformed_session_leads_to_the_login_page(
     client: TestClient, config: DashboardConfig, data: dict[str, object]
 ) -> None:
     """Even content we signed is type-checked before use."""
-    client.cookies.set(COOKIE, sign_session(config, data))
+    put_cookie(client, sign_session(config, data))
     assert client.get("/ui/", follow_redirects=False).status_code == 303
 
 
@@ -140,9 +141,7 @@ def test_a_session_without_csrf_token_is_dropped(
     client: TestClient, config: DashboardConfig
 ) -> None:
     """No token, no session: the model form would otherwise be unusable or unsafe."""
-    import time
-
-    client.cookies.set(COOKIE, sign_session(config, {"user": USER, "login_at": int(time.time())}))
+    put_cookie(client, sign_session(config, {"user": USER, "login_at": int(time.time())}))
     assert client.get("/ui/", follow_redirects=False).status_code == 303
 
 
@@ -151,7 +150,7 @@ def test_a_session_for_an_email_taken_off_the_allow_list_stops_working(
 ) -> None:
     """The allow-list is checked on every request, not only at login."""
     with TestClient(outer_app(seeded.service, config), base_url=PUBLIC_URL) as client:
-        client.cookies.set(COOKIE, sign_session(config, valid_session(FORMER)))
+        put_cookie(client, sign_session(config, valid_session(FORMER)))
         assert client.get("/ui/", follow_redirects=False).status_code == 303
 
 
@@ -215,7 +214,7 @@ def test_another_sessions_token_is_refused(
     """The token is bound to the session that received it."""
     login(USER)
     with TestClient(outer_app(seeded.service, config), base_url=PUBLIC_URL) as other:
-        other.cookies.set(COOKIE, sign_session(config, valid_session(OTHER, csrf="c" * 43)))
+        put_cookie(other, sign_session(config, valid_session(OTHER, csrf="c" * 43)))
         stolen = csrf_token(other.get("/ui/prefs").text)
     response = client.post(
         "/ui/prefs", data={"model": "pro", "csrf_token": stolen}, headers=GOOD_ORIGIN
@@ -384,7 +383,8 @@ def test_no_url_or_query_shows_a_user_anyone_elses_images(path: str, query: dict
     ids = [str(i) for e in (OTHER, ADMIN, FORMER) for i in _VISIBILITY_SEED.ids_of(e)]
     app = outer_app(_VISIBILITY_SEED.service, _VISIBILITY_CONFIG)
     with TestClient(app, base_url=PUBLIC_URL) as client:
-        client.cookies.set(COOKIE, sign_session(_VISIBILITY_CONFIG, valid_session(USER)))
+        put_cookie(client, sign_session(_VISIBILITY_CONFIG, valid_session(USER)))
+        assert client.get("/ui/").status_code == 200  # the session itself is good
         for base in ("/ui/gallery/", "/ui/", "/ui/thumbs/"):
             response = client.get(base + quote(path, safe="@"), params=query)
             assert response.status_code in {200, 303, 404}
@@ -448,7 +448,8 @@ def test_pages_have_no_inline_script_or_style_and_no_third_party_urls(
     assert response.headers["cache-control"] == "no-store"
     assert not re.search(r"<script(?![^>]*\bsrc=)[^>]*>", html)
     assert not re.search(r"\son[a-z]+=", html.replace("onerror=alert(1)", ""))
-    assert " style=" not in html and "<style" not in html
+    assert " style=" not in html
+    assert "<style" not in html
     assert not re.search(r"""(?:src|href)="(?:https?:)?//""", html)
 
 

@@ -47,7 +47,8 @@ def build_dashboard(service: ImageService, config: DashboardConfig) -> Starlette
         title, text = _STATUS_TITLES.get(status, ("Something went wrong", "Please try again."))
         status = 404 if status == 405 else status
         action = (Paths.of(request).home(), "Back to the dashboard")
-        return renderer.message(request, title, text, status, action=action)
+        viewer = sessions.viewer(request) if "session" in request.scope else None
+        return renderer.message(request, title, text, status, viewer=viewer, action=action)
 
     async def http_error(request: Request, exc: Exception) -> Response:
         code = exc.status_code if isinstance(exc, HTTPException) else 500

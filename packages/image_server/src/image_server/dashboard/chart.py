@@ -87,7 +87,7 @@ class SpendChart:
 
 
 def nice_ceiling(value: Decimal) -> Decimal:
-    """The smallest of 1, 2, 2.5, 5 × 10^k that is at least ``value`` (minimum $0.10)."""
+    """The smallest of 1, 2, 2.5, 5 times 10^k that is at least ``value`` (minimum $0.10)."""
     if value <= Decimal("0.1"):
         return Decimal("0.1")
     base = Decimal(10) ** value.adjusted()

@@ -30,6 +30,10 @@ _HKDF_SALT: Final = b"image-mcp/dashboard/v1"
 SESSION_KEY_LABEL: Final = b"image-mcp dashboard session"
 
 
+def _strip_slash(url: str) -> str:
+    return url.rstrip("/")
+
+
 def _check_public_url(_: object, __: attrs.Attribute[Any], value: str) -> None:
     parts = urlsplit(value)
     if parts.scheme not in {"http", "https"} or not parts.hostname:
@@ -58,9 +62,7 @@ def _check_max_age(_: object, __: attrs.Attribute[Any], value: int) -> None:
 class DashboardConfig:
     """Settings for ``build_dashboard``; secrets stay out of ``repr``."""
 
-    public_url: str = attrs.field(
-        converter=lambda url: str(url).rstrip("/"), validator=_check_public_url
-    )
+    public_url: str = attrs.field(converter=_strip_slash, validator=_check_public_url)
     auth_disabled: bool
     client_id: str | None
     client_secret: str | None = attrs.field(repr=False)

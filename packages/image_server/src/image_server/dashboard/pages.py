@@ -18,6 +18,9 @@ from starlette.responses import HTMLResponse
 
 from image_core.domain import AspectRatio, CostEstimate
 
+#: Scope key holding the dashboard's own mount point; nested mounts (``/static``)
+#: change ``root_path``, and error pages must still link to the dashboard's root.
+ROOT_KEY: Final = "image_mcp.dashboard_root"
 TEMPLATES: Final = Path(__file__).with_name("templates")
 STATIC: Final = Path(__file__).with_name("static")
 
@@ -31,7 +34,8 @@ class Paths:
     @classmethod
     def of(cls, request: Request) -> Paths:
         """Paths for the app that is handling ``request``."""
-        return cls(str(request.scope.get("root_path", "")).rstrip("/"))
+        root = request.scope.get(ROOT_KEY, request.scope.get("root_path", ""))
+        return cls(str(root).rstrip("/"))
 
     def home(self) -> str:
         """Costs and spend overview."""

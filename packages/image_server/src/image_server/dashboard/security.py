@@ -15,6 +15,8 @@ from starlette.datastructures import MutableHeaders
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from image_server.dashboard.pages import ROOT_KEY
+
 MAX_NEXT_CHARS: Final = 2048
 MAX_FORM_BYTES: Final = 4096
 LOOPBACK_HOSTS: Final = frozenset({"localhost", "127.0.0.1", "::1"})
@@ -159,7 +161,8 @@ def csrf_matches(expected: object, submitted: str | None) -> bool:
 class SecurityHeadersMiddleware:
     """Adds CSP, nosniff, frame denial and referrer policy to every dashboard response.
 
-    HTML is private and changes with each login, so it is never cached.
+    HTML is private and changes with each login, so it is never cached. It also notes
+    the dashboard's mount point in the scope before routing changes ``root_path``.
     """
 
     def __init__(self, app: ASGIApp) -> None:
@@ -170,6 +173,7 @@ class SecurityHeadersMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        scope.setdefault(ROOT_KEY, scope.get("root_path", ""))
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":

@@ -1,0 +1,378 @@
+"""The dashboard in a real browser: Debian's Chromium (headless, via Playwright) against
+real uvicorn and the fake Google IdP, logging in as different people.
+
+Each page is saved as a screenshot under ``test-output/screenshots/``. These tests skip
+only when ``CI`` is unset and ``/usr/bin/chromium`` is missing; in CI they must run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import attrs
+import pytest
+from playwright.sync_api import (
+    Browser,
+    ConsoleMessage,
+    Page,
+    Request,
+    ViewportSize,
+    expect,
+    sync_playwright,
+)
+
+from image_core.domain import GenerationRequest, Identity
+from image_server.adapters.pillow_codec import PillowImageCodec
+from image_server.app import build_app, build_service
+from image_server.auth import GoogleEndpoints
+from image_server.settings import Settings
+from tests.dashboard.support import (
+    ADMIN,
+    CLIENT_ID,
+    CLIENT_SECRET,
+    FORMER,
+    OTHER,
+    SESSION_SECRET,
+    STRANGER,
+    USER,
+    Seeded,
+    dashboard_config,
+    make_service,
+    outer_app,
+)
+from tests.fakes.fake_google import FakeGoogle
+from tests.support.live_server import free_port, live_server
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+SCREENSHOTS = Path(__file__).resolve().parents[2] / "test-output" / "screenshots"
+VIEWPORT: ViewportSize = {"width": 1000, "height": 760}
+PHONE: ViewportSize = {"width": 390, "height": 844}
+
+
+def _require_chromium() -> None:
+    if CHROMIUM.exists():
+        return
+    if os.environ.get("CI"):
+        pytest.fail(f"CI is set but {CHROMIUM} is missing: install Debian's chromium package.")
+    pytest.skip(f"{CHROMIUM} is missing (install Debian's chromium); set CI=1 to make this fail.")
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    """One headless Chromium for the module."""
+    _require_chromium()
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+
+
+@attrs.frozen
+class Site:
+    """The running dashboard and what it was seeded with."""
+
+    url: str
+    google: FakeGoogle
+    seeded: Seeded
+
+
+@pytest.fixture(scope="module")
+def site() -> Iterator[Site]:
+    """Dashboard mounted at /ui on real uvicorn, Google faked, real Pillow thumbnails."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    seeded = make_service(codec=PillowImageCodec(), pictures=True)
+    with FakeGoogle(client_id=CLIENT_ID, client_secret=CLIENT_SECRET) as google:
+        config = dashboard_config(
+            public_url=url,
+            openid_configuration_url=google.discovery_url,
+            issuer=google.issuer,
+        )
+        google.redirect_uris = [config.callback_url]
+        with live_server(outer_app(seeded.service, config), port=port):
+            yield Site(url, google, seeded)
+
+
+@attrs.define(slots=False)  # Playwright stores its wrapper on bound methods' instances
+class Watch:
+    """Problems a page reported: CSP violations, script errors, failed loads."""
+
+    problems: list[str] = attrs.Factory(list)
+    requests: list[str] = attrs.Factory(list)
+    expected: set[str] = attrs.Factory(set)
+    """URL prefixes where an error status (404 page, refusal) is the point of the test."""
+
+    def console(self, message: ConsoleMessage) -> None:
+        if message.type != "error":
+            return
+        url = message.location["url"]
+        if re.search(r"status of 4\d\d", message.text) and url.startswith(tuple(self.expected)):
+            return
+        self.problems.append(f"{message.text} ({message.location['url']})")
+
+    def request(self, request: Request) -> None:
+        self.requests.append(request.url)
+
+
+@pytest.fixture
+def watch() -> Watch:
+    """Collected per test, checked at the end of it."""
+    return Watch()
+
+
+def _new_page(browser: Browser, watch: Watch, viewport: ViewportSize = VIEWPORT) -> Page:
+    context = browser.new_context(viewport=viewport)
+    page = context.new_page()
+    page.set_default_timeout(15_000)
+    page.on("console", watch.console)
+    page.on("pageerror", lambda error: watch.problems.append(str(error)))
+    page.on("request", watch.request)
+    return page
+
+
+@pytest.fixture
+def page(browser: Browser, watch: Watch) -> Iterator[Page]:
+    """A fresh browser context (no cookies) that must finish without console errors."""
+    new = _new_page(browser, watch)
+    yield new
+    new.context.close()
+    assert watch.problems == []
+
+
+def shoot(page: Page, name: str, *, full_page: bool = False) -> Path:
+    """Save a screenshot of the current page."""
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    path = SCREENSHOTS / f"{name}.png"
+    page.screenshot(path=str(path), full_page=full_page)
+    return path
+
+
+def sign_in(page: Page, site_url: str, google: FakeGoogle, email: str, start: str = "/ui/") -> None:
+    """Open a page, get sent to the login page, sign in with Google (auto-approved)."""
+    google.next_email = email
+    page.goto(site_url + start)
+    expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
+    page.get_by_role("link", name="Sign in with Google").click()
+    page.wait_for_url(re.compile(re.escape(site_url) + r"/ui/.*"))
+
+
+def images_loaded(page: Page) -> bool:
+    """Scroll every (lazy) <img> into view; true when all decoded to real pixels."""
+    images = page.locator("main img")
+    for index in range(images.count()):
+        images.nth(index).scroll_into_view_if_needed()
+    page.wait_for_function("() => [...document.images].every(i => i.complete)")
+    page.evaluate("() => window.scrollTo(0, 0)")
+    return bool(
+        page.evaluate("() => [...document.images].every(i => i.complete && i.naturalWidth > 0)")
+    )
+
+
+def test_a_user_sees_only_their_own_images_and_cost(page: Page, site: Site, watch: Watch) -> None:
+    """Bob: one row with his cost, his gallery of thumbnails; nobody else's anything."""
+    sign_in(page, site.url, site.google, USER)
+    expect(page.get_by_role("heading", name="Your usage")).to_be_visible()
+    rows = page.locator("table.usage tbody tr")
+    expect(rows).to_have_count(1)
+    expect(rows.first).to_contain_text(USER)
+    content = page.content()
+    assert all(email not in content for email in (ADMIN, OTHER, FORMER))
+    expect(page.locator("svg rect.bar").first).to_be_visible()
+    shoot(page, "overview-user")
+
+    page.get_by_role("link", name="My images").click()
+    expect(page.get_by_role("heading", name="Your images")).to_be_visible()
+    expect(page.locator("li.card")).to_have_count(24)
+    assert images_loaded(page)
+    assert not [u for u in watch.requests if "/i/" in u], "the gallery loaded a full-size PNG"
+    assert all("/ui/thumbs/" in u for u in watch.requests if "/thumbs/" in u or "/i/" in u)
+    assert "Cleo" not in page.content()
+    shoot(page, "gallery")
+
+    with page.context.expect_page() as opened:
+        page.locator("a.thumb").first.click()
+    full = opened.value
+    full.wait_for_load_state()
+    assert re.search(r"/i/[0-9a-f-]{36}\.png$", full.url)
+    full.close()
+
+    page.get_by_role("link", name="Older →").click()
+    expect(page.locator("li.card")).to_have_count(3)
+
+    watch.expected.add(f"{site.url}/ui/gallery/{OTHER}")
+    page.goto(f"{site.url}/ui/gallery/{OTHER}")
+    expect(page.get_by_role("heading", name="Not found")).to_be_visible()
+
+
+def test_the_copy_button_puts_the_file_name_on_the_clipboard(
+    browser: Browser, site: Site, watch: Watch
+) -> None:
+    """For pasting into a reference_images request."""
+    context = browser.new_context(
+        viewport=VIEWPORT, permissions=["clipboard-read", "clipboard-write"]
+    )
+    page = context.new_page()
+    page.on("console", watch.console)
+    try:
+        sign_in(page, site.url, site.google, USER, start=f"/ui/gallery/{USER}")
+        button = page.locator("button.copy").first
+        name = button.get_attribute("data-copy")
+        assert name is not None
+        assert re.fullmatch(r"[0-9a-f-]{36}\.png", name)
+        button.click()
+        expect(button).to_have_text("Copied")
+        assert page.evaluate("() => navigator.clipboard.readText()") == name
+    finally:
+        context.close()
+    assert watch.problems == []
+
+
+def test_an_admin_sees_everyone_and_the_total(page: Page, site: Site) -> None:
+    """Ada: every user with images, the total row, a per-user chart legend."""
+    sign_in(page, site.url, site.google, ADMIN)
+    expect(page.get_by_role("heading", name="Cost per user")).to_be_visible()
+    rows = page.locator("table.usage tbody tr")
+    expect(rows).to_have_count(4)
+    report = site.seeded.service.metadata.usage()
+    for index, row in enumerate(report.rows):
+        expect(rows.nth(index)).to_contain_text(row.email)
+        expect(rows.nth(index)).to_contain_text(row.cost.display())
+    total = page.locator("table.usage tfoot tr")
+    expect(total).to_contain_text("Total")
+    expect(total).to_contain_text(report.total_cost.display())
+    expect(total).to_contain_text(str(report.total_count))
+    expect(page.locator("ul.legend li")).to_have_count(4)
+    shoot(page, "overview-admin")
+
+    page.get_by_role("link", name=OTHER).first.click()
+    expect(page.get_by_role("heading", name=f"Images by {OTHER}")).to_be_visible()
+    expect(page.locator("li.card")).to_have_count(4)
+
+
+def test_an_email_off_the_allow_list_is_refused(page: Page, site: Site, watch: Watch) -> None:
+    """A real Google login that is not allow-listed sees who they are and why not."""
+    watch.expected.add(f"{site.url}/ui/auth/callback?")
+    sign_in(page, site.url, site.google, STRANGER)
+    expect(page.get_by_role("heading", name="Not allowed")).to_be_visible()
+    expect(page.locator("main")).to_contain_text(STRANGER)
+    expect(page.get_by_role("link", name="Use another Google account")).to_be_visible()
+    shoot(page, "not-allowed")
+    assert page.context.cookies() == []
+    page.goto(site.url + "/ui/")
+    expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
+
+
+def test_changing_the_default_model_in_the_browser(page: Page, site: Site) -> None:
+    """Pick pro, save, see it confirmed; the core now uses it for model-less requests."""
+    prefs = site.seeded.prefs
+    sign_in(page, site.url, site.google, OTHER, start="/ui/prefs")
+    expect(page.get_by_role("heading", name="My default model")).to_be_visible()
+    expect(page.get_by_role("radio", name=re.compile("^flash"))).to_be_checked()
+    expect(page.locator("form.models")).to_contain_text("final renders, text in image")
+    page.get_by_role("radio", name=re.compile("^pro")).check()
+    page.get_by_role("button", name="Save").click()
+    expect(page.get_by_role("status")).to_contain_text("new images use pro")
+    expect(page.get_by_role("radio", name=re.compile("^pro"))).to_be_checked()
+    shoot(page, "model-picker")
+    assert prefs.get_default_model(OTHER) == "pro"
+    assert site.seeded.service.choose_model(OTHER, None).alias == "pro"
+    prefs.set_default_model(OTHER, "flash")
+
+
+def test_the_404_page_and_signing_out(page: Page, site: Site, watch: Watch) -> None:
+    """A branded 404; signing out lands on the login page and ends the session."""
+    sign_in(page, site.url, site.google, USER)
+    watch.expected.add(site.url + "/ui/no-such-page")
+    response = page.goto(site.url + "/ui/no-such-page")
+    assert response is not None
+    assert response.status == 404
+    expect(page.get_by_role("heading", name="Not found")).to_be_visible()
+    shoot(page, "not-found")
+    page.get_by_role("button", name="Sign out").click()
+    expect(page.get_by_role("status")).to_have_text("You are signed out.")
+    shoot(page, "login")
+    page.goto(site.url + "/ui/prefs")
+    expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
+
+
+def test_pages_fit_a_phone_screen(browser: Browser, site: Site, watch: Watch) -> None:
+    """No sideways scrolling of the page itself on a 390 px wide phone."""
+    page = _new_page(browser, watch, PHONE)
+    try:
+        sign_in(page, site.url, site.google, ADMIN)
+        for path in ("/ui/", f"/ui/gallery/{USER}", "/ui/prefs"):
+            page.goto(site.url + path)
+            overflow = page.evaluate(
+                "() => document.documentElement.scrollWidth - window.innerWidth"
+            )
+            assert overflow <= 0, f"{path} is {overflow}px too wide"
+        page.goto(f"{site.url}/ui/gallery/{USER}")
+        shoot(page, "gallery-phone")
+    finally:
+        page.context.close()
+    assert watch.problems == []
+
+
+def test_the_whole_app_from_the_composition_root(
+    browser: Browser, watch: Watch, tmp_path: Path
+) -> None:
+    """``image_server.app.build_app``: sign in, see a generated image, change the model."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    with FakeGoogle(client_id=CLIENT_ID, client_secret=CLIENT_SECRET) as google:
+        settings = Settings(
+            root=tmp_path,
+            public_url=url,
+            backend="placeholder",
+            google_client_id=CLIENT_ID,
+            google_client_secret=CLIENT_SECRET,
+            jwt_signing_key=SESSION_SECRET,
+            allowed_emails=frozenset({USER}),
+            admin_emails=frozenset({ADMIN}),
+        )
+        service = build_service(settings)
+        request = GenerationRequest.parse("A red fox in fresh snow", aspect_ratio="3:2")
+        identity = Identity(USER, email_verified=True)
+        # Playwright's sync API owns this thread's event loop: generate in another thread.
+        with ThreadPoolExecutor(1) as pool:
+            generated = pool.submit(
+                lambda: asyncio.run(service.generate(identity, request))
+            ).result()
+        app = build_app(settings, google=GoogleEndpoints.at(google.base_url))
+        google.redirect_uris = [f"{url}/ui/auth/callback", f"{url}/auth/callback"]
+        page = _new_page(browser, watch)
+        try:
+            with live_server(app, port=port):
+                sign_in(page, url, google, USER, start="/ui/gallery")
+                expect(page.locator("li.card")).to_have_count(1)
+                expect(page.locator("li.card")).to_contain_text("A red fox in fresh snow")
+                assert images_loaded(page)
+                thumb = page.request.get(f"{url}/ui/thumbs/{generated.generation.id}")
+                assert thumb.headers["content-type"] in {"image/webp", "image/jpeg"}
+                full = page.request.get(f"{url}/i/{generated.generation.file_name}")
+                assert full.status == 200
+                page.goto(url + "/ui/prefs")
+                page.get_by_role("radio", name=re.compile("^pro")).check()
+                page.get_by_role("button", name="Save").click()
+                expect(page.get_by_role("status")).to_contain_text("new images use pro")
+        finally:
+            page.context.close()
+        assert build_service(settings).default_model_for(USER).alias == "pro"
+    assert watch.problems == []
