@@ -312,14 +312,19 @@ class ServerProcess:
 
 
 @contextlib.contextmanager
-def server_process(arguments: Sequence[str], *, timeout: float = 180.0) -> Iterator[ServerProcess]:
-    """Run ``python -m bench.server ARGS --port P`` until the block ends; wait for /health."""
+def server_process(
+    arguments: Sequence[str], *, timeout: float = 180.0, module: str = "bench.server"
+) -> Iterator[ServerProcess]:
+    """Run ``python -m bench.server ARGS --port P`` until the block ends; wait for /health.
+
+    ``module`` swaps in another server entry point (to try a change on a copy).
+    """
     port = free_port()
     with tempfile.TemporaryDirectory(prefix="bench-server-") as temp:
         log_path = Path(temp) / "server.log"
         with log_path.open("wb") as log:
             process = subprocess.Popen(
-                [sys.executable, "-m", "bench.server", "--port", str(port), *arguments],
+                [sys.executable, "-m", module, "--port", str(port), *arguments],
                 cwd=ROOT,
                 stdout=log,
                 stderr=subprocess.STDOUT,

@@ -8,14 +8,18 @@ only when ``CI`` is unset and ``/usr/bin/chromium`` is missing; in CI they must 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import attrs
+import httpx2
 import pytest
+from fastmcp import Client
 from playwright.sync_api import (
     Browser,
     ConsoleMessage,
@@ -45,6 +49,8 @@ from tests.dashboard.support import (
     make_service,
     outer_app,
 )
+from tests.e2e.oauth_client import obtain_token
+from tests.fakes.fake_gemini import FakeGemini
 from tests.fakes.fake_google import FakeGoogle
 from tests.support.live_server import free_port, live_server
 
@@ -333,14 +339,19 @@ def test_pages_fit_a_phone_screen(browser: Browser, site: Site, watch: Watch) ->
 def test_the_whole_app_from_the_composition_root(
     browser: Browser, watch: Watch, tmp_path: Path
 ) -> None:
-    """``image_server.app.build_app``: sign in, see a generated image, change the model."""
+    """``build_app``: sign in, see a generated image, pick pro; MCP then generates with pro."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    with FakeGoogle(client_id=CLIENT_ID, client_secret=CLIENT_SECRET) as google:
+    with (
+        FakeGoogle(client_id=CLIENT_ID, client_secret=CLIENT_SECRET) as google,
+        FakeGemini() as gemini,
+    ):
         settings = Settings(
             root=tmp_path,
             public_url=url,
-            backend="placeholder",
+            backend="gemini",
+            gemini_api_key="fake-gemini-key-0123",
+            gemini_base_url=gemini.base_url,
             google_client_id=CLIENT_ID,
             google_client_secret=CLIENT_SECRET,
             jwt_signing_key=SESSION_SECRET,
@@ -372,7 +383,27 @@ def test_the_whole_app_from_the_composition_root(
                 page.get_by_role("radio", name=re.compile("^pro")).check()
                 page.get_by_role("button", name="Save").click()
                 expect(page.get_by_role("status")).to_contain_text("new images use pro")
+                with ThreadPoolExecutor(1) as pool:
+                    reply = pool.submit(
+                        lambda: asyncio.run(_generate_over_mcp(url, google, USER))
+                    ).result()
         finally:
             page.context.close()
         assert build_service(settings).default_model_for(USER).alias == "pro"
+        assert gemini.requests[-1].model == "gemini-3-pro-image"
+    assert reply["model"] == "pro"
+    sidecar = json.loads((tmp_path / reply["file_name"]).with_suffix(".json").read_text())
+    assert sidecar["model_alias"] == "pro"
+    assert sidecar["email"] == USER
     assert watch.problems == []
+
+
+async def _generate_over_mcp(url: str, google: FakeGoogle, email: str) -> dict[str, Any]:
+    """Log in like Claude.ai and call the tool without naming a model."""
+    google.next_email = email
+    async with httpx2.AsyncClient(timeout=30) as http:
+        tokens = await obtain_token(f"{url}/mcp", http=http)
+    async with Client(f"{url}/mcp", auth=tokens.access_token) as client:
+        result = await client.call_tool("generate_image", {"prompt": "a fox, final render"})
+    assert result.structured_content is not None
+    return result.structured_content
