@@ -32,6 +32,7 @@ from playwright.sync_api import (
 
 from image_core.domain import GenerationRequest, Identity
 from image_server.adapters.pillow_codec import PillowImageCodec
+from image_server.adapters.placeholder import PlaceholderImageBackend
 from image_server.app import build_app, build_service
 from image_server.auth import GoogleEndpoints
 from image_server.settings import Settings
@@ -358,7 +359,7 @@ def test_the_whole_app_from_the_composition_root(
             allowed_emails=frozenset({USER}),
             admin_emails=frozenset({ADMIN}),
         )
-        service = build_service(settings)
+        service = build_service(settings, backend=PlaceholderImageBackend())
         request = GenerationRequest.parse("A red fox in fresh snow", aspect_ratio="3:2")
         identity = Identity(USER, email_verified=True)
         # Playwright's sync API owns this thread's event loop: generate in another thread.
@@ -389,7 +390,7 @@ def test_the_whole_app_from_the_composition_root(
                     ).result()
         finally:
             page.context.close()
-        assert build_service(settings).default_model_for(USER).alias == "pro"
+        assert service.default_model_for(USER).alias == "pro"
         assert gemini.requests[-1].model == "gemini-3-pro-image"
     assert reply["model"] == "pro"
     sidecar = json.loads((tmp_path / reply["file_name"]).with_suffix(".json").read_text())

@@ -172,3 +172,19 @@ def test_secrets_never_appear_in_the_settings_repr_or_problems() -> None:
         assert secret not in text
     found = "\n".join(problems({**PROD, "IMG_PUBLIC_URL": "http://x.example"}))
     assert PROD["GOOGLE_OAUTH_CLIENT_SECRET"] not in found
+
+
+@pytest.mark.parametrize("uri", ["http://evil.example/cb", "https://*/cb", "ftp://x/cb"])
+def test_an_unsafe_redirect_uri_pattern_is_refused_at_start(uri: str) -> None:
+    """Codes must only travel to https hosts or loopback clients."""
+    assert any(
+        "IMG_ALLOWED_REDIRECT_URIS" in p
+        for p in problems({**PROD, "IMG_ALLOWED_REDIRECT_URIS": uri})
+    )
+
+
+def test_a_data_folder_that_cannot_be_created_is_reported(tmp_path: Path) -> None:
+    """A file in the way of IMG_ROOT is a start-up problem, not a traceback."""
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    assert any("IMG_ROOT" in p for p in problems({**PROD, "IMG_ROOT": str(blocker / "data")}))

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 
 import uvicorn
 
+from image_core.errors import ImageMcpError
 from image_server.app import build_app
 from image_server.logging_setup import configure_logging
 from image_server.settings import Settings, SettingsError, load_settings
@@ -49,7 +50,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "check":
         print("Configuration is valid.")
         return 0
-    app = build_app(settings)
+    try:
+        app = build_app(settings)
+    except ImageMcpError as exc:
+        print(f"image-mcp cannot start: {exc.message}", file=sys.stderr)
+        return 2
     log.info(
         "starting",
         extra={

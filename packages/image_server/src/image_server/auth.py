@@ -177,7 +177,7 @@ def build_mcp_auth(
         msg = f"jwt_signing_key must be at least {MIN_SIGNING_KEY_CHARS} random characters"
         raise ValueError(msg)
     patterns = list(allowed_client_redirect_uris)
-    _check_redirect_patterns(patterns)
+    check_redirect_patterns(patterns)
     state_files = _state_files(storage_dir)
     verifier = GoogleTokenVerifier(
         required_scopes=list(GOOGLE_SCOPES),
@@ -273,7 +273,7 @@ def _state_files(storage_dir: Path) -> FileTreeStore:
     )
 
 
-def _check_redirect_patterns(patterns: Sequence[str]) -> None:
+def check_redirect_patterns(patterns: Sequence[str]) -> None:
     """Refuse patterns that would let a code travel to someone else's server."""
     if not patterns:
         msg = "allowed_client_redirect_uris is empty: no MCP client could connect"

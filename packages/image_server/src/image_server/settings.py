@@ -6,6 +6,7 @@ variable and what to do. Secrets are kept out of ``repr`` and never echoed back.
 
 from __future__ import annotations
 
+import os
 import secrets
 from collections.abc import Mapping
 from pathlib import Path
@@ -17,7 +18,7 @@ import attrs
 from image_core.access import parse_email_list
 from image_core.catalog import ModelCatalog
 from image_core.errors import InvalidConfiguration
-from image_server.auth import DEFAULT_ALLOWED_REDIRECT_URIS
+from image_server.auth import DEFAULT_ALLOWED_REDIRECT_URIS, check_redirect_patterns
 
 BackendChoice = Literal["auto", "gemini", "placeholder"]
 
@@ -123,6 +124,7 @@ def load_settings(env: Mapping[str, str], *, dev: bool = False) -> Settings:
     port = _port(env.get("IMG_PORT"), problems)
     host = _clean(env, "IMG_HOST") or ("127.0.0.1" if dev else "0.0.0.0")  # noqa: S104
     root = Path(_clean(env, "IMG_ROOT") or (DEV_ROOT if dev else DEFAULT_ROOT)).absolute()
+    _check_root(root, problems)
     public_url = _public_url(env, host, port, auth_disabled, problems)
 
     api_key = _clean(env, "GEMINI_API_KEY")
@@ -166,6 +168,10 @@ def load_settings(env: Mapping[str, str], *, dev: bool = False) -> Settings:
         u.strip() for u in env.get("IMG_ALLOWED_REDIRECT_URIS", "").split(",") if u.strip()
     )
     try:
+        check_redirect_patterns(redirect_uris or DEFAULT_REDIRECT_URIS)
+    except ValueError as exc:
+        problems.append(f"IMG_ALLOWED_REDIRECT_URIS: {exc}.")
+    try:
         catalog = ModelCatalog.from_overrides(env)
     except InvalidConfiguration as exc:
         problems.append(exc.message)
@@ -205,6 +211,19 @@ def load_settings(env: Mapping[str, str], *, dev: bool = False) -> Settings:
         log_level=log_level,
         warnings=tuple(notes),
     )
+
+
+def _check_root(root: Path, problems: list[str]) -> None:
+    """The data folder must be a writable folder, or creatable in one (nothing is created)."""
+    existing = root
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        problems.append(
+            f"IMG_ROOT={str(root)!r} cannot be created: {str(existing)!r} is not a folder."
+        )
+    elif not os.access(existing, os.W_OK | os.X_OK):
+        problems.append(f"IMG_ROOT={str(root)!r} is not writable by this process.")
 
 
 def _port(raw: str | None, problems: list[str]) -> int:
