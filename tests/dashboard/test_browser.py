@@ -406,5 +406,6 @@ async def _generate_over_mcp(url: str, google: FakeGoogle, email: str) -> dict[s
         tokens = await obtain_token(f"{url}/mcp", http=http)
     async with Client(f"{url}/mcp", auth=tokens.access_token) as client:
         result = await client.call_tool("generate_image", {"prompt": "a fox, final render"})
-    assert result.structured_content is not None
-    return result.structured_content
+    data: dict[str, Any] | None = result.structured_content
+    assert data is not None
+    return data
