@@ -108,7 +108,10 @@ async def in_process(png: bytes, side: int, reps: int, root: Path) -> dict[str, 
 async def over_http(
     png: bytes, png_path: Path, side: int, reps: int, root: Path
 ) -> dict[str, list[float]]:
-    """Floor and the ``generate_image`` tool over MCP HTTP (server in a child), alternately."""
+    """Floor, ``generate_image`` over MCP HTTP (server in a child) and ``tools/list``, alternately.
+
+    ``tools/list`` is an MCP round trip with next to no work: the protocol's own share.
+    """
     arguments = {"prompt": "bench", "aspect_ratio": "1:1", "image_size": size_tier(side).value}
     with server_process(["--root", str(root), "--png", str(png_path)]) as server:
         async with Client(f"{server.url}/mcp", timeout=120) as client:
@@ -116,6 +119,7 @@ async def over_http(
                 {
                     "floor_http_run": lambda: floor_once(png),
                     "http": lambda: client.call_tool("generate_image", arguments),
+                    "mcp_list_tools": client.list_tools,
                 },
                 reps,
             )
@@ -179,6 +183,7 @@ def report(results: dict[str, Any]) -> None:
                 stats["in_process"]["p99_ms"],
                 stats["http"]["p50_ms"],
                 stats["http"]["p99_ms"],
+                stats["mcp_list_tools"]["p50_ms"],
                 figures["ratio_in_process"],
                 figures["ratio_http"],
             ]
@@ -194,6 +199,7 @@ def report(results: dict[str, Any]) -> None:
             "in-proc p99",
             "HTTP p50",
             "HTTP p99",
+            "list_tools p50",
             "in-proc/floor",
             "HTTP/floor",
         ],

@@ -83,12 +83,12 @@ async def load_worker(url: str, count: int, size: str) -> dict[str, Any]:
 
 
 async def measure(
-    png_path: Path, side: int, count: int, delay: float, root: Path
+    png_path: Path, side: int, count: int, delay: float, root: Path, idle_probes: int = IDLE_PROBES
 ) -> dict[str, Any]:
     """Idle baseline, then the prober alongside the load worker."""
     server_args = ["--root", str(root), "--png", str(png_path), "--delay", str(delay)]
     with server_process(server_args) as server:
-        idle = await probe(server.url, count=IDLE_PROBES)
+        idle = await probe(server.url, count=idle_probes)
         worker = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
@@ -170,7 +170,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     png_path.write_bytes(png)
     say(f"{args.count} x {args.side}px generations, backend delay {args.delay} s")
     with temporary_dir("bench-responsiveness-") as root:
-        results = asyncio.run(measure(png_path, args.side, args.count, args.delay, root))
+        idle_probes = 50 if args.quick else IDLE_PROBES
+        results = asyncio.run(
+            measure(png_path, args.side, args.count, args.delay, root, idle_probes)
+        )
     report(results)
     targets = [
         Target(

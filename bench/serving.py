@@ -89,44 +89,57 @@ async def load(
     }
 
 
-async def compare(image: bytes, label: str, args: Any, scratch: Path) -> dict[str, Any]:
-    """Alternate bare and real server runs; per-pair ratios and their median."""
-    root = scratch / f"root-{label}"
+async def compare(files: dict[str, bytes], args: Any, scratch: Path) -> dict[str, Any]:
+    """Start both servers once; per file, alternate bare and real runs, then the medians."""
+    root = scratch / "root"
     root.mkdir()
-    name = f"{uuid.uuid4()}.png"
-    path = root / name
-    path.write_bytes(image)
-    path.chmod(0o644)
-    runs: list[dict[str, Any]] = []
+    names: dict[str, str] = {}
+    for label, image in files.items():
+        names[label] = f"{uuid.uuid4()}.png"
+        path = root / names[label]
+        path.write_bytes(image)
+        path.chmod(0o644)
+    results: dict[str, Any] = {}
     with (
-        server_process(["--bare-file", str(path)]) as bare,
+        server_process(["--bare-dir", str(root)]) as bare,
         server_process(["--root", str(root)]) as real,
     ):
-        for pair in range(args.pairs):
-            figures: dict[str, Any] = {"pair": pair}
-            for kind, server in (("bare", bare), ("image_mcp", real)):
-                figures[kind] = await load(
-                    server,
-                    f"/i/{name}",
-                    len(image),
-                    args.connections,
-                    args.requests,
-                    args.seconds,
-                )
-            figures["ratio"] = round(figures["image_mcp"]["rps"] / figures["bare"]["rps"], 3)
-            figures["cpu_ratio"] = round(
-                figures["image_mcp"]["server_cpu_ms_per_request"]
-                / figures["bare"]["server_cpu_ms_per_request"],
-                3,
-            )
-            say(
-                f"  {label} pair {pair + 1}: bare {figures['bare']['rps']} req/s, "
-                f"/i/ {figures['image_mcp']['rps']} req/s, ratio {figures['ratio']}; "
-                f"server CPU per request /i/ / bare {figures['cpu_ratio']}"
-            )
-            runs.append(figures)
+        for label, image in files.items():
+            say(f"{label}: {len(image):,} bytes")
+            runs = [
+                await pair_of_runs(bare, real, f"/i/{names[label]}", len(image), args)
+                for _ in range(args.pairs)
+            ]
+            results[label] = summarise(len(image), runs)
+    return results
+
+
+async def pair_of_runs(
+    bare: ServerProcess, real: ServerProcess, path: str, size: int, args: Any
+) -> dict[str, Any]:
+    """One bounded run against each server, back to back, and their ratios."""
+    figures: dict[str, Any] = {}
+    for kind, server in (("bare", bare), ("image_mcp", real)):
+        figures[kind] = await load(
+            server, path, size, args.connections, args.requests, args.seconds
+        )
+    figures["ratio"] = round(figures["image_mcp"]["rps"] / figures["bare"]["rps"], 3)
+    figures["cpu_ratio"] = round(
+        figures["image_mcp"]["server_cpu_ms_per_request"]
+        / figures["bare"]["server_cpu_ms_per_request"],
+        3,
+    )
+    say(
+        f"  bare {figures['bare']['rps']} req/s, /i/ {figures['image_mcp']['rps']} req/s, "
+        f"ratio {figures['ratio']}; server CPU per request, /i/ over bare: {figures['cpu_ratio']}"
+    )
+    return figures
+
+
+def summarise(size: int, runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Medians over the pairs of runs of one file."""
     return {
-        "file_bytes": len(image),
+        "file_bytes": size,
         "runs": runs,
         "bare_rps_median": median([r["bare"]["rps"] for r in runs]),
         "image_mcp_rps_median": median([r["image_mcp"]["rps"] for r in runs]),
@@ -180,18 +193,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--side", type=int, default=1024, help="the large file's side")
     args = parser.parse_args(argv)
     if args.quick:
-        args.pairs, args.requests, args.seconds = 1, min(args.requests, 200), 2.0
+        args.pairs, args.requests = 1, min(args.requests, 200)
+        args.seconds = min(args.seconds, 2.0)
     started = time.monotonic()
     data_dir = args.results_dir / "data"
     files = {
         f"{args.side}px photo PNG": photo_png(args.side, data_dir),
         f"{SMALL_SIDE}px PNG": photo_png(SMALL_SIDE, data_dir),
     }
-    results: dict[str, Any] = {}
     with temporary_dir("bench-serving-") as scratch:
-        for index, (label, image) in enumerate(files.items()):
-            say(f"{label}: {len(image):,} bytes")
-            results[label] = asyncio.run(compare(image, f"f{index}", args, scratch))
+        results = asyncio.run(compare(files, args, scratch))
     report(results, args.connections)
     targets = [
         Target(
