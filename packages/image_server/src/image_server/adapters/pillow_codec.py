@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import io
 import struct
+import threading
 import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -88,7 +89,13 @@ class PillowImageCodec:
         preview_quality: int = 80,
         thumbnail_quality: int = 75,
         png_compress_level: int = 1,
+        max_concurrent_decodes: int = 2,
     ) -> None:
+        if max_concurrent_decodes < 1:
+            raise ValueError("max_concurrent_decodes must be at least 1")
+        # Decoding is CPU-bound (more threads than cores gain nothing) and a 4K image
+        # needs ~50 MB decoded: bounding it keeps memory flat under bursts.
+        self._decode_slots = threading.BoundedSemaphore(max_concurrent_decodes)
         for name, value in (
             ("max_pixels", max_pixels),
             ("max_reference_bytes", max_reference_bytes),
@@ -135,6 +142,12 @@ class PillowImageCodec:
         """
         _check_side("preview_max_side", preview_max_side)
         _check_side("thumbnail_max_side", thumbnail_max_side)
+        with self._decode_slots:
+            return self._process(data, preview_max_side, thumbnail_max_side)
+
+    def _process(
+        self, data: bytes, preview_max_side: int, thumbnail_max_side: int
+    ) -> ProcessedImage:
         subject = "The generated image"
         kind = _identify(data, subject)
         png_end = _verify_png_chunks(data, subject) if kind is _Format.PNG else None
@@ -157,6 +170,10 @@ class PillowImageCodec:
     def thumbnail(self, png: bytes, max_side: int) -> EncodedImage:
         """A WebP gallery thumbnail of a stored image (PNG, or JPEG/WebP if that is what it is)."""
         _check_side("max_side", max_side)
+        with self._decode_slots:
+            return self._thumbnail(png, max_side)
+
+    def _thumbnail(self, png: bytes, max_side: int) -> EncodedImage:
         subject = "The stored image"
         kind = _identify(png, subject)
         with _decoding(subject, kind):
