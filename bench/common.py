@@ -21,7 +21,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
@@ -38,8 +38,6 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS_DIR = ROOT / "bench" / "results"
 LOOPBACK = "127.0.0.1"
 PHOTO_VERSION = 1  # bump when photo_png changes, so cached files are redrawn
-
-Number = float | int
 
 
 # -- statistics ---------------------------------------------------------------------------
@@ -167,6 +165,7 @@ def machine_info() -> dict[str, Any]:
             if line.startswith("MemTotal:"):
                 memory_kib = int(line.split()[1])
     return {
+        "load_average_1m": round(os.getloadavg()[0], 2),
         "cpus": os.cpu_count(),
         "cpu_model": cpu,
         "memory_gib": round(memory_kib / 1024 / 1024, 1),
@@ -401,13 +400,6 @@ def temporary_dir(prefix: str, parent: Path | None = None) -> Iterator[Path]:
         yield path
     finally:
         shutil.rmtree(path, ignore_errors=True)
-
-
-def timed(func: Callable[[], object]) -> float:
-    """Seconds ``func()`` took."""
-    started = time.perf_counter()
-    func()
-    return time.perf_counter() - started
 
 
 def say(text: str, stream: TextIO = sys.stdout) -> None:
