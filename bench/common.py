@@ -243,19 +243,22 @@ def draw_photo(width: int, height: int) -> Image.Image:
     return ImageChops.add(image, noise, 1.0, -128)
 
 
-def photo_png(side: int, cache_dir: Path) -> bytes:
-    """A ``side`` x ``side`` photo-like PNG saved like an encoder would; cached on disk."""
+def photo_path(side: int, cache_dir: Path) -> Path:
+    """A ``side`` x ``side`` photo-like PNG saved like an encoder would, drawn once and cached."""
     path = cache_dir / f"photo-v{PHOTO_VERSION}-{side}.png"
-    with contextlib.suppress(FileNotFoundError):
-        return path.read_bytes()
-    buffer = io.BytesIO()
-    draw_photo(side, side).save(buffer, "PNG")
-    data = buffer.getvalue()
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    temp = path.with_suffix(".tmp")
-    temp.write_bytes(data)
-    temp.replace(path)
-    return data
+    if not path.exists():
+        buffer = io.BytesIO()
+        draw_photo(side, side).save(buffer, "PNG")
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        temp = path.with_suffix(".tmp")
+        temp.write_bytes(buffer.getvalue())
+        temp.replace(path)
+    return path
+
+
+def photo_png(side: int, cache_dir: Path) -> bytes:
+    """The bytes of ``photo_path(side, cache_dir)``."""
+    return photo_path(side, cache_dir).read_bytes()
 
 
 @attrs.define

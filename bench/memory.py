@@ -34,7 +34,7 @@ from bench.common import (
     Target,
     base_parser,
     dev_settings_env,
-    photo_png,
+    photo_path,
     print_table,
     print_targets,
     proc_status_kib,
@@ -185,9 +185,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.quick:
         args.count, args.repeats = min(args.count, 3), 1
     started = time.monotonic()
-    png = photo_png(args.side, args.results_dir / "data")
-    png_path = args.results_dir / "data" / f"memory-{args.side}.png"
-    png_path.write_bytes(png)
+    png_path = photo_path(args.side, args.results_dir / "data")
+    png = png_path.read_bytes()
     say(f"{args.count} concurrent {args.side}px generations ({len(png) / 1e6:.1f} MB PNG)")
     with temporary_dir("bench-memory-") as root:
         servers = [

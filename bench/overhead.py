@@ -29,7 +29,7 @@ from bench.common import (
     base_parser,
     dev_settings_env,
     int_list,
-    photo_png,
+    photo_path,
     print_table,
     print_targets,
     say,
@@ -130,9 +130,8 @@ async def measure(sides: Sequence[int], quick: bool, results_dir: Path) -> dict[
     results: dict[str, Any] = {}
     for side in sides:
         reps = QUICK_REPS if quick else FULL_REPS.get(side, 25)
-        png = photo_png(side, results_dir / "data")
-        png_path = results_dir / "data" / f"overhead-{side}.png"
-        png_path.write_bytes(png)
+        png_path = photo_path(side, results_dir / "data")
+        png = png_path.read_bytes()
         say(f"{side}x{side}: {len(png) / 1e6:.1f} MB PNG, {reps} rounds")
         with temporary_dir("bench-overhead-") as root:
             local = await in_process(png, side, reps, root / "in-process")

@@ -28,7 +28,7 @@ from bench.common import (
     ROOT,
     Target,
     base_parser,
-    photo_png,
+    photo_path,
     print_table,
     print_targets,
     say,
@@ -190,9 +190,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.quick:
         args.count = min(args.count, 5)
     started = time.monotonic()
-    png = photo_png(args.side, args.results_dir / "data")
-    png_path = args.results_dir / "data" / f"responsiveness-{args.side}.png"
-    png_path.write_bytes(png)
+    png_path = photo_path(args.side, args.results_dir / "data")
     say(f"{args.count} x {args.side}px generations, backend delay {args.delay} s")
     with temporary_dir("bench-responsiveness-") as root:
         results = asyncio.run(
