@@ -36,13 +36,14 @@ RUN groupadd --system --gid 10001 imagemcp \
 
 COPY --from=builder /opt/venv /opt/venv
 
-# MALLOC_ARENA_MAX=2: glibc otherwise keeps one arena per worker thread, and freed
-# 4K image buffers stay resident in them (peak RSS 611 -> 501 MB in bench/memory.py).
+# glibc otherwise keeps freed 4K image buffers resident in per-thread arenas: two
+# arenas and mmap for blocks over 1 MiB return them to the system (bench/memory.py).
 ENV IMG_ROOT=/srv/images \
     PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
-    MALLOC_ARENA_MAX=2
+    MALLOC_ARENA_MAX=2 \
+    MALLOC_MMAP_THRESHOLD_=1048576
 
 VOLUME /srv/images
 EXPOSE 8766
