@@ -20,6 +20,8 @@ from image_core.errors import InvalidRequest
 
 MAX_PROMPT_CHARS = 32_000
 MAX_REFERENCE_IMAGES = 14
+#: Canonical lower-case uuid4 text: the only id spelling this product writes or accepts.
+UUID4_PATTERN = r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}"
 
 _E = TypeVar("_E", bound=enum.StrEnum)
 _WIDE = Context(prec=60)

@@ -18,6 +18,7 @@ import attrs
 from image_core.access import AccessPolicy, owner_key
 from image_core.catalog import ModelCatalog
 from image_core.domain import (
+    UUID4_PATTERN,
     AspectRatio,
     BackendImage,
     BackendRequest,
@@ -51,9 +52,7 @@ from image_core.ports import (
     PrefStore,
 )
 
-_IMAGE_NAME = re.compile(
-    r"^([0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12})(\.png)?$"
-)
+_IMAGE_NAME = re.compile(rf"^({UUID4_PATTERN})(\.png)?$")
 MAX_PAGE_SIZE = 200
 
 
@@ -108,7 +107,7 @@ class ImageService:
     ) -> GenerationResult:
         """Check, generate, store the PNG, then record it; on any failure keep nothing."""
         if not self.policy.may_generate(identity):
-            raise NotAllowed(_not_allowed_message(identity))
+            raise NotAllowed(not_allowed_message(identity))
         email = _owner_email(identity)
         spec = self.choose_model(email, request.model)
         _check_supported(spec, request)
@@ -224,7 +223,7 @@ class ImageService:
     def set_default_model(self, identity: Identity | None, name: str) -> ModelSpec:
         """Remember the person's default model, given any accepted spelling of it."""
         if not self.policy.may_generate(identity):
-            raise NotAllowed(_not_allowed_message(identity))
+            raise NotAllowed(not_allowed_message(identity))
         spec = self.catalog.resolve(name)
         self.prefs.set_default_model(_owner_email(identity), spec.alias)
         return spec
@@ -236,9 +235,10 @@ def _owner_email(identity: Identity | None) -> str:
     return owner_key(identity.email)
 
 
-def _not_allowed_message(identity: Identity | None) -> str:
+def not_allowed_message(identity: Identity | None) -> str:
+    """Why ``identity`` may not generate, and what to do about it."""
     if identity is None:
-        return "Sign in with Google to generate images."
+        return "Sign in with a Google account that has an email address to generate images."
     if not identity.email_verified:
         return f"The Google account {identity.email} has no verified email address."
     return (

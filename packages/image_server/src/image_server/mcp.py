@@ -35,7 +35,7 @@ from image_core.errors import (
     InvalidRequest,
     NotAllowed,
 )
-from image_core.service import ImageService
+from image_core.service import ImageService, not_allowed_message
 
 log = logging.getLogger("image_server.generation")
 
@@ -92,19 +92,8 @@ class AllowedEmailsMiddleware(Middleware):
                     "tool call refused",
                     extra={"event": "refused", "email": identity.email if identity else None},
                 )
-                raise ToolError(_refusal(identity))
+                raise ToolError(not_allowed_message(identity))
         return await call_next(context)
-
-
-def _refusal(identity: Identity | None) -> str:
-    if identity is None:
-        return "This server needs a Google login with an email address; reconnect and sign in."
-    if not identity.email_verified:
-        return f"The Google account {identity.email} has no verified email; it cannot generate."
-    return (
-        f"{identity.email} is signed in but may not generate images on this server. "
-        "Ask its owner to add this address to IMG_ALLOWED_EMAILS."
-    )
 
 
 def tool_description(catalog: ModelCatalog) -> str:

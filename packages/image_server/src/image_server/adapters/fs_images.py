@@ -15,7 +15,7 @@ import stat
 import uuid
 from pathlib import Path
 
-from image_core.domain import EncodedImage
+from image_core.domain import UUID4_PATTERN, EncodedImage
 from image_core.errors import StorageError
 from image_core.ports import ImageStore
 from image_server.adapters.atomic_files import (
@@ -31,9 +31,7 @@ from image_server.adapters.atomic_files import (
 log = logging.getLogger("image_server.images")
 
 THUMBS_DIR = "thumbs"
-PUBLIC_IMAGE_NAME = re.compile(
-    r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}\.png"
-)
+PUBLIC_IMAGE_NAME = re.compile(rf"{UUID4_PATTERN}\.png")
 # Read order when looking a thumbnail up; the extension is the stored media type.
 THUMBNAIL_EXTENSIONS = {"image/webp": ".webp", "image/jpeg": ".jpg", "image/png": ".png"}
 PUBLIC_FILE_MODE = 0o644
