@@ -7,7 +7,8 @@
 # nothing secret is baked in. tests/test_packaging.py replays this file's builder RUN
 # steps outside Docker, so keep every install step in a RUN line of the builder stage.
 
-ARG PYTHON_IMAGE=python:3.12-slim
+# The tests run on the same Python minor version (tests/test_packaging.py checks it).
+ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 
 # ---- builder: a self-contained virtual environment in /opt/venv -------------------------
 FROM ${PYTHON_IMAGE} AS builder
@@ -15,14 +16,22 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PYTHONDONTWRITEBYTECODE=1
 WORKDIR /src
 
-# Third-party dependencies first: this layer is reused until requirements.lock changes.
-COPY requirements.lock ./
-RUN python -m venv /opt/venv \
-    && /opt/venv/bin/pip install --no-cache-dir --require-hashes -r requirements.lock
+# Third-party dependencies first: this layer is reused until a lock file changes. pip and
+# the build backend live in /opt/build, hash-locked too, so nothing is resolved or fetched
+# unpinned; /opt/venv, the only thing the runtime stage gets, holds no installer at all.
+COPY requirements.lock requirements-build.lock ./
+RUN python -m venv /opt/build \
+    && /opt/build/bin/pip install --no-cache-dir --require-hashes -r requirements-build.lock \
+    && python -m venv --without-pip /opt/venv \
+    && /opt/build/bin/pip --python /opt/venv/bin/python install --no-cache-dir \
+        --require-hashes -r requirements.lock
 
-# Then the two workspace packages, from source, without pulling anything else in.
+# Then the two workspace packages: wheels built with the locked backend, installed alone.
 COPY packages/ ./packages/
-RUN /opt/venv/bin/pip install --no-cache-dir --no-deps ./packages/image_core ./packages/image_server
+RUN /opt/build/bin/pip wheel --no-cache-dir --no-deps --no-build-isolation \
+        --wheel-dir /opt/dist ./packages/image_core ./packages/image_server \
+    && /opt/build/bin/pip --python /opt/venv/bin/python install --no-cache-dir --no-deps \
+        --no-index --find-links /opt/dist image-core image-server
 
 # ---- runtime: the venv and an unprivileged user, no build tools --------------------------
 FROM ${PYTHON_IMAGE} AS runtime
