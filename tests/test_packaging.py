@@ -398,3 +398,17 @@ def test_the_ci_script_is_executable_and_strict() -> None:
     assert os.access(script, os.X_OK)
     assert "set -euo pipefail" in script.read_text()
     assert os.access(ROOT / "scripts" / "lock", os.X_OK)
+
+
+def test_the_mcp_tools_are_locked_with_integrity_and_no_addresses() -> None:
+    """Every npm package CI installs has an exact version and hash; no registry is named."""
+    tools = ROOT / "scripts" / "mcp-tools"
+    wanted = json.loads((tools / "package.json").read_text())["dependencies"]
+    assert all(re.fullmatch(r"\d+\.\d+\.\d+(-[\w.]+)?", v) for v in wanted.values()), wanted
+    lock = json.loads((tools / "package-lock.json").read_text())
+    assert lock["packages"][""]["dependencies"] == wanted
+    installed = {k: v for k, v in lock["packages"].items() if k}
+    assert set(wanted) <= {k.removeprefix("node_modules/") for k in installed}
+    for name, entry in installed.items():
+        assert "resolved" not in entry, name
+        assert entry.get("integrity", "").startswith("sha512-"), name
