@@ -14,8 +14,16 @@ import sys
 from pathlib import Path
 
 import pytest
+from starlette.applications import Starlette
+from starlette.testclient import TestClient
 
-from image_server.settings import KNOWN_VARIABLES
+from image_server.auth import (
+    DEFAULT_ALLOWED_REDIRECT_URIS,
+    MIN_SIGNING_KEY_CHARS,
+    GoogleEndpoints,
+    build_mcp_auth,
+)
+from image_server.settings import KNOWN_VARIABLES, load_settings
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -198,3 +206,56 @@ def test_the_readme_shows_the_dashboard() -> None:
     links = relative_links(README)
     assert "docs/screenshots/overview.png" in links
     assert "docs/screenshots/gallery.png" in links
+
+
+# -- the Claude connector ---------------------------------------------------------------------
+
+
+def documented_default(variable: str) -> str:
+    """The default cell of ``variable``'s row in docs/configuration.md, backticks removed."""
+    text = CONFIGURATION.read_text()
+    match = re.search(rf"^\| `{variable}` \| `([^`]*)` \|", text, re.M)
+    assert match, f"docs/configuration.md has no backticked default for {variable}"
+    return match.group(1)
+
+
+def test_the_documented_redirect_uri_default_is_the_one_the_code_uses(tmp_path: Path) -> None:
+    """Same entries, same order: the claude.com callback cannot drop out of the docs again."""
+    documented = tuple(documented_default("IMG_ALLOWED_REDIRECT_URIS").split(","))
+    assert documented == DEFAULT_ALLOWED_REDIRECT_URIS
+    # ... and it is what the server runs with when the variable is unset.
+    settings = load_settings({"IMG_ROOT": str(tmp_path)}, dev=True)
+    assert settings.allowed_redirect_uris == documented
+
+
+def test_the_connector_page_names_every_default_claude_callback() -> None:
+    """The page that tells people what Claude needs lists each allowed Claude callback."""
+    text = (DOCS / "claude-connector.md").read_text()
+    claude = [uri for uri in DEFAULT_ALLOWED_REDIRECT_URIS if "claude" in uri]
+    assert claude
+    for uri in claude:
+        assert f"`{uri}`" in text, uri
+
+
+def test_the_server_advertises_what_the_connector_page_says_claude_needs(
+    tmp_path: Path,
+) -> None:
+    """claude-connector.md: CIMD needs the flag and "none"; registration needs the endpoint."""
+    proxy = build_mcp_auth(
+        client_id="docs-test.apps.googleusercontent.com",
+        client_secret="docs-test-secret",
+        base_url="https://images.example.com",
+        jwt_signing_key="k" * MIN_SIGNING_KEY_CHARS,
+        storage_dir=tmp_path,
+        allowed_client_redirect_uris=DEFAULT_ALLOWED_REDIRECT_URIS,
+        endpoints=GoogleEndpoints.google(),
+    )
+    app = Starlette(routes=proxy.get_routes(mcp_path="/mcp"))
+    with TestClient(app, base_url="https://images.example.com") as client:
+        metadata = client.get("/.well-known/oauth-authorization-server").json()
+    text = (DOCS / "claude-connector.md").read_text()
+    assert metadata["client_id_metadata_document_supported"] is True
+    assert '"client_id_metadata_document_supported": true' in text
+    assert "none" in metadata["token_endpoint_auth_methods_supported"]
+    assert metadata["registration_endpoint"] == "https://images.example.com/register"
+    assert "POST /register" in text
