@@ -386,6 +386,22 @@ def test_the_workflow_tests_with_the_ci_script_and_publishes_only_from_main() ->
     assert image["permissions"] == {"contents": "read", "packages": "write"}
     uses = [step.get("uses", "") for step in image["steps"]]
     assert any(u.startswith("docker/build-push-action@v") for u in uses)
+    # Both architectures, emulated arm64 set up before the build.
+    build = next(s for s in image["steps"] if s.get("uses", "").startswith("docker/build-push"))
+    platforms = {p.strip() for p in build["with"]["platforms"].split(",")}
+    assert platforms == {"linux/amd64", "linux/arm64"}
+    before_build = uses[: uses.index(build["uses"])]
+    assert any(u.startswith("docker/setup-qemu-action@v") for u in before_build)
+    # Tags and OCI labels come from metadata-action; the labels link GHCR to the repo.
+    meta = next(s for s in image["steps"] if s.get("uses", "").startswith("docker/metadata"))
+    assert uses.index(meta["uses"]) < uses.index(build["uses"])
+    for output in ("tags", "labels", "annotations"):
+        assert build["with"][output] == f"${{{{ steps.{meta['id']}.outputs.{output} }}}}"
+    assert "type=sha,format=long" in meta["with"]["tags"]
+    assert "value=latest" in meta["with"]["tags"]
+    for key in ("title", "description"):
+        assert f"org.opencontainers.image.{key}=" in meta["with"]["labels"], key
+    assert "index" in meta.get("env", {}).get("DOCKER_METADATA_ANNOTATIONS_LEVELS", "")
     for job in workflow["jobs"].values():
         for step in job["steps"]:
             if "uses" in step:
