@@ -35,6 +35,9 @@ RUN /opt/build/bin/pip wheel --no-cache-dir --no-deps --no-build-isolation \
 
 # ---- runtime: the venv and an unprivileged user, no build tools --------------------------
 FROM ${PYTHON_IMAGE} AS runtime
+# CI adds source, revision, version and created at build time (docker/metadata-action).
+LABEL org.opencontainers.image.title="image-mcp" \
+      org.opencontainers.image.description="Self-hosted MCP server that lets Claude generate images with Gemini behind Google login."
 
 RUN groupadd --system --gid 10001 imagemcp \
     && useradd --system --uid 10001 --gid 10001 --no-create-home --home-dir /nonexistent \
