@@ -10,9 +10,11 @@ import json
 import os
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 import tomllib
+import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -185,6 +187,54 @@ def test_the_test_environment_holds_exactly_the_locked_versions() -> None:
     assert not wrong, f"installed version differs from the lock (installed, locked): {wrong}"
     missing = sorted(n for n, pin in locked.items() if pin.applies_here() and n not in installed)
     assert not missing, f"locked for this platform but not installed: {missing}"
+
+
+def fake_release(folder: Path, name: str, version: str) -> None:
+    """A minimal valid wheel of ``name`` at ``version``, as if just published."""
+    dist_info = f"{name}-{version}.dist-info"
+    files = {
+        f"{dist_info}/METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n",
+        f"{dist_info}/WHEEL": "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\n"
+        "Tag: py3-none-any\n",
+        f"{dist_info}/RECORD": "",
+    }
+    with zipfile.ZipFile(folder / f"{name}-{version}-py3-none-any.whl", "w") as wheel:
+        for path, text in files.items():
+            wheel.writestr(path, text)
+
+
+def test_newer_releases_on_the_registry_do_not_change_the_resolution(tmp_path: Path) -> None:
+    """A fresh resolution offered newer runtime, dev and build releases keeps the locked ones."""
+    workspace = tmp_path / "workspace"
+    for project in [ROOT, *WORKSPACE_PACKAGES]:
+        target = workspace / project.relative_to(ROOT) / "pyproject.toml"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(project / "pyproject.toml", target)
+    newer = tmp_path / "newer"
+    newer.mkdir()
+    for name in ("charset_normalizer", "fastmcp", "pytest", "ruff", "hatchling"):
+        fake_release(newer, name, "999.0.0")
+    uv = os.environ.get("UV") or shutil.which("uv") or "uv"
+    command = [uv, "lock", "--quiet", "--find-links", str(newer)]
+    result = subprocess.run(
+        [*command, "--offline"],
+        cwd=workspace,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    if result.returncode != 0:  # an empty cache: ask the registry, the pins still decide
+        result = subprocess.run(
+            command, cwd=workspace, capture_output=True, text=True, timeout=300, check=False
+        )
+    assert result.returncode == 0, result.stderr
+    resolved = tomllib.loads((workspace / "uv.lock").read_text())["package"]
+    locked = {**lock_pins(LOCK), **lock_pins(DEV_LOCK)}
+    chosen = {canonicalize_name(p["name"]): p["version"] for p in resolved if "version" in p}
+    for name in WORKSPACE_NAMES:
+        chosen.pop(name, None)
+    assert chosen == {name: pin.version for name, pin in locked.items()}
 
 
 def runtime_closure() -> set[str]:
