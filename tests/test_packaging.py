@@ -231,7 +231,9 @@ def test_newer_releases_on_the_registry_do_not_change_the_resolution(tmp_path: P
     assert result.returncode == 0, result.stderr
     resolved = tomllib.loads((workspace / "uv.lock").read_text())["package"]
     locked = {**lock_pins(LOCK), **lock_pins(DEV_LOCK)}
-    chosen = {canonicalize_name(p["name"]): p["version"] for p in resolved if "version" in p}
+    chosen: dict[str, str] = {
+        canonicalize_name(p["name"]): p["version"] for p in resolved if "version" in p
+    }
     for name in WORKSPACE_NAMES:
         chosen.pop(name, None)
     assert chosen == {name: pin.version for name, pin in locked.items()}
