@@ -199,7 +199,7 @@ def test_pyproject_pins_every_locked_package_to_its_locked_version() -> None:
 def test_the_test_environment_holds_exactly_the_locked_versions() -> None:
     """What runs these tests is what the locks record: nothing newer, nothing extra."""
     locked = {**lock_pins(DEV_LOCK), **lock_pins(LOCK)}
-    installed = {
+    installed: dict[str, str] = {
         canonicalize_name(dist.metadata["Name"]): dist.version
         for dist in importlib.metadata.distributions()
     }
