@@ -35,7 +35,7 @@ from image_server.adapters.pillow_codec import PillowImageCodec
 from image_server.adapters.placeholder import PlaceholderImageBackend
 from image_server.app import build_app, build_service
 from image_server.auth import GoogleEndpoints
-from image_server.settings import Settings
+from image_server.settings import Settings, load_settings
 from tests.dashboard.support import (
     ADMIN,
     CLIENT_ID,
@@ -409,3 +409,24 @@ async def _generate_over_mcp(url: str, google: FakeGoogle, email: str) -> dict[s
     data: dict[str, Any] | None = result.structured_content
     assert data is not None
     return data
+
+
+def test_the_documented_dashboard_address_opens_the_dashboard(
+    page: Page, watch: Watch, tmp_path: Path
+) -> None:
+    """Typing ``/ui`` (no slash) in the browser lands on the dashboard, not a bare 404."""
+    port = free_port()
+    settings = load_settings({"IMG_ROOT": str(tmp_path), "IMG_PORT": str(port)}, dev=True)
+    with live_server(build_app(settings), port=port) as url:
+        response = page.goto(url + "/ui")
+        assert response is not None
+        assert response.status == 200
+        assert page.url == url + "/ui/"
+        expect(page.get_by_role("heading", name="Cost per user")).to_be_visible()
+        watch.expected.add(url + "/nowhere")
+        missing = page.goto(url + "/nowhere")
+        assert missing is not None
+        assert missing.status == 404
+        expect(page.get_by_role("link", name="Open the dashboard")).to_be_visible()
+        page.get_by_role("link", name="Open the dashboard").click()
+        expect(page.get_by_role("heading", name="Cost per user")).to_be_visible()

@@ -37,7 +37,7 @@ from image_server.auth import (
 )
 from image_server.dashboard import DashboardConfig, build_dashboard
 from image_server.mcp import build_mcp_server
-from image_server.routes import health, image_route
+from image_server.routes import MCP_PATH, health, image_route, not_found, to_dashboard
 from image_server.settings import Settings
 
 log = logging.getLogger("image_server")
@@ -158,7 +158,9 @@ def build_app(
         service, public_url=settings.public_url, auth=build_auth(settings, google)
     )
     security = transport_security(settings.public_url, dev=settings.dev or settings.auth_disabled)
-    mcp_app = server.http_app(path="/mcp", **security)
+    mcp_app = server.http_app(path=MCP_PATH, **security)
+    # The MCP app is mounted at the root, so its router answers every unknown path.
+    mcp_app.add_exception_handler(404, not_found)
     dashboard = build_dashboard(
         service,
         DashboardConfig(
@@ -187,6 +189,7 @@ def build_app(
         routes=[
             Route("/health", health, methods=["GET", "HEAD"]),
             image_route(images),
+            Route("/ui", to_dashboard, methods=["GET", "HEAD"]),
             Mount("/ui", app=dashboard),
             Mount("", app=mcp_app),
         ],
