@@ -190,3 +190,11 @@ def test_the_known_doors_answer_as_before(http: httpx2.Client) -> None:
     assert mcp.status_code == 200
     missing = http.get(f"/i/{uuid.uuid4()}.png")
     assert (missing.status_code, missing.text) == (404, "Not found")
+
+
+def test_the_browsers_favicon_request_finds_the_product_logo(http: httpx2.Client) -> None:
+    """``/favicon.ico`` leads to the logo the dashboard and the consent page show."""
+    response = http.get("/favicon.ico", follow_redirects=True)
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("image/svg+xml")
+    assert response.url.path == "/ui/static/favicon.svg"

@@ -37,7 +37,16 @@ from image_server.auth import (
 )
 from image_server.dashboard import DashboardConfig, build_dashboard
 from image_server.mcp import build_mcp_server
-from image_server.routes import MCP_PATH, health, image_route, not_found, to_dashboard
+from image_server.routes import (
+    DASHBOARD_MOUNT,
+    DASHBOARD_PATH,
+    LOGO_PATH,
+    MCP_PATH,
+    health,
+    image_route,
+    not_found,
+    redirect,
+)
 from image_server.settings import Settings
 
 log = logging.getLogger("image_server")
@@ -155,7 +164,11 @@ def build_app(
     if not isinstance(images, FilesystemImageStore):
         raise TypeError("the /i/ route serves files from a FilesystemImageStore")
     server = build_mcp_server(
-        service, public_url=settings.public_url, auth=build_auth(settings, google)
+        service,
+        public_url=settings.public_url,
+        auth=build_auth(settings, google),
+        icon_url=settings.public_url + LOGO_PATH,
+        website_url=settings.public_url + DASHBOARD_PATH,
     )
     security = transport_security(settings.public_url, dev=settings.dev or settings.auth_disabled)
     mcp_app = server.http_app(path=MCP_PATH, **security)
@@ -189,8 +202,9 @@ def build_app(
         routes=[
             Route("/health", health, methods=["GET", "HEAD"]),
             image_route(images),
-            Route("/ui", to_dashboard, methods=["GET", "HEAD"]),
-            Mount("/ui", app=dashboard),
+            redirect(DASHBOARD_MOUNT, DASHBOARD_PATH),
+            redirect("/favicon.ico", LOGO_PATH),
+            Mount(DASHBOARD_MOUNT, app=dashboard),
             Mount("", app=mcp_app),
         ],
         middleware=[

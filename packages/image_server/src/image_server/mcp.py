@@ -199,11 +199,21 @@ def build_mcp_server(
     *,
     public_url: str,
     auth: AuthProvider | None,
+    icon_url: str | None = None,
+    website_url: str | None = None,
 ) -> FastMCP:
-    """The FastMCP server with the tool and the allow-list middleware."""
+    """The FastMCP server with the tool and the allow-list middleware.
+
+    ``icon_url`` and ``website_url`` reach clients in ``serverInfo`` and brand the OAuth
+    consent page; the icon must be on this server's origin (the page's CSP allows no other).
+    """
     server = FastMCP(
         name="image-mcp",
         instructions="Generates images with Gemini. Use generate_image; show the returned URL.",
+        website_url=website_url,
+        icons=[mt.Icon(src=icon_url, mime_type="image/svg+xml", sizes=["any"])]
+        if icon_url
+        else None,
         auth=auth,
         middleware=[AllowedEmailsMiddleware(service.policy)],
         mask_error_details=True,

@@ -31,8 +31,12 @@ from image_server.adapters.fs_images import FilesystemImageStore
 
 CHUNK_BYTES = 1024 * 1024
 IMMUTABLE = "public, max-age=31536000, immutable"
-DASHBOARD_PATH = "/ui/"
+#: The server's public addresses, one home for the composition root and the 404 text.
 MCP_PATH = "/mcp"
+DASHBOARD_MOUNT = "/ui"
+DASHBOARD_PATH = f"{DASHBOARD_MOUNT}/"
+#: The dashboard's favicon doubles as the product logo (MCP consent page, serverInfo).
+LOGO_PATH = f"{DASHBOARD_MOUNT}/static/favicon.svg"
 _NOT_FOUND_CSP = "default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'"
 _NOT_FOUND_PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>Not found - image-mcp</title>
@@ -50,10 +54,18 @@ async def health(_: Request) -> Response:
     return JSONResponse({"ok": True})
 
 
-async def to_dashboard(request: Request) -> Response:
-    """``/ui`` is the documented address; the dashboard's pages live under ``/ui/``."""
-    query = request.url.query
-    return RedirectResponse(DASHBOARD_PATH + (f"?{query}" if query else ""), status_code=307)
+def redirect(path: str, target: str) -> Route:
+    """``GET``/``HEAD path`` answered with a temporary redirect to ``target``, query kept.
+
+    ``/ui`` is the documented dashboard address (its pages live under ``/ui/``), and
+    browsers ask every origin for ``/favicon.ico``.
+    """
+
+    async def endpoint(request: Request) -> Response:
+        query = request.url.query
+        return RedirectResponse(target + (f"?{query}" if query else ""), status_code=307)
+
+    return Route(path, endpoint, methods=["GET", "HEAD"])
 
 
 async def not_found(request: Request, _: Exception) -> Response:
