@@ -297,3 +297,54 @@ async def test_each_generation_logs_one_structured_line_without_the_prompt(
     assert isinstance(fields["duration_ms"], int)
     assert "my private idea" not in records[0].getMessage()
     assert all("my private idea" not in str(v) for v in fields.values())
+
+
+@pytest.mark.parametrize(
+    ("arguments", "expected"),
+    [
+        ({"prompt": 5}, "prompt must be a string, not a number"),
+        ({}, "prompt is required"),
+        ({"prompt": ""}, "prompt must not be empty"),
+        (
+            {"prompt": "a fox", "aspect_ratio": "7:3"},
+            "aspect_ratio '7:3' is not one of: 1:1, 2:3, 3:2,",
+        ),
+        ({"prompt": "a fox", "image_size": "8K"}, "image_size '8K' is not one of: 1K, 2K, 4K"),
+        (
+            {"prompt": "a fox", "style": "watercolour"},
+            "style is not a parameter of generate_image; it takes prompt, aspect_ratio, "
+            "reference_images, model, image_size",
+        ),
+        (
+            {"prompt": "a fox", "reference_images": "a.png"},
+            "reference_images must be a list, not a string",
+        ),
+        (
+            {"prompt": "a fox", "reference_images": ["a.png", 7]},
+            "reference_images[1] must be a string, not a number",
+        ),
+    ],
+)
+async def test_argument_errors_reach_the_model_in_the_products_words(
+    client: Client[Any], settings: Settings, arguments: dict[str, Any], expected: str
+) -> None:
+    """What was wrong, in which field, what is accepted; no validator dump, nothing stored."""
+    result = await client.call_tool("generate_image", arguments, raise_on_error=False)
+    assert result.is_error
+    text = texts(result)
+    assert expected in text
+    assert "pydantic" not in text.lower()
+    assert "validation error for" not in text
+    assert "[type=" not in text
+    assert stored_files(settings) == []
+
+
+async def test_several_argument_errors_are_all_named(client: Client[Any]) -> None:
+    """A call with two mistakes hears about both at once."""
+    result = await client.call_tool(
+        "generate_image", {"aspect_ratio": "7:3", "size": "2K"}, raise_on_error=False
+    )
+    text = texts(result)
+    assert "prompt is required" in text
+    assert "aspect_ratio '7:3'" in text
+    assert "size is not a parameter" in text

@@ -36,6 +36,7 @@ from image_core.errors import (
     NotAllowed,
 )
 from image_core.service import ImageService, not_allowed_message
+from image_server.arguments import ReadableArgumentErrors
 
 log = logging.getLogger("image_server.generation")
 
@@ -215,7 +216,7 @@ def build_mcp_server(
         if icon_url
         else None,
         auth=auth,
-        middleware=[AllowedEmailsMiddleware(service.policy)],
+        middleware=[AllowedEmailsMiddleware(service.policy), ReadableArgumentErrors()],
         mask_error_details=True,
     )
 
