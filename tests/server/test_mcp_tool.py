@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import importlib.metadata
 import io
 import json
 from collections.abc import AsyncIterator, Iterator
@@ -435,3 +436,15 @@ async def test_logs_spell_each_email_one_way_the_normalised_one(
     text = stream.getvalue()
     assert "Friend@Example.com" not in text
     assert "Stranger@Example.COM" not in text
+
+
+async def test_server_info_names_the_product_and_its_version(client: Client[Any]) -> None:
+    """Clients see image-mcp and the installed package's version, not the framework's."""
+    info = client.server_info
+    assert info is not None
+    assert info.name == "image-mcp"
+    assert info.version == importlib.metadata.version("image-server")
+    assert info.icons is not None
+    assert info.icons[0].src.endswith("/ui/static/favicon.svg")
+    assert info.website_url is not None
+    assert info.website_url.endswith("/ui/")

@@ -29,6 +29,7 @@ from image_core.catalog import ModelCatalog
 from image_core.domain import GenerationRequest, GenerationResult, Identity
 from image_core.errors import ImageMcpError
 from image_core.service import ImageService, not_allowed_message
+from image_server.about import PRODUCT_NAME, product_version
 from image_server.arguments import ReadableArgumentErrors
 from image_server.outcomes import outcome_of
 
@@ -195,7 +196,8 @@ def build_mcp_server(
     consent page; the icon must be on this server's origin (the page's CSP allows no other).
     """
     server = FastMCP(
-        name="image-mcp",
+        name=PRODUCT_NAME,
+        version=product_version(),
         instructions="Generates images with Gemini. Use generate_image; show the returned URL.",
         website_url=website_url,
         icons=[mt.Icon(src=icon_url, mime_type="image/svg+xml", sizes=["any"])]
