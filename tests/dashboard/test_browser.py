@@ -35,7 +35,7 @@ from image_server.adapters.pillow_codec import PillowImageCodec
 from image_server.adapters.placeholder import PlaceholderImageBackend
 from image_server.app import build_app, build_service
 from image_server.auth import GoogleEndpoints
-from image_server.settings import Settings
+from image_server.settings import Settings, load_settings
 from tests.dashboard.support import (
     ADMIN,
     CLIENT_ID,
@@ -50,7 +50,14 @@ from tests.dashboard.support import (
     make_service,
     outer_app,
 )
-from tests.e2e.oauth_client import obtain_token
+from tests.e2e.oauth_client import (
+    DEFAULT_REDIRECT_URI,
+    authorization_url,
+    discover,
+    obtain_token,
+    pkce_pair,
+    register_client,
+)
 from tests.fakes.fake_gemini import FakeGemini
 from tests.fakes.fake_google import FakeGoogle
 from tests.support.live_server import free_port, live_server
@@ -409,3 +416,78 @@ async def _generate_over_mcp(url: str, google: FakeGoogle, email: str) -> dict[s
     data: dict[str, Any] | None = result.structured_content
     assert data is not None
     return data
+
+
+def test_the_documented_dashboard_address_opens_the_dashboard(
+    page: Page, watch: Watch, tmp_path: Path
+) -> None:
+    """Typing ``/ui`` (no slash) in the browser lands on the dashboard, not a bare 404."""
+    port = free_port()
+    settings = load_settings({"IMG_ROOT": str(tmp_path), "IMG_PORT": str(port)}, dev=True)
+    with live_server(build_app(settings), port=port) as url:
+        response = page.goto(url + "/ui")
+        assert response is not None
+        assert response.status == 200
+        assert page.url == url + "/ui/"
+        expect(page.get_by_role("heading", name="Cost per user")).to_be_visible()
+        watch.expected.add(url + "/nowhere")
+        missing = page.goto(url + "/nowhere")
+        assert missing is not None
+        assert missing.status == 404
+        expect(page.get_by_role("link", name="Open the dashboard")).to_be_visible()
+        page.get_by_role("link", name="Open the dashboard").click()
+        expect(page.get_by_role("heading", name="Cost per user")).to_be_visible()
+
+
+def test_the_mcp_consent_page_is_ours_and_loads_nothing_from_elsewhere(
+    browser: Browser, watch: Watch, tmp_path: Path
+) -> None:
+    """Connecting a client shows image-mcp's name and logo, every request to this origin."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    with FakeGoogle(client_id=CLIENT_ID, client_secret=CLIENT_SECRET) as google:
+        settings = Settings(
+            root=tmp_path,
+            public_url=url,
+            backend="placeholder",
+            google_client_id=CLIENT_ID,
+            google_client_secret=CLIENT_SECRET,
+            jwt_signing_key=SESSION_SECRET,
+            allowed_emails=frozenset({USER}),
+        )
+        app = build_app(settings, google=GoogleEndpoints.at(google.base_url))
+        page = _new_page(browser, watch)
+        try:
+            with live_server(app, port=port):
+                with ThreadPoolExecutor(1) as pool:
+                    start = pool.submit(lambda: asyncio.run(_authorization_url(url))).result()
+                response = page.goto(start)
+                assert response is not None
+                assert response.status == 200
+                page.wait_for_load_state("networkidle")
+                expect(page.get_by_role("button", name="Allow Access")).to_be_visible()
+                expect(page.locator(".info-box")).to_contain_text("image-mcp")
+                logo = page.locator("img.logo")
+                expect(logo).to_have_attribute("alt", "image-mcp")
+                assert logo.evaluate("img => img.complete && img.naturalWidth > 0")
+                shoot(page, "mcp-consent")
+        finally:
+            page.context.close()
+    foreign = [r for r in watch.requests if not r.startswith(url + "/")]
+    assert foreign == []
+    assert watch.problems == []
+
+
+async def _authorization_url(url: str) -> str:
+    """Discover and register like an MCP client; the URL it would open in the browser."""
+    async with httpx2.AsyncClient(timeout=30) as http:
+        discovery = await discover(f"{url}/mcp", http=http)
+        client_id = await register_client(discovery, DEFAULT_REDIRECT_URI, http=http)
+    _, challenge = pkce_pair()
+    return authorization_url(
+        discovery,
+        client_id=client_id,
+        redirect_uri=DEFAULT_REDIRECT_URI,
+        state="state-1",
+        code_challenge=challenge,
+    )

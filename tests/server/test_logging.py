@@ -3,32 +3,23 @@
 from __future__ import annotations
 
 import io
-import json
 import logging
 from collections.abc import Iterator
 
 import pytest
 
-from image_server.logging_setup import REDACTED, configure_logging
+from image_server.logging_setup import REDACTED
+from tests.support.logs import json_lines, json_logs
 
 
 @pytest.fixture
 def captured() -> Iterator[io.StringIO]:
-    stream = io.StringIO()
-    root = logging.getLogger()
-    before = (list(root.handlers), root.level)
-    configure_logging("INFO", ["super-secret-key-1", None, "x"], stream=stream)
-    yield stream
-    for handler in list(root.handlers):
-        root.removeHandler(handler)
-    for handler in before[0]:
-        root.addHandler(handler)
-    root.setLevel(before[1])
-    logging.getLogger("uvicorn.access").filters.clear()
+    with json_logs("INFO", ["super-secret-key-1", None, "x"]) as stream:
+        yield stream
 
 
 def lines(stream: io.StringIO) -> list[dict[str, object]]:
-    return [json.loads(line) for line in stream.getvalue().splitlines()]
+    return json_lines(stream)
 
 
 def test_records_are_single_json_objects_with_extra_fields(captured: io.StringIO) -> None:

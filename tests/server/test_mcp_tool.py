@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import importlib.metadata
 import io
 import json
 from collections.abc import AsyncIterator, Iterator
@@ -18,12 +19,18 @@ from mcp.types import ImageContent, TextContent
 from PIL import Image
 
 from image_core.domain import AspectRatio, ImageSize
-from image_core.errors import BackendRefused, BackendUnavailable
+from image_core.errors import (
+    BackendMisconfigured,
+    BackendRefused,
+    BackendUnavailable,
+    StorageError,
+)
 from image_core.testing import FakeImageBackend
 from image_server.app import build_app, build_service
 from image_server.mcp import AspectRatioChoice, SizeChoice, build_mcp_server
 from image_server.settings import Settings, load_settings
 from tests.support.live_server import live_server
+from tests.support.logs import json_lines, json_logs
 
 pytestmark = pytest.mark.anyio
 
@@ -229,6 +236,12 @@ def _token_server(settings: Settings, backend: FakeImageBackend) -> Any:
                 "email_verified": True,
             },
             "noemail": {"client_id": "c", "scopes": []},
+            "loud-stranger": {
+                "client_id": "c",
+                "scopes": [],
+                "email": "Stranger@Example.COM",
+                "email_verified": True,
+            },
         }
     )
     service = build_service(settings, backend=backend)
@@ -297,3 +310,141 @@ async def test_each_generation_logs_one_structured_line_without_the_prompt(
     assert isinstance(fields["duration_ms"], int)
     assert "my private idea" not in records[0].getMessage()
     assert all("my private idea" not in str(v) for v in fields.values())
+
+
+@pytest.mark.parametrize(
+    ("arguments", "expected"),
+    [
+        ({"prompt": 5}, "prompt must be a string, not a number"),
+        ({}, "prompt is required"),
+        ({"prompt": ""}, "prompt must not be empty"),
+        (
+            {"prompt": "a fox", "aspect_ratio": "7:3"},
+            "aspect_ratio '7:3' is not one of: 1:1, 2:3, 3:2,",
+        ),
+        ({"prompt": "a fox", "image_size": "8K"}, "image_size '8K' is not one of: 1K, 2K, 4K"),
+        (
+            {"prompt": "a fox", "style": "watercolour"},
+            "style is not a parameter of generate_image; it takes prompt, aspect_ratio, "
+            "reference_images, model, image_size",
+        ),
+        (
+            {"prompt": "a fox", "reference_images": "a.png"},
+            "reference_images must be a list, not a string",
+        ),
+        (
+            {"prompt": "a fox", "reference_images": ["a.png", 7]},
+            "reference_images[1] must be a string, not a number",
+        ),
+    ],
+)
+async def test_argument_errors_reach_the_model_in_the_products_words(
+    client: Client[Any], settings: Settings, arguments: dict[str, Any], expected: str
+) -> None:
+    """What was wrong, in which field, what is accepted; no validator dump, nothing stored."""
+    result = await client.call_tool("generate_image", arguments, raise_on_error=False)
+    assert result.is_error
+    text = texts(result)
+    assert expected in text
+    assert "pydantic" not in text.lower()
+    assert "validation error for" not in text
+    assert "[type=" not in text
+    assert stored_files(settings) == []
+
+
+async def test_several_argument_errors_are_all_named(client: Client[Any]) -> None:
+    """A call with two mistakes hears about both at once."""
+    result = await client.call_tool(
+        "generate_image", {"aspect_ratio": "7:3", "size": "2K"}, raise_on_error=False
+    )
+    text = texts(result)
+    assert "prompt is required" in text
+    assert "aspect_ratio '7:3'" in text
+    assert "size is not a parameter" in text
+
+
+def _levels(lines: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    return [(str(line["level"]), str(line["msg"])) for line in lines]
+
+
+@pytest.mark.parametrize(
+    ("failure", "arguments", "level"),
+    [
+        (BackendRefused("Blocked by Gemini's safety filter."), {}, "INFO"),
+        (None, {"model": "imagen-9"}, "INFO"),
+        (None, {"reference_images": ["3f1c2b9a-7d4e-4f60-9a1b-2c3d4e5f6a7b.png"]}, "INFO"),
+        (BackendUnavailable("Gemini is overloaded; try again in a minute."), {}, "WARNING"),
+    ],
+)
+async def test_an_expected_refusal_is_one_log_line_below_error(
+    client: Client[Any],
+    backend: FakeImageBackend,
+    failure: Exception | None,
+    arguments: dict[str, Any],
+    level: str,
+) -> None:
+    """Safety block, unknown model, missing reference, overload: one line, no framework ERROR."""
+    if failure is not None:
+        backend.failures.append(failure)  # type: ignore[arg-type]
+    with json_logs() as stream:
+        result = await client.call_tool(
+            "generate_image", {"prompt": "x", **arguments}, raise_on_error=False
+        )
+    assert result.is_error
+    lines = json_lines(stream)
+    assert [line["level"] for line in lines if line["level"] == "ERROR"] == [], _levels(lines)
+    assert not any("Error calling tool" in str(line["msg"]) for line in lines), _levels(lines)
+    (failed,) = [line for line in lines if line.get("event") == "generation"]
+    assert failed["level"] == level
+    assert failed["outcome"] != "ok"
+
+
+@pytest.mark.parametrize(
+    "failure",
+    [StorageError("The data folder is full."), BackendMisconfigured("Gemini rejected the key.")],
+)
+async def test_a_server_fault_is_logged_at_error_exactly_once(
+    client: Client[Any], backend: FakeImageBackend, failure: Exception
+) -> None:
+    """Something the operator must fix is an ERROR, said once (not again by the framework)."""
+    backend.failures.append(failure)  # type: ignore[arg-type]
+    with json_logs() as stream:
+        result = await client.call_tool("generate_image", {"prompt": "x"}, raise_on_error=False)
+    assert str(failure) in texts(result)
+    errors = [line for line in json_lines(stream) if line["level"] == "ERROR"]
+    assert [line.get("event") for line in errors] == ["generation"]
+
+
+async def test_logs_spell_each_email_one_way_the_normalised_one(
+    guarded_url: str, backend: FakeImageBackend
+) -> None:
+    """Refusals, failures and successes log the lower-cased email the records store."""
+    backend.failures.append(BackendRefused("Blocked by Gemini's safety filter."))
+    with json_logs() as stream:
+        async with Client(f"{guarded_url}/mcp", auth="allowed") as c:
+            failed = await c.call_tool("generate_image", {"prompt": "x"}, raise_on_error=False)
+            stored = await c.call_tool("generate_image", {"prompt": "y"})
+        async with Client(f"{guarded_url}/mcp", auth="loud-stranger") as c:
+            refused = await c.call_tool("generate_image", {"prompt": "z"}, raise_on_error=False)
+    assert failed.is_error
+    assert not stored.is_error
+    assert refused.is_error
+    lines = json_lines(stream)
+    emails = [line["email"] for line in lines if "email" in line]
+    assert emails == ["friend@example.com", "friend@example.com", "stranger@example.com"]
+    assert not [line for line in lines if line["level"] == "ERROR"], _levels(lines)
+    text = stream.getvalue()
+    assert "Friend@Example.com" not in text
+    assert "Stranger@Example.COM" not in text
+
+
+async def test_server_info_names_the_product_and_its_version(client: Client[Any]) -> None:
+    """Clients see image-mcp and the installed package's version, not the framework's."""
+    info = client.server_info
+    assert info is not None
+    assert info.name == "image-mcp"
+    assert info.version == importlib.metadata.version("image-server")
+    assert info.icons is not None
+    assert info.icons[0].src.endswith("/ui/static/favicon.svg")
+    assert info.website_url is not None
+    assert info.website_url.endswith("/ui/")

@@ -137,3 +137,64 @@ def test_a_foreign_host_header_is_refused(http: httpx2.Client) -> None:
     """DNS rebinding: a page on another host cannot talk to this server through the browser."""
     assert http.get("/health", headers={"host": "evil.example"}).status_code == 421
     assert http.post("/mcp", headers={"host": "evil.example"}, json={}).status_code == 421
+
+
+def test_the_dashboard_address_without_a_slash_redirects_to_it(http: httpx2.Client) -> None:
+    """``/ui`` (the address the docs give) leads to ``/ui/``, keeping the query."""
+    response = http.get("/ui", params={"x": "1"})
+    assert response.status_code in {307, 308}
+    assert response.headers["location"] == "/ui/?x=1"
+    landed = http.get("/ui", follow_redirects=True)
+    assert landed.status_code == 200
+    assert landed.url.path == "/ui/"
+
+
+def test_an_unknown_path_is_a_json_404_for_programs(http: httpx2.Client) -> None:
+    """An API client gets a machine-readable answer that names the real endpoints."""
+    for path in ("/nope", "/mcp/extra", "/.well-known/unknown", "/uix"):
+        response = http.get(path, headers={"accept": "application/json"})
+        assert response.status_code == 404, path
+        assert response.headers["content-type"].startswith("application/json")
+        body = response.json()
+        assert body["error"] == "not_found"
+        assert "/mcp" in body["error_description"]
+        assert "/ui/" in body["error_description"]
+
+
+def test_an_unknown_path_in_a_browser_is_a_small_html_page(http: httpx2.Client) -> None:
+    """A person who mistyped an address gets a page with a way to the dashboard."""
+    response = http.get("/dashboard", headers={"accept": "text/html,application/xhtml+xml,*/*"})
+    assert response.status_code == 404
+    assert response.headers["content-type"].startswith("text/html")
+    assert 'href="/ui/"' in response.text
+    assert "image-mcp" in response.text
+    assert "default-src 'none'" in response.headers["content-security-policy"]
+
+
+def test_the_known_doors_answer_as_before(http: httpx2.Client) -> None:
+    """The fallback changes nothing for /health, /mcp and /i/."""
+    assert http.get("/health").json() == {"ok": True}
+    initialize = {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "initialize",
+        "params": {
+            "protocolVersion": "2025-06-18",
+            "capabilities": {},
+            "clientInfo": {"name": "t", "version": "0"},
+        },
+    }
+    mcp = http.post(
+        "/mcp", json=initialize, headers={"accept": "application/json, text/event-stream"}
+    )
+    assert mcp.status_code == 200
+    missing = http.get(f"/i/{uuid.uuid4()}.png")
+    assert (missing.status_code, missing.text) == (404, "Not found")
+
+
+def test_the_browsers_favicon_request_finds_the_product_logo(http: httpx2.Client) -> None:
+    """``/favicon.ico`` leads to the logo the dashboard and the consent page show."""
+    response = http.get("/favicon.ico", follow_redirects=True)
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("image/svg+xml")
+    assert response.url.path == "/ui/static/favicon.svg"

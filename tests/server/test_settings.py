@@ -188,3 +188,12 @@ def test_a_data_folder_that_cannot_be_created_is_reported(tmp_path: Path) -> Non
     blocker = tmp_path / "file"
     blocker.write_text("")
     assert any("IMG_ROOT" in p for p in problems({**PROD, "IMG_ROOT": str(blocker / "data")}))
+
+
+def test_command_line_overrides_win_over_the_environment(tmp_path: Path) -> None:
+    """``--port``/``--host``/``--root`` arrive as overrides; the variables they replace lose."""
+    env = {"IMG_PORT": "1000", "IMG_HOST": "0.0.0.0", "IMG_ROOT": str(tmp_path / "env")}
+    overrides = {"IMG_PORT": "2000", "IMG_HOST": "127.0.0.1", "IMG_ROOT": str(tmp_path / "flag")}
+    settings = load_settings(env, dev=True, overrides=overrides)
+    assert (settings.port, settings.host, settings.root) == (2000, "127.0.0.1", tmp_path / "flag")
+    assert settings.public_url == "http://127.0.0.1:2000"

@@ -37,7 +37,16 @@ from image_server.auth import (
 )
 from image_server.dashboard import DashboardConfig, build_dashboard
 from image_server.mcp import build_mcp_server
-from image_server.routes import health, image_route
+from image_server.routes import (
+    DASHBOARD_MOUNT,
+    DASHBOARD_PATH,
+    LOGO_PATH,
+    MCP_PATH,
+    health,
+    image_route,
+    not_found,
+    redirect,
+)
 from image_server.settings import Settings
 
 log = logging.getLogger("image_server")
@@ -155,10 +164,16 @@ def build_app(
     if not isinstance(images, FilesystemImageStore):
         raise TypeError("the /i/ route serves files from a FilesystemImageStore")
     server = build_mcp_server(
-        service, public_url=settings.public_url, auth=build_auth(settings, google)
+        service,
+        public_url=settings.public_url,
+        auth=build_auth(settings, google),
+        icon_url=settings.public_url + LOGO_PATH,
+        website_url=settings.public_url + DASHBOARD_PATH,
     )
     security = transport_security(settings.public_url, dev=settings.dev or settings.auth_disabled)
-    mcp_app = server.http_app(path="/mcp", **security)
+    mcp_app = server.http_app(path=MCP_PATH, **security)
+    # The MCP app is mounted at the root, so its router answers every unknown path.
+    mcp_app.add_exception_handler(404, not_found)
     dashboard = build_dashboard(
         service,
         DashboardConfig(
@@ -187,7 +202,9 @@ def build_app(
         routes=[
             Route("/health", health, methods=["GET", "HEAD"]),
             image_route(images),
-            Mount("/ui", app=dashboard),
+            redirect(DASHBOARD_MOUNT, DASHBOARD_PATH),
+            redirect("/favicon.ico", LOGO_PATH),
+            Mount(DASHBOARD_MOUNT, app=dashboard),
             Mount("", app=mcp_app),
         ],
         middleware=[

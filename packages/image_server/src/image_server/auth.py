@@ -67,6 +67,11 @@ _JWT_KEY_INFO: Final = b"image-mcp oauth jwt signing"
 _STORAGE_KEY_INFO: Final = b"image-mcp oauth storage"
 _VERIFY_TIMEOUT_SECONDS: Final = 10
 _LOOPBACK_HOSTS: Final = ("127.0.0.1", "localhost", "::1")
+#: fastmcp's consent-page policy, but images only from this origin (its default allows
+#: any https image, and its default logo is fetched from fastmcp's website).
+CONSENT_CSP: Final = (
+    "default-src 'none'; style-src 'unsafe-inline'; img-src 'self'; base-uri 'none'"
+)
 
 
 @attrs.frozen
@@ -205,6 +210,7 @@ def build_mcp_auth(
         ),
         jwt_signing_key=_derive_key(jwt_signing_key, _JWT_KEY_INFO),
         require_authorization_consent=True,
+        consent_csp_policy=CONSENT_CSP,
         extra_authorize_params={"access_type": "offline", "prompt": "consent"},
     )
 

@@ -24,18 +24,14 @@ from fastmcp.tools.base import ToolResult
 from fastmcp.utilities.types import Image
 from pydantic import Field
 
-from image_core.access import AccessPolicy
+from image_core.access import AccessPolicy, owner_key
 from image_core.catalog import ModelCatalog
 from image_core.domain import GenerationRequest, GenerationResult, Identity
-from image_core.errors import (
-    BackendMisconfigured,
-    BackendRefused,
-    BackendUnavailable,
-    ImageMcpError,
-    InvalidRequest,
-    NotAllowed,
-)
+from image_core.errors import ImageMcpError
 from image_core.service import ImageService, not_allowed_message
+from image_server.about import PRODUCT_NAME, product_version
+from image_server.arguments import ReadableArgumentErrors
+from image_server.outcomes import outcome_of
 
 log = logging.getLogger("image_server.generation")
 
@@ -73,6 +69,11 @@ def identity_from_token() -> Identity | None:
     return Identity(email=email, email_verified=verified is True or str(verified).lower() == "true")
 
 
+def logged_email(identity: Identity | None) -> str | None:
+    """The email as records store it (lower-cased), so logs and records spell it alike."""
+    return owner_key(identity.email) if identity is not None else None
+
+
 class AllowedEmailsMiddleware(Middleware):
     """Refuses tool calls from anyone not on the allow-list, before any tool code runs."""
 
@@ -90,7 +91,7 @@ class AllowedEmailsMiddleware(Middleware):
             if not self._policy.may_generate(identity):
                 log.info(
                     "tool call refused",
-                    extra={"event": "refused", "email": identity.email if identity else None},
+                    extra={"event": "refused", "email": logged_email(identity)},
                 )
                 raise ToolError(not_allowed_message(identity))
         return await call_next(context)
@@ -181,31 +182,29 @@ async def heartbeat(ctx: Context | None, label: str) -> AsyncIterator[None]:
             await task
 
 
-def _outcome(exc: ImageMcpError) -> str:
-    for kind, name in (
-        (NotAllowed, "not_allowed"),
-        (InvalidRequest, "invalid"),
-        (BackendRefused, "refused"),
-        (BackendUnavailable, "unavailable"),
-        (BackendMisconfigured, "misconfigured"),
-    ):
-        if isinstance(exc, kind):
-            return name
-    return "failed"
-
-
 def build_mcp_server(
     service: ImageService,
     *,
     public_url: str,
     auth: AuthProvider | None,
+    icon_url: str | None = None,
+    website_url: str | None = None,
 ) -> FastMCP:
-    """The FastMCP server with the tool and the allow-list middleware."""
+    """The FastMCP server with the tool and the allow-list middleware.
+
+    ``icon_url`` and ``website_url`` reach clients in ``serverInfo`` and brand the OAuth
+    consent page; the icon must be on this server's origin (the page's CSP allows no other).
+    """
     server = FastMCP(
-        name="image-mcp",
+        name=PRODUCT_NAME,
+        version=product_version(),
         instructions="Generates images with Gemini. Use generate_image; show the returned URL.",
+        website_url=website_url,
+        icons=[mt.Icon(src=icon_url, mime_type="image/svg+xml", sizes=["any"])]
+        if icon_url
+        else None,
         auth=auth,
-        middleware=[AllowedEmailsMiddleware(service.policy)],
+        middleware=[AllowedEmailsMiddleware(service.policy), ReadableArgumentErrors()],
         mask_error_details=True,
     )
 
@@ -232,7 +231,7 @@ def build_mcp_server(
         started = time.monotonic()
         fields: dict[str, Any] = {
             "event": "generation",
-            "email": identity.email if identity else None,
+            "email": logged_email(identity),
             "prompt_chars": len(prompt),
             "references": len(reference_images or []),
         }
@@ -248,9 +247,11 @@ def build_mcp_server(
             async with heartbeat(ctx, "Waiting for the image model"):
                 result = await service.generate(identity, request)
         except ImageMcpError as exc:
-            fields.update(outcome=_outcome(exc), duration_ms=_ms(started), error=exc.message)
-            log.info("generation failed", extra=fields)
-            raise ToolError(exc.message) from None
+            outcome = outcome_of(exc)
+            fields.update(outcome=outcome.name, duration_ms=_ms(started), error=exc.message)
+            log.log(outcome.level, "generation failed", extra=fields)
+            # This line is the record of the failure: fastmcp's own one stays at DEBUG.
+            raise ToolError(exc.message, log_level=logging.DEBUG) from None
         g = result.generation
         fields.update(
             outcome="ok",

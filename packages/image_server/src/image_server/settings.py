@@ -111,12 +111,16 @@ def _clean(env: Mapping[str, str], key: str) -> str | None:
     return value or None
 
 
-def load_settings(env: Mapping[str, str], *, dev: bool = False) -> Settings:
+def load_settings(
+    env: Mapping[str, str], *, dev: bool = False, overrides: Mapping[str, str] | None = None
+) -> Settings:
     """Validate ``env`` and build ``Settings``, or raise ``SettingsError`` listing every problem.
 
     ``dev`` is the ``image-mcp dev`` mode: auth off, loopback only, local data folder,
-    placeholder images when no Gemini key is set.
+    placeholder images when no Gemini key is set. ``overrides`` are command-line flags
+    by the variable they replace (``{"IMG_PORT": "9000"}``); a flag wins over the variable.
     """
+    env = {**env, **(overrides or {})}
     problems: list[str] = []
     notes: list[str] = []
     auth_disabled = dev or _flag(env.get("IMG_AUTH_DISABLED"))

@@ -21,7 +21,7 @@ from joserfc.errors import JoseError
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
-from image_core.access import AccessPolicy, normalise_email
+from image_core.access import AccessPolicy, owner_key
 from image_core.domain import Identity
 from image_server.dashboard.config import DashboardConfig
 from image_server.dashboard.pages import Paths, Renderer
@@ -143,10 +143,12 @@ class GoogleLogin:
         identity = Identity(email, email_verified=_claims_verified(claims.get("email_verified")))
         if not self.policy.may_generate(identity):
             self.sessions.sign_out(request)
-            log.info("dashboard sign-in refused", extra={"event": "refused", "email": email})
+            log.info(
+                "dashboard sign-in refused", extra={"event": "refused", "email": owner_key(email)}
+            )
             return self._refused(request, identity)
-        self.sessions.sign_in(request, normalise_email(email) or email)
-        log.info("dashboard sign-in", extra={"event": "login", "email": email})
+        self.sessions.sign_in(request, owner_key(email))
+        log.info("dashboard sign-in", extra={"event": "login", "email": owner_key(email)})
         return RedirectResponse(next_path or Paths.of(request).home(), status_code=303)
 
     async def logout(self, request: Request) -> Response:
