@@ -498,6 +498,7 @@ THUMBNAIL_GEOMETRY = """(img) => {
     natural: [w, h],
     painted: [w * sx, h * sy],
     element: [r.width, r.height],
+    frame: [frame.width, frame.height],
     inside_frame: r.left >= frame.left - 0.5 && r.right <= frame.right + 0.5
       && r.top >= frame.top - 0.5 && r.bottom <= frame.bottom + 0.5,
   };
@@ -525,6 +526,9 @@ def test_wide_and_tall_thumbnails_keep_their_shape_and_dates_say_utc(
         assert painted_h <= element_h + 0.5, "cropped at top and bottom"
         assert max(painted_w / element_w, painted_h / element_h) > 0.98, "not scaled to fit"
         assert shape["inside_frame"], "the card cuts the thumbnail off"
+        frame_w, frame_h = shape["frame"]
+        assert frame_w == pytest.approx(frame_h, abs=1), "the frame took the picture's shape"
+        assert max(element_w, element_h) <= frame_w + 0.5
     shoot(page, "gallery-ratios")
     times = page.locator("main time")
     assert times.count() == len(site.seeded.by_owner[ADMIN])
