@@ -534,3 +534,40 @@ def test_wide_and_tall_thumbnails_keep_their_shape_and_dates_say_utc(
     assert times.count() == len(site.seeded.by_owner[ADMIN])
     for text in times.all_inner_texts():
         assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d UTC", text), text
+
+
+LINE_BREAKS = """(element) => {
+  const walker = document.createTreeWalker(element, NodeFilter.SHOW_TEXT);
+  let text = "", top = null, node;
+  const breaks = [];
+  while ((node = walker.nextNode())) {
+    for (let i = 0; i < node.length; i++) {
+      const range = document.createRange();
+      range.setStart(node, i);
+      range.setEnd(node, i + 1);
+      const y = range.getBoundingClientRect().top;
+      if (top !== null && y > top + 1) breaks.push(text.length);
+      top = y;
+      text += node.data[i];
+    }
+  }
+  return {text, breaks};
+}"""
+
+
+def test_emails_in_the_cost_table_wrap_only_after_the_at_sign_on_a_phone(
+    browser: Browser, site: Site, watch: Watch
+) -> None:
+    """``bob@`` / ``example.com``, never ``bob@example.c`` / ``om``."""
+    page = _new_page(browser, watch, PHONE)
+    try:
+        sign_in(page, site.url, site.google, ADMIN)
+        links = page.locator("table.usage td a")
+        assert links.count() == 4
+        for index in range(links.count()):
+            lines = links.nth(index).evaluate(LINE_BREAKS)
+            for at in lines["breaks"]:
+                assert lines["text"][at - 1] == "@", (lines["text"], at)
+    finally:
+        page.context.close()
+    assert watch.problems == []

@@ -31,11 +31,11 @@ from tests.fakes.fake_google import FakeGoogle
 
 def _cells(html: str) -> list[tuple[str, str, str]]:
     rows = re.findall(
-        r'<td><a href="[^"]+">([^<]+)</a></td>\s*<td class="num">(\d+)</td>\s*'
+        r'<td><a href="[^"]+">([^<]+(?:<wbr>[^<]*)?)</a></td>\s*<td class="num">(\d+)</td>\s*'
         r'<td class="num">([^<]+)</td>',
         html,
     )
-    return [(e, n, c) for e, n, c in rows]
+    return [(e.replace("<wbr>", ""), n, c) for e, n, c in rows]
 
 
 def test_an_admin_sees_every_user_and_the_total(
