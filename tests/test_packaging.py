@@ -180,7 +180,7 @@ def test_the_test_environment_holds_exactly_the_locked_versions() -> None:
         for dist in importlib.metadata.distributions()
     }
     for name in WORKSPACE_NAMES:
-        installed.pop(name, None)
+        installed.pop(canonicalize_name(name), None)
     unlocked = sorted(set(installed) - set(locked))
     assert not unlocked, f"installed but in no lock (uv sync --exact removes them): {unlocked}"
     wrong = {n: (v, locked[n].version) for n, v in installed.items() if v != locked[n].version}

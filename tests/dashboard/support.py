@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import random
 import uuid
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
@@ -85,10 +86,15 @@ class LegacyImageStore(InMemoryImageStore):
 
 
 def picture(width: int, height: int, seed: int) -> bytes:
-    """A small, recognisable PNG: a coloured field with a sun and a hill."""
+    """A small photo-like PNG: a graded sky with grain, a sun and a hill."""
     back = _PALETTE[seed % len(_PALETTE)]
     front = _PALETTE[(seed + 3) % len(_PALETTE)]
-    image = Image.new("RGB", (width, height), back)
+    sky = Image.linear_gradient("L").resize((width, height))
+    image = Image.composite(
+        Image.new("RGB", (width, height), back), Image.new("RGB", (width, height), "white"), sky
+    )
+    grain = Image.frombytes("L", (width, height), random.Random(seed).randbytes(width * height))
+    image = Image.blend(image, Image.merge("RGB", (grain, grain, grain)), 0.15)
     draw = ImageDraw.Draw(image)
     side = min(width, height)
     draw.ellipse((side // 8, side // 8, side // 8 + side // 4, side // 8 + side // 4), fill="white")
@@ -159,8 +165,10 @@ def make_service(
         plan.append(
             (OTHER, f"Cleo's secret {n}: {_PROMPTS[n]}", days, "flash", ImageSize.S2K, None)
         )
-    for n, days in enumerate((1, 3)):
-        plan.append((ADMIN, f"Ada's sketch {n}", days, "pro", ImageSize.S4K, AspectRatio.R1_1))
+    # A very wide and a very tall one: the gallery must keep their shapes.
+    plan.append((ADMIN, "Ada's sketch 0", 1, "pro", ImageSize.S4K, AspectRatio.R21_9))
+    plan.append((ADMIN, "Ada's sketch 1", 3, "flash", ImageSize.S4K, AspectRatio.R1_8))
+    plan.append((ADMIN, "Ada's sketch 2", 4, "pro", ImageSize.S4K, AspectRatio.R1_1))
     plan.append((FORMER, "Dan's old picture", 12, "flash", ImageSize.S1K, AspectRatio.R1_1))
 
     by_owner: dict[str, list[Generation]] = {}

@@ -30,7 +30,7 @@ from playwright.sync_api import (
     sync_playwright,
 )
 
-from image_core.domain import GenerationRequest, Identity
+from image_core.domain import AspectRatio, GenerationRequest, Identity
 from image_server.adapters.pillow_codec import PillowImageCodec
 from image_server.adapters.placeholder import PlaceholderImageBackend
 from image_server.app import build_app, build_service
@@ -41,6 +41,7 @@ from tests.dashboard.support import (
     CLIENT_ID,
     CLIENT_SECRET,
     FORMER,
+    NOW,
     OTHER,
     SESSION_SECRET,
     STRANGER,
@@ -491,3 +492,164 @@ async def _authorization_url(url: str) -> str:
         state="state-1",
         code_challenge=challenge,
     )
+
+
+WIDE: ViewportSize = {"width": 1440, "height": 900}
+TODAY = f"{NOW:%Y-%m-%d}"
+CHART_GEOMETRY = """() => {
+  const box = (element) => {
+    const r = element.getBoundingClientRect();
+    return {left: r.left, right: r.right, top: r.top, bottom: r.bottom, height: r.height};
+  };
+  const figure = document.querySelector("figure.chart");
+  return {
+    scrollWidth: document.documentElement.scrollWidth,
+    clientWidth: document.documentElement.clientWidth,
+    figure: box(figure),
+    labels: [...figure.querySelectorAll("svg text")]
+      .filter((t) => t.getBoundingClientRect().height > 0)
+      .map((t) => ({text: t.textContent, ...box(t)})),
+    bars: [...figure.querySelectorAll("rect.bar")].map(
+      (r) => ({title: r.querySelector("title").textContent, ...box(r)})
+    ),
+    caption: figure.closest("section").textContent,
+  };
+}"""
+
+
+def _overlap(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    return bool(
+        a["left"] < b["right"]
+        and b["left"] < a["right"]
+        and a["top"] < b["bottom"]
+        and b["top"] < a["bottom"]
+    )
+
+
+@pytest.mark.parametrize("viewport", [PHONE, VIEWPORT, WIDE], ids=lambda v: f"{v['width']}px")
+def test_the_spend_chart_shows_today_and_legible_labels_at_any_width(
+    browser: Browser, site: Site, watch: Watch, viewport: ViewportSize
+) -> None:
+    """Today's bar and date are on screen without scrolling; labels are readable, apart."""
+    page = _new_page(browser, watch, viewport)
+    try:
+        sign_in(page, site.url, site.google, ADMIN)
+        chart = page.evaluate(CHART_GEOMETRY)
+        shoot(page, f"chart-{viewport['width']}", full_page=True)
+    finally:
+        page.context.close()
+    assert chart["scrollWidth"] <= chart["clientWidth"], "the page scrolls sideways"
+    inside = chart["figure"]
+    visible_right = min(inside["right"], viewport["width"])
+    today = [bar for bar in chart["bars"] if bar["title"].startswith(TODAY)]
+    assert today, "no bar for today"
+    for bar in today:
+        assert inside["left"] <= bar["left"], bar
+        assert bar["right"] <= visible_right, bar
+    label = f"{NOW:%b} {NOW.day}"
+    dated = [t for t in chart["labels"] if t["text"] == label]
+    assert dated, f"no {label!r} under the axis: {[t['text'] for t in chart['labels']]}"
+    assert inside["left"] <= dated[0]["left"]
+    assert dated[0]["right"] <= visible_right
+    labels = chart["labels"]
+    assert len(labels) >= 5  # three dollar ticks and at least two dates
+    for text in labels:
+        assert 12 <= text["height"] <= 24, f"{text['text']!r} renders {text['height']}px tall"
+    for i, first in enumerate(labels):
+        for second in labels[i + 1 :]:
+            assert not _overlap(first, second), (first["text"], second["text"])
+    assert inside["bottom"] - inside["top"] < 480, "the chart is taller than a phone screen half"
+    assert "UTC" in chart["caption"]
+    assert watch.problems == []
+
+
+THUMBNAIL_GEOMETRY = """(img) => {
+  const r = img.getBoundingClientRect();
+  const frame = img.parentElement.getBoundingClientRect();
+  const fit = getComputedStyle(img).objectFit;
+  const [w, h] = [img.naturalWidth, img.naturalHeight];
+  let [sx, sy] = [r.width / w, r.height / h];
+  if (fit === "contain" || fit === "scale-down") {
+    sx = sy = Math.min(sx, sy, fit === "scale-down" ? 1 : Infinity);
+  } else if (fit === "cover") {
+    sx = sy = Math.max(sx, sy);
+  } else if (fit === "none") {
+    sx = sy = 1;
+  }
+  return {
+    natural: [w, h],
+    painted: [w * sx, h * sy],
+    element: [r.width, r.height],
+    frame: [frame.width, frame.height],
+    inside_frame: r.left >= frame.left - 0.5 && r.right <= frame.right + 0.5
+      && r.top >= frame.top - 0.5 && r.bottom <= frame.bottom + 0.5,
+  };
+}"""
+
+
+def test_wide_and_tall_thumbnails_keep_their_shape_and_dates_say_utc(
+    page: Page, site: Site
+) -> None:
+    """A 21:9 and a 1:8 image: the file and what is painted keep the ratio, nothing cut."""
+    sign_in(page, site.url, site.google, ADMIN, start=f"/ui/gallery/{ADMIN}")
+    assert images_loaded(page)
+    by_ratio = {g.aspect_ratio: g for g in site.seeded.by_owner[ADMIN]}
+    for ratio in (AspectRatio.R21_9, AspectRatio.R1_8):
+        generation = by_ratio[ratio]
+        img = page.locator(f'img[src$="/thumbs/{generation.id}"]')
+        shape = img.evaluate(THUMBNAIL_GEOMETRY)
+        expected = ratio.parts[0] / ratio.parts[1]
+        natural_w, natural_h = shape["natural"]
+        painted_w, painted_h = shape["painted"]
+        element_w, element_h = shape["element"]
+        assert natural_w / natural_h == pytest.approx(expected, rel=0.03), ratio
+        assert painted_w / painted_h == pytest.approx(expected, rel=0.03), ratio
+        assert painted_w <= element_w + 0.5, "cropped at the sides"
+        assert painted_h <= element_h + 0.5, "cropped at top and bottom"
+        assert max(painted_w / element_w, painted_h / element_h) > 0.98, "not scaled to fit"
+        assert shape["inside_frame"], "the card cuts the thumbnail off"
+        frame_w, frame_h = shape["frame"]
+        assert frame_w == pytest.approx(frame_h, abs=1), "the frame took the picture's shape"
+        assert max(element_w, element_h) <= frame_w + 0.5
+    shoot(page, "gallery-ratios")
+    times = page.locator("main time")
+    assert times.count() == len(site.seeded.by_owner[ADMIN])
+    for text in times.all_inner_texts():
+        assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d UTC", text), text
+
+
+LINE_BREAKS = """(element) => {
+  const walker = document.createTreeWalker(element, NodeFilter.SHOW_TEXT);
+  let text = "", top = null, node;
+  const breaks = [];
+  while ((node = walker.nextNode())) {
+    for (let i = 0; i < node.length; i++) {
+      const range = document.createRange();
+      range.setStart(node, i);
+      range.setEnd(node, i + 1);
+      const y = range.getBoundingClientRect().top;
+      if (top !== null && y > top + 1) breaks.push(text.length);
+      top = y;
+      text += node.data[i];
+    }
+  }
+  return {text, breaks};
+}"""
+
+
+def test_emails_in_the_cost_table_wrap_only_after_the_at_sign_on_a_phone(
+    browser: Browser, site: Site, watch: Watch
+) -> None:
+    """``bob@`` / ``example.com``, never ``bob@example.c`` / ``om``."""
+    page = _new_page(browser, watch, PHONE)
+    try:
+        sign_in(page, site.url, site.google, ADMIN)
+        links = page.locator("table.usage td a")
+        assert links.count() == 4
+        for index in range(links.count()):
+            lines = links.nth(index).evaluate(LINE_BREAKS)
+            for at in lines["breaks"]:
+                assert lines["text"][at - 1] == "@", (lines["text"], at)
+    finally:
+        page.context.close()
+    assert watch.problems == []

@@ -237,3 +237,19 @@ def test_chart_gives_the_biggest_spenders_colours_and_groups_the_rest() -> None:
 def test_an_empty_chart_says_so() -> None:
     """No bars at all."""
     assert build_spend_chart([], date(2026, 11, 24)).empty
+
+
+def test_chart_dates_count_back_from_today_which_sits_at_the_right_edge() -> None:
+    """Today always has a date under it; every other week is dropped on narrow screens."""
+    chart = build_spend_chart([_spend("2026-11-24", "a@x", 10)], date(2026, 11, 24))
+    labels = [(d.label, d.anchor, d.minor) for d in chart.day_labels]
+    assert labels == [
+        ("Nov 3", "middle", True),
+        ("Nov 10", "middle", False),
+        ("Nov 17", "middle", True),
+        ("Nov 24", "end", False),
+    ]
+    assert chart.day_labels[-1].x == 100
+    (bar,) = chart.bars
+    assert bar.x + bar.width <= 100
+    assert bar.x > 96  # the last of 30 slots

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Collection
 from decimal import Decimal
@@ -13,6 +14,7 @@ from starlette.testclient import TestClient
 from image_core.domain import CostEstimate, UsageReport
 from image_core.testing import InMemoryMetadataRepository
 from image_server.adapters.pillow_codec import PillowImageCodec
+from image_server.dashboard.pages import STATIC
 from tests.dashboard.conftest import PUBLIC_URL, Login, csrf_token, log_in
 from tests.dashboard.support import (
     ADMIN,
@@ -29,11 +31,11 @@ from tests.fakes.fake_google import FakeGoogle
 
 def _cells(html: str) -> list[tuple[str, str, str]]:
     rows = re.findall(
-        r'<td><a href="[^"]+">([^<]+)</a></td>\s*<td class="num">(\d+)</td>\s*'
+        r'<td><a href="[^"]+">([^<]+(?:<wbr>[^<]*)?)</a></td>\s*<td class="num">(\d+)</td>\s*'
         r'<td class="num">([^<]+)</td>',
         html,
     )
-    return [(e, n, c) for e, n, c in rows]
+    return [(e.replace("<wbr>", ""), n, c) for e, n, c in rows]
 
 
 def test_an_admin_sees_every_user_and_the_total(
@@ -269,3 +271,17 @@ def test_images_without_a_thumbnail_get_one_made_once() -> None:
     assert len(first.content) < 50_000
     assert again.content == first.content
     assert seeded.images.thumbnails_stored == [legacy[0]]
+
+
+@pytest.mark.parametrize("name", ["dashboard.css", "dashboard.js", "favicon.svg"])
+def test_static_links_change_when_the_file_does(
+    client: TestClient, login: Login, name: str
+) -> None:
+    """An upgrade's new CSS (say, uncropped thumbnails) is never hidden by an old cache."""
+    login(USER)
+    html = client.get("/ui/").text
+    content = (STATIC / name).read_bytes()
+    version = hashlib.sha256(content).hexdigest()[:12]
+    link = f"/ui/static/{name}?v={version}"
+    assert f'"{link}"' in html
+    assert client.get(link).content == content

@@ -10,8 +10,9 @@ import zlib
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from PIL import Image, ImageFile, WebPImagePlugin
+from PIL import Image, ImageDraw, ImageFile, WebPImagePlugin
 
+from image_core.domain import AspectRatio, ImageSize
 from image_core.errors import InvalidImage
 from image_core.ports import ImageCodec
 from image_server.adapters.pillow_codec import (
@@ -312,6 +313,70 @@ def test_thumbnail_of_stored_png(codec: PillowImageCodec) -> None:
 def test_thumbnail_of_jpeg_uses_a_reduced_decode(codec: PillowImageCodec) -> None:
     thumb = codec.thumbnail(encode(noise(2000, 1000), "JPEG"), 128)
     assert decode(thumb.data).size == (128, 64)
+
+
+MARKER_TOP_LEFT = (230, 30, 30)
+MARKER_BOTTOM_RIGHT = (30, 60, 230)
+
+
+def photo_like(width: int, height: int, seed: int = 7) -> Image.Image:
+    """Gradients under film grain, with a red top-left and a blue bottom-right corner.
+
+    The corner markers show that nothing was cropped: a crop to another shape would
+    cut one of them off.
+    """
+    rng = random.Random(seed)
+    channels = []
+    for base in (
+        Image.linear_gradient("L"),
+        Image.radial_gradient("L"),
+        Image.linear_gradient("L").rotate(90),
+    ):
+        grain = Image.frombytes("L", (width, height), rng.randbytes(width * height))
+        channels.append(Image.blend(base.resize((width, height)), grain, 0.3))
+    image = Image.merge("RGB", channels)
+    draw = ImageDraw.Draw(image)
+    marker_w, marker_h = max(4, width // 6), max(4, height // 6)
+    draw.rectangle((0, 0, marker_w - 1, marker_h - 1), fill=MARKER_TOP_LEFT)
+    draw.rectangle(
+        (width - marker_w, height - marker_h, width - 1, height - 1), fill=MARKER_BOTTOM_RIGHT
+    )
+    return image
+
+
+def assert_same_shape_uncropped(thumbnail: Image.Image, source: tuple[int, int], side: int) -> None:
+    """Longest side ``side``, the other one within rounding, both corner markers kept."""
+    width, height = source
+    thumb_w, thumb_h = thumbnail.size
+    assert max(thumb_w, thumb_h) == side
+    if width >= height:
+        assert thumb_w == side
+        assert abs(thumb_h - height * side / width) <= 1
+    else:
+        assert thumb_h == side
+        assert abs(thumb_w - width * side / height) <= 1
+    rgb = thumbnail.convert("RGB")
+    for (x, y), colour in (
+        ((0, 0), MARKER_TOP_LEFT),
+        ((thumb_w - 1, thumb_h - 1), MARKER_BOTTOM_RIGHT),
+    ):
+        pixel = rgb.getpixel((x, y))
+        assert isinstance(pixel, tuple)
+        assert all(abs(a - b) < 60 for a, b in zip(pixel, colour, strict=True)), (x, y, pixel)
+
+
+@pytest.mark.parametrize("ratio", list(AspectRatio), ids=str)
+def test_thumbnails_keep_every_aspect_ratio_uncropped(
+    codec: PillowImageCodec, ratio: AspectRatio
+) -> None:
+    """Each of the 14 ratios at its real 1K size: letterboxed by the page, never cut square."""
+    size = ratio.dimensions(ImageSize.S1K)
+    png = encode(photo_like(*size), "PNG")
+    made_at_generation = decode(codec.process(png, 1024, 384).thumbnail.data)
+    made_later = decode(codec.thumbnail(png, 384).data)
+    from_jpeg = decode(codec.thumbnail(encode(photo_like(*size), "JPEG", quality=90), 384).data)
+    for thumbnail in (made_at_generation, made_later, from_jpeg):
+        assert_same_shape_uncropped(thumbnail, size, 384)
 
 
 def test_thumbnail_rejects_garbage(codec: PillowImageCodec) -> None:

@@ -2,6 +2,11 @@
 
 One stacked bar per UTC day, one colour per person (the biggest spenders get their
 own colour, everyone else shares one), so admins see who spent what and when.
+
+The SVG has no ``viewBox``: horizontal positions are percentages of the plot's width
+and vertical ones are CSS pixels. So the chart fills any width from a phone to a wide
+screen with its text at its real size, instead of shrinking the labels to illegible
+(or scrolling today off-screen) as a fixed-size drawing scaled to fit would.
 """
 
 from __future__ import annotations
@@ -16,19 +21,18 @@ import attrs
 
 from image_core.domain import CostEstimate, DailySpend
 
-WIDTH: Final = 720
 HEIGHT: Final = 240
-LEFT: Final = 60
-RIGHT: Final = 8
 TOP: Final = 12
 BOTTOM: Final = 28
+LABEL_EVERY: Final = 7  # a date under every 7th day, counting back from today
+MIN_LABEL_OFFSET: Final = 3  # no date under the first days: it would run into the y axis
 COLOURS: Final = 7  # series 0..6 get their own colour; 7 is "everyone else"
 _NICE_STEPS: Final = (Decimal(1), Decimal(2), Decimal("2.5"), Decimal(5), Decimal(10))
 
 
 @attrs.frozen
 class Bar:
-    """One person's spend on one day: a rectangle in SVG user units."""
+    """One person's spend on one day: ``x`` and ``width`` in % of the plot, the rest in px."""
 
     x: float
     y: float
@@ -48,10 +52,15 @@ class Tick:
 
 @attrs.frozen
 class DayLabel:
-    """A date under the x axis."""
+    """A date under the x axis; ``x`` in % of the plot width, ``anchor`` as in SVG.
+
+    ``minor`` dates are hidden on narrow screens, where a week is too little room.
+    """
 
     x: float
     label: str
+    anchor: str = "middle"
+    minor: bool = False
 
 
 @attrs.frozen
@@ -74,10 +83,7 @@ class SpendChart:
     day_labels: tuple[DayLabel, ...]
     series: tuple[Series, ...]
     total: CostEstimate
-    width: int = WIDTH
     height: int = HEIGHT
-    left: int = LEFT
-    right_edge: int = WIDTH - RIGHT
     baseline: float = HEIGHT - BOTTOM
 
     @property
@@ -129,7 +135,7 @@ def build_spend_chart(spend: Sequence[DailySpend], today: date, days: int = 30) 
         per_day[row.day] += row.cost.usd
     top = nice_ceiling(max(per_day.values(), default=Decimal(0)))
     plot_height = HEIGHT - TOP - BOTTOM
-    slot = (WIDTH - LEFT - RIGHT) / days
+    slot = 100 / days
     scale = plot_height / float(top)
 
     bars: list[Bar] = []
@@ -141,9 +147,9 @@ def build_spend_chart(spend: Sequence[DailySpend], today: date, days: int = 30) 
         images = "image" if row.image_count == 1 else "images"
         bars.append(
             Bar(
-                x=round(LEFT + offset * slot + slot * 0.15, 2),
+                x=round(offset * slot + slot * 0.15, 3),
                 y=round(HEIGHT - BOTTOM - stacked[row.day], 2),
-                width=round(slot * 0.7, 2),
+                width=round(slot * 0.7, 3),
                 height=round(max(height, 0.5), 2),
                 series=index[row.email],
                 title=f"{row.day} {row.email}: {row.image_count} {images}, {row.cost.display()}",
@@ -153,10 +159,17 @@ def build_spend_chart(spend: Sequence[DailySpend], today: date, days: int = 30) 
         Tick(round(HEIGHT - BOTTOM - plot_height * f, 2), CostEstimate(top * Decimal(f)).display())
         for f in (0, 0.5, 1)
     )
-    labels = tuple(
-        DayLabel(round(LEFT + i * slot + slot / 2, 2), f"{d:%b} {d.day}")
-        for i in range(0, days, 7)
-        for d in [first + timedelta(days=i)]
-    )
     total = sum((s.cost for s in legend), CostEstimate.zero())
-    return SpendChart(days, tuple(bars), ticks, labels, legend, total)
+    return SpendChart(days, tuple(bars), ticks, _day_labels(first, days), legend, total)
+
+
+def _day_labels(first: date, days: int) -> tuple[DayLabel, ...]:
+    """Today's date flush with the right edge, then one a week back, oldest first."""
+    labels = []
+    for weeks_back, offset in enumerate(range(days - 1, MIN_LABEL_OFFSET - 1, -LABEL_EVERY)):
+        day = first + timedelta(days=offset)
+        is_today = weeks_back == 0
+        x = 100.0 if is_today else round((offset + 0.5) * 100 / days, 3)
+        anchor = "end" if is_today else "middle"
+        labels.append(DayLabel(x, f"{day:%b} {day.day}", anchor, minor=weeks_back % 2 == 1))
+    return tuple(reversed(labels))

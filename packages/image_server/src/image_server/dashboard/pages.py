@@ -6,6 +6,8 @@ links stay right however the outer app mounts the dashboard.
 
 from __future__ import annotations
 
+import functools
+import hashlib
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Final
@@ -76,8 +78,14 @@ class Paths:
         return f"{self.root}/logout"
 
     def static(self, name: str) -> str:
-        """A file under ``static/``."""
-        return f"{self.root}/static/{name}"
+        """A file under ``static/``, versioned by its content so caches never serve a stale one."""
+        return f"{self.root}/static/{name}?v={static_version(name)}"
+
+
+@functools.cache
+def static_version(name: str) -> str:
+    """The first 12 hex digits of the SHA-256 of a static file (read once per process)."""
+    return hashlib.sha256((STATIC / name).read_bytes()).hexdigest()[:12]
 
 
 def image_url(file_name: str) -> str:
