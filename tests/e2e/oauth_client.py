@@ -40,7 +40,8 @@ __all__ = [
 #: Port 9 (discard) on loopback: a valid native-app redirect that nothing serves.
 DEFAULT_REDIRECT_URI: Final = "http://127.0.0.1:9/callback"
 _MAX_HOPS: Final = 10
-_INITIALIZE: Final = {
+#: The handshake-era initialize request every probe of /mcp sends.
+INITIALIZE: Final = {
     "jsonrpc": "2.0",
     "id": 1,
     "method": "initialize",
@@ -111,7 +112,7 @@ async def discover(mcp_url: str, *, http: httpx2.AsyncClient) -> Discovery:
     """Unauthenticated MCP request -> 401 -> resource metadata -> server metadata."""
     challenge = await http.post(
         mcp_url,
-        json=_INITIALIZE,
+        json=INITIALIZE,
         headers={"Accept": "application/json, text/event-stream"},
     )
     if challenge.status_code != 401:

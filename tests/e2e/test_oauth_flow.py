@@ -35,6 +35,7 @@ from image_server.auth import (
 )
 from tests.e2e.oauth_client import (
     DEFAULT_REDIRECT_URI,
+    INITIALIZE,
     OAuthFlowError,
     authorization_url,
     discover,
@@ -55,16 +56,6 @@ SIGNING_KEY = "e2e-signing-key-0123456789abcdefghijklmnopqrstuvwxyz"
 OTHER_SIGNING_KEY = "another-signing-key-0123456789abcdefghijklmnopqrstu"
 PUBLIC_HOST = "mcp.example.test"
 EMAIL = "ada@example.com"
-INITIALIZE = {
-    "jsonrpc": "2.0",
-    "id": 1,
-    "method": "initialize",
-    "params": {
-        "protocolVersion": "2025-06-18",
-        "capabilities": {},
-        "clientInfo": {"name": "probe", "version": "0"},
-    },
-}
 MCP_ACCEPT = {"Accept": "application/json, text/event-stream"}
 
 

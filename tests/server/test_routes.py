@@ -13,6 +13,7 @@ import pytest
 from image_core.testing import make_png
 from image_server.app import build_app
 from image_server.settings import Settings, load_settings
+from tests.e2e.oauth_client import INITIALIZE
 from tests.support.live_server import live_server
 
 NAME = "3f1c2b9a-7d4e-4f60-9a1b-2c3d4e5f6a7b"
@@ -174,18 +175,8 @@ def test_an_unknown_path_in_a_browser_is_a_small_html_page(http: httpx2.Client) 
 def test_the_known_doors_answer_as_before(http: httpx2.Client) -> None:
     """The fallback changes nothing for /health, /mcp and /i/."""
     assert http.get("/health").json() == {"ok": True}
-    initialize = {
-        "jsonrpc": "2.0",
-        "id": 1,
-        "method": "initialize",
-        "params": {
-            "protocolVersion": "2025-06-18",
-            "capabilities": {},
-            "clientInfo": {"name": "t", "version": "0"},
-        },
-    }
     mcp = http.post(
-        "/mcp", json=initialize, headers={"accept": "application/json, text/event-stream"}
+        "/mcp", json=INITIALIZE, headers={"accept": "application/json, text/event-stream"}
     )
     assert mcp.status_code == 200
     missing = http.get(f"/i/{uuid.uuid4()}.png")
