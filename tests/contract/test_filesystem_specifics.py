@@ -24,10 +24,11 @@ from hypothesis import strategies as st
 
 from image_core.domain import CostEstimate, EncodedImage, Generation
 from image_core.errors import CorruptRecord, StorageError
+from image_core.names import parse_public_name as resolve_public_name
 from image_core.serialization import Prefs, RecordCodec
 from image_server.adapters import atomic_files
 from image_server.adapters.atomic_files import remove_stale_temps, write_atomic
-from image_server.adapters.fs_images import FilesystemImageStore, resolve_public_name
+from image_server.adapters.fs_images import FilesystemImageStore
 from image_server.adapters.fs_metadata import INDEX_NAME, FilesystemMetadataRepository
 from image_server.adapters.fs_prefs import FilesystemPrefStore
 from tests.contract.conftest import NOON, PNG, make_generation, thumbnail

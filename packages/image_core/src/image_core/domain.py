@@ -16,12 +16,11 @@ from typing import Any, TypeVar
 
 import attrs
 
+from image_core import names
 from image_core.errors import InvalidRequest
 
 MAX_PROMPT_CHARS = 32_000
 MAX_REFERENCE_IMAGES = 14
-#: Canonical lower-case uuid4 text: the only id spelling this product writes or accepts.
-UUID4_PATTERN = r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}"
 
 _E = TypeVar("_E", bound=enum.StrEnum)
 _WIDE = Context(prec=60)
@@ -128,8 +127,8 @@ class CostEstimate:
 def _prices_cover_sizes(instance: ModelSpec, _: attrs.Attribute[Any], __: object) -> None:
     missing = set(instance.sizes) - set(instance.prices)
     if missing:
-        names = ", ".join(sorted(s.value for s in missing))
-        raise ValueError(f"model {instance.alias} has no price for {names}")
+        unpriced = ", ".join(sorted(s.value for s in missing))
+        raise ValueError(f"model {instance.alias} has no price for {unpriced}")
 
 
 def _price_table(prices: Mapping[ImageSize, CostEstimate]) -> Mapping[ImageSize, CostEstimate]:
@@ -278,13 +277,13 @@ class Generation:
 
     @id.validator
     def _check_id(self, _: attrs.Attribute[uuid.UUID], value: uuid.UUID) -> None:
-        if value.version != 4:
+        if not names.is_image_id(value):
             raise ValueError("generation ids are uuid4")
 
     @property
     def file_name(self) -> str:
         """The public file name, ``{uuid}.png``."""
-        return f"{self.id}.png"
+        return names.image_file_name(self.id)
 
     @property
     def is_placeholder(self) -> bool:

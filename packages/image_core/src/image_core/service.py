@@ -8,17 +8,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import re
 import uuid
 from datetime import timedelta
 from urllib.parse import urlsplit
 
 import attrs
 
+from image_core import names
 from image_core.access import AccessPolicy, owner_key
 from image_core.catalog import ModelCatalog
 from image_core.domain import (
-    UUID4_PATTERN,
     AspectRatio,
     BackendImage,
     BackendRequest,
@@ -52,26 +51,28 @@ from image_core.ports import (
     PrefStore,
 )
 
-_IMAGE_NAME = re.compile(rf"^({UUID4_PATTERN})(\.png)?$")
 MAX_PAGE_SIZE = 200
 
 
 def parse_image_name(name: str) -> uuid.UUID | None:
-    """The uuid4 in ``{uuid}.png``, a bare uuid or an ``http(s)://host/i/{uuid}.png`` URL.
+    """The uuid4 a reference names: ``{uuid}.png`` or a bare uuid (see ``image_core.names``).
 
-    Anything else (other paths, schemes, upper case, extra segments) is ``None``: only the
-    canonical lower-case names this product hands out are accepted.
+    TODO(issue 9): the MCP driver is to reduce URLs with
+    ``image_server.references.reference_name`` before building the request; until it
+    does, an ``http(s)://host/i/{uuid}.png`` reference is still accepted here. Remove
+    ``_deprecated_url_name`` then, and use ``names.parse_image_name`` directly.
     """
-    text = name.strip()
-    if "/" in text:
-        parts = urlsplit(text)
-        if parts.scheme not in {"http", "https"} or not parts.netloc or parts.query:
-            return None
-        if not parts.path.startswith("/i/"):
-            return None
-        text = parts.path.removeprefix("/i/")
-    match = _IMAGE_NAME.fullmatch(text)
-    return uuid.UUID(match.group(1)) if match else None
+    return names.parse_image_name(_deprecated_url_name(name.strip()))
+
+
+def _deprecated_url_name(text: str) -> str:
+    """The last part of an http(s) URL path under ``/i/``; other text unchanged, or ``""``."""
+    if "/" not in text:
+        return text
+    parts = urlsplit(text)
+    if parts.scheme not in {"http", "https"} or not parts.netloc or parts.query:
+        return ""
+    return parts.path.removeprefix("/i/") if parts.path.startswith("/i/") else ""
 
 
 @attrs.frozen
@@ -231,7 +232,7 @@ class ImageService:
 
 def _owner_email(identity: Identity | None) -> str:
     if identity is None:
-        return "local@localhost"
+        return names.LOCAL_OWNER
     return owner_key(identity.email)
 
 
