@@ -679,7 +679,7 @@ def test_the_v1_sample_sidecar_loads_and_is_indexed(tmp_path: Path) -> None:
     with FilesystemMetadataRepository(tmp_path) as repo:
         assert repo.get(generation.id) == generation
         assert repo.users() == ["ada.lovelace@example.com"]
-        assert repo.page_for_user("ADA.LOVELACE@example.com", 0, 5).items == (generation,)
+        assert repo.page_for_user("ada.lovelace@example.com", 0, 5).items == (generation,)
 
 
 def test_a_sidecar_with_an_unknown_future_field_loads(tmp_path: Path) -> None:

@@ -77,7 +77,11 @@ def _deprecated_url_name(text: str) -> str:
 
 @attrs.frozen
 class ImageService:
-    """Everything the MCP tool and the dashboard can do, independent of both."""
+    """Everything the MCP tool and the dashboard can do, independent of both.
+
+    Emails are normalised here, once (``access.owner_key``): every port receives them
+    normalised and compares them exactly.
+    """
 
     catalog: ModelCatalog
     policy: AccessPolicy
@@ -92,8 +96,8 @@ class ImageService:
     thumbnail_max_side: int = 384
 
     def default_model_for(self, email: str | None) -> ModelSpec:
-        """The person's chosen default, or the catalog default."""
-        alias = self.prefs.get_default_model(email) if email else None
+        """The person's chosen default (any spelling of their email), or the catalog default."""
+        alias = self.prefs.get_default_model(owner_key(email)) if email else None
         spec = self.catalog.find(alias) if alias else None
         return spec or self.catalog.default
 

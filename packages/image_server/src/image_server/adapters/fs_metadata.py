@@ -161,15 +161,14 @@ class FilesystemMetadataRepository:
         """A page of one person's generations, newest first, ties broken by id."""
         if offset < 0 or limit < 0:
             raise ValueError("offset and limit must not be negative")
-        owner = _owner(email)
         with self._reading() as conn:
             (total,) = conn.execute(
-                "SELECT COUNT(*) FROM generations WHERE owner = ?", (owner,)
+                "SELECT COUNT(*) FROM generations WHERE owner = ?", (email,)
             ).fetchone()
             ids = conn.execute(
                 "SELECT id FROM generations WHERE owner = ? "
                 "ORDER BY created_us DESC, id DESC LIMIT ? OFFSET ?",
-                (owner, limit, offset),
+                (email, limit, offset),
             ).fetchall()
         items = tuple(g for (id_text,) in ids if (g := self._load(id_text)) is not None)
         return GalleryPage(items, total, offset, limit)
@@ -409,14 +408,16 @@ class _Transaction:
                     self._conn.execute("ROLLBACK")
 
 
-# A rebuild meets the same few emails over and over.
+# The owner column of a stored record: sidecars written before emails were normalised
+# by the service (the v1 sample) are grouped by the same key. A rebuild meets the same
+# few emails over and over. Query arguments arrive normalised and are used as given.
 _owner = functools.lru_cache(maxsize=4096)(owner_key)
 
 
 def _owner_filter(emails: Collection[str] | None) -> tuple[str, tuple[Any, ...]]:
     if emails is None:
         return "", ()
-    wanted = json.dumps(sorted({_owner(e) for e in emails}))
+    wanted = json.dumps(sorted(set(emails)))
     return "WHERE owner IN (SELECT value FROM json_each(?))", (wanted,)
 
 
