@@ -40,6 +40,7 @@ from image_core.errors import (
     InvalidImage,
     InvalidRequest,
     NotAllowed,
+    NotAllowedReason,
     ReferenceNotFound,
     StorageError,
     UnknownModel,
@@ -488,21 +489,40 @@ async def test_flash_takes_the_extreme_ratios() -> None:
 
 @pytest.mark.anyio
 @pytest.mark.parametrize(
-    ("identity", "hint"),
+    ("identity", "hint", "reason"),
     [
-        (STRANGER, "IMG_ALLOWED_EMAILS"),
-        (UNVERIFIED_ALICE, "verified"),
-        (None, "Sign in"),
-        (Identity("\u212alice@example.com", email_verified=True), "allow-list"),
+        (
+            STRANGER,
+            "mallory@example.com is signed in but not on this server's allow-list.",
+            NotAllowedReason.NOT_LISTED,
+        ),
+        (
+            UNVERIFIED_ALICE,
+            "The account alice@example.com has no verified email address.",
+            NotAllowedReason.UNVERIFIED,
+        ),
+        (
+            None,
+            "Sign in with an account that has an email address to generate images.",
+            NotAllowedReason.NOT_SIGNED_IN,
+        ),
+        (
+            Identity("\u212alice@example.com", email_verified=True),
+            "allow-list",
+            NotAllowedReason.NOT_LISTED,
+        ),
     ],
 )
 async def test_a_caller_who_may_not_generate_gets_not_allowed_and_nothing_happens(
-    world: World, identity: Identity | None, hint: str
+    world: World, identity: Identity | None, hint: str, reason: NotAllowedReason
 ) -> None:
-    """Refused with a clear message; nothing sent, nothing stored, no id used."""
+    """Refused with a clear message in domain words; nothing sent, nothing stored, no id used."""
     with pytest.raises(NotAllowed) as caught:
         await generate(world, identity)
     assert hint in caught.value.message
+    assert caught.value.reason is reason
+    assert caught.value.email == (identity.email if identity else None)
+    assert not any(word in caught.value.message for word in ("IMG_", "Google", "/i/"))
     assert world.requests() == []
     assert world.nothing_stored()
     assert world.ids.counter == 0

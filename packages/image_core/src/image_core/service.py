@@ -38,6 +38,7 @@ from image_core.errors import (
     InvalidImage,
     InvalidRequest,
     NotAllowed,
+    NotAllowedReason,
     ReferenceNotFound,
     StorageError,
 )
@@ -112,7 +113,7 @@ class ImageService:
     ) -> GenerationResult:
         """Check, generate, store the PNG, then record it; on any failure keep nothing."""
         if not self.policy.may_generate(identity):
-            raise NotAllowed(not_allowed_message(identity))
+            raise not_allowed(identity)
         email = _owner_email(identity)
         spec = self.choose_model(email, request.model)
         _check_supported(spec, request)
@@ -204,7 +205,7 @@ class ImageService:
     ) -> GalleryPage:
         """A page of ``owner``'s images, newest first, if the viewer may see them."""
         if not self.policy.may_view(viewer, owner):
-            raise NotAllowed("You can only see your own images.")
+            raise NotAllowed("You can only see your own images.", NotAllowedReason.NOT_YOURS)
         if offset < 0 or not 1 <= limit <= MAX_PAGE_SIZE:
             raise InvalidRequest(f"Pages start at 0 and hold 1 to {MAX_PAGE_SIZE} images.")
         return self.metadata.page_for_user(owner_key(owner), offset, limit)
@@ -228,7 +229,7 @@ class ImageService:
     def set_default_model(self, identity: Identity | None, name: str) -> ModelSpec:
         """Remember the person's default model, given any accepted spelling of it."""
         if not self.policy.may_generate(identity):
-            raise NotAllowed(not_allowed_message(identity))
+            raise not_allowed(identity)
         spec = self.catalog.resolve(name)
         self.prefs.set_default_model(_owner_email(identity), spec.alias)
         return spec
@@ -240,8 +241,33 @@ def _owner_email(identity: Identity | None) -> str:
     return owner_key(identity.email)
 
 
+def not_allowed(identity: Identity | None) -> NotAllowed:
+    """Why ``identity`` may not generate, in domain words, with the reason and the email."""
+    if identity is None:
+        return NotAllowed(
+            "Sign in with an account that has an email address to generate images.",
+            NotAllowedReason.NOT_SIGNED_IN,
+        )
+    if not identity.email_verified:
+        return NotAllowed(
+            f"The account {identity.email} has no verified email address.",
+            NotAllowedReason.UNVERIFIED,
+            identity.email,
+        )
+    return NotAllowed(
+        f"{identity.email} is signed in but not on this server's allow-list.",
+        NotAllowedReason.NOT_LISTED,
+        identity.email,
+    )
+
+
 def not_allowed_message(identity: Identity | None) -> str:
-    """Why ``identity`` may not generate, and what to do about it."""
+    """Deprecated: today's wording with the deployment's hints, for ``mcp.py`` only.
+
+    TODO(issue 9): the shell owns this wording in ``image_server.hints.user_message``;
+    once ``mcp.py`` renders ``user_message(not_allowed(identity))`` this alias goes, and
+    with it the last deployment words in the core (a test keeps the two equal meanwhile).
+    """
     if identity is None:
         return "Sign in with a Google account that has an email address to generate images."
     if not identity.email_verified:
