@@ -180,7 +180,12 @@ class Identity:
 
 @attrs.frozen
 class GenerationRequest:
-    """What a caller asked for, checked for shape but not yet against a model."""
+    """What a caller asked for, checked for shape but not yet against a model.
+
+    The validators hold every rule, with the messages a caller reads (``InvalidRequest``),
+    so a request built directly and one built by ``parse`` are refused alike; ``parse``
+    only converts loose input (trimming, enum spellings, blank references).
+    """
 
     prompt: str = attrs.field()
     aspect_ratio: AspectRatio | None = None
@@ -190,19 +195,17 @@ class GenerationRequest:
 
     @prompt.validator
     def _check_prompt(self, _: attrs.Attribute[str], value: str) -> None:
-        if not value.strip():
-            raise ValueError("prompt must not be empty")
-        if len(value) > MAX_PROMPT_CHARS:
-            raise ValueError(f"prompt is longer than {MAX_PROMPT_CHARS} characters")
-        if not _is_encodable(value):
-            raise ValueError("prompt contains characters that are not valid text")
+        _check_prompt(value)
 
     @references.validator
     def _check_references(
         self, _: attrs.Attribute[tuple[str, ...]], value: tuple[str, ...]
     ) -> None:
         if len(value) > MAX_REFERENCE_IMAGES:
-            raise ValueError(f"at most {MAX_REFERENCE_IMAGES} reference images")
+            raise InvalidRequest(
+                f"{len(value)} reference images were given; at most {MAX_REFERENCE_IMAGES} "
+                "may be used at once."
+            )
 
     @classmethod
     def parse(
@@ -214,25 +217,28 @@ class GenerationRequest:
         model: str | None = None,
         references: list[str] | tuple[str, ...] | None = None,
     ) -> GenerationRequest:
-        """Build a request from loosely typed input, raising ``InvalidRequest`` on bad parts."""
-        if not prompt or not prompt.strip():
-            raise InvalidRequest("The prompt is empty: describe the image you want.")
-        if len(prompt) > MAX_PROMPT_CHARS:
-            raise InvalidRequest(
-                f"The prompt has {len(prompt)} characters; the limit is {MAX_PROMPT_CHARS}."
-            )
-        if not _is_encodable(prompt):
-            raise InvalidRequest("The prompt contains characters that are not valid text.")
+        """Convert loosely typed input; the validators refuse what is wrong (``InvalidRequest``).
+
+        The prompt is checked first (by the validator's own rule) so its problem is the
+        one reported when several parts are wrong.
+        """
+        _check_prompt(prompt)
         ratio = _parse_enum(AspectRatio, aspect_ratio, "aspect_ratio")
         size = _parse_enum(ImageSize, image_size, "image_size") or ImageSize.S1K
         refs = tuple(r.strip() for r in references or () if r.strip())
-        if len(refs) > MAX_REFERENCE_IMAGES:
-            raise InvalidRequest(
-                f"{len(refs)} reference images were given; at most {MAX_REFERENCE_IMAGES} "
-                "may be used at once."
-            )
         wanted_model = model.strip() if model and model.strip() else None
         return cls(prompt, ratio, size, wanted_model, refs)
+
+
+def _check_prompt(value: str) -> None:
+    if not value.strip():
+        raise InvalidRequest("The prompt is empty: describe the image you want.")
+    if len(value) > MAX_PROMPT_CHARS:
+        raise InvalidRequest(
+            f"The prompt has {len(value)} characters; the limit is {MAX_PROMPT_CHARS}."
+        )
+    if not _is_encodable(value):
+        raise InvalidRequest("The prompt contains characters that are not valid text.")
 
 
 def _is_encodable(text: str) -> bool:
