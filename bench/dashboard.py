@@ -55,6 +55,7 @@ from bench.common import (
 from image_core.access import AccessPolicy
 from image_core.catalog import ModelCatalog
 from image_core.domain import AspectRatio, Generation, Identity, ImageSize, TokenUsage
+from image_core.names import record_file_name
 from image_core.serialization import RecordCodec
 from image_server.app import build_service
 from image_server.settings import load_settings
@@ -131,7 +132,7 @@ def write_dataset(root: Path, count: int) -> None:
     root.mkdir(parents=True, exist_ok=True)
     codec = RecordCodec()
     for generation in synthetic_generations(count):
-        (root / f"{generation.id}.json").write_bytes(codec.dump_generation(generation))
+        (root / record_file_name(generation.id)).write_bytes(codec.dump_generation(generation))
 
 
 @contextlib.contextmanager

@@ -38,6 +38,7 @@ from bench.common import (
     temporary_dir,
     write_result,
 )
+from image_core.names import image_file_name
 
 NAME = "serving"
 TARGET_RATIO = 0.8
@@ -95,7 +96,7 @@ async def compare(files: dict[str, bytes], args: Any, scratch: Path) -> dict[str
     root.mkdir()
     names: dict[str, str] = {}
     for label, image in files.items():
-        names[label] = f"{uuid.uuid4()}.png"
+        names[label] = image_file_name(uuid.uuid4())
         path = root / names[label]
         path.write_bytes(image)
         path.chmod(0o644)

@@ -165,16 +165,10 @@ def thumbnail(mime_type: str = "image/webp", fill: bytes = b"t") -> EncodedImage
 
 PNG = make_png(3, 2)
 
-# Emails that collide once normalised, one that cannot be normalised (kept as given).
+# Emails as the service hands them to the ports: normalised, plus two that cannot be
+# normalised (kept as given, so they differ only in case and must stay apart).
 EMAILS = st.sampled_from(
-    [
-        "ann@example.com",
-        "ANN@Example.com",
-        " ann@example.com ",
-        "bob@example.org",
-        "Bob@Example.ORG",
-        "zoë@example.com",
-    ]
+    ["ann@example.com", "bob@example.org", "zoë@example.com", "Zoë@example.com"]
 )
 # A few shared instants force ties, which must be broken by id.
 TIMES = st.sampled_from([NOON, datetime(2026, 11, 24, 23, 59, 59, 999999, tzinfo=UTC)]) | (

@@ -24,10 +24,11 @@ from hypothesis import strategies as st
 
 from image_core.domain import CostEstimate, EncodedImage, Generation
 from image_core.errors import CorruptRecord, StorageError
+from image_core.names import parse_public_name as resolve_public_name
 from image_core.serialization import Prefs, RecordCodec
 from image_server.adapters import atomic_files
 from image_server.adapters.atomic_files import remove_stale_temps, write_atomic
-from image_server.adapters.fs_images import FilesystemImageStore, resolve_public_name
+from image_server.adapters.fs_images import FilesystemImageStore
 from image_server.adapters.fs_metadata import INDEX_NAME, FilesystemMetadataRepository
 from image_server.adapters.fs_prefs import FilesystemPrefStore
 from tests.contract.conftest import NOON, PNG, make_generation, thumbnail
@@ -678,7 +679,7 @@ def test_the_v1_sample_sidecar_loads_and_is_indexed(tmp_path: Path) -> None:
     with FilesystemMetadataRepository(tmp_path) as repo:
         assert repo.get(generation.id) == generation
         assert repo.users() == ["ada.lovelace@example.com"]
-        assert repo.page_for_user("ADA.LOVELACE@example.com", 0, 5).items == (generation,)
+        assert repo.page_for_user("ada.lovelace@example.com", 0, 5).items == (generation,)
 
 
 def test_a_sidecar_with_an_unknown_future_field_loads(tmp_path: Path) -> None:

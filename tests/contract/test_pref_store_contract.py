@@ -5,7 +5,6 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from image_core.access import normalise_email
 from image_core.ports import PrefStore
 from tests.contract.conftest import EMAILS, AdapterFactory
 
@@ -21,12 +20,12 @@ def test_a_chosen_default_is_remembered(pref_store: PrefStore) -> None:
     assert pref_store.get_default_model("ann@example.com") == "pro"
 
 
-def test_emails_are_compared_normalised(pref_store: PrefStore) -> None:
-    """Case and surrounding spaces do not make a different person."""
-    pref_store.set_default_model("Ann@Example.com", "pro")
-    assert pref_store.get_default_model(" ann@example.COM ") == "pro"
-    pref_store.set_default_model("ANN@example.com", "flash")
-    assert pref_store.get_default_model("ann@example.com") == "flash"
+def test_emails_are_compared_exactly(pref_store: PrefStore) -> None:
+    """Emails arrive normalised; two that the service could not normalise stay apart."""
+    pref_store.set_default_model("zoë@example.com", "pro")
+    pref_store.set_default_model("Zoë@example.com", "flash")
+    assert pref_store.get_default_model("zoë@example.com") == "pro"
+    assert pref_store.get_default_model("Zoë@example.com") == "flash"
 
 
 def test_the_latest_choice_wins(pref_store: PrefStore) -> None:
@@ -58,11 +57,11 @@ def test_every_persons_choice_is_kept(pref_store: PrefStore) -> None:
 def test_after_any_sequence_of_choices_each_person_has_their_last(
     pref_factory: AdapterFactory[PrefStore], choices: list[tuple[str, str]]
 ) -> None:
-    """Replaying the choices into a dict keyed by normalised email predicts every answer."""
+    """Replaying the choices into a dict keyed by email predicts every answer."""
     expected: dict[str, str] = {}
     with pref_factory.open() as store:
         for email, alias in choices:
             store.set_default_model(email, alias)
-            expected[normalise_email(email) or email] = alias
+            expected[email] = alias
         for email, _ in choices:
-            assert store.get_default_model(email) == expected[normalise_email(email) or email]
+            assert store.get_default_model(email) == expected[email]

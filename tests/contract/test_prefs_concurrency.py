@@ -20,7 +20,7 @@ PER_THREAD = 40
 
 
 def email_of(writer: int, number: int) -> str:
-    """A distinct address per write, in mixed case so normalisation is exercised too."""
+    """A distinct address per write, in mixed case: the store keeps each key exactly."""
     return f"Writer{writer}.User{number}@Example.com"
 
 

@@ -93,11 +93,14 @@ def test_the_prompt_limit_counts_characters_not_bytes() -> None:
 
 
 def test_the_constructor_also_refuses_empty_and_oversized_prompts() -> None:
-    """Invalid requests cannot be built by skipping ``parse``."""
-    with pytest.raises(ValueError, match="empty"):
-        GenerationRequest(" ")
-    with pytest.raises(ValueError, match="32000"):
-        GenerationRequest("x" * (MAX_PROMPT_CHARS + 1))
+    """Invalid requests cannot be built by skipping ``parse``: the same error, the same words."""
+    for build in (GenerationRequest, GenerationRequest.parse):
+        with pytest.raises(InvalidRequest, match="The prompt is empty"):
+            build(" ")
+        with pytest.raises(InvalidRequest, match="32001 characters; the limit is 32000"):
+            build("x" * (MAX_PROMPT_CHARS + 1))
+    with pytest.raises(InvalidRequest, match="15 reference images were given; at most 14"):
+        GenerationRequest("p", references=tuple(f"{i}.png" for i in range(15)))
 
 
 def test_a_prompt_with_a_lone_surrogate_is_an_invalid_request() -> None:

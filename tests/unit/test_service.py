@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import uuid
 from collections import defaultdict
-from datetime import UTC, datetime, timedelta
+from collections.abc import Collection
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
 import attrs
@@ -20,13 +21,16 @@ from image_core.domain import (
     BackendImage,
     BackendRequest,
     CostEstimate,
+    DailySpend,
     EncodedImage,
+    GalleryPage,
     Generation,
     GenerationRequest,
     GenerationResult,
     Identity,
     ImageSize,
     TokenUsage,
+    UsageReport,
 )
 from image_core.errors import (
     BackendError,
@@ -36,6 +40,7 @@ from image_core.errors import (
     InvalidImage,
     InvalidRequest,
     NotAllowed,
+    NotAllowedReason,
     ReferenceNotFound,
     StorageError,
     UnknownModel,
@@ -484,21 +489,40 @@ async def test_flash_takes_the_extreme_ratios() -> None:
 
 @pytest.mark.anyio
 @pytest.mark.parametrize(
-    ("identity", "hint"),
+    ("identity", "hint", "reason"),
     [
-        (STRANGER, "IMG_ALLOWED_EMAILS"),
-        (UNVERIFIED_ALICE, "verified"),
-        (None, "Sign in"),
-        (Identity("\u212alice@example.com", email_verified=True), "allow-list"),
+        (
+            STRANGER,
+            "mallory@example.com is signed in but not on this server's allow-list.",
+            NotAllowedReason.NOT_LISTED,
+        ),
+        (
+            UNVERIFIED_ALICE,
+            "The account alice@example.com has no verified email address.",
+            NotAllowedReason.UNVERIFIED,
+        ),
+        (
+            None,
+            "Sign in with an account that has an email address to generate images.",
+            NotAllowedReason.NOT_SIGNED_IN,
+        ),
+        (
+            Identity("\u212alice@example.com", email_verified=True),
+            "allow-list",
+            NotAllowedReason.NOT_LISTED,
+        ),
     ],
 )
 async def test_a_caller_who_may_not_generate_gets_not_allowed_and_nothing_happens(
-    world: World, identity: Identity | None, hint: str
+    world: World, identity: Identity | None, hint: str, reason: NotAllowedReason
 ) -> None:
-    """Refused with a clear message; nothing sent, nothing stored, no id used."""
+    """Refused with a clear message in domain words; nothing sent, nothing stored, no id used."""
     with pytest.raises(NotAllowed) as caught:
         await generate(world, identity)
     assert hint in caught.value.message
+    assert caught.value.reason is reason
+    assert caught.value.email == (identity.email if identity else None)
+    assert not any(word in caught.value.message for word in ("IMG_", "Google", "/i/"))
     assert world.requests() == []
     assert world.nothing_stored()
     assert world.ids.counter == 0
@@ -1022,3 +1046,79 @@ async def test_usage_totals_equal_the_sum_of_generated_costs(
     for identity in (ALICE, BOB):
         own = world.service.usage_for(identity)
         assert own.total_cost.usd == expected_cost.get(identity.email, Decimal(0))
+
+
+# --- email normalisation has one owner: the service ------------------------------------------
+
+
+class EmailRecordingMetadata(InMemoryMetadataRepository):
+    """Remembers every email the service hands to the metadata port."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: list[str] = []
+
+    def add(self, generation: Generation) -> None:
+        """Note the record's owner, then store it."""
+        self.seen.append(generation.email)
+        super().add(generation)
+
+    def page_for_user(self, email: str, offset: int, limit: int) -> GalleryPage:
+        """Note the owner asked for."""
+        self.seen.append(email)
+        return super().page_for_user(email, offset, limit)
+
+    def usage(self, emails: Collection[str] | None = None) -> UsageReport:
+        """Note the emails asked for."""
+        self.seen.extend(emails or ())
+        return super().usage(emails)
+
+    def daily_spend(self, since: date, emails: Collection[str] | None = None) -> list[DailySpend]:
+        """Note the emails asked for."""
+        self.seen.extend(emails or ())
+        return super().daily_spend(since, emails)
+
+
+class EmailRecordingPrefs(InMemoryPrefStore):
+    """Remembers every email the service hands to the pref port."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: list[str] = []
+
+    def get_default_model(self, email: str) -> str | None:
+        """Note the email, then look it up."""
+        self.seen.append(email)
+        return super().get_default_model(email)
+
+    def set_default_model(self, email: str, alias: str) -> None:
+        """Note the email, then store the choice."""
+        self.seen.append(email)
+        super().set_default_model(email, alias)
+
+
+@pytest.mark.anyio
+async def test_every_email_reaching_a_port_is_already_normalised() -> None:
+    """Mixed-case logins and queries reach the metadata and pref ports in lower case."""
+    metadata, prefs = EmailRecordingMetadata(), EmailRecordingPrefs()
+    world = make_world(tiny=True, metadata=metadata)
+    service = attrs.evolve(world.service, prefs=prefs)
+    shouting = Identity("  ALICE@Example.COM ", email_verified=True)
+    service.set_default_model(shouting, "pro")
+    result = await service.generate(shouting, GenerationRequest.parse("a fox"))
+    assert result.generation.model_alias == "pro"
+    assert service.default_model_for("Alice@EXAMPLE.com").alias == "pro"
+    assert service.gallery(shouting, " ALICE@example.com").total == 1
+    service.usage_for(shouting)
+    service.daily_spend_for(shouting)
+    assert set(metadata.seen) == {"alice@example.com"}
+    assert set(prefs.seen) == {"alice@example.com"}
+    assert len(metadata.seen) >= 4
+    assert len(prefs.seen) >= 3
+
+
+def test_the_default_model_is_found_whatever_the_spelling_of_the_email(world: World) -> None:
+    """One person, however their email is capitalised or padded, has one default."""
+    world.service.set_default_model(Identity("Alice@Example.com", email_verified=True), "pro")
+    for spelling in ("alice@example.com", " ALICE@EXAMPLE.COM ", "aLiCe@example.com"):
+        assert world.service.default_model_for(spelling).alias == "pro"

@@ -16,13 +16,10 @@ from image_core.domain import Identity
 
 def normalise_email(email: str) -> str | None:
     """Lower-cased, trimmed email, or ``None`` when it cannot safely be compared."""
+    if not email.isascii():  # before strip(), which would drop non-ASCII spaces
+        return None
     cleaned = email.strip()
-    if (
-        not cleaned
-        or not cleaned.isascii()
-        or "@" not in cleaned
-        or any(c.isspace() for c in cleaned)
-    ):
+    if not cleaned or "@" not in cleaned or any(c.isspace() for c in cleaned):
         return None
     return cleaned.lower()
 

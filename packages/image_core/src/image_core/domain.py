@@ -16,12 +16,11 @@ from typing import Any, TypeVar
 
 import attrs
 
+from image_core import names
 from image_core.errors import InvalidRequest
 
 MAX_PROMPT_CHARS = 32_000
 MAX_REFERENCE_IMAGES = 14
-#: Canonical lower-case uuid4 text: the only id spelling this product writes or accepts.
-UUID4_PATTERN = r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}"
 
 _E = TypeVar("_E", bound=enum.StrEnum)
 _WIDE = Context(prec=60)
@@ -128,8 +127,8 @@ class CostEstimate:
 def _prices_cover_sizes(instance: ModelSpec, _: attrs.Attribute[Any], __: object) -> None:
     missing = set(instance.sizes) - set(instance.prices)
     if missing:
-        names = ", ".join(sorted(s.value for s in missing))
-        raise ValueError(f"model {instance.alias} has no price for {names}")
+        unpriced = ", ".join(sorted(s.value for s in missing))
+        raise ValueError(f"model {instance.alias} has no price for {unpriced}")
 
 
 def _price_table(prices: Mapping[ImageSize, CostEstimate]) -> Mapping[ImageSize, CostEstimate]:
@@ -181,7 +180,12 @@ class Identity:
 
 @attrs.frozen
 class GenerationRequest:
-    """What a caller asked for, checked for shape but not yet against a model."""
+    """What a caller asked for, checked for shape but not yet against a model.
+
+    The validators hold every rule, with the messages a caller reads (``InvalidRequest``),
+    so a request built directly and one built by ``parse`` are refused alike; ``parse``
+    only converts loose input (trimming, enum spellings, blank references).
+    """
 
     prompt: str = attrs.field()
     aspect_ratio: AspectRatio | None = None
@@ -191,19 +195,17 @@ class GenerationRequest:
 
     @prompt.validator
     def _check_prompt(self, _: attrs.Attribute[str], value: str) -> None:
-        if not value.strip():
-            raise ValueError("prompt must not be empty")
-        if len(value) > MAX_PROMPT_CHARS:
-            raise ValueError(f"prompt is longer than {MAX_PROMPT_CHARS} characters")
-        if not _is_encodable(value):
-            raise ValueError("prompt contains characters that are not valid text")
+        _check_prompt(value)
 
     @references.validator
     def _check_references(
         self, _: attrs.Attribute[tuple[str, ...]], value: tuple[str, ...]
     ) -> None:
         if len(value) > MAX_REFERENCE_IMAGES:
-            raise ValueError(f"at most {MAX_REFERENCE_IMAGES} reference images")
+            raise InvalidRequest(
+                f"{len(value)} reference images were given; at most {MAX_REFERENCE_IMAGES} "
+                "may be used at once."
+            )
 
     @classmethod
     def parse(
@@ -215,25 +217,28 @@ class GenerationRequest:
         model: str | None = None,
         references: list[str] | tuple[str, ...] | None = None,
     ) -> GenerationRequest:
-        """Build a request from loosely typed input, raising ``InvalidRequest`` on bad parts."""
-        if not prompt or not prompt.strip():
-            raise InvalidRequest("The prompt is empty: describe the image you want.")
-        if len(prompt) > MAX_PROMPT_CHARS:
-            raise InvalidRequest(
-                f"The prompt has {len(prompt)} characters; the limit is {MAX_PROMPT_CHARS}."
-            )
-        if not _is_encodable(prompt):
-            raise InvalidRequest("The prompt contains characters that are not valid text.")
+        """Convert loosely typed input; the validators refuse what is wrong (``InvalidRequest``).
+
+        The prompt is checked first (by the validator's own rule) so its problem is the
+        one reported when several parts are wrong.
+        """
+        _check_prompt(prompt)
         ratio = _parse_enum(AspectRatio, aspect_ratio, "aspect_ratio")
         size = _parse_enum(ImageSize, image_size, "image_size") or ImageSize.S1K
         refs = tuple(r.strip() for r in references or () if r.strip())
-        if len(refs) > MAX_REFERENCE_IMAGES:
-            raise InvalidRequest(
-                f"{len(refs)} reference images were given; at most {MAX_REFERENCE_IMAGES} "
-                "may be used at once."
-            )
         wanted_model = model.strip() if model and model.strip() else None
         return cls(prompt, ratio, size, wanted_model, refs)
+
+
+def _check_prompt(value: str) -> None:
+    if not value.strip():
+        raise InvalidRequest("The prompt is empty: describe the image you want.")
+    if len(value) > MAX_PROMPT_CHARS:
+        raise InvalidRequest(
+            f"The prompt has {len(value)} characters; the limit is {MAX_PROMPT_CHARS}."
+        )
+    if not _is_encodable(value):
+        raise InvalidRequest("The prompt contains characters that are not valid text.")
 
 
 def _is_encodable(text: str) -> bool:
@@ -278,13 +283,13 @@ class Generation:
 
     @id.validator
     def _check_id(self, _: attrs.Attribute[uuid.UUID], value: uuid.UUID) -> None:
-        if value.version != 4:
+        if not names.is_image_id(value):
             raise ValueError("generation ids are uuid4")
 
     @property
     def file_name(self) -> str:
         """The public file name, ``{uuid}.png``."""
-        return f"{self.id}.png"
+        return names.image_file_name(self.id)
 
     @property
     def is_placeholder(self) -> bool:
@@ -400,5 +405,9 @@ class GenerationResult:
 
     @property
     def url_path(self) -> str:
-        """Path of the full-size image under the public base URL."""
+        """Deprecated: path of the full-size image under the public base URL.
+
+        TODO(issue 9): the ``/i/`` route is the shell's; ``mcp.py`` is to build the URL
+        with ``image_server.references.image_url(public_url, generation.file_name)``.
+        """
         return f"/i/{self.generation.file_name}"

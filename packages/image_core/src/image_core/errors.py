@@ -6,6 +6,8 @@ secret, a stack trace or a file-system path.
 
 from __future__ import annotations
 
+import enum
+
 
 class ImageMcpError(Exception):
     """Base class: ``message`` is written for the person using the product."""
@@ -31,8 +33,31 @@ class InvalidImage(InvalidRequest):
     """Bytes that are not a usable image (corrupt, empty, too large, a decompression bomb)."""
 
 
+class NotAllowedReason(enum.StrEnum):
+    """Why a caller was refused: the facts a shell needs to add its own hint."""
+
+    NOT_SIGNED_IN = "not_signed_in"
+    UNVERIFIED = "unverified"
+    NOT_LISTED = "not_listed"
+    NOT_YOURS = "not_yours"
+
+
 class NotAllowed(ImageMcpError):
-    """The caller is signed in but not on the allow-list (or not signed in at all)."""
+    """The caller is signed in but not on the allow-list (or not signed in at all).
+
+    ``reason`` and ``email`` let the shell say what to do in its own terms (which
+    setting lists the allowed emails, which identity provider to sign in with).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        reason: NotAllowedReason = NotAllowedReason.NOT_LISTED,
+        email: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.email = email
 
 
 class BackendError(ImageMcpError):

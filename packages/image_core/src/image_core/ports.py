@@ -3,6 +3,9 @@
 Adapters in the server (filesystem, Gemini, Pillow) and the doubles in
 ``image_core.testing`` implement these without inheriting from them.
 Storage ports are synchronous: the service moves them off the event loop.
+Every email a port receives (in a ``Generation`` or as an argument) has already been
+normalised by the service with ``image_core.access.owner_key``; ports compare emails
+exactly and never normalise them again.
 """
 
 from __future__ import annotations
@@ -64,15 +67,18 @@ class MetadataRepository(Protocol):
         ...
 
     def page_for_user(self, email: str, offset: int, limit: int) -> GalleryPage:
-        """A page of one person's generations, newest first."""
+        """A page of one person's generations (``email`` normalised), newest first."""
         ...
 
     def usage(self, emails: Collection[str] | None = None) -> UsageReport:
-        """Image count and cost per person (only ``emails`` when given), largest spend first."""
+        """Image count and cost per person (only the normalised ``emails`` when given).
+
+        Largest spend first.
+        """
         ...
 
     def daily_spend(self, since: date, emails: Collection[str] | None = None) -> list[DailySpend]:
-        """Spend per person per UTC day from ``since`` on (only ``emails`` when given)."""
+        """Spend per person per UTC day from ``since`` on (only the normalised ``emails``)."""
         ...
 
     def users(self) -> list[str]:
@@ -81,14 +87,14 @@ class MetadataRepository(Protocol):
 
 
 class PrefStore(Protocol):
-    """Each person's default model alias."""
+    """Each person's default model alias, keyed by normalised email."""
 
     def get_default_model(self, email: str) -> str | None:
-        """The alias chosen by ``email``, or ``None``."""
+        """The alias chosen by ``email`` (normalised), or ``None``."""
         ...
 
     def set_default_model(self, email: str, alias: str) -> None:
-        """Remember ``alias`` for ``email`` without losing anyone else's choice."""
+        """Remember ``alias`` for ``email`` (normalised) without losing anyone else's choice."""
         ...
 
 

@@ -8,17 +8,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import re
 import uuid
 from datetime import timedelta
 from urllib.parse import urlsplit
 
 import attrs
 
+from image_core import names
 from image_core.access import AccessPolicy, owner_key
 from image_core.catalog import ModelCatalog
 from image_core.domain import (
-    UUID4_PATTERN,
     AspectRatio,
     BackendImage,
     BackendRequest,
@@ -39,6 +38,7 @@ from image_core.errors import (
     InvalidImage,
     InvalidRequest,
     NotAllowed,
+    NotAllowedReason,
     ReferenceNotFound,
     StorageError,
 )
@@ -52,31 +52,37 @@ from image_core.ports import (
     PrefStore,
 )
 
-_IMAGE_NAME = re.compile(rf"^({UUID4_PATTERN})(\.png)?$")
 MAX_PAGE_SIZE = 200
 
 
 def parse_image_name(name: str) -> uuid.UUID | None:
-    """The uuid4 in ``{uuid}.png``, a bare uuid or an ``http(s)://host/i/{uuid}.png`` URL.
+    """The uuid4 a reference names: ``{uuid}.png`` or a bare uuid (see ``image_core.names``).
 
-    Anything else (other paths, schemes, upper case, extra segments) is ``None``: only the
-    canonical lower-case names this product hands out are accepted.
+    TODO(issue 9): the MCP driver is to reduce URLs with
+    ``image_server.references.reference_name`` before building the request; until it
+    does, an ``http(s)://host/i/{uuid}.png`` reference is still accepted here. Remove
+    ``_deprecated_url_name`` then, and use ``names.parse_image_name`` directly.
     """
-    text = name.strip()
-    if "/" in text:
-        parts = urlsplit(text)
-        if parts.scheme not in {"http", "https"} or not parts.netloc or parts.query:
-            return None
-        if not parts.path.startswith("/i/"):
-            return None
-        text = parts.path.removeprefix("/i/")
-    match = _IMAGE_NAME.fullmatch(text)
-    return uuid.UUID(match.group(1)) if match else None
+    return names.parse_image_name(_deprecated_url_name(name.strip()))
+
+
+def _deprecated_url_name(text: str) -> str:
+    """The last part of an http(s) URL path under ``/i/``; other text unchanged, or ``""``."""
+    if "/" not in text:
+        return text
+    parts = urlsplit(text)
+    if parts.scheme not in {"http", "https"} or not parts.netloc or parts.query:
+        return ""
+    return parts.path.removeprefix("/i/") if parts.path.startswith("/i/") else ""
 
 
 @attrs.frozen
 class ImageService:
-    """Everything the MCP tool and the dashboard can do, independent of both."""
+    """Everything the MCP tool and the dashboard can do, independent of both.
+
+    Emails are normalised here, once (``access.owner_key``): every port receives them
+    normalised and compares them exactly.
+    """
 
     catalog: ModelCatalog
     policy: AccessPolicy
@@ -91,8 +97,8 @@ class ImageService:
     thumbnail_max_side: int = 384
 
     def default_model_for(self, email: str | None) -> ModelSpec:
-        """The person's chosen default, or the catalog default."""
-        alias = self.prefs.get_default_model(email) if email else None
+        """The person's chosen default (any spelling of their email), or the catalog default."""
+        alias = self.prefs.get_default_model(owner_key(email)) if email else None
         spec = self.catalog.find(alias) if alias else None
         return spec or self.catalog.default
 
@@ -107,7 +113,7 @@ class ImageService:
     ) -> GenerationResult:
         """Check, generate, store the PNG, then record it; on any failure keep nothing."""
         if not self.policy.may_generate(identity):
-            raise NotAllowed(not_allowed_message(identity))
+            raise not_allowed(identity)
         email = _owner_email(identity)
         spec = self.choose_model(email, request.model)
         _check_supported(spec, request)
@@ -199,7 +205,7 @@ class ImageService:
     ) -> GalleryPage:
         """A page of ``owner``'s images, newest first, if the viewer may see them."""
         if not self.policy.may_view(viewer, owner):
-            raise NotAllowed("You can only see your own images.")
+            raise NotAllowed("You can only see your own images.", NotAllowedReason.NOT_YOURS)
         if offset < 0 or not 1 <= limit <= MAX_PAGE_SIZE:
             raise InvalidRequest(f"Pages start at 0 and hold 1 to {MAX_PAGE_SIZE} images.")
         return self.metadata.page_for_user(owner_key(owner), offset, limit)
@@ -223,7 +229,7 @@ class ImageService:
     def set_default_model(self, identity: Identity | None, name: str) -> ModelSpec:
         """Remember the person's default model, given any accepted spelling of it."""
         if not self.policy.may_generate(identity):
-            raise NotAllowed(not_allowed_message(identity))
+            raise not_allowed(identity)
         spec = self.catalog.resolve(name)
         self.prefs.set_default_model(_owner_email(identity), spec.alias)
         return spec
@@ -231,12 +237,37 @@ class ImageService:
 
 def _owner_email(identity: Identity | None) -> str:
     if identity is None:
-        return "local@localhost"
+        return names.LOCAL_OWNER
     return owner_key(identity.email)
 
 
+def not_allowed(identity: Identity | None) -> NotAllowed:
+    """Why ``identity`` may not generate, in domain words, with the reason and the email."""
+    if identity is None:
+        return NotAllowed(
+            "Sign in with an account that has an email address to generate images.",
+            NotAllowedReason.NOT_SIGNED_IN,
+        )
+    if not identity.email_verified:
+        return NotAllowed(
+            f"The account {identity.email} has no verified email address.",
+            NotAllowedReason.UNVERIFIED,
+            identity.email,
+        )
+    return NotAllowed(
+        f"{identity.email} is signed in but not on this server's allow-list.",
+        NotAllowedReason.NOT_LISTED,
+        identity.email,
+    )
+
+
 def not_allowed_message(identity: Identity | None) -> str:
-    """Why ``identity`` may not generate, and what to do about it."""
+    """Deprecated: today's wording with the deployment's hints, for ``mcp.py`` only.
+
+    TODO(issue 9): the shell owns this wording in ``image_server.hints.user_message``;
+    once ``mcp.py`` renders ``user_message(not_allowed(identity))`` this alias goes, and
+    with it the last deployment words in the core (a test keeps the two equal meanwhile).
+    """
     if identity is None:
         return "Sign in with a Google account that has an email address to generate images."
     if not identity.email_verified:

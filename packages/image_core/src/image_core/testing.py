@@ -18,7 +18,6 @@ from datetime import UTC, date, datetime, timedelta
 
 import attrs
 
-from image_core.access import owner_key
 from image_core.domain import (
     BackendImage,
     BackendRequest,
@@ -128,7 +127,7 @@ class InMemoryImageStore:
 
 
 def _wanted(emails: Collection[str] | None) -> set[str] | None:
-    return None if emails is None else {owner_key(e) for e in emails}
+    return None if emails is None else set(emails)
 
 
 def newest_first(generations: Iterable[Generation]) -> list[Generation]:
@@ -137,13 +136,12 @@ def newest_first(generations: Iterable[Generation]) -> list[Generation]:
 
 
 def summarise_usage(generations: Iterable[Generation]) -> UsageReport:
-    """Per-user counts and costs, largest spend first, then by email."""
+    """Per-user counts and costs, largest spend first, then by (already normalised) email."""
     counts: dict[str, int] = defaultdict(int)
     costs: dict[str, CostEstimate] = defaultdict(CostEstimate.zero)
     for g in generations:
-        owner = owner_key(g.email)
-        counts[owner] += 1
-        costs[owner] = costs[owner] + g.cost
+        counts[g.email] += 1
+        costs[g.email] = costs[g.email] + g.cost
     rows = [UserUsage(email, counts[email], costs[email]) for email in counts]
     rows.sort(key=lambda r: (-r.cost.usd, r.email))
     return UsageReport(tuple(rows))
@@ -156,7 +154,7 @@ def summarise_daily(generations: Iterable[Generation], since: date) -> list[Dail
     for g in generations:
         day = g.created_at.astimezone(UTC).date()
         if day >= since:
-            key = (day.isoformat(), owner_key(g.email))
+            key = (day.isoformat(), g.email)
             counts[key] += 1
             costs[key] = costs[key] + g.cost
     return [
@@ -166,7 +164,7 @@ def summarise_daily(generations: Iterable[Generation], since: date) -> list[Dail
 
 
 class InMemoryMetadataRepository:
-    """``MetadataRepository`` in a dict; thread-safe."""
+    """``MetadataRepository`` in a dict; thread-safe; emails arrive normalised."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -176,7 +174,7 @@ class InMemoryMetadataRepository:
         wanted = _wanted(emails)
         with self._lock:
             records = list(self._records.values())
-        return [g for g in records if wanted is None or owner_key(g.email) in wanted]
+        return [g for g in records if wanted is None or g.email in wanted]
 
     def add(self, generation: Generation) -> None:
         """Record it; adding the same id twice is a storage error."""
@@ -207,11 +205,11 @@ class InMemoryMetadataRepository:
 
     def users(self) -> list[str]:
         """Everyone with a generation."""
-        return sorted({owner_key(g.email) for g in self._select(None)})
+        return sorted({g.email for g in self._select(None)})
 
 
 class InMemoryPrefStore:
-    """``PrefStore`` in a dict; thread-safe."""
+    """``PrefStore`` in a dict; thread-safe; emails arrive normalised."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -220,12 +218,12 @@ class InMemoryPrefStore:
     def get_default_model(self, email: str) -> str | None:
         """The stored alias or ``None``."""
         with self._lock:
-            return self._defaults.get(owner_key(email))
+            return self._defaults.get(email)
 
     def set_default_model(self, email: str, alias: str) -> None:
         """Remember the alias."""
         with self._lock:
-            self._defaults[owner_key(email)] = alias
+            self._defaults[email] = alias
 
 
 @attrs.define

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import stat
 import uuid
 from pathlib import Path
 
-from image_core.domain import UUID4_PATTERN, EncodedImage
+from image_core.domain import EncodedImage
 from image_core.errors import StorageError
+from image_core.names import check_image_id, image_file_name, parse_public_name, thumbnail_file_name
 from image_core.ports import ImageStore
 from image_server.adapters.atomic_files import (
     is_regular_file,
@@ -31,24 +31,9 @@ from image_server.adapters.atomic_files import (
 log = logging.getLogger("image_server.images")
 
 THUMBS_DIR = "thumbs"
-PUBLIC_IMAGE_NAME = re.compile(rf"{UUID4_PATTERN}\.png")
 # Read order when looking a thumbnail up; the extension is the stored media type.
 THUMBNAIL_EXTENSIONS = {"image/webp": ".webp", "image/jpeg": ".jpg", "image/png": ".png"}
 PUBLIC_FILE_MODE = 0o644
-
-
-def resolve_public_name(name: str) -> uuid.UUID | None:
-    """The id in a public ``<lowercase uuid4>.png`` name, or ``None`` for anything else."""
-    if not isinstance(name, str) or not PUBLIC_IMAGE_NAME.fullmatch(name):
-        return None
-    return uuid.UUID(name.removesuffix(".png"))
-
-
-def check_image_id(image_id: object) -> uuid.UUID:
-    """``image_id`` if it is a uuid4, else ``ValueError``: no other value reaches a path."""
-    if not isinstance(image_id, uuid.UUID) or image_id.version != 4:
-        raise ValueError("image ids must be uuid4 values")
-    return image_id
 
 
 class FilesystemImageStore:
@@ -74,7 +59,7 @@ class FilesystemImageStore:
 
     def path_for(self, image_id: uuid.UUID) -> Path:
         """Where the PNG of ``image_id`` lives (``ValueError`` unless it is a uuid4)."""
-        return self._root / f"{check_image_id(image_id)}.png"
+        return self._root / image_file_name(image_id)
 
     def open_png(self, name: str) -> tuple[int, os.stat_result] | None:
         """Open a public ``{uuid}.png`` for serving: a descriptor the caller must close.
@@ -82,7 +67,7 @@ class FilesystemImageStore:
         Anything but a regular file reached without a symlink is ``None`` (a 404), and
         so is an unreadable file: the route must never turn a file problem into a 500.
         """
-        image_id = resolve_public_name(name)
+        image_id = parse_public_name(name)
         if image_id is None:
             return None
         try:
@@ -153,7 +138,7 @@ class FilesystemImageStore:
         extension = THUMBNAIL_EXTENSIONS.get(mime_type.lower())
         if extension is None:
             raise StorageError(f"Thumbnails of type {mime_type!r} cannot be stored.")
-        return self._thumbs / f"{check_image_id(image_id)}{extension}"
+        return self._thumbs / thumbnail_file_name(image_id, extension)
 
     def _write_thumbnail(self, path: Path, data: bytes) -> None:
         """Write one variant, then drop the others so a lookup finds only the new one."""

@@ -18,7 +18,6 @@ import functools
 import json
 import logging
 import os
-import re
 import sqlite3
 import threading
 import uuid
@@ -43,6 +42,7 @@ from image_core.domain import (
     UserUsage,
 )
 from image_core.errors import CorruptRecord, StorageError
+from image_core.names import is_image_id, record_file_name, record_file_name_of, record_id_text
 from image_core.ports import MetadataRepository
 from image_core.serialization import RecordCodec, make_record_converter
 from image_server.adapters.atomic_files import (
@@ -53,15 +53,11 @@ from image_server.adapters.atomic_files import (
     storage_error,
     write_atomic,
 )
-from image_server.adapters.fs_images import check_image_id
 
 log = logging.getLogger("image_server.metadata")
 
 INDEX_NAME = "index.sqlite3"
 INDEX_VERSION = 1
-SIDECAR_NAME = re.compile(
-    r"([0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12})\.json"
-)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROS = 1_000_000
 _MAX_MICROS = 10**15  # per row; keeps every SUM far from SQLite's 64-bit overflow
@@ -157,7 +153,7 @@ class FilesystemMetadataRepository:
 
     def get(self, generation_id: uuid.UUID) -> Generation | None:
         """The record read from its sidecar; ``None`` when missing or unreadable."""
-        if not isinstance(generation_id, uuid.UUID) or generation_id.version != 4:
+        if not is_image_id(generation_id):
             return None
         return self._load(str(generation_id))
 
@@ -165,15 +161,14 @@ class FilesystemMetadataRepository:
         """A page of one person's generations, newest first, ties broken by id."""
         if offset < 0 or limit < 0:
             raise ValueError("offset and limit must not be negative")
-        owner = _owner(email)
         with self._reading() as conn:
             (total,) = conn.execute(
-                "SELECT COUNT(*) FROM generations WHERE owner = ?", (owner,)
+                "SELECT COUNT(*) FROM generations WHERE owner = ?", (email,)
             ).fetchone()
             ids = conn.execute(
                 "SELECT id FROM generations WHERE owner = ? "
                 "ORDER BY created_us DESC, id DESC LIMIT ? OFFSET ?",
-                (owner, limit, offset),
+                (email, limit, offset),
             ).fetchall()
         items = tuple(g for (id_text,) in ids if (g := self._load(id_text)) is not None)
         return GalleryPage(items, total, offset, limit)
@@ -244,11 +239,11 @@ class FilesystemMetadataRepository:
                 raise StorageError("The generation index could not be read.") from exc
 
     def _sidecar_path(self, generation_id: uuid.UUID) -> Path:
-        return self._root / f"{check_image_id(generation_id)}.json"
+        return self._root / record_file_name(generation_id)
 
     def _load(self, id_text: str) -> Generation | None:
         """Read and fully check one sidecar; a damaged one is logged and treated as absent."""
-        name = f"{id_text}.json"
+        name = record_file_name_of(id_text)
         try:
             data = read_regular_file(self._root / name)
             if data is None:
@@ -340,7 +335,7 @@ class FilesystemMetadataRepository:
     def _scan(self) -> set[str]:
         """Ids of every ``{uuid}.json`` in the root (names only: no stat per file)."""
         with os.scandir(self._root) as entries:
-            return {m[1] for e in entries if (m := SIDECAR_NAME.fullmatch(e.name))}
+            return {i for e in entries if (i := record_id_text(e.name)) is not None}
 
     def _index_rows(self, ids: list[str], skipped: list[str]) -> Iterator[Row]:
         """Index rows of the given sidecars; unreadable ones are logged and listed."""
@@ -357,7 +352,7 @@ class FilesystemMetadataRepository:
             os.close(dir_fd)
 
     def _index_row(self, id_text: str, dir_fd: int) -> Row:
-        name = f"{id_text}.json"
+        name = record_file_name_of(id_text)
         data = read_regular_file(name, dir_fd=dir_fd)
         if data is None:
             raise CorruptRecord("not a regular file")
@@ -413,14 +408,16 @@ class _Transaction:
                     self._conn.execute("ROLLBACK")
 
 
-# A rebuild meets the same few emails over and over.
+# The owner column of a stored record: sidecars written before emails were normalised
+# by the service (the v1 sample) are grouped by the same key. A rebuild meets the same
+# few emails over and over. Query arguments arrive normalised and are used as given.
 _owner = functools.lru_cache(maxsize=4096)(owner_key)
 
 
 def _owner_filter(emails: Collection[str] | None) -> tuple[str, tuple[Any, ...]]:
     if emails is None:
         return "", ()
-    wanted = json.dumps(sorted({_owner(e) for e in emails}))
+    wanted = json.dumps(sorted(set(emails)))
     return "WHERE owner IN (SELECT value FROM json_each(?))", (wanted,)
 
 

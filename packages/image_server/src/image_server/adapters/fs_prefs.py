@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from image_core.access import owner_key
 from image_core.errors import CorruptRecord
 from image_core.ports import PrefStore
 from image_core.serialization import Prefs, RecordCodec
@@ -28,7 +27,7 @@ PREFS_NAME = "prefs.json"
 
 
 class FilesystemPrefStore:
-    """``PrefStore`` backed by ``root/prefs.json``."""
+    """``PrefStore`` backed by ``root/prefs.json``; emails arrive normalised by the service."""
 
     def __init__(self, root: Path) -> None:
         self._path = root / PREFS_NAME
@@ -46,14 +45,14 @@ class FilesystemPrefStore:
         except CorruptRecord as exc:
             log.warning("Ignoring %s: %s", PREFS_NAME, exc.message)
             return None
-        return prefs.default_models.get(owner_key(email))
+        return prefs.default_models.get(email)
 
     def set_default_model(self, email: str, alias: str) -> None:
         """Remember ``alias`` for ``email``, keeping everyone else's choice."""
         try:
             with self._lock:
                 current = self._load()
-                chosen = {**current.default_models, owner_key(email): alias}
+                chosen = {**current.default_models, email: alias}
                 write_atomic(self._path, self._codec.dump_prefs(Prefs(chosen)))
         except OSError as exc:
             raise storage_error("save the default model", exc) from exc
