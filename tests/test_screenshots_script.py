@@ -5,15 +5,15 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import json
-import re
 import struct
 from pathlib import Path
 from types import ModuleType
 
 import pytest
 
+from image_core import names
+
 ROOT = Path(__file__).resolve().parents[1]
-SIDECAR = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}\.json")
 LONG_SIDE = {"1K": 1024, "2K": 2048, "4K": 4096}
 
 
@@ -34,7 +34,7 @@ def test_the_screenshot_history_is_stored_at_the_sizes_its_cards_claim(tmp_path:
     shots = _script()
     settings = shots.settings_for(tmp_path, "http://127.0.0.1:9")
     asyncio.run(shots.seed(settings, shots.SettableClock(), shots.SeededIds()))
-    sidecars = [p for p in tmp_path.iterdir() if SIDECAR.fullmatch(p.name)]
+    sidecars = [p for p in tmp_path.iterdir() if names.record_id_text(p.name)]
     assert len(sidecars) == len(shots.PLAN)
     seen: dict[str, set[str]] = {"size": set(), "model": set(), "email": set(), "day": set()}
     for sidecar in sidecars:

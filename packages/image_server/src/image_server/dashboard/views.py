@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import math
-import re
 import uuid
 from collections.abc import Callable
 from typing import Final, ParamSpec, TypeVar
@@ -19,6 +18,7 @@ import attrs
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
+from image_core import names
 from image_core.domain import ModelSpec
 from image_core.errors import ImageMcpError, InvalidRequest, NotAllowed
 from image_core.service import ImageService
@@ -33,7 +33,6 @@ MAX_PAGE: Final = 100_000
 CHART_DAYS: Final = 30
 MAX_EMAIL_CHARS: Final = 320
 THUMBNAIL_CACHE: Final = "private, max-age=86400"
-_UUID4: Final = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}")
 
 _P = ParamSpec("_P")
 _T = TypeVar("_T")
@@ -143,7 +142,7 @@ class Views:
         """``GET /thumbs/{name}``: a small WebP/JPEG, only for images the viewer may see."""
         viewer = self.sessions.viewer(request)
         name = str(request.path_params["name"])
-        if viewer is None or not _UUID4.fullmatch(name):
+        if viewer is None or not names.is_id_text(name):
             return self.not_found(request, viewer)
         try:
             image = await _run(self.service.thumbnail, viewer.identity, uuid.UUID(name))
