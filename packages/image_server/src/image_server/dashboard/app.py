@@ -35,13 +35,13 @@ _STATUS_TITLES = {
 def build_dashboard(service: ImageService, config: DashboardConfig) -> Starlette:
     """The dashboard app, to be mounted at ``/ui`` by the composition root."""
     sessions = Sessions(
-        policy=service.policy,
+        service=service,
         auth_disabled=config.auth_disabled,
         max_age_seconds=config.session_max_age_seconds,
     )
     renderer = Renderer(auth_disabled=config.auth_disabled)
     views = Views(service=service, config=config, sessions=sessions, renderer=renderer)
-    login = GoogleLogin(config=config, policy=service.policy, sessions=sessions, renderer=renderer)
+    login = GoogleLogin(config=config, service=service, sessions=sessions, renderer=renderer)
 
     def page_for_status(request: Request, status: int) -> Response:
         title, text = _STATUS_TITLES.get(status, ("Something went wrong", "Please try again."))

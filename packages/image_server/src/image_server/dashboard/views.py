@@ -1,8 +1,8 @@
 """The dashboard pages: costs and spend, galleries, thumbnails, the default-model picker.
 
 Views only ask the core service, always with the viewer's identity, so what a person
-may see is decided by ``AccessPolicy`` and nothing here can widen it. Blocking service
-calls (file reads, thumbnail encoding) run in worker threads.
+may see is decided by ``AccessPolicy`` and nothing here can widen it. The service's use
+cases move their own blocking work (file reads, thumbnail encoding) off the event loop.
 """
 
 from __future__ import annotations
@@ -11,10 +11,8 @@ import hashlib
 import math
 import re
 import uuid
-from collections.abc import Callable
-from typing import Final, ParamSpec, TypeVar
+from typing import Final
 
-import anyio.to_thread
 import attrs
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
@@ -34,13 +32,6 @@ CHART_DAYS: Final = 30
 MAX_EMAIL_CHARS: Final = 320
 THUMBNAIL_CACHE: Final = "private, max-age=86400"
 _UUID4: Final = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}")
-
-_P = ParamSpec("_P")
-_T = TypeVar("_T")
-
-
-async def _run(func: Callable[_P, _T], *args: _P.args, **kwargs: _P.kwargs) -> _T:
-    return await anyio.to_thread.run_sync(lambda: func(*args, **kwargs))
 
 
 def parse_page(raw: str | None) -> int | None:
@@ -88,10 +79,10 @@ class Views:
         viewer = self.sessions.viewer(request)
         if viewer is None:
             return self._to_login(request)
-        usage = await _run(self.service.usage_for, viewer.identity)
-        spend = await _run(self.service.daily_spend_for, viewer.identity, CHART_DAYS)
-        chart = build_spend_chart(spend, self.service.clock.now().date(), CHART_DAYS)
-        default = await _run(self.service.default_model_for, viewer.email)
+        usage = await self.service.usage_for(viewer.identity)
+        spend = await self.service.daily_spend_for(viewer.identity, CHART_DAYS)
+        chart = build_spend_chart(spend, self.service.today(), CHART_DAYS)
+        default = await self.service.default_model_for(viewer.email)
         context = {
             "title": "Costs",
             "nav": "home",
@@ -120,12 +111,12 @@ class Views:
             return self.not_found(request, viewer)
         offset = (page_number - 1) * PAGE_SIZE
         try:
-            page = await _run(self.service.gallery, viewer.identity, owner, offset, PAGE_SIZE)
+            page = await self.service.gallery(viewer.identity, owner, offset, PAGE_SIZE)
         except (NotAllowed, InvalidRequest):
             return self.not_found(request, viewer)
         if page_number > 1 and not page.items:
             return self.not_found(request, viewer)
-        others = await _run(self.service.visible_users, viewer.identity) if viewer.is_admin else []
+        others = await self.service.visible_users(viewer.identity) if viewer.is_admin else []
         context = {
             "title": f"Images by {owner}",
             "nav": "gallery" if owner.lower() == viewer.email.lower() else "",
@@ -146,7 +137,7 @@ class Views:
         if viewer is None or not _UUID4.fullmatch(name):
             return self.not_found(request, viewer)
         try:
-            image = await _run(self.service.thumbnail, viewer.identity, uuid.UUID(name))
+            image = await self.service.thumbnail(viewer.identity, uuid.UUID(name))
         except ImageMcpError:
             image = None
         if image is None:
@@ -162,13 +153,13 @@ class Views:
         viewer = self.sessions.viewer(request)
         if viewer is None:
             return self._to_login(request)
-        current = await _run(self.service.default_model_for, viewer.email)
+        current = await self.service.default_model_for(viewer.email)
         context = {
             "title": "My default model",
             "nav": "prefs",
             "viewer": viewer,
             "current": current,
-            "models": [(spec, price_list(spec)) for spec in self.service.catalog],
+            "models": [(spec, price_list(spec)) for spec in self.service.offered_models()],
             "saved": request.query_params.get("saved") == "1",
         }
         return self.renderer.page(request, "prefs.html", context)
@@ -195,7 +186,7 @@ class Views:
                 action=(Paths.of(request).prefs(), "Back to the model picker"),
             )
         try:
-            await _run(self.service.set_default_model, viewer.identity, form.get("model", ""))
+            await self.service.set_default_model(viewer.identity, form.get("model", ""))
         except ImageMcpError as exc:
             return self.renderer.message(
                 request,
