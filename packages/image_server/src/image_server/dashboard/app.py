@@ -13,7 +13,7 @@ from starlette.responses import Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from image_core.errors import ImageMcpError, InvalidRequest, NotAllowed
+from image_core.errors import ImageMcpError
 from image_core.service import ImageService
 from image_server.dashboard.config import CALLBACK_PATH, DashboardConfig
 from image_server.dashboard.login import GoogleLogin
@@ -21,6 +21,7 @@ from image_server.dashboard.pages import STATIC, Paths, Renderer
 from image_server.dashboard.security import SecurityHeadersMiddleware, add_security_headers
 from image_server.dashboard.session import Sessions
 from image_server.dashboard.views import Views
+from image_server.outcomes import NOT_FOUND, outcome_of
 
 log = logging.getLogger("image_server.dashboard")
 
@@ -55,11 +56,12 @@ def build_dashboard(service: ImageService, config: DashboardConfig) -> Starlette
         return page_for_status(request, code)
 
     async def core_error(request: Request, exc: Exception) -> Response:
-        if isinstance(exc, NotAllowed):
-            return page_for_status(request, 404)
-        status = 400 if isinstance(exc, InvalidRequest) else 503
-        text = exc.message if isinstance(exc, ImageMcpError) else "Please try again."
-        return renderer.message(request, "Something went wrong", text, status)
+        if not isinstance(exc, ImageMcpError):  # registered for ImageMcpError only
+            return renderer.message(request, "Something went wrong", "Please try again.", 503)
+        status = outcome_of(exc).http_status
+        if status == NOT_FOUND:  # the plain 404 page: nothing about what was refused
+            return page_for_status(request, status)
+        return renderer.message(request, "Something went wrong", exc.message, status)
 
     async def server_error(request: Request, exc: Exception) -> Response:
         log.error("dashboard error", exc_info=exc)

@@ -18,13 +18,14 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from image_core.domain import ModelSpec
-from image_core.errors import ImageMcpError, InvalidRequest, NotAllowed
+from image_core.errors import ImageMcpError
 from image_core.service import ImageService
 from image_server.dashboard.chart import build_spend_chart
 from image_server.dashboard.config import DashboardConfig
 from image_server.dashboard.pages import Paths, Renderer
 from image_server.dashboard.security import verified_form
 from image_server.dashboard.session import Sessions, Viewer
+from image_server.outcomes import outcome_of
 
 PAGE_SIZE: Final = 24
 MAX_PAGE: Final = 100_000
@@ -110,10 +111,10 @@ class Views:
         if page_number is None or len(owner) > MAX_EMAIL_CHARS:
             return self.not_found(request, viewer)
         offset = (page_number - 1) * PAGE_SIZE
-        try:
-            page = await self.service.gallery(viewer.identity, owner, offset, PAGE_SIZE)
-        except (NotAllowed, InvalidRequest):
-            return self.not_found(request, viewer)
+        # A refusal (NotAllowed) reaches the app's core-error handler, which answers with
+        # the status outcomes.py gives it: the plain 404 page, so nobody learns the owner
+        # exists. The page number was checked above, so paging cannot be refused.
+        page = await self.service.gallery(viewer.identity, owner, offset, PAGE_SIZE)
         if page_number > 1 and not page.items:
             return self.not_found(request, viewer)
         others = await self.service.visible_users(viewer.identity) if viewer.is_admin else []
@@ -138,7 +139,7 @@ class Views:
             return self.not_found(request, viewer)
         try:
             image = await self.service.thumbnail(viewer.identity, uuid.UUID(name))
-        except ImageMcpError:
+        except ImageMcpError:  # an <img> source: every failure is the 404 (see outcomes.py)
             image = None
         if image is None:
             return self.not_found(request, viewer)
@@ -192,16 +193,8 @@ class Views:
                 request,
                 "Not saved",
                 exc.message,
-                _status_for(exc),
+                outcome_of(exc).http_status,
                 viewer=viewer,
                 action=(Paths.of(request).prefs(), "Back to the model picker"),
             )
         return RedirectResponse(f"{Paths.of(request).prefs()}?saved=1", status_code=303)
-
-
-def _status_for(exc: ImageMcpError) -> int:
-    if isinstance(exc, NotAllowed):
-        return 403
-    if isinstance(exc, InvalidRequest):
-        return 400
-    return 503
