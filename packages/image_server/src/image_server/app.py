@@ -17,7 +17,7 @@ from fastmcp.server.http import HostOriginGuardMiddleware, StarletteWithLifespan
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.routing import BaseRoute, Mount, Route
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp
 
 from image_core.access import AccessPolicy
 from image_core.errors import InvalidConfiguration, StorageError
@@ -47,6 +47,7 @@ from image_server.auth import (
     transport_security,
 )
 from image_server.dashboard import DashboardConfig, build_dashboard
+from image_server.edge import SecurityHeaders
 from image_server.mcp import build_mcp_server
 from image_server.routes import (
     DASHBOARD_MOUNT,
@@ -101,38 +102,6 @@ def build_auth(settings: Settings, google: GoogleEndpoints) -> ImageMcpOAuthProx
         allowed_client_redirect_uris=list(settings.allowed_redirect_uris),
         endpoints=google,
     )
-
-
-class SecurityHeaders:
-    """Adds headers every response should carry unless it set its own."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """Wrap ``send`` to add the defaults to the response start."""
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-
-        async def send_with_headers(message: dict[str, object]) -> None:
-            if message["type"] == "http.response.start":
-                headers = list(message.get("headers", []))  # type: ignore[call-overload]
-                present = {name.lower() for name, _ in headers}
-                for name, value in _DEFAULT_HEADERS:
-                    if name not in present:
-                        headers.append((name, value))
-                message["headers"] = headers
-            await send(message)
-
-        await self.app(scope, receive, send_with_headers)  # type: ignore[arg-type]
-
-
-_DEFAULT_HEADERS = (
-    (b"x-content-type-options", b"nosniff"),
-    (b"x-frame-options", b"DENY"),
-    (b"referrer-policy", b"no-referrer"),
-)
 
 
 class ServedImageStore(ImageStore, PublicImageFiles, Protocol):

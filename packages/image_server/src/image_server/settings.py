@@ -18,16 +18,20 @@ import attrs
 from image_core.access import parse_email_list
 from image_core.catalog import ModelCatalog
 from image_core.errors import InvalidConfiguration
-from image_server.auth import DEFAULT_ALLOWED_REDIRECT_URIS, check_redirect_patterns
+from image_server.edge import (
+    DEFAULT_ALLOWED_REDIRECT_URIS,
+    LOOPBACK_HOSTS,
+    MIN_SECRET_CHARS,
+    check_redirect_patterns,
+)
 
 BackendChoice = Literal["auto", "gemini", "placeholder"]
 
 DEFAULT_ROOT = Path("/srv/images")
 DEV_ROOT = Path(".localdata")
 DEFAULT_PORT = 8766
-MIN_SIGNING_KEY_CHARS = 32
+MIN_SIGNING_KEY_CHARS = MIN_SECRET_CHARS
 DEFAULT_REDIRECT_URIS: tuple[str, ...] = tuple(DEFAULT_ALLOWED_REDIRECT_URIS)
-LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
 
 #: Every variable this server reads, with a one-line meaning (docs are checked against it).
 KNOWN_VARIABLES: Mapping[str, str] = {

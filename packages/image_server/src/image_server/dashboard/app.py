@@ -18,9 +18,14 @@ from image_core.service import ImageService
 from image_server.dashboard.config import CALLBACK_PATH, DashboardConfig
 from image_server.dashboard.login import GoogleLogin
 from image_server.dashboard.pages import STATIC, Paths, Renderer
-from image_server.dashboard.security import SecurityHeadersMiddleware, add_security_headers
+from image_server.dashboard.security import (
+    SECURITY_HEADERS,
+    NoteMountPoint,
+    add_security_headers,
+)
 from image_server.dashboard.session import Sessions
 from image_server.dashboard.views import Views
+from image_server.edge import SecurityHeaders
 from image_server.outcomes import NOT_FOUND, outcome_of
 
 log = logging.getLogger("image_server.dashboard")
@@ -91,7 +96,8 @@ def build_dashboard(service: ImageService, config: DashboardConfig) -> Starlette
     return Starlette(
         routes=routes,
         middleware=[
-            Middleware(SecurityHeadersMiddleware),
+            Middleware(NoteMountPoint),
+            Middleware(SecurityHeaders, headers=SECURITY_HEADERS, no_store_html=True),
             Middleware(
                 SessionMiddleware,
                 secret_key=config.session_signing_key(),
