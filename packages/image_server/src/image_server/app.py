@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable
-from typing import Protocol
+from typing import Protocol, TypedDict, Unpack
 
 import anyio
 import attrs
@@ -108,6 +108,18 @@ class ServedImageStore(ImageStore, PublicImageFiles, Protocol):
     """An image store whose PNGs ``/i/`` can also stream (``FilesystemImageStore``)."""
 
 
+class AdapterOverrides(TypedDict, total=False):
+    """The adapters a caller may supply instead of the production ones (``None``: build it)."""
+
+    images: ServedImageStore | None
+    metadata: MetadataRepository | None
+    prefs: PrefStore | None
+    backend: ImageBackend | None
+    codec: ImageCodec | None
+    clock: Clock | None
+    ids: IdSource | None
+
+
 @attrs.frozen(kw_only=True)
 class Adapters:
     """Every adapter the root built or was given, by name."""
@@ -124,14 +136,7 @@ class Adapters:
 def build_adapters(
     settings: Settings,
     closing: contextlib.AsyncExitStack,
-    *,
-    images: ServedImageStore | None = None,
-    metadata: MetadataRepository | None = None,
-    prefs: PrefStore | None = None,
-    backend: ImageBackend | None = None,
-    codec: ImageCodec | None = None,
-    clock: Clock | None = None,
-    ids: IdSource | None = None,
+    **given: Unpack[AdapterOverrides],
 ) -> Adapters:
     """The given adapters, and the production one for each role not given.
 
@@ -140,13 +145,13 @@ def build_adapters(
     """
     make_data_folder(settings)
     return Adapters(
-        images=images or FilesystemImageStore(settings.root),
-        metadata=metadata or build_metadata(settings, closing),
-        prefs=prefs or FilesystemPrefStore(settings.root),
-        backend=backend or build_backend(settings, closing),
-        codec=codec or PillowImageCodec(),
-        clock=clock or SystemClock(),
-        ids=ids or RandomIds(),
+        images=given.get("images") or FilesystemImageStore(settings.root),
+        metadata=given.get("metadata") or build_metadata(settings, closing),
+        prefs=given.get("prefs") or FilesystemPrefStore(settings.root),
+        backend=given.get("backend") or build_backend(settings, closing),
+        codec=given.get("codec") or PillowImageCodec(),
+        clock=given.get("clock") or SystemClock(),
+        ids=given.get("ids") or RandomIds(),
     )
 
 
@@ -187,31 +192,15 @@ def build_service(
     settings: Settings,
     *,
     closing: contextlib.AsyncExitStack | None = None,
-    images: ServedImageStore | None = None,
-    metadata: MetadataRepository | None = None,
-    prefs: PrefStore | None = None,
-    backend: ImageBackend | None = None,
-    codec: ImageCodec | None = None,
-    clock: Clock | None = None,
-    ids: IdSource | None = None,
+    **given: Unpack[AdapterOverrides],
 ) -> ImageService:
     """The core service wired to the data folder and the chosen backend (scripts, benches).
 
     Pass ``closing`` and close it when done to release what was built (the index
     connection, the Gemini client); ``build_app`` does that at shutdown.
     """
-    adapters = build_adapters(
-        settings,
-        closing if closing is not None else contextlib.AsyncExitStack(),
-        images=images,
-        metadata=metadata,
-        prefs=prefs,
-        backend=backend,
-        codec=codec,
-        clock=clock,
-        ids=ids,
-    )
-    return service_for(settings, adapters)
+    stack = closing if closing is not None else contextlib.AsyncExitStack()
+    return service_for(settings, build_adapters(settings, stack, **given))
 
 
 def dashboard_config(settings: Settings, google: GoogleEndpoints) -> DashboardConfig:
@@ -231,34 +220,18 @@ def dashboard_config(settings: Settings, google: GoogleEndpoints) -> DashboardCo
 def build_app(
     settings: Settings,
     *,
-    images: ServedImageStore | None = None,
-    metadata: MetadataRepository | None = None,
-    prefs: PrefStore | None = None,
-    backend: ImageBackend | None = None,
-    codec: ImageCodec | None = None,
-    clock: Clock | None = None,
-    ids: IdSource | None = None,
     google: GoogleEndpoints | None = None,
+    **given: Unpack[AdapterOverrides],
 ) -> Starlette:
     """Build the whole server: /mcp (+ OAuth routes), /health, /i/{name} and /ui.
 
-    Every adapter is a named value here, overridable by keyword; what this builds is
+    Every adapter is a named value, replaceable by keyword (``images=``, ``metadata=``,
+    ``prefs=``, ``backend=``, ``codec=``, ``clock=``, ``ids=``); what this builds is
     closed by the app's lifespan at shutdown.
     """
     google = google or GoogleEndpoints.google()
     closing = contextlib.AsyncExitStack()
-    adapters = build_adapters(
-        settings,
-        closing,
-        images=images,
-        metadata=metadata,
-        prefs=prefs,
-        backend=backend,
-        codec=codec,
-        clock=clock,
-        ids=ids,
-    )
-    service = service_for(settings, adapters)
+    service = build_service(settings, closing=closing, **given)
     auth = build_auth(settings, google)
     security = transport_security(settings.public_url, dev=settings.dev or settings.auth_disabled)
     mcp_app = build_mcp_app(settings, service, auth, security)
