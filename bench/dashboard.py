@@ -30,7 +30,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -182,40 +182,39 @@ def cold_start(root: Path) -> dict[str, float]:
     return {"total_s": round(total, 3), **{k: round(v, 3) for k, v in inside.items()}}
 
 
-def repeat(func: Callable[[], object], reps: int, warmup: int = 2) -> list[float]:
-    """Seconds per call, after ``warmup`` untimed calls."""
+async def repeat(func: Callable[[], Awaitable[object]], reps: int, warmup: int = 2) -> list[float]:
+    """Seconds per awaited call (worker-thread hop included), after ``warmup`` untimed calls."""
     for _ in range(warmup):
-        func()
+        await func()
     times: list[float] = []
     for _ in range(reps):
         started = time.perf_counter()
-        func()
+        await func()
         times.append(time.perf_counter() - started)
     return times
 
 
-def queries(root: Path, reps: int) -> dict[str, dict[str, float]]:
+async def queries(root: Path, reps: int) -> dict[str, dict[str, float]]:
     """p50/p99 of the service calls behind the pages, with the index warm."""
     settings = load_settings(dev_settings_env(root), dev=True)
-    service = build_service(settings)
+    closing = contextlib.AsyncExitStack()
+    service = build_service(settings, closing=closing)
     service = attrs.evolve(service, policy=AccessPolicy(allowed=frozenset(users()), admins={ADMIN}))
     admin = Identity(ADMIN, email_verified=True)
     busiest = users()[0]
     viewer = Identity(busiest, email_verified=True)
     try:
         return {
-            "usage_for(admin)": summary_ms(repeat(lambda: service.usage_for(admin), reps)),
+            "usage_for(admin)": summary_ms(await repeat(lambda: service.usage_for(admin), reps)),
             "daily_spend_for(admin, 30)": summary_ms(
-                repeat(lambda: service.daily_spend_for(admin, 30), reps)
+                await repeat(lambda: service.daily_spend_for(admin, 30), reps)
             ),
             "gallery(first page)": summary_ms(
-                repeat(lambda: service.gallery(viewer, busiest, 0, 24), reps)
+                await repeat(lambda: service.gallery(viewer, busiest, 0, 24), reps)
             ),
         }
     finally:
-        close = getattr(service.metadata, "close", None)
-        if close is not None:
-            close()
+        await closing.aclose()
 
 
 async def pages(root: Path, reps: int) -> dict[str, dict[str, float]]:
@@ -249,7 +248,7 @@ def measure_size(count: int, reps: int, http_reps: int, cache_dir: Path | None) 
         say(f"{count}: cold start, index present ...")
         warm = cold_start(root)
         say(f"{count}: queries ...")
-        in_process = queries(root, reps)
+        in_process = asyncio.run(queries(root, reps))
         say(f"{count}: pages over HTTP ...")
         over_http = asyncio.run(pages(root, http_reps))
     return {

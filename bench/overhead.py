@@ -14,6 +14,7 @@ ratio of medians (<= 1.3 at every size).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import time
 from collections.abc import Callable, Sequence
@@ -87,7 +88,10 @@ async def alternate(steps: dict[str, Callable[[], Any]], reps: int) -> dict[str,
 async def in_process(png: bytes, side: int, reps: int, root: Path) -> dict[str, list[float]]:
     """Floor, codec alone and ``ImageService.generate`` (filesystem adapters), alternately."""
     settings = load_settings(dev_settings_env(root), dev=True)
-    service: ImageService = build_service(settings, backend=PrerenderedBackend(png))
+    closing = contextlib.AsyncExitStack()
+    service: ImageService = build_service(
+        settings, closing=closing, backend=PrerenderedBackend(png)
+    )
     codec = PillowImageCodec()
     request = GenerationRequest("bench", AspectRatio.R1_1, size_tier(side))
     try:
@@ -100,9 +104,7 @@ async def in_process(png: bytes, side: int, reps: int, root: Path) -> dict[str, 
             reps,
         )
     finally:
-        close = getattr(service.metadata, "close", None)
-        if close is not None:
-            close()
+        await closing.aclose()
 
 
 async def over_http(

@@ -319,7 +319,7 @@ async def seed(settings: Settings, clock: SettableClock, ids: SeededIds) -> None
         print(
             f"  {g.created_at:%Y-%m-%d %H:%M} {g.email:18} {g.model_alias:5} {g.width}x{g.height}"
         )
-    service.set_default_model(Identity(ADMIN, email_verified=True), "pro")
+    await service.set_default_model(Identity(ADMIN, email_verified=True), "pro")
     clock.moment = NOW
 
 

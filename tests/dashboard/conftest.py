@@ -53,7 +53,7 @@ def config(google: FakeGoogle) -> DashboardConfig:
 @pytest.fixture
 def client(seeded: Seeded, config: DashboardConfig) -> Iterator[TestClient]:
     """A browser-like client for the app mounted at /ui, on the public origin."""
-    with TestClient(outer_app(seeded.service, config), base_url=PUBLIC_URL) as test_client:
+    with TestClient(outer_app(seeded, config), base_url=PUBLIC_URL) as test_client:
         yield test_client
 
 

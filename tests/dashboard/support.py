@@ -6,14 +6,16 @@ through the real core service on the in-memory adapters from ``image_core.testin
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import io
 import json
 import random
 import uuid
-from collections.abc import Iterable
+from collections.abc import Coroutine, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import attrs
 import itsdangerous
@@ -104,6 +106,9 @@ def picture(width: int, height: int, seed: int) -> bytes:
     return out.getvalue()
 
 
+_T = TypeVar("_T")
+
+
 @attrs.frozen
 class Seeded:
     """The service and what was put into it, by owner."""
@@ -112,6 +117,7 @@ class Seeded:
     images: LegacyImageStore
     prefs: InMemoryPrefStore
     by_owner: dict[str, list[Generation]]
+    metadata: InMemoryMetadataRepository
 
     def ids_of(self, email: str) -> list[uuid.UUID]:
         """Generation ids of one owner."""
@@ -144,8 +150,9 @@ def make_service(
     images, prefs = LegacyImageStore(), InMemoryPrefStore()
     metadata = InMemoryMetadataRepository()
     codec = codec or PassthroughImageCodec()
+    catalog = ModelCatalog()
     service = ImageService(
-        catalog=ModelCatalog(),
+        catalog=catalog,
         policy=policy,
         images=images,
         metadata=metadata,
@@ -173,7 +180,7 @@ def make_service(
 
     by_owner: dict[str, list[Generation]] = {}
     for index, (email, prompt, days, model, size, ratio) in enumerate(plan, start=1):
-        spec = service.catalog.resolve(model)
+        spec = catalog.resolve(model)
         width, height = ratio.dimensions(size) if ratio else (1024, 1024)
         scale = 256 / max(width, height)
         small = (max(1, round(width * scale)), max(1, round(height * scale)))
@@ -194,7 +201,7 @@ def make_service(
         images.put(generation.id, png, codec.thumbnail(png, 384))
         metadata.add(generation)
         by_owner.setdefault(email, []).append(generation)
-    return Seeded(service, images, prefs, by_owner)
+    return Seeded(service, images, prefs, by_owner, metadata)
 
 
 def dashboard_config(
@@ -222,12 +229,12 @@ def dashboard_config(
     )
 
 
-def outer_app(service: ImageService, config: DashboardConfig) -> Starlette:
+def outer_app(seeded: Seeded, config: DashboardConfig) -> Starlette:
     """The dashboard mounted at /ui as the composition root does, plus /i/{name}."""
 
     async def full_image(request: Request) -> Response:
         image_id = parse_image_name(str(request.path_params["name"]))
-        data = service.images.get(image_id) if image_id else None
+        data = seeded.images.get(image_id) if image_id else None
         if data is None or not str(request.path_params["name"]).endswith(".png"):
             return Response("Not found", status_code=404)
         return Response(data, media_type="image/png")
@@ -235,7 +242,7 @@ def outer_app(service: ImageService, config: DashboardConfig) -> Starlette:
     return Starlette(
         routes=[
             Route("/i/{name}", full_image),
-            Mount("/ui", app=build_dashboard(service, config)),
+            Mount("/ui", app=build_dashboard(seeded.service, config)),
         ]
     )
 
@@ -261,3 +268,9 @@ def session_data(cookie_value: str) -> dict[str, Any]:
 def prompts_of(seeded: Seeded, emails: Iterable[str]) -> list[str]:
     """Every prompt of the given owners."""
     return [g.prompt for e in emails for g in seeded.by_owner.get(e, [])]
+
+
+def run_sync(awaitable: Coroutine[Any, Any, _T]) -> _T:
+    """Await a service use case from a plain test (in a thread: a loop may be running here)."""
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, awaitable).result()

@@ -50,6 +50,7 @@ from tests.dashboard.support import (
     dashboard_config,
     make_service,
     outer_app,
+    run_sync,
 )
 from tests.e2e.oauth_client import (
     DEFAULT_REDIRECT_URI,
@@ -121,7 +122,7 @@ def site() -> Iterator[Site]:
             issuer=google.issuer,
         )
         google.redirect_uris = [config.callback_url]
-        with live_server(outer_app(seeded.service, config), port=port):
+        with live_server(outer_app(seeded, config), port=port):
             yield Site(url, google, seeded)
 
 
@@ -265,7 +266,7 @@ def test_an_admin_sees_everyone_and_the_total(page: Page, site: Site) -> None:
     expect(page.get_by_role("heading", name="Cost per user")).to_be_visible()
     rows = page.locator("table.usage tbody tr")
     expect(rows).to_have_count(4)
-    report = site.seeded.service.metadata.usage()
+    report = site.seeded.metadata.usage()
     for index, row in enumerate(report.rows):
         expect(rows.nth(index)).to_contain_text(row.email)
         expect(rows.nth(index)).to_contain_text(row.cost.display())
@@ -307,7 +308,7 @@ def test_changing_the_default_model_in_the_browser(page: Page, site: Site) -> No
     expect(page.get_by_role("radio", name=re.compile("^pro"))).to_be_checked()
     shoot(page, "model-picker")
     assert prefs.get_default_model(OTHER) == "pro"
-    assert site.seeded.service.choose_model(OTHER, None).alias == "pro"
+    assert run_sync(site.seeded.service.choose_model(OTHER, None)).alias == "pro"
     prefs.set_default_model(OTHER, "flash")
 
 
@@ -398,7 +399,7 @@ def test_the_whole_app_from_the_composition_root(
                     ).result()
         finally:
             page.context.close()
-        assert service.default_model_for(USER).alias == "pro"
+        assert run_sync(service.default_model_for(USER)).alias == "pro"
         assert gemini.requests[-1].model == "gemini-3-pro-image"
     assert reply["model"] == "pro"
     sidecar = json.loads((tmp_path / reply["file_name"]).with_suffix(".json").read_text())

@@ -125,7 +125,7 @@ def test_plain_http_development_drops_only_the_secure_flag(
         issuer=google.issuer,
     )
     google.redirect_uris = [config.callback_url]
-    with TestClient(outer_app(seeded.service, config), base_url=config.public_url) as client:
+    with TestClient(outer_app(seeded, config), base_url=config.public_url) as client:
         google.next_email = USER
         redirect = start_login(client)
         answer = client.get(
@@ -251,7 +251,7 @@ def test_a_callback_from_another_browser_is_refused(
     """Login CSRF: a victim's browser cannot complete the attacker's login."""
     google.next_email = STRANGER
     attacker_path = approve_at_google(start_login(client).headers["location"])
-    with TestClient(outer_app(seeded.service, config), base_url=PUBLIC_URL) as victim:
+    with TestClient(outer_app(seeded, config), base_url=PUBLIC_URL) as victim:
         response = victim.get(attacker_path, follow_redirects=False)
         assert response.status_code == 400
         assert COOKIE not in victim.cookies
@@ -309,7 +309,7 @@ def test_an_id_token_with_wrong_claims_is_rejected(
             openid_configuration_url=google.discovery_url,
             issuer=google.issuer,
         )
-        with TestClient(outer_app(seeded.service, config), base_url=PUBLIC_URL) as client:
+        with TestClient(outer_app(seeded, config), base_url=PUBLIC_URL) as client:
             response = log_in(client, google, USER)
             assert response.status_code == 400
             assert COOKIE not in client.cookies
@@ -325,7 +325,7 @@ def test_an_id_token_signed_by_another_key_is_rejected(seeded: Seeded) -> None:
             openid_configuration_url=google.discovery_url,
             issuer=google.issuer,
         )
-        with TestClient(outer_app(seeded.service, config), base_url=PUBLIC_URL) as client:
+        with TestClient(outer_app(seeded, config), base_url=PUBLIC_URL) as client:
             assert log_in(client, google, USER).status_code == 400
 
 
@@ -338,14 +338,14 @@ def test_an_issuer_other_than_the_configured_one_is_rejected(
         openid_configuration_url=google.discovery_url,
         issuer="https://accounts.google.com",
     )
-    with TestClient(outer_app(seeded.service, config), base_url=PUBLIC_URL) as client:
+    with TestClient(outer_app(seeded, config), base_url=PUBLIC_URL) as client:
         assert log_in(client, google, USER).status_code == 400
 
 
 def test_an_unreachable_identity_provider_is_a_friendly_error(seeded: Seeded) -> None:
     """Discovery failing is a page saying so, never a 500."""
     config = dashboard_config(public_url=PUBLIC_URL)  # discovery on a closed port
-    with TestClient(outer_app(seeded.service, config), base_url=PUBLIC_URL) as client:
+    with TestClient(outer_app(seeded, config), base_url=PUBLIC_URL) as client:
         response = client.get("/ui/login/google", follow_redirects=False)
     assert response.status_code == 400
     assert "cannot be reached" in response.text

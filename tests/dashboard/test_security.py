@@ -27,6 +27,7 @@ from tests.dashboard.support import (
     make_service,
     outer_app,
     prompts_of,
+    run_sync,
     sign_session,
 )
 
@@ -149,7 +150,7 @@ def test_a_session_for_an_email_taken_off_the_allow_list_stops_working(
     seeded: Seeded, config: DashboardConfig
 ) -> None:
     """The allow-list is checked on every request, not only at login."""
-    with TestClient(outer_app(seeded.service, config), base_url=PUBLIC_URL) as client:
+    with TestClient(outer_app(seeded, config), base_url=PUBLIC_URL) as client:
         put_cookie(client, sign_session(config, valid_session(FORMER)))
         assert client.get("/ui/", follow_redirects=False).status_code == 303
 
@@ -204,7 +205,7 @@ def test_a_failed_check_changes_nothing(
     response = client.post("/ui/prefs", data=body, headers=headers, follow_redirects=False)
     assert response.status_code == 403
     assert "nothing was saved" in response.text
-    assert seeded.service.default_model_for(USER).alias == "flash"
+    assert run_sync(seeded.service.default_model_for(USER)).alias == "flash"
     assert seeded.prefs.get_default_model(USER) is None
 
 
@@ -213,7 +214,7 @@ def test_another_sessions_token_is_refused(
 ) -> None:
     """The token is bound to the session that received it."""
     login(USER)
-    with TestClient(outer_app(seeded.service, config), base_url=PUBLIC_URL) as other:
+    with TestClient(outer_app(seeded, config), base_url=PUBLIC_URL) as other:
         put_cookie(other, sign_session(config, valid_session(OTHER, csrf="c" * 43)))
         stolen = csrf_token(other.get("/ui/prefs").text)
     response = client.post(
@@ -246,7 +247,7 @@ def test_a_same_origin_post_with_the_token_saves(
     )
     assert response.status_code == 303
     assert response.headers["location"] == "/ui/prefs?saved=1"
-    assert seeded.service.default_model_for(USER).alias == "pro"
+    assert run_sync(seeded.service.default_model_for(USER)).alias == "pro"
 
 
 def test_a_non_form_or_oversized_body_is_refused(
@@ -381,7 +382,7 @@ def test_no_url_or_query_shows_a_user_anyone_elses_images(path: str, query: dict
     """Property: for any gallery path and query, none of the others' prompts or ids appear."""
     secrets = prompts_of(_VISIBILITY_SEED, [OTHER, ADMIN, FORMER])
     ids = [str(i) for e in (OTHER, ADMIN, FORMER) for i in _VISIBILITY_SEED.ids_of(e)]
-    app = outer_app(_VISIBILITY_SEED.service, _VISIBILITY_CONFIG)
+    app = outer_app(_VISIBILITY_SEED, _VISIBILITY_CONFIG)
     with TestClient(app, base_url=PUBLIC_URL) as client:
         put_cookie(client, sign_session(_VISIBILITY_CONFIG, valid_session(USER)))
         assert client.get("/ui/").status_code == 200  # the session itself is good

@@ -16,9 +16,10 @@ from image_core.domain import CostEstimate, DailySpend
 from image_core.errors import InvalidConfiguration
 from image_server.dashboard import DashboardConfig
 from image_server.dashboard.chart import build_spend_chart, nice_ceiling
-from image_server.dashboard.config import SESSION_KEY_LABEL, hkdf_sha256
-from image_server.dashboard.security import origin_of, safe_next
+from image_server.dashboard.config import SESSION_KEY_LABEL
+from image_server.dashboard.security import safe_next
 from image_server.dashboard.views import parse_page
+from image_server.edge import hkdf_sha256, origin_of
 from tests.dashboard.support import SESSION_SECRET, dashboard_config
 
 BASE = "https://dash.example.test/ui/gallery/x"

@@ -24,6 +24,7 @@ from tests.dashboard.support import (
     dashboard_config,
     make_service,
     outer_app,
+    run_sync,
 )
 from tests.dashboard.support import Seeded as SeededService
 from tests.fakes.fake_google import FakeGoogle
@@ -46,7 +47,7 @@ def test_an_admin_sees_every_user_and_the_total(
     html = client.get("/ui/").text
     rows = _cells(html)
     assert [e for e, _, _ in rows] == [USER, ADMIN, OTHER, FORMER]
-    report = seeded.service.metadata.usage()
+    report = seeded.metadata.usage()
     assert [(r.email, str(r.image_count), r.cost.display()) for r in report.rows] == rows
     total = sum((CostEstimate(Decimal(c.strip("$"))) for _, _, c in rows), CostEstimate.zero())
     footer = re.search(r"<tfoot>.*?</tfoot>", html, re.S)
@@ -151,7 +152,7 @@ def test_empty_states_explain_what_to_do(google: FakeGoogle) -> None:
         openid_configuration_url=google.discovery_url,
         issuer=google.issuer,
     )
-    with TestClient(outer_app(seeded.service, config), base_url=PUBLIC_URL) as client:
+    with TestClient(outer_app(seeded, config), base_url=PUBLIC_URL) as client:
         log_in(client, google, USER)
         overview = client.get("/ui/").text
         gallery = client.get(f"/ui/gallery/{USER}").text
@@ -167,7 +168,7 @@ def test_the_model_picker_shows_prices_and_use_for_lines(
     """Both models, each with its prices per size and what it is for; flash is current."""
     login(USER)
     html = client.get("/ui/prefs").text
-    for spec in seeded.service.catalog:
+    for spec in seeded.service.offered_models():
         assert f'value="{spec.alias}"' in html
         assert spec.use_for in html
         assert spec.model_id in html
@@ -187,7 +188,7 @@ def test_saving_the_default_model_shows_it_as_current(
     )
     assert "Saved: new images use pro" in page.text
     assert re.search(r'value="pro" checked', page.text)
-    assert seeded.service.choose_model(USER, None).alias == "pro"
+    assert run_sync(seeded.service.choose_model(USER, None)).alias == "pro"
 
 
 @pytest.mark.parametrize("path", ["/ui/nope", "/ui/gallery/x/y", "/ui/static/missing.css"])
@@ -215,9 +216,10 @@ def test_an_unexpected_error_is_a_product_page_without_details() -> None:
         def usage(self, emails: Collection[str] | None = None) -> UsageReport:
             raise RuntimeError("secret internal detail /srv/images")
 
-    service = attrs.evolve(make_service(open_policy=True).service, metadata=BrokenMetadata())
+    seeded = make_service(open_policy=True)
+    seeded = attrs.evolve(seeded, service=attrs.evolve(seeded.service, metadata=BrokenMetadata()))
     config = dashboard_config(auth_disabled=True, public_url="http://testserver")
-    with TestClient(outer_app(service, config), raise_server_exceptions=False) as client:
+    with TestClient(outer_app(seeded, config), raise_server_exceptions=False) as client:
         response = client.get("/ui/")
     assert response.status_code == 500
     assert "Something went wrong" in response.text
@@ -229,7 +231,7 @@ def test_with_auth_disabled_everything_is_visible_without_login() -> None:
     """No login page; every user; the picker applies to local@localhost."""
     seeded = make_service(open_policy=True)
     config = dashboard_config(auth_disabled=True, public_url="http://127.0.0.1:8766")
-    with TestClient(outer_app(seeded.service, config), base_url="http://localhost:8766") as client:
+    with TestClient(outer_app(seeded, config), base_url="http://localhost:8766") as client:
         assert client.get("/ui/login", follow_redirects=False).headers["location"] == "/ui/"
         assert client.get("/ui/login/google", follow_redirects=False).headers["location"] == "/ui/"
         overview = client.get("/ui/").text
@@ -253,7 +255,7 @@ def test_with_auth_disabled_everything_is_visible_without_login() -> None:
             headers={"origin": "http://evil.example"},
         )
         assert refused.status_code == 403
-    assert seeded.service.default_model_for("local@localhost").alias == "pro"
+    assert run_sync(seeded.service.default_model_for("local@localhost")).alias == "pro"
 
 
 def test_images_without_a_thumbnail_get_one_made_once() -> None:
@@ -262,7 +264,7 @@ def test_images_without_a_thumbnail_get_one_made_once() -> None:
     legacy = seeded.ids_of(USER)[:3]
     seeded.images.legacy.update(legacy)
     config = dashboard_config(auth_disabled=True, public_url="http://testserver")
-    with TestClient(outer_app(seeded.service, config)) as client:
+    with TestClient(outer_app(seeded, config)) as client:
         first = client.get(f"/ui/thumbs/{legacy[0]}")
         again = client.get(f"/ui/thumbs/{legacy[0]}")
     assert first.status_code == 200

@@ -27,7 +27,12 @@ from image_core.errors import (
 )
 from image_core.testing import FakeImageBackend
 from image_server.app import build_app, build_service
-from image_server.mcp import AspectRatioChoice, SizeChoice, build_mcp_server
+from image_server.mcp import (
+    AspectRatioChoice,
+    GenerateImageTool,
+    SizeChoice,
+    build_mcp_server,
+)
 from image_server.settings import Settings, load_settings
 from tests.support.live_server import live_server
 from tests.support.logs import json_lines, json_logs
@@ -291,6 +296,34 @@ def test_image_sizes_cover_the_tool_schema() -> None:
     """The Literal in the tool schema and the domain enum agree."""
     assert set(get_args(SizeChoice)) == {s.value for s in ImageSize}
     assert set(get_args(AspectRatioChoice)) == {r.value for r in AspectRatio}
+
+
+_RATIOS_AS_BEFORE = [
+    *("1:1", "2:3", "3:2", "3:4", "4:3", "4:5", "5:4", "9:16", "16:9", "21:9"),
+    *("1:4", "4:1", "1:8", "8:1"),
+]
+
+
+async def test_the_schema_lists_the_enum_values_in_their_order(client: Client[Any]) -> None:
+    """The client sees the core's enums, in order: exactly the list the tool always offered."""
+    (tool,) = await client.list_tools()
+    properties = tool.input_schema["properties"]
+    ratios = properties["aspect_ratio"]["anyOf"][0]["enum"]
+    sizes = properties["image_size"]["anyOf"][0]["enum"]
+    assert ratios == [r.value for r in AspectRatio] == _RATIOS_AS_BEFORE
+    assert sizes == [s.value for s in ImageSize] == ["1K", "2K", "4K"]
+
+
+async def test_the_tool_is_an_importable_callable_taking_its_collaborators(
+    tmp_path: Path, backend: FakeImageBackend
+) -> None:
+    """``GenerateImageTool(service, public_url)`` can be awaited without any server."""
+    settings = load_settings({"IMG_ROOT": str(tmp_path / "data")}, dev=True)
+    tool = GenerateImageTool(build_service(settings, backend=backend), "https://img.example")
+    result = await tool(prompt="a fox", image_size="2K")
+    assert result.structured_content is not None
+    assert result.structured_content["url"].startswith("https://img.example/i/")
+    assert backend.requests[0].image_size is ImageSize.S2K
 
 
 async def test_each_generation_logs_one_structured_line_without_the_prompt(

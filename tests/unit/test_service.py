@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections import defaultdict
 from collections.abc import Collection
@@ -45,7 +46,7 @@ from image_core.errors import (
     StorageError,
     UnknownModel,
 )
-from image_core.ports import ImageBackend, ImageStore
+from image_core.ports import ImageBackend, ImageStore, OpenedFile, PublicImageFiles
 from image_core.service import MAX_PAGE_SIZE, ImageService, parse_image_name
 from image_core.testing import (
     FakeImageBackend,
@@ -349,7 +350,7 @@ async def test_without_any_choice_flash_is_used(world: World) -> None:
 @pytest.mark.anyio
 async def test_the_users_default_beats_flash(world: World) -> None:
     """A saved default applies when the request names no model."""
-    world.service.set_default_model(ALICE, "pro")
+    await world.service.set_default_model(ALICE, "pro")
     result = await generate(world)
     assert result.generation.model_alias == "pro"
     assert world.requests()[0].model_id == "gemini-3-pro-image"
@@ -358,7 +359,7 @@ async def test_the_users_default_beats_flash(world: World) -> None:
 @pytest.mark.anyio
 async def test_an_explicit_model_beats_the_users_default(world: World) -> None:
     """The model named in the request wins."""
-    world.service.set_default_model(ALICE, "pro")
+    await world.service.set_default_model(ALICE, "pro")
     result = await generate(world, model="flash")
     assert result.generation.model_alias == "flash"
 
@@ -366,7 +367,7 @@ async def test_an_explicit_model_beats_the_users_default(world: World) -> None:
 @pytest.mark.anyio
 async def test_one_users_default_does_not_apply_to_another(world: World) -> None:
     """Bob's choice of pro leaves Alice on flash."""
-    world.service.set_default_model(BOB, "pro")
+    await world.service.set_default_model(BOB, "pro")
     assert (await generate(world, ALICE)).generation.model_alias == "flash"
     assert (await generate(world, BOB)).generation.model_alias == "pro"
 
@@ -443,7 +444,7 @@ async def test_the_cost_is_the_list_price_of_the_chosen_model_at_the_size(
     world = make_world(tiny=True)
     result = await generate(world, model=model, image_size=size)
     assert result.generation.cost == CostEstimate(Decimal(price))
-    assert world.service.usage_for(ALICE).total_cost == CostEstimate(Decimal(price))
+    assert (await world.service.usage_for(ALICE)).total_cost == CostEstimate(Decimal(price))
 
 
 # --- model capabilities ------------------------------------------------------------------------
@@ -470,7 +471,7 @@ async def test_a_ratio_pro_does_not_support_is_refused_listing_pros_ratios(
 @pytest.mark.anyio
 async def test_a_users_default_of_pro_also_refuses_extreme_ratios(world: World) -> None:
     """The capability check applies to the model actually chosen, not only explicit ones."""
-    world.service.set_default_model(ALICE, "pro")
+    await world.service.set_default_model(ALICE, "pro")
     with pytest.raises(InvalidRequest, match="1:8"):
         await generate(world, aspect_ratio="1:8")
     assert world.requests() == []
@@ -706,7 +707,7 @@ async def test_a_backend_error_propagates_and_nothing_is_stored(
     assert caught.value is failure
     assert len(world.requests()) == 1
     assert world.nothing_stored()
-    assert world.service.usage_for(ADMIN).total_cost == CostEstimate.zero()
+    assert (await world.service.usage_for(ADMIN)).total_cost == CostEstimate.zero()
 
 
 @pytest.mark.anyio
@@ -768,7 +769,7 @@ async def _populate(world: World) -> None:
 async def test_an_admin_sees_everyones_usage_largest_spend_first(world: World) -> None:
     """Bob's $0.24 row comes before Alice's $0.134; the total is exact."""
     await _populate(world)
-    report = world.service.usage_for(ADMIN)
+    report = await world.service.usage_for(ADMIN)
     assert [(r.email, r.image_count, r.cost.usd) for r in report.rows] == [
         ("bob@example.com", 1, Decimal("0.24")),
         ("alice@example.com", 2, Decimal("0.134")),
@@ -781,7 +782,7 @@ async def test_an_admin_sees_everyones_usage_largest_spend_first(world: World) -
 async def test_a_user_sees_only_their_own_usage(world: World) -> None:
     """Alice's report has one row: hers."""
     await _populate(world)
-    report = world.service.usage_for(ALICE)
+    report = await world.service.usage_for(ALICE)
     assert [r.email for r in report.rows] == ["alice@example.com"]
     assert report.total_cost.usd == Decimal("0.134")
 
@@ -793,9 +794,9 @@ async def test_a_viewer_who_is_not_allowed_sees_no_usage_spend_or_users(
 ) -> None:
     """Strangers, unverified logins and anonymous viewers see nothing at all."""
     await _populate(world)
-    assert world.service.usage_for(viewer).rows == ()
-    assert world.service.daily_spend_for(viewer) == []
-    assert world.service.visible_users(viewer) == []
+    assert (await world.service.usage_for(viewer)).rows == ()
+    assert await world.service.daily_spend_for(viewer) == []
+    assert await world.service.visible_users(viewer) == []
 
 
 @pytest.mark.anyio
@@ -804,8 +805,8 @@ async def test_visible_users_are_everyone_for_an_admin_and_oneself_for_a_user(
 ) -> None:
     """Admins list every user with images; a user lists only themself."""
     await _populate(world)
-    assert world.service.visible_users(ADMIN) == ["alice@example.com", "bob@example.com"]
-    assert world.service.visible_users(BOB) == ["bob@example.com"]
+    assert await world.service.visible_users(ADMIN) == ["alice@example.com", "bob@example.com"]
+    assert await world.service.visible_users(BOB) == ["bob@example.com"]
 
 
 @pytest.mark.anyio
@@ -816,16 +817,16 @@ async def test_daily_spend_respects_visibility_and_the_day_window() -> None:
     await generate(world, BOB, model="pro")  # day 1
     await generate(world, ALICE, image_size="2K")  # day 2
     world.clock.step = timedelta(0)  # "now" is day 3
-    everything = world.service.daily_spend_for(ADMIN)
+    everything = await world.service.daily_spend_for(ADMIN)
     assert [(d.day, d.email, d.cost.usd) for d in everything] == [
         ("2026-11-24", "alice@example.com", Decimal("0.067")),
         ("2026-11-25", "bob@example.com", Decimal("0.134")),
         ("2026-11-26", "alice@example.com", Decimal("0.101")),
     ]
-    mine = world.service.daily_spend_for(ALICE)
+    mine = await world.service.daily_spend_for(ALICE)
     assert {d.email for d in mine} == {"alice@example.com"}
     assert len(mine) == 2
-    recent = world.service.daily_spend_for(ADMIN, days=2)
+    recent = await world.service.daily_spend_for(ADMIN, days=2)
     assert [d.day for d in recent] == ["2026-11-26"]
 
 
@@ -833,7 +834,7 @@ async def test_daily_spend_respects_visibility_and_the_day_window() -> None:
 async def test_a_user_reads_their_own_gallery_newest_first(world: World) -> None:
     """Prompts come back in reverse order of generation."""
     await _populate(world)
-    page = world.service.gallery(ALICE, "alice@example.com")
+    page = await world.service.gallery(ALICE, "alice@example.com")
     assert [g.prompt for g in page.items] == ["two", "one"]
     assert page.total == 2
     assert not page.has_next
@@ -843,7 +844,7 @@ async def test_a_user_reads_their_own_gallery_newest_first(world: World) -> None
 async def test_the_gallery_owner_is_matched_case_insensitively(world: World) -> None:
     """ "ALICE@Example.com" is Alice's gallery."""
     await _populate(world)
-    assert world.service.gallery(ALICE, "ALICE@Example.com").total == 2
+    assert (await world.service.gallery(ALICE, "ALICE@Example.com")).total == 2
 
 
 @pytest.mark.anyio
@@ -854,25 +855,28 @@ async def test_nobody_but_alice_and_admins_reads_alices_gallery(
     """Another user's gallery is NotAllowed, whatever the query."""
     await _populate(world)
     with pytest.raises(NotAllowed):
-        world.service.gallery(viewer, "alice@example.com")
+        await world.service.gallery(viewer, "alice@example.com")
     with pytest.raises(NotAllowed):
-        world.service.gallery(viewer, "Alice@Example.com", offset=-1, limit=0)
+        await world.service.gallery(viewer, "Alice@Example.com", offset=-1, limit=0)
 
 
 @pytest.mark.anyio
 async def test_an_admin_reads_any_gallery(world: World) -> None:
     """Admins see everyone's images."""
     await _populate(world)
-    assert [g.prompt for g in world.service.gallery(ADMIN, "bob@example.com").items] == ["three"]
+    assert [g.prompt for g in (await world.service.gallery(ADMIN, "bob@example.com")).items] == [
+        "three"
+    ]
 
 
+@pytest.mark.anyio
 @pytest.mark.parametrize(("offset", "limit"), [(-1, 10), (0, 0), (0, -5), (0, MAX_PAGE_SIZE + 1)])
-def test_gallery_paging_outside_the_limits_is_an_invalid_request(
+async def test_gallery_paging_outside_the_limits_is_an_invalid_request(
     world: World, offset: int, limit: int
 ) -> None:
     """Pages start at 0 and hold 1 to 200 images."""
     with pytest.raises(InvalidRequest, match=str(MAX_PAGE_SIZE)):
-        world.service.gallery(ALICE, "alice@example.com", offset=offset, limit=limit)
+        await world.service.gallery(ALICE, "alice@example.com", offset=offset, limit=limit)
 
 
 @pytest.mark.anyio
@@ -881,11 +885,13 @@ async def test_gallery_pages_slice_the_newest_first_list(world: World) -> None:
     for i in range(5):
         await generate(world, prompt=f"p{i}")
     service = world.service
-    pages = [service.gallery(ALICE, "alice@example.com", offset=o, limit=2) for o in (0, 2, 4, 6)]
+    pages = [
+        await service.gallery(ALICE, "alice@example.com", offset=o, limit=2) for o in (0, 2, 4, 6)
+    ]
     assert [[g.prompt for g in p.items] for p in pages] == [["p4", "p3"], ["p2", "p1"], ["p0"], []]
     assert [p.has_next for p in pages] == [True, True, False, False]
     assert all(p.total == 5 for p in pages)
-    assert service.gallery(ALICE, "alice@example.com", limit=MAX_PAGE_SIZE).total == 5
+    assert (await service.gallery(ALICE, "alice@example.com", limit=MAX_PAGE_SIZE)).total == 5
 
 
 # --- thumbnails -------------------------------------------------------------------------------
@@ -897,7 +903,7 @@ async def test_a_thumbnail_stored_at_generation_is_served_as_is() -> None:
     codec = CountingCodec()
     world = make_world(codec=codec)
     result = await generate(world)
-    assert world.service.thumbnail(ALICE, result.generation.id) == world.images.get_thumbnail(
+    assert await world.service.thumbnail(ALICE, result.generation.id) == world.images.get_thumbnail(
         result.generation.id
     )
     assert codec.thumbnails_made == 0
@@ -911,8 +917,8 @@ async def test_a_missing_thumbnail_is_made_once_then_cached() -> None:
     world = make_world(codec=codec, images=store)
     image_id = (await generate(world)).generation.id
     assert store.get_thumbnail(image_id) is None
-    first = world.service.thumbnail(ALICE, image_id)
-    second = world.service.thumbnail(ADMIN, image_id)
+    first = await world.service.thumbnail(ALICE, image_id)
+    second = await world.service.thumbnail(ADMIN, image_id)
     assert first is not None
     assert first.mime_type == "image/webp"
     assert first == second
@@ -927,8 +933,8 @@ async def test_a_thumbnail_that_cannot_be_cached_is_still_served() -> None:
     codec = CountingCodec()
     world = make_world(codec=codec, images=LegacyImageStore(refuse_thumbnails=True))
     image_id = (await generate(world)).generation.id
-    assert world.service.thumbnail(ALICE, image_id) is not None
-    assert world.service.thumbnail(ALICE, image_id) is not None
+    assert await world.service.thumbnail(ALICE, image_id) is not None
+    assert await world.service.thumbnail(ALICE, image_id) is not None
     assert codec.thumbnails_made == 2
 
 
@@ -937,12 +943,13 @@ async def test_a_thumbnail_that_cannot_be_cached_is_still_served() -> None:
 async def test_another_users_thumbnail_is_not_served(world: World, viewer: Identity | None) -> None:
     """Thumbnails follow the same visibility as galleries."""
     image_id = (await generate(world, ALICE)).generation.id
-    assert world.service.thumbnail(viewer, image_id) is None
+    assert await world.service.thumbnail(viewer, image_id) is None
 
 
-def test_a_thumbnail_of_an_unknown_image_is_none(world: World) -> None:
+@pytest.mark.anyio
+async def test_a_thumbnail_of_an_unknown_image_is_none(world: World) -> None:
     """Unknown ids yield nothing rather than an error."""
-    assert world.service.thumbnail(ADMIN, uuid.uuid4()) is None
+    assert await world.service.thumbnail(ADMIN, uuid.uuid4()) is None
 
 
 @pytest.mark.anyio
@@ -952,12 +959,13 @@ async def test_a_thumbnail_whose_png_is_gone_is_none() -> None:
     world = make_world(images=store)
     image_id = (await generate(world)).generation.id
     store.pngs.clear()
-    assert world.service.thumbnail(ALICE, image_id) is None
+    assert await world.service.thumbnail(ALICE, image_id) is None
 
 
 # --- default model --------------------------------------------------------------------------
 
 
+@pytest.mark.anyio
 @pytest.mark.parametrize(
     ("spelling", "alias"),
     [
@@ -970,41 +978,44 @@ async def test_a_thumbnail_whose_png_is_gone_is_none() -> None:
         ("gemini-3.1-flash-image-preview", "flash"),
     ],
 )
-def test_set_default_model_stores_the_alias_for_any_spelling(
+async def test_set_default_model_stores_the_alias_for_any_spelling(
     world: World, spelling: str, alias: str
 ) -> None:
     """Whatever spelling is chosen, prefs keep the stable alias."""
-    spec = world.service.set_default_model(ALICE, spelling)
+    spec = await world.service.set_default_model(ALICE, spelling)
     assert spec.alias == alias
     assert world.prefs.get_default_model("alice@example.com") == alias
-    assert world.service.default_model_for("alice@example.com").alias == alias
+    assert (await world.service.default_model_for("alice@example.com")).alias == alias
 
 
-def test_set_default_model_keys_prefs_by_normalised_email(world: World) -> None:
+@pytest.mark.anyio
+async def test_set_default_model_keys_prefs_by_normalised_email(world: World) -> None:
     """A capitalised login and its lower-case form share one preference."""
-    world.service.set_default_model(Identity("Alice@EXAMPLE.com", email_verified=True), "pro")
+    await world.service.set_default_model(Identity("Alice@EXAMPLE.com", email_verified=True), "pro")
     assert world.prefs.get_default_model("alice@example.com") == "pro"
 
 
+@pytest.mark.anyio
 @pytest.mark.parametrize("identity", [STRANGER, UNVERIFIED_ALICE, None])
-def test_set_default_model_requires_an_allowed_identity(
+async def test_set_default_model_requires_an_allowed_identity(
     world: World, identity: Identity | None
 ) -> None:
     """Only people who may generate may choose a default; nothing is stored otherwise."""
     with pytest.raises(NotAllowed):
-        world.service.set_default_model(identity, "pro")
+        await world.service.set_default_model(identity, "pro")
     assert world.prefs.get_default_model("alice@example.com") is None
     assert world.prefs.get_default_model("mallory@example.com") is None
     assert world.prefs.get_default_model("local@localhost") is None
 
 
-def test_set_default_model_refuses_an_unknown_model_and_keeps_the_old_choice(
+@pytest.mark.anyio
+async def test_set_default_model_refuses_an_unknown_model_and_keeps_the_old_choice(
     world: World,
 ) -> None:
     """UnknownModel, and the previous default survives."""
-    world.service.set_default_model(ALICE, "pro")
+    await world.service.set_default_model(ALICE, "pro")
     with pytest.raises(UnknownModel):
-        world.service.set_default_model(ALICE, "ultra")
+        await world.service.set_default_model(ALICE, "ultra")
     assert world.prefs.get_default_model("alice@example.com") == "pro"
 
 
@@ -1032,11 +1043,11 @@ async def test_usage_totals_equal_the_sum_of_generated_costs(
     expected_count: dict[str, int] = defaultdict(int)
     for identity, model, size in calls:
         result = await generate(world, identity, model=model, image_size=size)
-        spec = world.service.catalog.resolve(model)
+        spec = ModelCatalog().resolve(model)
         assert result.generation.cost == spec.price(ImageSize(size.upper()))
         expected_cost[identity.email] += result.generation.cost.usd
         expected_count[identity.email] += 1
-    report = world.service.usage_for(ADMIN)
+    report = await world.service.usage_for(ADMIN)
     assert {r.email: r.cost.usd for r in report.rows} == dict(expected_cost)
     assert {r.email: r.image_count for r in report.rows} == dict(expected_count)
     assert report.total_cost.usd == sum(expected_cost.values(), Decimal(0))
@@ -1044,7 +1055,7 @@ async def test_usage_totals_equal_the_sum_of_generated_costs(
     costs = [r.cost.usd for r in report.rows]
     assert costs == sorted(costs, reverse=True)
     for identity in (ALICE, BOB):
-        own = world.service.usage_for(identity)
+        own = await world.service.usage_for(identity)
         assert own.total_cost.usd == expected_cost.get(identity.email, Decimal(0))
 
 
@@ -1104,21 +1115,86 @@ async def test_every_email_reaching_a_port_is_already_normalised() -> None:
     world = make_world(tiny=True, metadata=metadata)
     service = attrs.evolve(world.service, prefs=prefs)
     shouting = Identity("  ALICE@Example.COM ", email_verified=True)
-    service.set_default_model(shouting, "pro")
+    await service.set_default_model(shouting, "pro")
     result = await service.generate(shouting, GenerationRequest.parse("a fox"))
     assert result.generation.model_alias == "pro"
-    assert service.default_model_for("Alice@EXAMPLE.com").alias == "pro"
-    assert service.gallery(shouting, " ALICE@example.com").total == 1
-    service.usage_for(shouting)
-    service.daily_spend_for(shouting)
+    assert (await service.default_model_for("Alice@EXAMPLE.com")).alias == "pro"
+    assert (await service.gallery(shouting, " ALICE@example.com")).total == 1
+    await service.usage_for(shouting)
+    await service.daily_spend_for(shouting)
     assert set(metadata.seen) == {"alice@example.com"}
     assert set(prefs.seen) == {"alice@example.com"}
     assert len(metadata.seen) >= 4
     assert len(prefs.seen) >= 3
 
 
-def test_the_default_model_is_found_whatever_the_spelling_of_the_email(world: World) -> None:
+@pytest.mark.anyio
+async def test_the_default_model_is_found_whatever_the_spelling_of_the_email(
+    world: World,
+) -> None:
     """One person, however their email is capitalised or padded, has one default."""
-    world.service.set_default_model(Identity("Alice@Example.com", email_verified=True), "pro")
+    alice = Identity("Alice@Example.com", email_verified=True)
+    await world.service.set_default_model(alice, "pro")
     for spelling in ("alice@example.com", " ALICE@EXAMPLE.COM ", "aLiCe@example.com"):
-        assert world.service.default_model_for(spelling).alias == "pro"
+        assert (await world.service.default_model_for(spelling)).alias == "pro"
+
+
+# --- the small queries drivers ask instead of reading the ports -----------------------------
+
+
+def test_the_offered_models_are_the_catalog_in_order(world: World) -> None:
+    """The picker and the tool text list exactly the catalog's models, in its order."""
+    assert world.service.offered_models() == tuple(ModelCatalog())
+
+
+def test_today_is_the_clocks_utc_date() -> None:
+    """The chart's right edge comes from the service's clock."""
+    world = make_world(step=timedelta(0))
+    assert world.service.today() == START.date()
+
+
+@pytest.mark.parametrize(
+    ("identity", "may", "admin"),
+    [(ALICE, True, False), (ADMIN, True, True), (STRANGER, False, False), (None, False, False)],
+)
+def test_the_access_decisions_a_view_needs_follow_the_policy(
+    world: World, identity: Identity | None, may: bool, admin: bool
+) -> None:
+    """``may_generate`` and ``is_admin`` answer as the policy does."""
+    assert world.service.may_generate(identity) is may
+    assert world.service.is_admin(identity) is admin
+    assert world.service.access_is_open is False
+
+
+class OneFile:
+    """A ``PublicImageFiles`` double that records the names asked for."""
+
+    def __init__(self, opened: OpenedFile | None) -> None:
+        self.opened = opened
+        self.asked: list[str] = []
+
+    def open_png(self, name: str) -> OpenedFile | None:
+        """The scripted answer."""
+        self.asked.append(name)
+        return self.opened
+
+
+_files: type[PublicImageFiles] = OneFile
+
+
+@pytest.mark.anyio
+async def test_open_public_image_hands_back_what_the_public_files_opened() -> None:
+    """The route streams exactly what the store's opener returned; the name is passed as is."""
+    opened = (7, os.stat(__file__))
+    files = OneFile(opened)
+    service = attrs.evolve(make_world().service, public_files=files)
+    assert await service.open_public_image(f"{KNOWN}.png") == opened
+    assert files.asked == [f"{KNOWN}.png"]
+
+
+@pytest.mark.anyio
+async def test_open_public_image_is_none_without_public_files_or_a_file() -> None:
+    """A library service without a file store, or a name the store refuses, serves nothing."""
+    assert await make_world().service.open_public_image(f"{KNOWN}.png") is None
+    service = attrs.evolve(make_world().service, public_files=OneFile(None))
+    assert await service.open_public_image("../prefs.json") is None

@@ -10,6 +10,7 @@ exactly and never normalise them again.
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Collection
 from datetime import date, datetime
@@ -52,6 +53,18 @@ class ImageStore(Protocol):
 
     def delete(self, image_id: uuid.UUID) -> None:
         """Remove the PNG and thumbnail if present; used to roll back a failed write."""
+        ...
+
+
+#: An open descriptor of a regular file and what ``fstat`` said about it; the caller closes it.
+OpenedFile = tuple[int, os.stat_result]
+
+
+class PublicImageFiles(Protocol):
+    """Opens a stored PNG by its public name for streaming, never through a symlink."""
+
+    def open_png(self, name: str) -> OpenedFile | None:
+        """The opened ``{uuid}.png`` (a regular file, no symlink), or ``None``."""
         ...
 
 

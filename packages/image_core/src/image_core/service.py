@@ -1,7 +1,9 @@
 """Use cases: generate an image, query usage and galleries, choose a default model.
 
-The service decides; adapters only do I/O. Blocking port calls (files, image codec)
-run in worker threads so one large image never stalls the event loop.
+The service decides; adapters only do I/O. It is the one thing drivers (the MCP tool,
+the dashboard, the ``/i/`` route) talk to: every use case is ``async`` and runs its
+blocking port calls (files, image codec) in worker threads, so one large image never
+stalls the event loop and no driver can forget to move work off it.
 """
 
 from __future__ import annotations
@@ -9,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
-from datetime import timedelta
+from datetime import date, timedelta
 from urllib.parse import urlsplit
 
 import attrs
@@ -49,7 +51,9 @@ from image_core.ports import (
     ImageCodec,
     ImageStore,
     MetadataRepository,
+    OpenedFile,
     PrefStore,
+    PublicImageFiles,
 )
 
 MAX_PAGE_SIZE = 200
@@ -82,40 +86,78 @@ class ImageService:
 
     Emails are normalised here, once (``access.owner_key``): every port receives them
     normalised and compares them exactly.
+
+    The ports are private: drivers call the use cases and queries below and never reach
+    behind them. Construct it with the port names as keywords (``catalog=``,
+    ``images=``, ...). Every use case that touches a port is ``async`` and runs the
+    blocking port calls in a worker thread, so no driver has to remember to.
     """
 
-    catalog: ModelCatalog
-    policy: AccessPolicy
-    images: ImageStore
-    metadata: MetadataRepository
-    prefs: PrefStore
-    backend: ImageBackend
-    codec: ImageCodec
-    clock: Clock
-    ids: IdSource
+    _catalog: ModelCatalog = attrs.field(alias="catalog")
+    _policy: AccessPolicy = attrs.field(alias="policy")
+    _images: ImageStore = attrs.field(alias="images")
+    _metadata: MetadataRepository = attrs.field(alias="metadata")
+    _prefs: PrefStore = attrs.field(alias="prefs")
+    _backend: ImageBackend = attrs.field(alias="backend")
+    _codec: ImageCodec = attrs.field(alias="codec")
+    _clock: Clock = attrs.field(alias="clock")
+    _ids: IdSource = attrs.field(alias="ids")
     preview_max_side: int = 1024
     thumbnail_max_side: int = 384
+    _public_files: PublicImageFiles | None = attrs.field(default=None, alias="public_files")
 
-    def default_model_for(self, email: str | None) -> ModelSpec:
-        """The person's chosen default (any spelling of their email), or the catalog default."""
-        alias = self.prefs.get_default_model(owner_key(email)) if email else None
-        spec = self.catalog.find(alias) if alias else None
-        return spec or self.catalog.default
+    # --- decisions that touch no storage: plain methods ---------------------------------
 
-    def choose_model(self, email: str | None, requested: str | None) -> ModelSpec:
+    def offered_models(self) -> tuple[ModelSpec, ...]:
+        """The models a person may pick, in catalog order (the picker, the tool text)."""
+        return tuple(self._catalog)
+
+    def today(self) -> date:
+        """Today's UTC date, the right edge of the spend chart."""
+        return self._clock.now().date()
+
+    def may_generate(self, identity: Identity | None) -> bool:
+        """Whether ``identity`` may generate (and so use the dashboard at all)."""
+        return self._policy.may_generate(identity)
+
+    def is_admin(self, identity: Identity | None) -> bool:
+        """Whether ``identity`` sees everyone's usage and galleries."""
+        return self._policy.is_admin(identity)
+
+    @property
+    def access_is_open(self) -> bool:
+        """True when every check is off (local development): no login is consulted."""
+        return self._policy.open
+
+    # --- use cases ----------------------------------------------------------------------
+
+    async def default_model_for(self, email: str | None) -> ModelSpec:
+        """The person's chosen default, or the catalog default."""
+        return await asyncio.to_thread(self._default_model_for, email)
+
+    async def choose_model(self, email: str | None, requested: str | None) -> ModelSpec:
         """Explicitly requested model, else the person's default, else the catalog default."""
+        return await asyncio.to_thread(self._choose_model, email, requested)
+
+    def _default_model_for(self, email: str | None) -> ModelSpec:
+        """The person's chosen default (any spelling of their email), or the catalog default."""
+        alias = self._prefs.get_default_model(owner_key(email)) if email else None
+        spec = self._catalog.find(alias) if alias else None
+        return spec or self._catalog.default
+
+    def _choose_model(self, email: str | None, requested: str | None) -> ModelSpec:
         if requested:
-            return self.catalog.resolve(requested)
-        return self.default_model_for(email)
+            return self._catalog.resolve(requested)
+        return self._default_model_for(email)
 
     async def generate(
         self, identity: Identity | None, request: GenerationRequest
     ) -> GenerationResult:
         """Check, generate, store the PNG, then record it; on any failure keep nothing."""
-        if not self.policy.may_generate(identity):
+        if not self._policy.may_generate(identity):
             raise not_allowed(identity)
         email = _owner_email(identity)
-        spec = self.choose_model(email, request.model)
+        spec = await asyncio.to_thread(self._choose_model, email, request.model)
         _check_supported(spec, request)
         references = await asyncio.to_thread(self._load_references, request.references)
         backend_request = BackendRequest(
@@ -125,21 +167,21 @@ class ImageService:
             aspect_ratio=request.aspect_ratio,
             references=references,
         )
-        image = await self.backend.generate(backend_request)
+        image = await self._backend.generate(backend_request)
         processed = await asyncio.to_thread(self._process, image)
         generation = Generation(
-            id=self.ids.new_id(),
+            id=self._ids.new_id(),
             email=email,
             prompt=request.prompt,
             model_alias=spec.alias,
             model_id=spec.model_id,
             image_size=request.image_size,
             aspect_ratio=request.aspect_ratio,
-            created_at=self.clock.now(),
+            created_at=self._clock.now(),
             cost=spec.price(request.image_size),
             reference_ids=tuple(r.id for r in references),
             token_usage=image.token_usage,
-            backend=self.backend.name,
+            backend=self._backend.name,
             width=processed.width,
             height=processed.height,
         )
@@ -148,19 +190,19 @@ class ImageService:
 
     def _process(self, image: BackendImage) -> ProcessedImage:
         try:
-            return self.codec.process(image.data, self.preview_max_side, self.thumbnail_max_side)
+            return self._codec.process(image.data, self.preview_max_side, self.thumbnail_max_side)
         except InvalidImage as exc:
             raise BackendError(
                 f"The image service returned an unusable image: {exc.message}"
             ) from None
 
     def _store(self, generation: Generation, processed: ProcessedImage) -> None:
-        self.images.put(generation.id, processed.png, processed.thumbnail)
+        self._images.put(generation.id, processed.png, processed.thumbnail)
         try:
-            self.metadata.add(generation)
+            self._metadata.add(generation)
         except BaseException:
             with contextlib.suppress(StorageError):  # keep the original error, not the cleanup's
-                self.images.delete(generation.id)
+                self._images.delete(generation.id)
             raise
 
     def _load_references(self, names: tuple[str, ...]) -> tuple[ReferenceImage, ...]:
@@ -172,66 +214,82 @@ class ImageService:
                     f"Reference image {name!r} is not the name of an earlier generation: pass "
                     "the file name returned by generate_image, like '<uuid>.png', or its URL."
                 )
-            data = self.images.get(image_id)
+            data = self._images.get(image_id)
             if data is None:
                 raise ReferenceNotFound(f"Reference image {image_id}.png does not exist.")
             try:
-                mime = self.codec.check_reference(data)
+                mime = self._codec.check_reference(data)
             except InvalidImage as exc:
                 raise InvalidImage(f"Reference image {image_id}.png: {exc.message}") from None
             loaded.append(ReferenceImage(image_id, data, mime))
         return tuple(loaded)
 
-    def usage_for(self, viewer: Identity | None) -> UsageReport:
+    async def usage_for(self, viewer: Identity | None) -> UsageReport:
         """Per-user usage the viewer may see: everyone for admins, else their own row."""
-        return self.metadata.usage(self.policy.visible_emails(viewer))
+        return await asyncio.to_thread(self._metadata.usage, self._policy.visible_emails(viewer))
 
-    def daily_spend_for(self, viewer: Identity | None, days: int = 30) -> list[DailySpend]:
+    async def daily_spend_for(self, viewer: Identity | None, days: int = 30) -> list[DailySpend]:
         """Spend per day over the last ``days`` UTC days, limited to what the viewer may see."""
         if days < 1:
             raise InvalidRequest("The spend chart covers at least one day.")
-        since = (self.clock.now() - timedelta(days=days - 1)).date()
-        return self.metadata.daily_spend(since, self.policy.visible_emails(viewer))
+        since = (self._clock.now() - timedelta(days=days - 1)).date()
+        visible = self._policy.visible_emails(viewer)
+        return await asyncio.to_thread(self._metadata.daily_spend, since, visible)
 
-    def visible_users(self, viewer: Identity | None) -> list[str]:
+    async def visible_users(self, viewer: Identity | None) -> list[str]:
         """Emails whose galleries the viewer may open."""
-        visible = self.policy.visible_emails(viewer)
+        visible = self._policy.visible_emails(viewer)
         if visible is None:
-            return self.metadata.users()
+            return await asyncio.to_thread(self._metadata.users)
         return sorted(visible)
 
-    def gallery(
+    async def gallery(
         self, viewer: Identity | None, owner: str, offset: int = 0, limit: int = 24
     ) -> GalleryPage:
         """A page of ``owner``'s images, newest first, if the viewer may see them."""
-        if not self.policy.may_view(viewer, owner):
+        if not self._policy.may_view(viewer, owner):
             raise NotAllowed("You can only see your own images.", NotAllowedReason.NOT_YOURS)
         if offset < 0 or not 1 <= limit <= MAX_PAGE_SIZE:
             raise InvalidRequest(f"Pages start at 0 and hold 1 to {MAX_PAGE_SIZE} images.")
-        return self.metadata.page_for_user(owner_key(owner), offset, limit)
+        return await asyncio.to_thread(
+            self._metadata.page_for_user, owner_key(owner), offset, limit
+        )
 
-    def thumbnail(self, viewer: Identity | None, image_id: uuid.UUID) -> EncodedImage | None:
+    async def thumbnail(self, viewer: Identity | None, image_id: uuid.UUID) -> EncodedImage | None:
         """The gallery thumbnail, made now if the image predates thumbnails."""
-        generation = self.metadata.get(image_id)
-        if generation is None or not self.policy.may_view(viewer, generation.email):
+        return await asyncio.to_thread(self._thumbnail, viewer, image_id)
+
+    def _thumbnail(self, viewer: Identity | None, image_id: uuid.UUID) -> EncodedImage | None:
+        generation = self._metadata.get(image_id)
+        if generation is None or not self._policy.may_view(viewer, generation.email):
             return None
-        stored = self.images.get_thumbnail(image_id)
+        stored = self._images.get_thumbnail(image_id)
         if stored is not None:
             return stored
-        png = self.images.get(image_id)
+        png = self._images.get(image_id)
         if png is None:
             return None
-        made = self.codec.thumbnail(png, self.thumbnail_max_side)
+        made = self._codec.thumbnail(png, self.thumbnail_max_side)
         with contextlib.suppress(StorageError):  # serving it matters more than caching it
-            self.images.put_thumbnail(image_id, made)
+            self._images.put_thumbnail(image_id, made)
         return made
 
-    def set_default_model(self, identity: Identity | None, name: str) -> ModelSpec:
+    async def open_public_image(self, name: str) -> OpenedFile | None:
+        """The public PNG ``name`` (``{uuid}.png``) opened for streaming, or ``None``.
+
+        Public on purpose: the random uuid4 is the access control. Only regular files
+        reached without a symlink are opened; the caller closes the descriptor.
+        """
+        if self._public_files is None:
+            return None
+        return await asyncio.to_thread(self._public_files.open_png, name)
+
+    async def set_default_model(self, identity: Identity | None, name: str) -> ModelSpec:
         """Remember the person's default model, given any accepted spelling of it."""
-        if not self.policy.may_generate(identity):
+        if not self._policy.may_generate(identity):
             raise not_allowed(identity)
-        spec = self.catalog.resolve(name)
-        self.prefs.set_default_model(_owner_email(identity), spec.alias)
+        spec = self._catalog.resolve(name)
+        await asyncio.to_thread(self._prefs.set_default_model, _owner_email(identity), spec.alias)
         return spec
 
 

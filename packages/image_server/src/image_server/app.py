@@ -8,19 +8,29 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from typing import Protocol, TypedDict, Unpack
 
 import anyio
-from fastmcp.server.auth import AuthProvider
-from fastmcp.server.http import HostOriginGuardMiddleware
+import attrs
+from fastmcp.server.http import HostOriginGuardMiddleware, StarletteWithLifespan
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
-from starlette.routing import Mount, Route
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.routing import BaseRoute, Mount, Route
+from starlette.types import ASGIApp
 
 from image_core.access import AccessPolicy
 from image_core.errors import InvalidConfiguration, StorageError
-from image_core.ports import Clock, IdSource, ImageBackend, ImageCodec
+from image_core.ports import (
+    Clock,
+    IdSource,
+    ImageBackend,
+    ImageCodec,
+    ImageStore,
+    MetadataRepository,
+    PrefStore,
+    PublicImageFiles,
+)
 from image_core.service import ImageService
 from image_server.adapters.fs_images import FilesystemImageStore
 from image_server.adapters.fs_metadata import FilesystemMetadataRepository
@@ -31,11 +41,13 @@ from image_server.adapters.placeholder import PlaceholderImageBackend
 from image_server.adapters.system import RandomIds, SystemClock
 from image_server.auth import (
     GoogleEndpoints,
+    HttpAppSecurity,
     ImageMcpOAuthProxy,
     build_mcp_auth,
     transport_security,
 )
 from image_server.dashboard import DashboardConfig, build_dashboard
+from image_server.edge import SecurityHeaders
 from image_server.mcp import build_mcp_server
 from image_server.routes import (
     DASHBOARD_MOUNT,
@@ -55,14 +67,16 @@ OAUTH_STATE_DIR = ".oauth"
 OAUTH_CULL_SECONDS = 3600
 
 
-def build_backend(settings: Settings) -> ImageBackend:
-    """Gemini when configured, else the offline placeholder (dev or explicit choice)."""
+def build_backend(settings: Settings, closing: contextlib.AsyncExitStack) -> ImageBackend:
+    """Gemini when configured (its client closed with ``closing``), else the placeholder."""
     if settings.backend == "gemini" and settings.gemini_api_key:
-        return GeminiImageBackend(
+        gemini = GeminiImageBackend(
             api_key=settings.gemini_api_key,
             base_url=settings.gemini_base_url,
             timeout_seconds=settings.gemini_timeout_seconds,
         )
+        closing.push_async_callback(gemini.aclose)
+        return gemini
     return PlaceholderImageBackend()
 
 
@@ -73,7 +87,7 @@ def build_policy(settings: Settings) -> AccessPolicy:
     return AccessPolicy(allowed=settings.allowed_emails, admins=settings.admin_emails)
 
 
-def build_auth(settings: Settings, google: GoogleEndpoints) -> AuthProvider | None:
+def build_auth(settings: Settings, google: GoogleEndpoints) -> ImageMcpOAuthProxy | None:
     """The Google OAuth proxy for /mcp, or nothing when auth is disabled."""
     if settings.auth_disabled:
         return None
@@ -90,134 +104,206 @@ def build_auth(settings: Settings, google: GoogleEndpoints) -> AuthProvider | No
     )
 
 
-class SecurityHeaders:
-    """Adds headers every response should carry unless it set its own."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """Wrap ``send`` to add the defaults to the response start."""
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-
-        async def send_with_headers(message: dict[str, object]) -> None:
-            if message["type"] == "http.response.start":
-                headers = list(message.get("headers", []))  # type: ignore[call-overload]
-                present = {name.lower() for name, _ in headers}
-                for name, value in _DEFAULT_HEADERS:
-                    if name not in present:
-                        headers.append((name, value))
-                message["headers"] = headers
-            await send(message)
-
-        await self.app(scope, receive, send_with_headers)  # type: ignore[arg-type]
+class ServedImageStore(ImageStore, PublicImageFiles, Protocol):
+    """An image store whose PNGs ``/i/`` can also stream (``FilesystemImageStore``)."""
 
 
-_DEFAULT_HEADERS = (
-    (b"x-content-type-options", b"nosniff"),
-    (b"x-frame-options", b"DENY"),
-    (b"referrer-policy", b"no-referrer"),
-)
+class AdapterOverrides(TypedDict, total=False):
+    """The adapters a caller may supply instead of the production ones (``None``: build it)."""
+
+    images: ServedImageStore | None
+    metadata: MetadataRepository | None
+    prefs: PrefStore | None
+    backend: ImageBackend | None
+    codec: ImageCodec | None
+    clock: Clock | None
+    ids: IdSource | None
+
+
+@attrs.frozen(kw_only=True)
+class Adapters:
+    """Every adapter the root built or was given, by name."""
+
+    images: ServedImageStore
+    metadata: MetadataRepository
+    prefs: PrefStore
+    backend: ImageBackend
+    codec: ImageCodec
+    clock: Clock
+    ids: IdSource
+
+
+def build_adapters(
+    settings: Settings,
+    closing: contextlib.AsyncExitStack,
+    **given: Unpack[AdapterOverrides],
+) -> Adapters:
+    """The given adapters, and the production one for each role not given.
+
+    What is built here and holds resources is registered on ``closing``; what the
+    caller passed in stays the caller's to close.
+    """
+    make_data_folder(settings)
+    return Adapters(
+        images=given.get("images") or FilesystemImageStore(settings.root),
+        metadata=given.get("metadata") or build_metadata(settings, closing),
+        prefs=given.get("prefs") or FilesystemPrefStore(settings.root),
+        backend=given.get("backend") or build_backend(settings, closing),
+        codec=given.get("codec") or PillowImageCodec(),
+        clock=given.get("clock") or SystemClock(),
+        ids=given.get("ids") or RandomIds(),
+    )
+
+
+def make_data_folder(settings: Settings) -> None:
+    """Create ``IMG_ROOT`` (and its parents) or fail with the reason."""
+    try:
+        settings.root.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StorageError(f"Cannot create the data folder IMG_ROOT ({exc.strerror}).") from None
+
+
+def build_metadata(
+    settings: Settings, closing: contextlib.AsyncExitStack
+) -> FilesystemMetadataRepository:
+    """The records under ``IMG_ROOT``; its index connection is closed with ``closing``."""
+    metadata = FilesystemMetadataRepository(settings.root)
+    closing.callback(metadata.close)
+    return metadata
+
+
+def service_for(settings: Settings, adapters: Adapters) -> ImageService:
+    """The core service over ``adapters``, with the policy and catalog ``settings`` name."""
+    return ImageService(
+        catalog=settings.catalog,
+        policy=build_policy(settings),
+        images=adapters.images,
+        metadata=adapters.metadata,
+        prefs=adapters.prefs,
+        backend=adapters.backend,
+        codec=adapters.codec,
+        clock=adapters.clock,
+        ids=adapters.ids,
+        public_files=adapters.images,
+    )
 
 
 def build_service(
     settings: Settings,
     *,
-    backend: ImageBackend | None = None,
-    codec: ImageCodec | None = None,
-    clock: Clock | None = None,
-    ids: IdSource | None = None,
+    closing: contextlib.AsyncExitStack | None = None,
+    **given: Unpack[AdapterOverrides],
 ) -> ImageService:
-    """The core service wired to the data folder and the chosen backend."""
-    try:
-        settings.root.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise StorageError(f"Cannot create the data folder IMG_ROOT ({exc.strerror}).") from None
-    return ImageService(
-        catalog=settings.catalog,
-        policy=build_policy(settings),
-        images=FilesystemImageStore(settings.root),
-        metadata=FilesystemMetadataRepository(settings.root),
-        prefs=FilesystemPrefStore(settings.root),
-        backend=backend or build_backend(settings),
-        codec=codec or PillowImageCodec(),
-        clock=clock or SystemClock(),
-        ids=ids or RandomIds(),
+    """The core service wired to the data folder and the chosen backend (scripts, benches).
+
+    Pass ``closing`` and close it when done to release what was built (the index
+    connection, the Gemini client); ``build_app`` does that at shutdown.
+    """
+    stack = closing if closing is not None else contextlib.AsyncExitStack()
+    return service_for(settings, build_adapters(settings, stack, **given))
+
+
+def dashboard_config(settings: Settings, google: GoogleEndpoints) -> DashboardConfig:
+    """What the dashboard needs from the settings: its URL, login and cookie secret."""
+    return DashboardConfig(
+        public_url=settings.public_url,
+        auth_disabled=settings.auth_disabled,
+        client_id=settings.google_client_id,
+        client_secret=settings.google_client_secret,
+        session_secret=settings.jwt_signing_key,
+        openid_configuration_url=google.openid_configuration_url,
+        issuer=google.issuer,
+        secure_cookies=settings.secure_cookies,
     )
 
 
 def build_app(
     settings: Settings,
     *,
-    backend: ImageBackend | None = None,
-    codec: ImageCodec | None = None,
-    clock: Clock | None = None,
-    ids: IdSource | None = None,
     google: GoogleEndpoints | None = None,
+    **given: Unpack[AdapterOverrides],
 ) -> Starlette:
-    """Build the whole server: /mcp (+ OAuth routes), /health, /i/{name} and /ui."""
+    """Build the whole server: /mcp (+ OAuth routes), /health, /i/{name} and /ui.
+
+    Every adapter is a named value, replaceable by keyword (``images=``, ``metadata=``,
+    ``prefs=``, ``backend=``, ``codec=``, ``clock=``, ``ids=``); what this builds is
+    closed by the app's lifespan at shutdown.
+    """
     google = google or GoogleEndpoints.google()
-    service = build_service(settings, backend=backend, codec=codec, clock=clock, ids=ids)
-    images = service.images
-    if not isinstance(images, FilesystemImageStore):
-        raise TypeError("the /i/ route serves files from a FilesystemImageStore")
+    closing = contextlib.AsyncExitStack()
+    service = build_service(settings, closing=closing, **given)
+    auth = build_auth(settings, google)
+    security = transport_security(settings.public_url, dev=settings.dev or settings.auth_disabled)
+    mcp_app = build_mcp_app(settings, service, auth, security)
+    dashboard = build_dashboard(service, dashboard_config(settings, google))
+    return Starlette(
+        routes=public_routes(service, dashboard, mcp_app),
+        middleware=edge_middleware(security),
+        lifespan=lifespan_for(mcp_app, auth, closing),
+    )
+
+
+def build_mcp_app(
+    settings: Settings,
+    service: ImageService,
+    auth: ImageMcpOAuthProxy | None,
+    security: HttpAppSecurity,
+) -> StarletteWithLifespan:
+    """The MCP server's ASGI app at ``/mcp``, answering unknown paths with our 404."""
     server = build_mcp_server(
         service,
         public_url=settings.public_url,
-        auth=build_auth(settings, google),
+        auth=auth,
         icon_url=settings.public_url + LOGO_PATH,
         website_url=settings.public_url + DASHBOARD_PATH,
     )
-    security = transport_security(settings.public_url, dev=settings.dev or settings.auth_disabled)
     mcp_app = server.http_app(path=MCP_PATH, **security)
     # The MCP app is mounted at the root, so its router answers every unknown path.
     mcp_app.add_exception_handler(404, not_found)
-    dashboard = build_dashboard(
-        service,
-        DashboardConfig(
-            public_url=settings.public_url,
-            auth_disabled=settings.auth_disabled,
-            client_id=settings.google_client_id,
-            client_secret=settings.google_client_secret,
-            session_secret=settings.jwt_signing_key,
-            openid_configuration_url=google.openid_configuration_url,
-            issuer=google.issuer,
-            secure_cookies=settings.secure_cookies,
+    return mcp_app
+
+
+def public_routes(service: ImageService, dashboard: ASGIApp, mcp_app: ASGIApp) -> list[BaseRoute]:
+    """The outer routing table: our own routes first, the MCP app last (at the root)."""
+    return [
+        Route("/health", health, methods=["GET", "HEAD"]),
+        image_route(service),
+        redirect(DASHBOARD_MOUNT, DASHBOARD_PATH),
+        redirect("/favicon.ico", LOGO_PATH),
+        Mount(DASHBOARD_MOUNT, app=dashboard),
+        Mount("", app=mcp_app),
+    ]
+
+
+def edge_middleware(security: HttpAppSecurity) -> list[Middleware]:
+    """Default security headers, then the Host/Origin guard, around every route."""
+    return [
+        Middleware(SecurityHeaders),
+        Middleware(
+            HostOriginGuardMiddleware,
+            allowed_hosts=security["allowed_hosts"],
+            allowed_origins=security["allowed_origins"],
+            mode="strict",
         ),
-    )
+    ]
+
+
+def lifespan_for(
+    mcp_app: StarletteWithLifespan,
+    auth: ImageMcpOAuthProxy | None,
+    closing: contextlib.AsyncExitStack,
+) -> Callable[[Starlette], contextlib.AbstractAsyncContextManager[None]]:
+    """Run the MCP app's lifespan and the OAuth clean-up; close what the root built."""
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        async with mcp_app.lifespan(app), anyio.create_task_group() as tasks:
-            if isinstance(server.auth, ImageMcpOAuthProxy):
-                tasks.start_soon(_cull_periodically, server.auth)
+        async with closing, mcp_app.lifespan(app), anyio.create_task_group() as tasks:
+            if auth is not None:
+                tasks.start_soon(_cull_periodically, auth)
             yield
             tasks.cancel_scope.cancel()
-        for resource in (service.backend, service.metadata):
-            await _close(resource)
 
-    return Starlette(
-        routes=[
-            Route("/health", health, methods=["GET", "HEAD"]),
-            image_route(images),
-            redirect(DASHBOARD_MOUNT, DASHBOARD_PATH),
-            redirect("/favicon.ico", LOGO_PATH),
-            Mount(DASHBOARD_MOUNT, app=dashboard),
-            Mount("", app=mcp_app),
-        ],
-        middleware=[
-            Middleware(SecurityHeaders),
-            Middleware(
-                HostOriginGuardMiddleware,
-                allowed_hosts=security["allowed_hosts"],
-                allowed_origins=security["allowed_origins"],
-                mode="strict",
-            ),
-        ],
-        lifespan=lifespan,
-    )
+    return lifespan
 
 
 async def _cull_periodically(auth: ImageMcpOAuthProxy) -> None:
@@ -228,14 +314,3 @@ async def _cull_periodically(auth: ImageMcpOAuthProxy) -> None:
         except Exception:
             log.exception("could not clean expired OAuth state", extra={"event": "oauth_cull"})
         await anyio.sleep(OAUTH_CULL_SECONDS)
-
-
-async def _close(resource: object) -> None:
-    """Release what an adapter holds (HTTP clients, database connections), sync or async."""
-    aclose = getattr(resource, "aclose", None)
-    if aclose is not None:
-        await aclose()
-        return
-    close = getattr(resource, "close", None)
-    if close is not None:
-        close()

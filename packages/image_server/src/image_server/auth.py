@@ -9,18 +9,13 @@ one secret, and a redirect-URI allow-list that is never "anything https".
 
 from __future__ import annotations
 
-import base64
-import ipaddress
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Final, TypedDict
-from urllib.parse import urlsplit
 
 import attrs
 import httpx2
 from cryptography.fernet import Fernet
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from fastmcp.server.auth.oauth_proxy import OAuthProxy
 from fastmcp.server.auth.oauth_proxy.models import ProxyDCRClient
 from fastmcp.server.auth.providers.google import GoogleTokenVerifier
@@ -32,6 +27,25 @@ from key_value.aio.stores.filetree import (
 )
 from key_value.aio.wrappers.encryption import FernetEncryptionWrapper
 from mcp.shared.auth import OAuthClientInformationFull
+
+from image_server.edge import (
+    DEFAULT_ALLOWED_REDIRECT_URIS,
+    GOOGLE_AUTHORIZE_URL,
+    GOOGLE_ISSUER,
+    GOOGLE_OPENID_CONFIGURATION,
+    GOOGLE_TOKEN_URL,
+    GOOGLE_TOKENINFO_URL,
+    GOOGLE_USERINFO_URL,
+    LOOPBACK_HOSTS,
+    MIN_SECRET_CHARS,
+    check_redirect_patterns,
+    oauth_jwt_key,
+    oauth_storage_key,
+    public_host_and_origin,
+)
+
+#: The name this module has always exported; the rule itself lives in ``edge``.
+MIN_SIGNING_KEY_CHARS: Final = MIN_SECRET_CHARS
 
 __all__ = [
     "DEFAULT_ALLOWED_REDIRECT_URIS",
@@ -47,26 +61,7 @@ __all__ = [
 #: ``openid`` alone yields no email claim; the allow-list needs the email.
 GOOGLE_SCOPES: Final = ("openid", "https://www.googleapis.com/auth/userinfo.email")
 
-#: Loopback clients on any port (fastmcp's ``host:*`` syntax; any path) and Claude's
-#: connector callback, on claude.ai and on claude.com (which Anthropic asks servers to
-#: accept too). fastmcp's own default (None) accepts any URI.
-DEFAULT_ALLOWED_REDIRECT_URIS: Final = (
-    "http://localhost:*",
-    "http://127.0.0.1:*",
-    "https://claude.ai/api/mcp/auth_callback",
-    "https://claude.com/api/mcp/auth_callback",
-)
-
-#: HKDF stretches nothing: the signing secret must already be high-entropy.
-MIN_SIGNING_KEY_CHARS: Final = 32
-
-_GOOGLE_TOKENINFO_URL: Final = "https://oauth2.googleapis.com/tokeninfo"
-_GOOGLE_USERINFO_URL: Final = "https://www.googleapis.com/oauth2/v2/userinfo"
-_KDF_SALT: Final = b"image-mcp/oauth/v1"
-_JWT_KEY_INFO: Final = b"image-mcp oauth jwt signing"
-_STORAGE_KEY_INFO: Final = b"image-mcp oauth storage"
 _VERIFY_TIMEOUT_SECONDS: Final = 10
-_LOOPBACK_HOSTS: Final = ("127.0.0.1", "localhost", "::1")
 #: fastmcp's consent-page policy, but images only from this origin (its default allows
 #: any https image, and its default logo is fetched from fastmcp's website).
 CONSENT_CSP: Final = (
@@ -89,12 +84,12 @@ class GoogleEndpoints:
     def google(cls) -> GoogleEndpoints:
         """Google's production endpoints (the ones fastmcp's GoogleProvider uses)."""
         return cls(
-            authorize_url="https://accounts.google.com/o/oauth2/v2/auth",
-            token_url="https://oauth2.googleapis.com/token",  # noqa: S106 (a URL)
-            tokeninfo_url=_GOOGLE_TOKENINFO_URL,
-            userinfo_url=_GOOGLE_USERINFO_URL,
-            openid_configuration_url="https://accounts.google.com/.well-known/openid-configuration",
-            issuer="https://accounts.google.com",
+            authorize_url=GOOGLE_AUTHORIZE_URL,
+            token_url=GOOGLE_TOKEN_URL,
+            tokeninfo_url=GOOGLE_TOKENINFO_URL,
+            userinfo_url=GOOGLE_USERINFO_URL,
+            openid_configuration_url=GOOGLE_OPENID_CONFIGURATION,
+            issuer=GOOGLE_ISSUER,
         )
 
     @classmethod
@@ -178,8 +173,8 @@ def build_mcp_auth(
     ``storage_dir`` holds client registrations and upstream Google tokens,
     Fernet-encrypted, so connectors survive restarts.
     """
-    if len(jwt_signing_key) < MIN_SIGNING_KEY_CHARS:
-        msg = f"jwt_signing_key must be at least {MIN_SIGNING_KEY_CHARS} random characters"
+    if len(jwt_signing_key) < MIN_SECRET_CHARS:
+        msg = f"jwt_signing_key must be at least {MIN_SECRET_CHARS} random characters"
         raise ValueError(msg)
     patterns = list(allowed_client_redirect_uris)
     check_redirect_patterns(patterns)
@@ -204,11 +199,11 @@ def build_mcp_auth(
         state_files=state_files,
         client_storage=FernetEncryptionWrapper(
             key_value=state_files,
-            fernet=Fernet(_derive_key(jwt_signing_key, _STORAGE_KEY_INFO)),
+            fernet=Fernet(oauth_storage_key(jwt_signing_key)),
             # After a key change old entries read as missing: clients re-register.
             raise_on_decryption_error=False,
         ),
-        jwt_signing_key=_derive_key(jwt_signing_key, _JWT_KEY_INFO),
+        jwt_signing_key=oauth_jwt_key(jwt_signing_key),
         require_authorization_consent=True,
         consent_csp_policy=CONSENT_CSP,
         extra_authorize_params={"access_type": "offline", "prompt": "consent"},
@@ -237,35 +232,17 @@ def transport_security(public_host: str | None, dev: bool) -> HttpAppSecurity:
     hosts: list[str] = []
     origins: list[str] = []
     if public_host is not None:
-        host, origin = _public_host_and_origin(public_host)
+        host, origin = public_host_and_origin(public_host)
         hosts.append(host)
         origins.append(origin)
     elif not dev:
         msg = "a public host is required outside dev mode"
         raise ValueError(msg)
     if dev:
-        hosts.extend(h for h in _LOOPBACK_HOSTS if h not in hosts)
+        hosts.extend(h for h in LOOPBACK_HOSTS if h not in hosts)
     return HttpAppSecurity(
         host_origin_protection=True, allowed_hosts=hosts, allowed_origins=origins
     )
-
-
-def _public_host_and_origin(public_host: str) -> tuple[str, str]:
-    text = public_host.strip()
-    parts = urlsplit(text if "://" in text else f"https://{text}")
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        msg = f"not a host name or http(s) URL: {public_host!r}"
-        raise ValueError(msg)
-    netloc = parts.netloc.rpartition("@")[2].lower()
-    return parts.hostname, f"{parts.scheme}://{netloc}"
-
-
-def _derive_key(secret: str, purpose: bytes) -> bytes:
-    """A Fernet-format (urlsafe base64, 32 bytes) key for one purpose only."""
-    raw = HKDF(algorithm=hashes.SHA256(), length=32, salt=_KDF_SALT, info=purpose).derive(
-        secret.encode()
-    )
-    return base64.urlsafe_b64encode(raw)
 
 
 def _state_files(storage_dir: Path) -> FileTreeStore:
@@ -279,47 +256,14 @@ def _state_files(storage_dir: Path) -> FileTreeStore:
     )
 
 
-def check_redirect_patterns(patterns: Sequence[str]) -> None:
-    """Refuse patterns that would let a code travel to someone else's server."""
-    if not patterns:
-        msg = "allowed_client_redirect_uris is empty: no MCP client could connect"
-        raise ValueError(msg)
-    for pattern in patterns:
-        parts = urlsplit(pattern)
-        host = _pattern_host(parts.netloc)
-        if parts.scheme == "https" and host and "*" not in host.removeprefix("*."):
-            continue
-        if parts.scheme == "http" and _is_loopback(host):
-            continue
-        msg = f"unsafe redirect URI pattern {pattern!r}: use https://host/... or loopback http"
-        raise ValueError(msg)
-
-
-def _pattern_host(netloc: str) -> str:
-    """The host of a pattern's netloc; ports may be ``*``, so urlsplit cannot parse it."""
-    hostport = netloc.rpartition("@")[2].lower()
-    if hostport.startswith("["):
-        return hostport[1:].partition("]")[0]
-    return hostport.partition(":")[0]
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def _redirecting_client(endpoints: GoogleEndpoints) -> httpx2.AsyncClient:
     """An HTTP client for GoogleTokenVerifier that reaches ``endpoints`` instead.
 
     The verifier has Google's tokeninfo/userinfo URLs as literals; this is the seam.
     """
     routes = {
-        _GOOGLE_TOKENINFO_URL: endpoints.tokeninfo_url,
-        _GOOGLE_USERINFO_URL: endpoints.userinfo_url,
+        GOOGLE_TOKENINFO_URL: endpoints.tokeninfo_url,
+        GOOGLE_USERINFO_URL: endpoints.userinfo_url,
     }
     return httpx2.AsyncClient(
         transport=_RedirectingTransport(routes), timeout=_VERIFY_TIMEOUT_SECONDS

@@ -11,9 +11,10 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator
-from typing import Annotated, Any, Literal
+from collections.abc import AsyncIterator, Iterable
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
+import attrs
 import mcp.types as mt
 from fastmcp import Context, FastMCP
 from fastmcp.exceptions import ToolError
@@ -21,12 +22,19 @@ from fastmcp.server.auth import AuthProvider
 from fastmcp.server.dependencies import get_access_token
 from fastmcp.server.middleware import CallNext, Middleware, MiddlewareContext
 from fastmcp.tools.base import ToolResult
+from fastmcp.tools.function_tool import FunctionTool
 from fastmcp.utilities.types import Image
 from pydantic import Field
 
-from image_core.access import AccessPolicy, owner_key
-from image_core.catalog import ModelCatalog
-from image_core.domain import GenerationRequest, GenerationResult, Identity
+from image_core.access import owner_key
+from image_core.domain import (
+    AspectRatio,
+    GenerationRequest,
+    GenerationResult,
+    Identity,
+    ImageSize,
+    ModelSpec,
+)
 from image_core.errors import ImageMcpError
 from image_core.service import ImageService, not_allowed_message
 from image_server.about import PRODUCT_NAME, product_version
@@ -38,23 +46,14 @@ log = logging.getLogger("image_server.generation")
 TOOL_NAME = "generate_image"
 HEARTBEAT_SECONDS = 5.0
 
-AspectRatioChoice = Literal[
-    "1:1",
-    "2:3",
-    "3:2",
-    "3:4",
-    "4:3",
-    "4:5",
-    "5:4",
-    "9:16",
-    "16:9",
-    "21:9",
-    "1:4",
-    "4:1",
-    "1:8",
-    "8:1",
-]
-SizeChoice = Literal["1K", "2K", "4K"]
+if TYPE_CHECKING:
+    AspectRatioChoice = str
+    SizeChoice = str
+else:
+    #: The tool's choices are the core's enums, in their order: the client's JSON schema
+    #: lists exactly these values, and a new ratio or size reaches it without an edit here.
+    AspectRatioChoice = Literal[tuple(ratio.value for ratio in AspectRatio)]
+    SizeChoice = Literal[tuple(size.value for size in ImageSize)]
 
 
 def identity_from_token() -> Identity | None:
@@ -77,8 +76,8 @@ def logged_email(identity: Identity | None) -> str | None:
 class AllowedEmailsMiddleware(Middleware):
     """Refuses tool calls from anyone not on the allow-list, before any tool code runs."""
 
-    def __init__(self, policy: AccessPolicy) -> None:
-        self._policy = policy
+    def __init__(self, service: ImageService) -> None:
+        self._service = service
 
     async def on_call_tool(
         self,
@@ -86,9 +85,9 @@ class AllowedEmailsMiddleware(Middleware):
         call_next: CallNext[mt.CallToolRequestParams, ToolResult],
     ) -> ToolResult:
         """Check the token's email, then let the call through."""
-        if not self._policy.open:
+        if not self._service.access_is_open:
             identity = identity_from_token()
-            if not self._policy.may_generate(identity):
+            if not self._service.may_generate(identity):
                 log.info(
                     "tool call refused",
                     extra={"event": "refused", "email": logged_email(identity)},
@@ -97,12 +96,12 @@ class AllowedEmailsMiddleware(Middleware):
         return await call_next(context)
 
 
-def tool_description(catalog: ModelCatalog) -> str:
+def tool_description(models_offered: Iterable[ModelSpec]) -> str:
     """Teaches the calling model the contract, including when (not) to pick a model."""
     models = "\n".join(
         f"- '{m.alias}' = {m.display_name} ({m.model_id}): {m.use_for}; "
         + ", ".join(f"{s.value} {m.price(s).display()}" for s in sorted(m.prices))
-        for m in catalog
+        for m in models_offered
     )
     return (
         "Generate an image from a text prompt with Google's Gemini image models, store it, "
@@ -182,34 +181,21 @@ async def heartbeat(ctx: Context | None, label: str) -> AsyncIterator[None]:
             await task
 
 
-def build_mcp_server(
-    service: ImageService,
-    *,
-    public_url: str,
-    auth: AuthProvider | None,
-    icon_url: str | None = None,
-    website_url: str | None = None,
-) -> FastMCP:
-    """The FastMCP server with the tool and the allow-list middleware.
+@attrs.frozen
+class GenerateImageTool:
+    """The ``generate_image`` tool, with its collaborators given explicitly.
 
-    ``icon_url`` and ``website_url`` reach clients in ``serverInfo`` and brand the OAuth
-    consent page; the icon must be on this server's origin (the page's CSP allows no other).
+    An instance is what ``build_mcp_server`` registers; tests can build one and await
+    it directly. It parses the arguments, runs ``ImageService.generate`` with progress
+    heartbeats, logs one ``generation`` line (at the level ``outcomes.py`` gives a
+    failure) and replies.
     """
-    server = FastMCP(
-        name=PRODUCT_NAME,
-        version=product_version(),
-        instructions="Generates images with Gemini. Use generate_image; show the returned URL.",
-        website_url=website_url,
-        icons=[mt.Icon(src=icon_url, mime_type="image/svg+xml", sizes=["any"])]
-        if icon_url
-        else None,
-        auth=auth,
-        middleware=[AllowedEmailsMiddleware(service.policy), ReadableArgumentErrors()],
-        mask_error_details=True,
-    )
 
-    @server.tool(name=TOOL_NAME, description=tool_description(service.catalog))
-    async def generate_image(
+    service: ImageService
+    public_url: str
+
+    async def __call__(
+        self,
         prompt: Annotated[str, Field(description="What to draw, in detail.", min_length=1)],
         aspect_ratio: Annotated[
             AspectRatioChoice | None, Field(description="width:height; default 1:1.")
@@ -227,6 +213,7 @@ def build_mcp_server(
         ] = None,
         ctx: Context | None = None,
     ) -> ToolResult:
+        """Generate one image for the caller the token names."""
         identity = identity_from_token()
         started = time.monotonic()
         fields: dict[str, Any] = {
@@ -245,27 +232,65 @@ def build_mcp_server(
             )
             fields["size"] = request.image_size.value
             async with heartbeat(ctx, "Waiting for the image model"):
-                result = await service.generate(identity, request)
+                result = await self.service.generate(identity, request)
         except ImageMcpError as exc:
             outcome = outcome_of(exc)
             fields.update(outcome=outcome.name, duration_ms=_ms(started), error=exc.message)
             log.log(outcome.level, "generation failed", extra=fields)
             # This line is the record of the failure: fastmcp's own one stays at DEBUG.
             raise ToolError(exc.message, log_level=logging.DEBUG) from None
-        g = result.generation
-        fields.update(
-            outcome="ok",
-            id=str(g.id),
-            email=g.email,
-            model=g.model_alias,
-            model_id=g.model_id,
-            cost_usd=str(g.cost.usd),
-            duration_ms=_ms(started),
-            backend=g.backend,
-        )
-        log.info("generation stored", extra=fields)
-        return reply(result, public_url)
+        log.info("generation stored", extra={**fields, **_stored_fields(result, started)})
+        return reply(result, self.public_url)
 
+
+def _stored_fields(result: GenerationResult, started: float) -> dict[str, Any]:
+    g = result.generation
+    return {
+        "outcome": "ok",
+        "id": str(g.id),
+        "email": g.email,
+        "model": g.model_alias,
+        "model_id": g.model_id,
+        "cost_usd": str(g.cost.usd),
+        "duration_ms": _ms(started),
+        "backend": g.backend,
+    }
+
+
+def _icons(icon_url: str | None) -> list[mt.Icon] | None:
+    return [mt.Icon(src=icon_url, mime_type="image/svg+xml", sizes=["any"])] if icon_url else None
+
+
+def build_mcp_server(
+    service: ImageService,
+    *,
+    public_url: str,
+    auth: AuthProvider | None,
+    icon_url: str | None = None,
+    website_url: str | None = None,
+) -> FastMCP:
+    """The FastMCP server with the tool and the allow-list middleware.
+
+    ``icon_url`` and ``website_url`` reach clients in ``serverInfo`` and brand the OAuth
+    consent page; the icon must be on this server's origin (the page's CSP allows no other).
+    """
+    server = FastMCP(
+        name=PRODUCT_NAME,
+        version=product_version(),
+        instructions="Generates images with Gemini. Use generate_image; show the returned URL.",
+        website_url=website_url,
+        icons=_icons(icon_url),
+        auth=auth,
+        middleware=[AllowedEmailsMiddleware(service), ReadableArgumentErrors()],
+        mask_error_details=True,
+    )
+    server.add_tool(
+        FunctionTool.from_function(
+            GenerateImageTool(service, public_url),
+            name=TOOL_NAME,
+            description=tool_description(service.offered_models()),
+        )
+    )
     return server
 
 

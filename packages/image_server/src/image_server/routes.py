@@ -27,7 +27,7 @@ from starlette.responses import (
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from image_server.adapters.fs_images import FilesystemImageStore
+from image_core.service import ImageService
 
 CHUNK_BYTES = 1024 * 1024
 IMMUTABLE = "public, max-age=31536000, immutable"
@@ -108,11 +108,11 @@ class OpenFileResponse(Response):
             os.close(self._fd)
 
 
-def image_route(store: FilesystemImageStore) -> Route:
-    """``GET``/``HEAD /i/{name}`` serving the store's PNGs with strong caching."""
+def image_route(service: ImageService) -> Route:
+    """``GET``/``HEAD /i/{name}`` serving the stored PNGs with strong caching."""
 
     async def serve_image(request: Request) -> Response:
-        opened = await anyio.to_thread.run_sync(store.open_png, request.path_params["name"])
+        opened = await service.open_public_image(request.path_params["name"])
         if opened is None:
             return PlainTextResponse("Not found", status_code=404)
         fd, info = opened

@@ -18,16 +18,20 @@ import attrs
 from image_core.access import parse_email_list
 from image_core.catalog import ModelCatalog
 from image_core.errors import InvalidConfiguration
-from image_server.auth import DEFAULT_ALLOWED_REDIRECT_URIS, check_redirect_patterns
+from image_server.edge import (
+    DEFAULT_ALLOWED_REDIRECT_URIS,
+    LOOPBACK_HOSTS,
+    MIN_SECRET_CHARS,
+    check_redirect_patterns,
+)
 
 BackendChoice = Literal["auto", "gemini", "placeholder"]
 
 DEFAULT_ROOT = Path("/srv/images")
 DEV_ROOT = Path(".localdata")
 DEFAULT_PORT = 8766
-MIN_SIGNING_KEY_CHARS = 32
+MIN_SIGNING_KEY_CHARS = MIN_SECRET_CHARS
 DEFAULT_REDIRECT_URIS: tuple[str, ...] = tuple(DEFAULT_ALLOWED_REDIRECT_URIS)
-LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
 
 #: Every variable this server reads, with a one-line meaning (docs are checked against it).
 KNOWN_VARIABLES: Mapping[str, str] = {
@@ -130,67 +134,15 @@ def load_settings(
     root = Path(_clean(env, "IMG_ROOT") or (DEV_ROOT if dev else DEFAULT_ROOT)).absolute()
     _check_root(root, problems)
     public_url = _public_url(env, host, port, auth_disabled, problems)
-
     api_key = _clean(env, "GEMINI_API_KEY")
     backend = _backend(env.get("IMG_BACKEND"), api_key, auth_disabled, problems, notes)
     timeout = _positive_float(env, "IMG_GEMINI_TIMEOUT", 180.0, problems)
-
-    client_id = _clean(env, "GOOGLE_OAUTH_CLIENT_ID")
-    client_secret = _clean(env, "GOOGLE_OAUTH_CLIENT_SECRET")
-    allowed = parse_email_list(env.get("IMG_ALLOWED_EMAILS", ""))
-    admins = parse_email_list(env.get("IMG_ADMIN_EMAILS", ""))
-    if auth_disabled:
-        notes.append(
-            "AUTHENTICATION IS DISABLED (IMG_AUTH_DISABLED=1 or dev mode): anyone who can "
-            "reach this server can generate images and see every image. Never expose it."
-        )
-    else:
-        if not client_id or not client_secret:
-            problems.append(
-                "GOOGLE_OAUTH_CLIENT_ID and GOOGLE_OAUTH_CLIENT_SECRET are required for Google "
-                "login (see docs/google-setup.md), or set IMG_AUTH_DISABLED=1 for local use."
-            )
-        if not allowed and not admins:
-            problems.append(
-                "IMG_ALLOWED_EMAILS is empty: nobody could generate. Set it to a "
-                "comma-separated list such as me@gmail.com,friend@gmail.com."
-            )
-
-    signing_key = _clean(env, "IMG_JWT_SIGNING_KEY")
-    if signing_key is not None and len(signing_key) < MIN_SIGNING_KEY_CHARS:
-        problems.append(
-            f"IMG_JWT_SIGNING_KEY is shorter than {MIN_SIGNING_KEY_CHARS} characters; "
-            "generate one with: openssl rand -hex 32"
-        )
-    elif signing_key is None and not auth_disabled:
-        notes.append(
-            "IMG_JWT_SIGNING_KEY is not set: a random key is used, so every restart signs "
-            "everyone out and connectors must log in again. Set it (openssl rand -hex 32)."
-        )
-
-    redirect_uris = tuple(
-        u.strip() for u in env.get("IMG_ALLOWED_REDIRECT_URIS", "").split(",") if u.strip()
-    )
-    try:
-        check_redirect_patterns(redirect_uris or DEFAULT_REDIRECT_URIS)
-    except ValueError as exc:
-        problems.append(f"IMG_ALLOWED_REDIRECT_URIS: {exc}.")
-    try:
-        catalog = ModelCatalog.from_overrides(env)
-    except InvalidConfiguration as exc:
-        problems.append(exc.message)
-        catalog = ModelCatalog()
-
-    log_level = (_clean(env, "IMG_LOG_LEVEL") or "INFO").upper()
-    if log_level not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
-        problems.append(f"IMG_LOG_LEVEL={log_level!r} is not one of DEBUG, INFO, WARNING, ERROR.")
-        log_level = "INFO"
-
-    notes.extend(
-        f"{key} is not a setting this server knows; check its spelling."
-        for key in sorted(env)
-        if key.startswith("IMG_") and key not in KNOWN_VARIABLES
-    )
+    login = _login(env, auth_disabled, problems, notes)
+    signing_key = _signing_key(env, auth_disabled, problems, notes)
+    redirect_uris = _redirect_uris(env, problems)
+    catalog = _catalog(env, problems)
+    log_level = _log_level(env, problems)
+    notes.extend(_unknown_variables(env))
     if problems:
         raise SettingsError(problems)
     return Settings(
@@ -204,17 +156,108 @@ def load_settings(
         gemini_base_url=_clean(env, "IMG_GEMINI_BASE_URL"),
         gemini_timeout_seconds=timeout,
         backend=backend,
-        google_client_id=client_id,
-        google_client_secret=client_secret,
+        google_client_id=login.client_id,
+        google_client_secret=login.client_secret,
         jwt_signing_key=signing_key or secrets.token_hex(32),
         signing_key_is_ephemeral=signing_key is None,
-        allowed_emails=allowed,
-        admin_emails=admins,
-        allowed_redirect_uris=redirect_uris or DEFAULT_REDIRECT_URIS,
+        allowed_emails=login.allowed,
+        admin_emails=login.admins,
+        allowed_redirect_uris=redirect_uris,
         catalog=catalog,
         log_level=log_level,
         warnings=tuple(notes),
     )
+
+
+@attrs.frozen
+class _Login:
+    client_id: str | None
+    client_secret: str | None = attrs.field(repr=False)
+    allowed: frozenset[str]
+    admins: frozenset[str]
+
+
+def _login(
+    env: Mapping[str, str], auth_disabled: bool, problems: list[str], notes: list[str]
+) -> _Login:
+    """The Google client and who may use the server; with auth on, both are required."""
+    login = _Login(
+        client_id=_clean(env, "GOOGLE_OAUTH_CLIENT_ID"),
+        client_secret=_clean(env, "GOOGLE_OAUTH_CLIENT_SECRET"),
+        allowed=parse_email_list(env.get("IMG_ALLOWED_EMAILS", "")),
+        admins=parse_email_list(env.get("IMG_ADMIN_EMAILS", "")),
+    )
+    if auth_disabled:
+        notes.append(
+            "AUTHENTICATION IS DISABLED (IMG_AUTH_DISABLED=1 or dev mode): anyone who can "
+            "reach this server can generate images and see every image. Never expose it."
+        )
+        return login
+    if not login.client_id or not login.client_secret:
+        problems.append(
+            "GOOGLE_OAUTH_CLIENT_ID and GOOGLE_OAUTH_CLIENT_SECRET are required for Google "
+            "login (see docs/google-setup.md), or set IMG_AUTH_DISABLED=1 for local use."
+        )
+    if not login.allowed and not login.admins:
+        problems.append(
+            "IMG_ALLOWED_EMAILS is empty: nobody could generate. Set it to a "
+            "comma-separated list such as me@gmail.com,friend@gmail.com."
+        )
+    return login
+
+
+def _signing_key(
+    env: Mapping[str, str], auth_disabled: bool, problems: list[str], notes: list[str]
+) -> str | None:
+    """``IMG_JWT_SIGNING_KEY`` if long enough; ``None`` means a random one per start."""
+    signing_key = _clean(env, "IMG_JWT_SIGNING_KEY")
+    if signing_key is not None and len(signing_key) < MIN_SIGNING_KEY_CHARS:
+        problems.append(
+            f"IMG_JWT_SIGNING_KEY is shorter than {MIN_SIGNING_KEY_CHARS} characters; "
+            "generate one with: openssl rand -hex 32"
+        )
+    elif signing_key is None and not auth_disabled:
+        notes.append(
+            "IMG_JWT_SIGNING_KEY is not set: a random key is used, so every restart signs "
+            "everyone out and connectors must log in again. Set it (openssl rand -hex 32)."
+        )
+    return signing_key
+
+
+def _redirect_uris(env: Mapping[str, str], problems: list[str]) -> tuple[str, ...]:
+    """The MCP clients' redirect URI patterns, checked by the rule ``edge`` holds."""
+    redirect_uris = tuple(
+        u.strip() for u in env.get("IMG_ALLOWED_REDIRECT_URIS", "").split(",") if u.strip()
+    )
+    try:
+        check_redirect_patterns(redirect_uris or DEFAULT_REDIRECT_URIS)
+    except ValueError as exc:
+        problems.append(f"IMG_ALLOWED_REDIRECT_URIS: {exc}.")
+    return redirect_uris or DEFAULT_REDIRECT_URIS
+
+
+def _catalog(env: Mapping[str, str], problems: list[str]) -> ModelCatalog:
+    try:
+        return ModelCatalog.from_overrides(env)
+    except InvalidConfiguration as exc:
+        problems.append(exc.message)
+        return ModelCatalog()
+
+
+def _log_level(env: Mapping[str, str], problems: list[str]) -> str:
+    log_level = (_clean(env, "IMG_LOG_LEVEL") or "INFO").upper()
+    if log_level not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
+        problems.append(f"IMG_LOG_LEVEL={log_level!r} is not one of DEBUG, INFO, WARNING, ERROR.")
+        return "INFO"
+    return log_level
+
+
+def _unknown_variables(env: Mapping[str, str]) -> list[str]:
+    return [
+        f"{key} is not a setting this server knows; check its spelling."
+        for key in sorted(env)
+        if key.startswith("IMG_") and key not in KNOWN_VARIABLES
+    ]
 
 
 def _check_root(root: Path, problems: list[str]) -> None:

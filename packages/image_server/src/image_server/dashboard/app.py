@@ -3,24 +3,33 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
+import attrs
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.middleware.sessions import SessionMiddleware
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Mount, Route
+from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
+from starlette.types import ExceptionHandler
 
-from image_core.errors import ImageMcpError, InvalidRequest, NotAllowed
+from image_core.errors import ImageMcpError
 from image_core.service import ImageService
 from image_server.dashboard.config import CALLBACK_PATH, DashboardConfig
 from image_server.dashboard.login import GoogleLogin
 from image_server.dashboard.pages import STATIC, Paths, Renderer
-from image_server.dashboard.security import SecurityHeadersMiddleware, add_security_headers
+from image_server.dashboard.security import (
+    SECURITY_HEADERS,
+    NoteMountPoint,
+    add_security_headers,
+)
 from image_server.dashboard.session import Sessions
 from image_server.dashboard.views import Views
+from image_server.edge import SecurityHeaders
+from image_server.outcomes import NOT_FOUND, outcome_of
 
 log = logging.getLogger("image_server.dashboard")
 
@@ -32,38 +41,40 @@ _STATUS_TITLES = {
 }
 
 
-def build_dashboard(service: ImageService, config: DashboardConfig) -> Starlette:
-    """The dashboard app, to be mounted at ``/ui`` by the composition root."""
-    sessions = Sessions(
-        policy=service.policy,
-        auth_disabled=config.auth_disabled,
-        max_age_seconds=config.session_max_age_seconds,
-    )
-    renderer = Renderer(auth_disabled=config.auth_disabled)
-    views = Views(service=service, config=config, sessions=sessions, renderer=renderer)
-    login = GoogleLogin(config=config, policy=service.policy, sessions=sessions, renderer=renderer)
+@attrs.frozen
+class ErrorPages:
+    """The dashboard's answers to HTTP errors, core errors and crashes, as its own pages."""
 
-    def page_for_status(request: Request, status: int) -> Response:
+    renderer: Renderer
+    sessions: Sessions
+
+    def page_for_status(self, request: Request, status: int) -> Response:
+        """The product's page for ``status`` (405 shows as the 404), with the viewer's nav."""
         title, text = _STATUS_TITLES.get(status, ("Something went wrong", "Please try again."))
         status = 404 if status == 405 else status
         action = (Paths.of(request).home(), "Back to the dashboard")
-        viewer = sessions.viewer(request) if "session" in request.scope else None
-        return renderer.message(request, title, text, status, viewer=viewer, action=action)
+        viewer = self.sessions.viewer(request) if "session" in request.scope else None
+        return self.renderer.message(request, title, text, status, viewer=viewer, action=action)
 
-    async def http_error(request: Request, exc: Exception) -> Response:
+    async def http_error(self, request: Request, exc: Exception) -> Response:
+        """Starlette's ``HTTPException`` (unknown path, wrong method)."""
         code = exc.status_code if isinstance(exc, HTTPException) else 500
-        return page_for_status(request, code)
+        return self.page_for_status(request, code)
 
-    async def core_error(request: Request, exc: Exception) -> Response:
-        if isinstance(exc, NotAllowed):
-            return page_for_status(request, 404)
-        status = 400 if isinstance(exc, InvalidRequest) else 503
-        text = exc.message if isinstance(exc, ImageMcpError) else "Please try again."
-        return renderer.message(request, "Something went wrong", text, status)
+    async def core_error(self, request: Request, exc: Exception) -> Response:
+        """A core error a view let through, at the status ``outcomes.py`` gives it."""
+        if not isinstance(exc, ImageMcpError):  # registered for ImageMcpError only
+            return self.renderer.message(request, "Something went wrong", "Please try again.", 503)
+        status = outcome_of(exc).http_status
+        if status == NOT_FOUND:  # the plain 404 page: nothing about what was refused
+            return self.page_for_status(request, status)
+        return self.renderer.message(request, "Something went wrong", exc.message, status)
 
-    async def server_error(request: Request, exc: Exception) -> Response:
+    async def server_error(self, request: Request, exc: Exception) -> Response:
+        """A crash: logged, and a page that says nothing of it (headers added by hand,
+        since this answer comes from outside the middleware)."""
         log.error("dashboard error", exc_info=exc)
-        response = renderer.message(
+        response = self.renderer.message(
             request,
             "Something went wrong",
             "The dashboard hit an unexpected error. Please try again in a moment.",
@@ -73,7 +84,18 @@ def build_dashboard(service: ImageService, config: DashboardConfig) -> Starlette
         add_security_headers(response.headers)
         return response
 
-    routes = [
+    def handlers(self) -> dict[Any, ExceptionHandler]:
+        """For ``Starlette(exception_handlers=...)``."""
+        return {
+            HTTPException: self.http_error,
+            ImageMcpError: self.core_error,
+            Exception: self.server_error,
+        }
+
+
+def dashboard_routes(views: Views, login: GoogleLogin) -> list[BaseRoute]:
+    """Every page under ``/ui``, by name (templates build links with these names)."""
+    return [
         Route("/", views.overview, name="home"),
         Route("/gallery", views.my_gallery, name="my_gallery"),
         Route("/gallery/{email}", views.gallery, name="gallery"),
@@ -86,23 +108,37 @@ def build_dashboard(service: ImageService, config: DashboardConfig) -> Starlette
         Route("/logout", login.logout, methods=["POST"], name="logout"),
         Mount("/static", app=StaticFiles(directory=STATIC), name="static"),
     ]
+
+
+def dashboard_middleware(config: DashboardConfig) -> list[Middleware]:
+    """Mount point, the dashboard's security headers, then the signed session cookie."""
+    return [
+        Middleware(NoteMountPoint),
+        Middleware(SecurityHeaders, headers=SECURITY_HEADERS, no_store_html=True),
+        Middleware(
+            SessionMiddleware,
+            secret_key=config.session_signing_key(),
+            session_cookie=config.cookie_name,
+            max_age=config.session_max_age_seconds,
+            path="/",
+            same_site="lax",
+            https_only=config.secure_cookies,
+        ),
+    ]
+
+
+def build_dashboard(service: ImageService, config: DashboardConfig) -> Starlette:
+    """The dashboard app, to be mounted at ``/ui`` by the composition root."""
+    sessions = Sessions(
+        service=service,
+        auth_disabled=config.auth_disabled,
+        max_age_seconds=config.session_max_age_seconds,
+    )
+    renderer = Renderer(auth_disabled=config.auth_disabled)
+    views = Views(service=service, config=config, sessions=sessions, renderer=renderer)
+    login = GoogleLogin(config=config, service=service, sessions=sessions, renderer=renderer)
     return Starlette(
-        routes=routes,
-        middleware=[
-            Middleware(SecurityHeadersMiddleware),
-            Middleware(
-                SessionMiddleware,
-                secret_key=config.session_signing_key(),
-                session_cookie=config.cookie_name,
-                max_age=config.session_max_age_seconds,
-                path="/",
-                same_site="lax",
-                https_only=config.secure_cookies,
-            ),
-        ],
-        exception_handlers={
-            HTTPException: http_error,
-            ImageMcpError: core_error,
-            Exception: server_error,
-        },
+        routes=dashboard_routes(views, login),
+        middleware=dashboard_middleware(config),
+        exception_handlers=ErrorPages(renderer, sessions).handlers(),
     )

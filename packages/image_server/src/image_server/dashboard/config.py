@@ -7,27 +7,28 @@ forged from) an MCP token signature, even though both come from one secret.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 from typing import Any, Final
 from urllib.parse import urlsplit
 
 import attrs
 
 from image_core.errors import InvalidConfiguration
-from image_server.dashboard.security import origin_of
+from image_server.edge import (
+    DASHBOARD_SESSION_INFO,
+    GOOGLE_ISSUER,
+    GOOGLE_OPENID_CONFIGURATION,
+    MIN_SECRET_CHARS,
+    dashboard_session_key,
+    origin_of,
+)
 
-GOOGLE_OPENID_CONFIGURATION: Final = "https://accounts.google.com/.well-known/openid-configuration"
-GOOGLE_ISSUER: Final = "https://accounts.google.com"
 #: Where the outer app mounts the dashboard; Google's registered redirect URI ends with it.
 MOUNT_PATH: Final = "/ui"
 CALLBACK_PATH: Final = "/auth/callback"
-MIN_SECRET_CHARS: Final = 32
 MIN_SESSION_SECONDS: Final = 60
 MAX_SESSION_SECONDS: Final = 7 * 24 * 3600
 
-_HKDF_SALT: Final = b"image-mcp/dashboard/v1"
-SESSION_KEY_LABEL: Final = b"image-mcp dashboard session"
+SESSION_KEY_LABEL: Final = DASHBOARD_SESSION_INFO
 
 
 def _strip_slash(url: str) -> str:
@@ -96,17 +97,4 @@ class DashboardConfig:
 
     def session_signing_key(self) -> str:
         """The cookie-signing key, domain-separated from every other use of the secret."""
-        return hkdf_sha256(self.session_secret.encode(), _HKDF_SALT, SESSION_KEY_LABEL).hex()
-
-
-def hkdf_sha256(secret: bytes, salt: bytes, info: bytes, length: int = 32) -> bytes:
-    """RFC 5869 HKDF (extract, then expand) with SHA-256."""
-    if not 0 < length <= 255 * 32:
-        raise ValueError("HKDF output length out of range")
-    prk = hmac.new(salt, secret, hashlib.sha256).digest()
-    block, output, counter = b"", b"", 1
-    while len(output) < length:
-        block = hmac.new(prk, block + info + bytes([counter]), hashlib.sha256).digest()
-        output += block
-        counter += 1
-    return output[:length]
+        return dashboard_session_key(self.session_secret)

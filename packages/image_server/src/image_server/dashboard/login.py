@@ -21,8 +21,9 @@ from joserfc.errors import JoseError
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
-from image_core.access import AccessPolicy, owner_key
+from image_core.access import owner_key
 from image_core.domain import Identity
+from image_core.service import ImageService
 from image_server.dashboard.config import DashboardConfig
 from image_server.dashboard.pages import Paths, Renderer
 from image_server.dashboard.security import safe_next, verified_form
@@ -62,7 +63,7 @@ class GoogleLogin:
     """The login, callback and logout endpoints."""
 
     config: DashboardConfig
-    policy: AccessPolicy
+    service: ImageService
     sessions: Sessions
     renderer: Renderer
     oauth: Any = attrs.field(init=False, repr=False)
@@ -141,7 +142,7 @@ class GoogleLogin:
             self.sessions.remember_next(request, None)
             return self._failed(request, "Google did not share an email address for this account.")
         identity = Identity(email, email_verified=_claims_verified(claims.get("email_verified")))
-        if not self.policy.may_generate(identity):
+        if not self.service.may_generate(identity):
             self.sessions.sign_out(request)
             log.info(
                 "dashboard sign-in refused", extra={"event": "refused", "email": owner_key(email)}

@@ -13,14 +13,13 @@ from urllib.parse import parse_qsl, urlsplit
 
 from starlette.datastructures import MutableHeaders
 from starlette.requests import Request
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from image_server.dashboard.pages import ROOT_KEY
+from image_server.edge import LOOPBACK_HOSTS, add_missing_headers, origin_of
 
 MAX_NEXT_CHARS: Final = 2048
 MAX_FORM_BYTES: Final = 4096
-LOOPBACK_HOSTS: Final = frozenset({"localhost", "127.0.0.1", "::1"})
-_DEFAULT_PORTS: Final = {"http": 80, "https": 443}
 
 #: Same origin only, no inline script or style, no framing, forms post only here.
 CONTENT_SECURITY_POLICY: Final = (
@@ -56,24 +55,6 @@ def safe_next(value: str | None) -> str | None:
     if parts.scheme or parts.netloc:
         return None
     return value
-
-
-def origin_of(url: str) -> str | None:
-    """Normalised ``scheme://host[:port]`` of an absolute http(s) URL, else ``None``."""
-    try:
-        parts = urlsplit(url.strip())
-        port = parts.port
-    except ValueError:
-        return None
-    scheme = parts.scheme.lower()
-    if scheme not in _DEFAULT_PORTS or not parts.hostname:
-        return None
-    host = parts.hostname.lower()
-    if ":" in host:
-        host = f"[{host}]"
-    if port is None or port == _DEFAULT_PORTS[scheme]:
-        return f"{scheme}://{host}"
-    return f"{scheme}://{host}:{port}"
 
 
 def request_origin(request: Request) -> str | None:
@@ -158,36 +139,19 @@ def csrf_matches(expected: object, submitted: str | None) -> bool:
     return hmac.compare_digest(expected.encode(), submitted.encode())
 
 
-class SecurityHeadersMiddleware:
-    """Adds CSP, nosniff, frame denial and referrer policy to every dashboard response.
-
-    HTML is private and changes with each login, so it is never cached. It also notes
-    the dashboard's mount point in the scope before routing changes ``root_path``.
-    """
+class NoteMountPoint:
+    """Notes the dashboard's mount point in the scope before routing changes ``root_path``."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """Wrap ``send`` to complete the response headers."""
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        scope.setdefault(ROOT_KEY, scope.get("root_path", ""))
-
-        async def send_with_headers(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                message.setdefault("headers", [])
-                add_security_headers(MutableHeaders(scope=message))
-            await send(message)
-
-        await self.app(scope, receive, send_with_headers)
+        """Remember ``root_path`` as the dashboard's root, then pass the request on."""
+        if scope["type"] == "http":
+            scope.setdefault(ROOT_KEY, scope.get("root_path", ""))
+        await self.app(scope, receive, send)
 
 
 def add_security_headers(headers: MutableHeaders) -> None:
-    """Set each security header that the response has not set itself."""
-    for name, value in SECURITY_HEADERS:
-        if name not in headers:
-            headers[name] = value
-    if "cache-control" not in headers and headers.get("content-type", "").startswith("text/html"):
-        headers["cache-control"] = "no-store"
+    """Set each dashboard header that the response has not set itself; HTML is no-store."""
+    add_missing_headers(headers, SECURITY_HEADERS, no_store_html=True)

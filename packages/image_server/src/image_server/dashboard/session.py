@@ -15,8 +15,8 @@ from typing import Any, Final
 import attrs
 from starlette.requests import Request
 
-from image_core.access import AccessPolicy
 from image_core.domain import Identity
+from image_core.service import ImageService
 from image_server.dashboard.security import new_csrf_token
 
 USER_KEY: Final = "user"
@@ -46,7 +46,7 @@ def _session(request: Request) -> MutableMapping[str, Any]:
 class Sessions:
     """Reads and writes the dashboard's part of the session."""
 
-    policy: AccessPolicy
+    service: ImageService
     auth_disabled: bool
     max_age_seconds: int
     now: Callable[[], float] = time.time
@@ -65,14 +65,14 @@ class Sessions:
             return None
         identity = Identity(email, email_verified=True) if isinstance(email, str) else None
         fresh = isinstance(login_at, int) and 0 <= self.now() - login_at <= self.max_age_seconds
-        if identity is None or not fresh or not self.policy.may_generate(identity):
+        if identity is None or not fresh or not self.service.may_generate(identity):
             session.clear()
             return None
         csrf = session.get(CSRF_KEY)
         if not isinstance(csrf, str) or not csrf:
             session.clear()
             return None
-        return Viewer(identity, email, self.policy.is_admin(identity), csrf)
+        return Viewer(identity, email, self.service.is_admin(identity), csrf)
 
     def _csrf(self, session: MutableMapping[str, Any]) -> str:
         token = session.get(CSRF_KEY)

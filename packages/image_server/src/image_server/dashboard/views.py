@@ -1,8 +1,8 @@
 """The dashboard pages: costs and spend, galleries, thumbnails, the default-model picker.
 
 Views only ask the core service, always with the viewer's identity, so what a person
-may see is decided by ``AccessPolicy`` and nothing here can widen it. Blocking service
-calls (file reads, thumbnail encoding) run in worker threads.
+may see is decided by ``AccessPolicy`` and nothing here can widen it. The service's use
+cases move their own blocking work (file reads, thumbnail encoding) off the event loop.
 """
 
 from __future__ import annotations
@@ -10,36 +10,28 @@ from __future__ import annotations
 import hashlib
 import math
 import uuid
-from collections.abc import Callable
-from typing import Final, ParamSpec, TypeVar
+from typing import Final
 
-import anyio.to_thread
 import attrs
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from image_core import names
 from image_core.domain import ModelSpec
-from image_core.errors import ImageMcpError, InvalidRequest, NotAllowed
+from image_core.errors import ImageMcpError
 from image_core.service import ImageService
 from image_server.dashboard.chart import build_spend_chart
 from image_server.dashboard.config import DashboardConfig
 from image_server.dashboard.pages import Paths, Renderer
 from image_server.dashboard.security import verified_form
 from image_server.dashboard.session import Sessions, Viewer
+from image_server.outcomes import outcome_of
 
 PAGE_SIZE: Final = 24
 MAX_PAGE: Final = 100_000
 CHART_DAYS: Final = 30
 MAX_EMAIL_CHARS: Final = 320
 THUMBNAIL_CACHE: Final = "private, max-age=86400"
-
-_P = ParamSpec("_P")
-_T = TypeVar("_T")
-
-
-async def _run(func: Callable[_P, _T], *args: _P.args, **kwargs: _P.kwargs) -> _T:
-    return await anyio.to_thread.run_sync(lambda: func(*args, **kwargs))
 
 
 def parse_page(raw: str | None) -> int | None:
@@ -87,10 +79,10 @@ class Views:
         viewer = self.sessions.viewer(request)
         if viewer is None:
             return self._to_login(request)
-        usage = await _run(self.service.usage_for, viewer.identity)
-        spend = await _run(self.service.daily_spend_for, viewer.identity, CHART_DAYS)
-        chart = build_spend_chart(spend, self.service.clock.now().date(), CHART_DAYS)
-        default = await _run(self.service.default_model_for, viewer.email)
+        usage = await self.service.usage_for(viewer.identity)
+        spend = await self.service.daily_spend_for(viewer.identity, CHART_DAYS)
+        chart = build_spend_chart(spend, self.service.today(), CHART_DAYS)
+        default = await self.service.default_model_for(viewer.email)
         context = {
             "title": "Costs",
             "nav": "home",
@@ -118,13 +110,13 @@ class Views:
         if page_number is None or len(owner) > MAX_EMAIL_CHARS:
             return self.not_found(request, viewer)
         offset = (page_number - 1) * PAGE_SIZE
-        try:
-            page = await _run(self.service.gallery, viewer.identity, owner, offset, PAGE_SIZE)
-        except (NotAllowed, InvalidRequest):
-            return self.not_found(request, viewer)
+        # A refusal (NotAllowed) reaches the app's core-error handler, which answers with
+        # the status outcomes.py gives it: the plain 404 page, so nobody learns the owner
+        # exists. The page number was checked above, so paging cannot be refused.
+        page = await self.service.gallery(viewer.identity, owner, offset, PAGE_SIZE)
         if page_number > 1 and not page.items:
             return self.not_found(request, viewer)
-        others = await _run(self.service.visible_users, viewer.identity) if viewer.is_admin else []
+        others = await self.service.visible_users(viewer.identity) if viewer.is_admin else []
         context = {
             "title": f"Images by {owner}",
             "nav": "gallery" if owner.lower() == viewer.email.lower() else "",
@@ -145,8 +137,8 @@ class Views:
         if viewer is None or not names.is_id_text(name):
             return self.not_found(request, viewer)
         try:
-            image = await _run(self.service.thumbnail, viewer.identity, uuid.UUID(name))
-        except ImageMcpError:
+            image = await self.service.thumbnail(viewer.identity, uuid.UUID(name))
+        except ImageMcpError:  # an <img> source: every failure is the 404 (see outcomes.py)
             image = None
         if image is None:
             return self.not_found(request, viewer)
@@ -161,13 +153,13 @@ class Views:
         viewer = self.sessions.viewer(request)
         if viewer is None:
             return self._to_login(request)
-        current = await _run(self.service.default_model_for, viewer.email)
+        current = await self.service.default_model_for(viewer.email)
         context = {
             "title": "My default model",
             "nav": "prefs",
             "viewer": viewer,
             "current": current,
-            "models": [(spec, price_list(spec)) for spec in self.service.catalog],
+            "models": [(spec, price_list(spec)) for spec in self.service.offered_models()],
             "saved": request.query_params.get("saved") == "1",
         }
         return self.renderer.page(request, "prefs.html", context)
@@ -194,22 +186,14 @@ class Views:
                 action=(Paths.of(request).prefs(), "Back to the model picker"),
             )
         try:
-            await _run(self.service.set_default_model, viewer.identity, form.get("model", ""))
+            await self.service.set_default_model(viewer.identity, form.get("model", ""))
         except ImageMcpError as exc:
             return self.renderer.message(
                 request,
                 "Not saved",
                 exc.message,
-                _status_for(exc),
+                outcome_of(exc).http_status,
                 viewer=viewer,
                 action=(Paths.of(request).prefs(), "Back to the model picker"),
             )
         return RedirectResponse(f"{Paths.of(request).prefs()}?saved=1", status_code=303)
-
-
-def _status_for(exc: ImageMcpError) -> int:
-    if isinstance(exc, NotAllowed):
-        return 403
-    if isinstance(exc, InvalidRequest):
-        return 400
-    return 503

@@ -1,0 +1,202 @@
+"""Web-edge rules with one home: keys, secrets, loopback hosts, origins, Google, headers.
+
+Settings validation, the OAuth proxy, the MCP transport guard and the dashboard all
+need some of these; each is written once here and imported, so a rule cannot drift
+between two copies.
+"""
+
+from __future__ import annotations
+
+import base64
+import ipaddress
+from collections.abc import Sequence
+from typing import Final
+from urllib.parse import urlsplit
+
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from starlette.datastructures import MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+# --- secrets and the keys derived from them -----------------------------------------------
+
+#: HKDF stretches nothing: the signing secret must already be high-entropy.
+MIN_SECRET_CHARS: Final = 32
+
+#: One salt and label per purpose. Changing any of them changes the derived key, which
+#: signs everyone out (cookies), invalidates MCP tokens, or makes stored OAuth state
+#: unreadable: ``tests/server/test_edge.py`` pins the bytes each one yields.
+OAUTH_SALT: Final = b"image-mcp/oauth/v1"
+OAUTH_JWT_INFO: Final = b"image-mcp oauth jwt signing"
+OAUTH_STORAGE_INFO: Final = b"image-mcp oauth storage"
+DASHBOARD_SALT: Final = b"image-mcp/dashboard/v1"
+DASHBOARD_SESSION_INFO: Final = b"image-mcp dashboard session"
+
+
+def hkdf_sha256(secret: bytes, salt: bytes, info: bytes, length: int = 32) -> bytes:
+    """RFC 5869 HKDF (extract, then expand) with SHA-256, from ``cryptography``."""
+    return HKDF(algorithm=hashes.SHA256(), length=length, salt=salt, info=info).derive(secret)
+
+
+def oauth_jwt_key(secret: str) -> bytes:
+    """The MCP token-signing key (urlsafe base64 of 32 bytes)."""
+    return base64.urlsafe_b64encode(hkdf_sha256(secret.encode(), OAUTH_SALT, OAUTH_JWT_INFO))
+
+
+def oauth_storage_key(secret: str) -> bytes:
+    """The Fernet key that encrypts the OAuth proxy's stored state."""
+    return base64.urlsafe_b64encode(hkdf_sha256(secret.encode(), OAUTH_SALT, OAUTH_STORAGE_INFO))
+
+
+def dashboard_session_key(secret: str) -> str:
+    """The dashboard cookie-signing key (hex), never usable as an MCP token key."""
+    return hkdf_sha256(secret.encode(), DASHBOARD_SALT, DASHBOARD_SESSION_INFO).hex()
+
+
+# --- hosts, origins and URLs ---------------------------------------------------------------
+
+#: The loopback names, in the order the MCP transport guard lists them.
+LOOPBACK_HOSTS: Final = ("127.0.0.1", "localhost", "::1")
+_DEFAULT_PORTS: Final = {"http": 80, "https": 443}
+
+
+def is_loopback(host: str) -> bool:
+    """``localhost`` or any loopback IP address (``127.0.0.2``, ``::1`` ...)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def origin_of(url: str) -> str | None:
+    """Normalised ``scheme://host[:port]`` of an absolute http(s) URL, else ``None``."""
+    try:
+        parts = urlsplit(url.strip())
+        port = parts.port
+    except ValueError:
+        return None
+    scheme = parts.scheme.lower()
+    if scheme not in _DEFAULT_PORTS or not parts.hostname:
+        return None
+    host = parts.hostname.lower()
+    if ":" in host:
+        host = f"[{host}]"
+    if port is None or port == _DEFAULT_PORTS[scheme]:
+        return f"{scheme}://{host}"
+    return f"{scheme}://{host}:{port}"
+
+
+def public_host_and_origin(public_host: str) -> tuple[str, str]:
+    """``(host, scheme://netloc)`` of a host name or http(s) URL, for the Host guard."""
+    text = public_host.strip()
+    parts = urlsplit(text if "://" in text else f"https://{text}")
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        msg = f"not a host name or http(s) URL: {public_host!r}"
+        raise ValueError(msg)
+    netloc = parts.netloc.rpartition("@")[2].lower()
+    return parts.hostname, f"{parts.scheme}://{netloc}"
+
+
+# --- MCP client redirect URIs ---------------------------------------------------------------
+
+#: Loopback clients on any port (fastmcp's ``host:*`` syntax; any path) and Claude's
+#: connector callback, on claude.ai and on claude.com (which Anthropic asks servers to
+#: accept too). fastmcp's own default (None) accepts any URI.
+DEFAULT_ALLOWED_REDIRECT_URIS: Final = (
+    "http://localhost:*",
+    "http://127.0.0.1:*",
+    "https://claude.ai/api/mcp/auth_callback",
+    "https://claude.com/api/mcp/auth_callback",
+)
+
+
+def check_redirect_patterns(patterns: Sequence[str]) -> None:
+    """Refuse patterns that would let a code travel to someone else's server."""
+    if not patterns:
+        msg = "allowed_client_redirect_uris is empty: no MCP client could connect"
+        raise ValueError(msg)
+    for pattern in patterns:
+        parts = urlsplit(pattern)
+        host = _pattern_host(parts.netloc)
+        if parts.scheme == "https" and host and "*" not in host.removeprefix("*."):
+            continue
+        if parts.scheme == "http" and is_loopback(host):
+            continue
+        msg = f"unsafe redirect URI pattern {pattern!r}: use https://host/... or loopback http"
+        raise ValueError(msg)
+
+
+def _pattern_host(netloc: str) -> str:
+    """The host of a pattern's netloc; ports may be ``*``, so urlsplit cannot parse it."""
+    hostport = netloc.rpartition("@")[2].lower()
+    if hostport.startswith("["):
+        return hostport[1:].partition("]")[0]
+    return hostport.partition(":")[0]
+
+
+# --- Google's endpoints ------------------------------------------------------------------------
+
+GOOGLE_ISSUER: Final = "https://accounts.google.com"
+GOOGLE_OPENID_CONFIGURATION: Final = f"{GOOGLE_ISSUER}/.well-known/openid-configuration"
+GOOGLE_AUTHORIZE_URL: Final = f"{GOOGLE_ISSUER}/o/oauth2/v2/auth"
+GOOGLE_TOKEN_URL: Final = "https://oauth2.googleapis.com/token"  # noqa: S105 (a URL)
+GOOGLE_TOKENINFO_URL: Final = "https://oauth2.googleapis.com/tokeninfo"
+GOOGLE_USERINFO_URL: Final = "https://www.googleapis.com/oauth2/v2/userinfo"
+
+
+# --- security headers --------------------------------------------------------------------------
+
+#: What every response of the server carries unless it (or an inner mount) set its own.
+BASELINE_HEADERS: Final = (
+    ("x-content-type-options", "nosniff"),
+    ("x-frame-options", "DENY"),
+    ("referrer-policy", "no-referrer"),
+)
+
+
+def add_missing_headers(
+    headers: MutableHeaders, defaults: Sequence[tuple[str, str]], *, no_store_html: bool
+) -> None:
+    """Set each default the response has not set itself; optionally never cache HTML."""
+    for name, value in defaults:
+        if name not in headers:
+            headers[name] = value
+    html = headers.get("content-type", "").startswith("text/html")
+    if no_store_html and html and "cache-control" not in headers:
+        headers["cache-control"] = "no-store"
+
+
+class SecurityHeaders:
+    """Adds ``headers`` to every HTTP response that has not set them; one per mount.
+
+    The whole server uses it with ``BASELINE_HEADERS``; the dashboard with its CSP and
+    ``no_store_html`` (its pages are private and change with each login).
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        headers: Sequence[tuple[str, str]] = BASELINE_HEADERS,
+        *,
+        no_store_html: bool = False,
+    ) -> None:
+        self.app = app
+        self.headers = tuple(headers)
+        self.no_store_html = no_store_html
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Wrap ``send`` to complete the response headers."""
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message.setdefault("headers", [])
+                headers = MutableHeaders(scope=message)
+                add_missing_headers(headers, self.headers, no_store_html=self.no_store_html)
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
