@@ -7,16 +7,21 @@ import json
 import subprocess
 import sys
 import textwrap
+import tomllib
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 CORE = ROOT / "packages" / "image_core" / "src" / "image_core"
-CORE_MODULES = sorted(CORE.rglob("*.py"))
+CONTRACTS = CORE / "contracts"
+CORE_MODULES = sorted(p for p in CORE.rglob("*.py") if CONTRACTS not in p.parents)
+CONTRACT_MODULES = sorted(CONTRACTS.rglob("*.py"))
 
 # What image_core may import besides the standard library and itself.
 ALLOWED_THIRD_PARTY = frozenset({"attrs", "attr", "cattrs"})
+# The shipped contract suites are test code: they may use the library user's test tools.
+TEST_TOOLS = frozenset({"pytest", "hypothesis"})
 # What must never be loaded as a side effect of importing image_core.
 FORBIDDEN_AT_RUNTIME = frozenset(
     {
@@ -35,7 +40,7 @@ FORBIDDEN_AT_RUNTIME = frozenset(
 )
 
 
-def foreign_imports(source: str) -> list[str]:
+def foreign_imports(source: str, allowed: frozenset[str] = ALLOWED_THIRD_PARTY) -> list[str]:
     """Top-level names imported by ``source`` that image_core may not depend on.
 
     Relative imports are image_core itself. ``__import__`` and ``importlib.import_module``
@@ -54,8 +59,8 @@ def foreign_imports(source: str) -> list[str]:
             continue
         for name in names:
             top = name.split(".")[0]
-            allowed = top in sys.stdlib_module_names or top in ALLOWED_THIRD_PARTY
-            if not allowed and top != "image_core":
+            fine = top in sys.stdlib_module_names or top in allowed
+            if not fine and top != "image_core":
                 found.append(name)
     return found
 
@@ -76,19 +81,48 @@ def test_import_linter_contract_is_kept() -> None:
     output = completed.stdout + completed.stderr
     assert completed.returncode == 0, output
     assert "image_core stays framework-free KEPT" in output
+    assert "pytest" in _linter_contract()["forbidden_modules"]
     assert "0 broken" in output
+
+
+def _linter_contract() -> dict[str, list[str]]:
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    contract: dict[str, list[str]] = config["tool"]["importlinter"]["contracts"][0]
+    return contract
+
+
+def test_only_the_contract_suites_are_exempt_from_the_test_tool_ban() -> None:
+    """The linter's exceptions name image_core.contracts and the two test tools, no more."""
+    ignored = _linter_contract()["ignore_imports"]
+    assert {line.split(" -> ")[0] for line in ignored} == {"image_core.contracts.*"}
+    assert {line.split(" -> ")[1] for line in ignored} == TEST_TOOLS
 
 
 def test_the_core_package_has_modules_to_check() -> None:
     """The walk below really sees the package (a moved folder would make it vacuous)."""
     names = {path.name for path in CORE_MODULES}
     assert {"__init__.py", "domain.py", "catalog.py", "service.py", "testing.py"} <= names
+    contracts = {path.name for path in CONTRACT_MODULES}
+    assert {"image_store.py", "metadata.py", "prefs.py", "codec.py", "backend.py"} <= contracts
 
 
 @pytest.mark.parametrize("path", CORE_MODULES, ids=lambda p: p.name)
 def test_every_core_import_is_stdlib_attrs_cattrs_or_image_core(path: Path) -> None:
     """An AST walk over each module finds no import of anything else."""
     assert foreign_imports(path.read_text(encoding="utf-8")) == []
+
+
+@pytest.mark.parametrize("path", CONTRACT_MODULES, ids=lambda p: p.name)
+def test_the_contract_suites_import_only_the_core_and_the_test_tools(path: Path) -> None:
+    """The shipped suites may add pytest and hypothesis, nothing else (no PIL, no server)."""
+    source = path.read_text(encoding="utf-8")
+    assert foreign_imports(source, ALLOWED_THIRD_PARTY | TEST_TOOLS) == []
+
+
+def test_the_import_walk_flags_test_tools_outside_the_contract_suites() -> None:
+    """pytest or hypothesis in any other core module is a foreign import."""
+    assert foreign_imports("import pytest") == ["pytest"]
+    assert foreign_imports("from hypothesis import given") == ["hypothesis"]
 
 
 @pytest.mark.parametrize(
@@ -124,6 +158,40 @@ def test_the_import_walk_flags_foreign_imports(source: str, culprit: str) -> Non
 def test_the_import_walk_accepts_what_the_core_may_use(source: str) -> None:
     """Standard library, attrs, cattrs and image_core pass."""
     assert foreign_imports(source) == []
+
+
+def test_image_core_imports_without_the_test_tools_installed() -> None:
+    """With pytest and hypothesis unimportable, every module but the contracts loads."""
+    probe = textwrap.dedent(
+        """
+        import importlib, importlib.abc, json, pkgutil, sys
+
+        class NoTestTools(importlib.abc.MetaPathFinder):
+            def find_spec(self, name, path=None, target=None):
+                if name.split(".")[0] in {"pytest", "_pytest", "hypothesis"}:
+                    raise ModuleNotFoundError(f"No module named {name!r}")
+                return None
+
+        sys.meta_path.insert(0, NoTestTools())
+        import image_core
+        for info in pkgutil.walk_packages(image_core.__path__, "image_core."):
+            if not info.name.startswith("image_core.contracts"):
+                importlib.import_module(info.name)
+        print(json.dumps(sorted(sys.modules)))
+        """
+    )
+    completed = subprocess.run(
+        [sys.executable, "-c", probe],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert completed.returncode == 0, completed.stderr
+    loaded = set(json.loads(completed.stdout))
+    assert {"image_core.service", "image_core.testing", "image_core.serialization"} <= loaded
+    assert not any(m.split(".")[0] in TEST_TOOLS for m in loaded)
 
 
 def test_importing_image_core_loads_no_framework() -> None:

@@ -31,6 +31,8 @@ from image_server.adapters.atomic_files import remove_stale_temps, write_atomic
 from image_server.adapters.fs_images import FilesystemImageStore
 from image_server.adapters.fs_metadata import INDEX_NAME, FilesystemMetadataRepository
 from image_server.adapters.fs_prefs import FilesystemPrefStore
+from image_server.adapters.fs_sidecars import SidecarFiles
+from image_server.adapters.sqlite_index import SqliteIndex
 from tests.contract.conftest import NOON, PNG, make_generation, thumbnail
 
 SAMPLE_V1 = Path(__file__).resolve().parents[1] / "data" / "sidecar_v1.json"
@@ -365,11 +367,11 @@ def test_a_failed_index_insert_removes_the_sidecar(
     """Sidecar written, index refuses: StorageError and the sidecar is gone again."""
     generation = make_generation()
 
-    def refuse(self: FilesystemMetadataRepository, generation: Generation) -> NoReturn:
+    def refuse(self: SqliteIndex, row: object) -> NoReturn:
         raise sqlite3.OperationalError("database or disk is full")
 
     with monkeypatch.context() as patched:
-        patched.setattr(FilesystemMetadataRepository, "_index", refuse)
+        patched.setattr(SqliteIndex, "_write", refuse)
         with pytest.raises(StorageError, match="index"):
             repo.add(generation)
     assert files_in(tmp_path) == []
@@ -473,7 +475,7 @@ def _choose_then_crash(root: str, step: str) -> None:
 def _add_then_crash_before_indexing(root: str, generation: Generation) -> None:
     with (
         FilesystemMetadataRepository(Path(root)) as repo,
-        mock.patch.object(FilesystemMetadataRepository, "_index", _crash),
+        mock.patch.object(SqliteIndex, "add", _crash),
     ):
         repo.add(generation)
 
@@ -562,7 +564,7 @@ def test_reopening_an_index_in_step_reads_no_sidecar(
     def must_not_read(*_: object) -> NoReturn:
         raise AssertionError("a sidecar was read")
 
-    monkeypatch.setattr(FilesystemMetadataRepository, "_index_row", must_not_read)
+    monkeypatch.setattr(SidecarFiles, "_indexed_fields_of", must_not_read)
     with FilesystemMetadataRepository(tmp_path) as repo:
         assert repo.usage().total_count == 3
 

@@ -1,67 +1,36 @@
-"""The PrefStore contract, run against the in-memory and the filesystem adapter."""
+"""The shipped PrefStore contract, run against the in-memory and the filesystem adapter."""
 
 from __future__ import annotations
 
-from hypothesis import given, settings
-from hypothesis import strategies as st
+import contextlib
+from collections.abc import Iterator
 
+import pytest
+
+from image_core.contracts import AdapterFactory, PrefStoreContract, fresh
 from image_core.ports import PrefStore
-from tests.contract.conftest import EMAILS, AdapterFactory
+from image_core.testing import InMemoryPrefStore
+from image_server.adapters.fs_prefs import FilesystemPrefStore
+from tests.contract.conftest import fresh_dir
 
 
-def test_nobody_has_a_default_until_they_choose_one(pref_store: PrefStore) -> None:
-    """An unknown email has no default model."""
-    assert pref_store.get_default_model("ann@example.com") is None
+class TestInMemoryPrefStore(PrefStoreContract):
+    """The double library users test with."""
+
+    @pytest.fixture
+    def pref_store_factory(self) -> AdapterFactory[PrefStore]:
+        return lambda: fresh(InMemoryPrefStore())
 
 
-def test_a_chosen_default_is_remembered(pref_store: PrefStore) -> None:
-    """set then get returns the alias."""
-    pref_store.set_default_model("ann@example.com", "pro")
-    assert pref_store.get_default_model("ann@example.com") == "pro"
+@contextlib.contextmanager
+def _filesystem_prefs() -> Iterator[PrefStore]:
+    with fresh_dir() as root:
+        yield FilesystemPrefStore(root)
 
 
-def test_emails_are_compared_exactly(pref_store: PrefStore) -> None:
-    """Emails arrive normalised; two that the service could not normalise stay apart."""
-    pref_store.set_default_model("zoë@example.com", "pro")
-    pref_store.set_default_model("Zoë@example.com", "flash")
-    assert pref_store.get_default_model("zoë@example.com") == "pro"
-    assert pref_store.get_default_model("Zoë@example.com") == "flash"
+class TestFilesystemPrefStore(PrefStoreContract):
+    """prefs.json in a fresh folder."""
 
-
-def test_the_latest_choice_wins(pref_store: PrefStore) -> None:
-    """Choosing again replaces the earlier choice."""
-    pref_store.set_default_model("ann@example.com", "pro")
-    pref_store.set_default_model("ann@example.com", "flash")
-    assert pref_store.get_default_model("ann@example.com") == "flash"
-
-
-def test_every_persons_choice_is_kept(pref_store: PrefStore) -> None:
-    """One person's choice never erases another's."""
-    choices = {f"user{i}@example.com": ("pro" if i % 2 else "flash") for i in range(20)}
-    for email, alias in choices.items():
-        pref_store.set_default_model(email, alias)
-    assert {e: pref_store.get_default_model(e) for e in choices} == choices
-
-
-@settings(max_examples=30, deadline=None)
-@given(
-    choices=st.lists(
-        st.tuples(
-            EMAILS
-            | st.from_regex(r"[A-Za-z0-9._+-]{1,10}@[A-Za-z]{1,8}\.(com|IO)", fullmatch=True),
-            st.sampled_from(["flash", "pro", "gemini-3-pro-image"]),
-        ),
-        max_size=10,
-    )
-)
-def test_after_any_sequence_of_choices_each_person_has_their_last(
-    pref_factory: AdapterFactory[PrefStore], choices: list[tuple[str, str]]
-) -> None:
-    """Replaying the choices into a dict keyed by email predicts every answer."""
-    expected: dict[str, str] = {}
-    with pref_factory.open() as store:
-        for email, alias in choices:
-            store.set_default_model(email, alias)
-            expected[email] = alias
-        for email, _ in choices:
-            assert store.get_default_model(email) == expected[email]
+    @pytest.fixture
+    def pref_store_factory(self) -> AdapterFactory[PrefStore]:
+        return _filesystem_prefs

@@ -1,0 +1,302 @@
+"""The SQLite index beside the sidecars: it finds and sums records, it never holds them.
+
+The narrow ``index.sqlite3`` (id, owner, time, day, cost) is derived and disposable:
+rebuilt on open when missing, damaged or of another version, and brought in step when
+sidecars were added or removed behind its back (reading only the new ones). Costs are
+indexed as integer micro-dollars so SQLite sums them exactly; a finer amount is kept as
+text and added in Python, so totals always equal the exact ``Decimal`` sum.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import sqlite3
+import threading
+from collections.abc import Collection, Iterator
+from contextlib import contextmanager, suppress
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Protocol
+
+from image_core.access import owner_key
+from image_core.domain import CostEstimate, DailySpend, UsageReport, UserUsage
+from image_core.errors import StorageError
+from image_core.serialization import IndexedFields
+from image_server.adapters.atomic_files import FileLock, remove_quietly, storage_error
+
+log = logging.getLogger("image_server.metadata")
+
+INDEX_NAME = "index.sqlite3"
+INDEX_VERSION = 1
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROS = 1_000_000
+_MAX_MICROS = 10**15  # per row; keeps every SUM far from SQLite's 64-bit overflow
+_CORRUPT_CODES = frozenset({11, 26})  # SQLITE_CORRUPT, SQLITE_NOTADB
+
+_TABLES = (
+    "DROP TABLE IF EXISTS generations",
+    "DROP TABLE IF EXISTS skipped",
+    """CREATE TABLE generations (
+        id TEXT PRIMARY KEY, owner TEXT NOT NULL, created_us INTEGER NOT NULL,
+        day TEXT NOT NULL, cost_micro INTEGER, cost_text TEXT)""",
+    "CREATE TABLE skipped (id TEXT PRIMARY KEY)",
+)
+_INDEXES = (
+    "CREATE INDEX by_owner_time ON generations (owner, created_us DESC, id DESC)",
+    "CREATE INDEX by_owner_cost ON generations (owner, cost_micro)",
+    "CREATE INDEX by_day ON generations (day, owner, cost_micro)",
+)
+_INSERT = "INSERT OR REPLACE INTO generations VALUES (?, ?, ?, ?, ?, ?)"
+
+Row = tuple[str, str, int, str, int | None, str | None]
+
+
+class RecordSource(Protocol):
+    """Where the records live: their ids, and the indexed fields of some of them."""
+
+    def ids(self) -> set[str]:
+        """Every record id present, as text."""
+        ...
+
+    def indexed_fields(self, ids: list[str], skipped: list[str]) -> Iterator[IndexedFields]:
+        """The indexed fields of ``ids``; unreadable ones are appended to ``skipped``."""
+        ...
+
+
+class SqliteIndex:
+    """``index.sqlite3`` in ``root``, in step with ``source`` once built; call ``close()``.
+
+    Raises ``OSError`` when the folder cannot be read; index failures are ``StorageError``.
+    """
+
+    def __init__(self, root: Path, source: RecordSource) -> None:
+        self._source = source
+        self._path = root / INDEX_NAME
+        self._lock = threading.RLock()
+        self._file_lock = FileLock(root / ".index.lock")
+        with self._file_lock:
+            self._conn = self._open()
+
+    def close(self) -> None:
+        """Close the connection (idempotent)."""
+        with self._lock:
+            self._conn.close()
+
+    def add(self, fields: IndexedFields) -> None:
+        """Index one new record (and forget it was ever unreadable)."""
+        try:
+            self._write(_row(fields))
+        except sqlite3.Error as exc:
+            raise StorageError(
+                f"Could not record generation {fields.id}: the index refused it."
+            ) from exc
+
+    def _write(self, row: Row) -> None:
+        with self._lock, _Transaction(self._conn, "BEGIN IMMEDIATE"):
+            self._conn.execute(_INSERT, row)
+            self._conn.execute("DELETE FROM skipped WHERE id = ?", (row[0],))
+
+    def page(self, email: str, offset: int, limit: int) -> tuple[int, list[str]]:
+        """How many records ``email`` has, and the ids of one page, newest first."""
+        with self._reading() as conn:
+            (total,) = conn.execute(
+                "SELECT COUNT(*) FROM generations WHERE owner = ?", (email,)
+            ).fetchone()
+            ids = conn.execute(
+                "SELECT id FROM generations WHERE owner = ? "
+                "ORDER BY created_us DESC, id DESC LIMIT ? OFFSET ?",
+                (email, limit, offset),
+            ).fetchall()
+        return int(total), [id_text for (id_text,) in ids]
+
+    def usage(self, emails: Collection[str] | None = None) -> UsageReport:
+        """Image count and exact cost per person, largest spend first, then by email."""
+        groups = self._totals("owner", *_owner_filter(emails))
+        rows = [UserUsage(owner, count, cost) for (owner,), (count, cost) in groups.items()]
+        rows.sort(key=lambda r: (-r.cost.usd, r.email))
+        return UsageReport(tuple(rows))
+
+    def daily_spend(self, since: date, emails: Collection[str] | None = None) -> list[DailySpend]:
+        """Spend per UTC day and person from ``since`` on, oldest day first."""
+        where, params = _owner_filter(emails)
+        where = f"{where} AND day >= ?" if where else "WHERE day >= ?"
+        groups = self._totals("day, owner", where, (*params, since.isoformat()))
+        return [
+            DailySpend(day, owner, count, cost)
+            for (day, owner), (count, cost) in sorted(groups.items())
+        ]
+
+    def users(self) -> list[str]:
+        """Every owner with at least one record, sorted."""
+        with self._reading() as conn:
+            rows = conn.execute("SELECT DISTINCT owner FROM generations ORDER BY owner")
+            return [r[0] for r in rows]
+
+    def rebuild(self) -> int:
+        """Rebuild the whole index from the source now; the number of records indexed."""
+        try:
+            with self._file_lock, self._lock:
+                return self._sync(self._conn, full=True)
+        except sqlite3.Error as exc:
+            raise StorageError("The generation index could not be rebuilt.") from exc
+        except OSError as exc:
+            raise storage_error("read the generation records", exc) from exc
+
+    def _totals(
+        self, keys: str, where: str, params: tuple[Any, ...]
+    ) -> dict[tuple[str, ...], tuple[int, CostEstimate]]:
+        """Count and exact cost per group: SQL sums the micro-dollars, Python the rest.
+
+        ``keys`` and ``where`` are fixed text from this module; values travel as parameters.
+        """
+        sums = f"SELECT {keys}, COUNT(*), COALESCE(SUM(cost_micro), 0), COUNT(cost_micro)"
+        fine_where = f"{where} AND cost_micro IS NULL" if where else "WHERE cost_micro IS NULL"
+        with self._reading() as conn:
+            found = conn.execute(f"{sums} FROM generations {where} GROUP BY {keys}", params)
+            groups = {tuple(r[:-3]): (r[-3], r[-2], r[-1]) for r in found}
+            fine: dict[tuple[str, ...], Decimal] = {}
+            if any(count != exact for count, _, exact in groups.values()):
+                sql = f"SELECT {keys}, cost_text FROM generations {fine_where}"  # noqa: S608
+                for *key, cost in conn.execute(sql, params):
+                    fine[tuple(key)] = fine.get(tuple(key), Decimal(0)) + Decimal(cost)
+        return {
+            key: (count, CostEstimate(_from_micros(micros) + fine.get(key, Decimal(0))))
+            for key, (count, micros, _) in groups.items()
+        }
+
+    @contextmanager
+    def _reading(self) -> Iterator[sqlite3.Connection]:
+        """The connection, alone and in one snapshot; index failures become ``StorageError``."""
+        with self._lock:
+            try:
+                with _Transaction(self._conn, "BEGIN"):
+                    yield self._conn
+            except sqlite3.Error as exc:
+                raise StorageError("The generation index could not be read.") from exc
+
+    def _open(self) -> sqlite3.Connection:
+        """Connect and sync; a damaged file is discarded and rebuilt from the source."""
+        try:
+            return self._connect_and_sync()
+        except sqlite3.Error as exc:
+            if exc.sqlite_errorcode & 0xFF not in _CORRUPT_CODES:
+                raise StorageError("The generation index could not be opened.") from exc
+            log.warning("%s is damaged (%s); rebuilding it from the sidecars.", INDEX_NAME, exc)
+        except OSError as exc:
+            raise storage_error("read the generation records", exc) from exc
+        for suffix in ("", "-wal", "-shm", "-journal"):
+            remove_quietly(self._path.with_name(INDEX_NAME + suffix))
+        try:
+            return self._connect_and_sync()
+        except sqlite3.Error as exc:
+            raise StorageError("The generation index could not be rebuilt.") from exc
+        except OSError as exc:
+            raise storage_error("read the generation records", exc) from exc
+
+    def _connect_and_sync(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(
+            self._path, timeout=30, isolation_level=None, check_same_thread=False
+        )
+        try:
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("PRAGMA synchronous = NORMAL")  # the index is derived: speed over fsync
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            self._sync(conn, full=version != INDEX_VERSION)
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    def _sync(self, conn: sqlite3.Connection, *, full: bool) -> int:
+        """Make the index hold exactly the records present, reading only the new ones.
+
+        Runs in one write transaction that also covers the folder scan, so an ``add``
+        from another process lands either in the scan or after the commit.
+        """
+        with _Transaction(conn, "BEGIN IMMEDIATE"):
+            if full:
+                for statement in _TABLES:
+                    conn.execute(statement)
+            known = {r[0] for r in conn.execute("SELECT id FROM generations")}
+            known |= {r[0] for r in conn.execute("SELECT id FROM skipped")}
+            present = self._source.ids()
+            gone = [(i,) for i in known - present]
+            conn.executemany("DELETE FROM generations WHERE id = ?", gone)
+            conn.executemany("DELETE FROM skipped WHERE id = ?", gone)
+            skipped: list[str] = []
+            fields = self._source.indexed_fields(sorted(present - known), skipped)
+            conn.executemany(_INSERT, map(_row, fields))
+            conn.executemany("INSERT INTO skipped VALUES (?)", ((s,) for s in skipped))
+            if full:
+                for statement in _INDEXES:
+                    conn.execute(statement)
+                conn.execute(f"PRAGMA user_version = {INDEX_VERSION}")
+            (indexed,) = conn.execute("SELECT COUNT(*) FROM generations").fetchone()
+        if full or gone or present - known:
+            log.info(
+                "Index holds %d generations: %d sidecars added, %d gone, %d unreadable.",
+                indexed,
+                len(present - known) - len(skipped),
+                len(gone),
+                len(skipped),
+            )
+        return int(indexed)
+
+
+class _Transaction:
+    """``BEGIN`` ... ``COMMIT``, or ``ROLLBACK`` when the block or the commit fails."""
+
+    def __init__(self, conn: sqlite3.Connection, begin: str) -> None:
+        self._conn = conn
+        self._begin = begin
+
+    def __enter__(self) -> None:
+        self._conn.execute(self._begin)
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        try:
+            if exc is None:
+                self._conn.execute("COMMIT")
+        finally:
+            if self._conn.in_transaction:
+                with suppress(sqlite3.Error):
+                    self._conn.execute("ROLLBACK")
+
+
+# The owner column of a stored record: sidecars written before emails were normalised
+# by the service (the v1 sample) are grouped by the same key. A rebuild meets the same
+# few emails over and over. Query arguments arrive normalised and are used as given.
+_owner = functools.lru_cache(maxsize=4096)(owner_key)
+
+
+def _owner_filter(emails: Collection[str] | None) -> tuple[str, tuple[Any, ...]]:
+    if emails is None:
+        return "", ()
+    wanted = json.dumps(sorted(set(emails)))
+    return "WHERE owner IN (SELECT value FROM json_each(?))", (wanted,)
+
+
+def _from_micros(micros: int) -> Decimal:
+    return Decimal(micros) / _MICROS if micros else Decimal(0)
+
+
+def _row(fields: IndexedFields) -> Row:
+    micros = fields.cost.usd.scaleb(6)
+    exact = micros == micros.to_integral_value() and micros < _MAX_MICROS
+    return (
+        str(fields.id),
+        _owner(fields.email),
+        (fields.created_at - _EPOCH) // timedelta(microseconds=1),
+        fields.created_at.astimezone(UTC).date().isoformat(),
+        int(micros) if exact else None,
+        None if exact else str(fields.cost.usd),
+    )
