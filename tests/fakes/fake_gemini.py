@@ -2,7 +2,8 @@
 
 Tests point the real google-genai client at it (``HttpOptions(base_url=fake.base_url)``)
 so the adapter is exercised through the real SDK, JSON shapes and HTTP stack, with
-scripted faults instead of mocks. Standard library plus Pillow only.
+scripted faults instead of mocks. Standard library plus Pillow only. Images are
+photo-like at the sizes Gemini returns (tests/support/photos.py), never flat colours.
 
     with FakeGemini(api_key="k") as fake:
         fake.script("rate_limit", "thoughts")
@@ -36,7 +37,6 @@ import base64
 import collections
 import contextlib
 import hashlib
-import io
 import json
 import re
 import socket
@@ -50,7 +50,7 @@ from types import TracebackType
 from typing import Any, Literal
 from urllib.parse import parse_qs, urlsplit
 
-from PIL import Image
+from tests.support.photos import photo_bytes
 
 _PATH = re.compile(r"^/(?P<version>v1|v1beta)/models/(?P<model>[^/:]+):generateContent$")
 _LONG_SIDE = {"1K": 1024, "2K": 2048, "4K": 4096}
@@ -454,15 +454,14 @@ def dimensions(ratio: str, size: str | None) -> tuple[int, int]:
 
 
 def render(prompt: str, ratio: str, size: str | None, fmt: Literal["PNG", "JPEG"]) -> bytes:
-    """A solid image whose colour depends on the prompt: cheap, yet a real image."""
-    red, green, blue = hashlib.sha256(prompt.encode()).digest()[:3]
-    image = Image.new("RGB", dimensions(ratio, size), (red, green, blue))
-    out = io.BytesIO()
-    if fmt == "PNG":
-        image.save(out, format="PNG", compress_level=1)
-    else:
-        image.save(out, format="JPEG", quality=85)
-    return out.getvalue()
+    """A photo-like image at the real size (about 1.5 / 6 / 20 MB as PNG at 1K / 2K / 4K).
+
+    The prompt seeds its content, so different prompts give different pictures; the
+    same prompt, ratio and size give the same bytes (cached, so a test pays once).
+    """
+    seed = int.from_bytes(hashlib.sha256(prompt.encode()).digest()[:4], "big")
+    width, height = dimensions(ratio, size)
+    return photo_bytes(width, height, seed, fmt)
 
 
 def _check_behaviour(behaviour: str) -> None:
