@@ -27,7 +27,8 @@ when the queue is empty):
   ``not_found_404``; ``unauthorized_401``; ``unauthorized_403`` (the message quotes
   the API key, as Google's "consumer suspended" errors do); ``invalid_key_400``
   (Google's answer to a wrong key); ``bad_request_400``.
-- ``slow:SECONDS`` waits, then answers ``ok``; ``disconnect`` closes the connection
+- ``slow:SECONDS`` waits, then answers ``ok``; ``slow_error:SECONDS:FAULT`` waits, then
+  answers as FAULT (a slow 503, say); ``disconnect`` closes the connection
   without an answer.
 """
 
@@ -85,7 +86,7 @@ _SIMPLE = frozenset(
         "disconnect",
     }
 )
-_PARAMETRISED = ("slow:", "block_prompt:", "finish:")
+_PARAMETRISED = ("slow:", "slow_error:", "block_prompt:", "finish:")
 FAULTS = _SIMPLE | {p + "ARG" for p in _PARAMETRISED}
 """Every behaviour name ``script`` accepts (``ARG`` stands for the parameter)."""
 
@@ -297,12 +298,15 @@ class FakeGemini:
         raw = handler.rfile.read(length) if length else b""
         with self._lock:
             behaviour = self._script.popleft() if self._script else "ok"
-        record, reply = self._answer(handler, raw, behaviour)
-        with self._lock:
-            self._requests.append(record)
         delay = self.delay_seconds
         if behaviour.startswith("slow:"):
             delay += float(behaviour.removeprefix("slow:"))
+        elif behaviour.startswith("slow_error:"):
+            seconds, _, behaviour = behaviour.removeprefix("slow_error:").partition(":")
+            delay += float(seconds)
+        record, reply = self._answer(handler, raw, behaviour)
+        with self._lock:
+            self._requests.append(record)
         if (delay > 0 and self._stopping.wait(delay)) or reply is None:
             handler.close_connection = True
             return
@@ -475,6 +479,10 @@ def _check_behaviour(behaviour: str) -> None:
                 return
         except ValueError:
             pass
+    elif prefix == "slow_error:":
+        seconds, _, fault = arg.partition(":")
+        if seconds.replace(".", "", 1).isdigit() and fault in _SIMPLE:
+            return
     elif prefix is not None and arg:
         return
     raise ValueError(f"unknown fake Gemini behaviour {behaviour!r}; known: {sorted(FAULTS)}")
