@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from fastmcp import Client
+from tests.fakes.fake_gemini import FakeGemini
 
 from bench.common import (
     LOOPBACK,
@@ -40,7 +41,6 @@ from bench.common import (
     temporary_dir,
     write_result,
 )
-from tests.fakes.fake_gemini import FakeGemini
 
 PEER = "andrew-nanobanana-mcp-server==0.7.0"
 KEY = "bench-key"
