@@ -29,7 +29,7 @@ from typing import Any, TextIO
 import attrs
 import httpx2
 import PIL
-from PIL import Image, ImageChops, ImageDraw, ImageFilter
+from tests.support.photos import draw_photo
 
 from image_core.domain import BackendImage, BackendRequest
 from image_core.ports import ImageBackend
@@ -37,7 +37,7 @@ from image_core.ports import ImageBackend
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS_DIR = ROOT / "bench" / "results"
 LOOPBACK = "127.0.0.1"
-PHOTO_VERSION = 1  # bump when photo_png changes, so cached files are redrawn
+PHOTO_VERSION = 2  # bump when photo_png changes, so cached files are redrawn
 
 
 # -- statistics ---------------------------------------------------------------------------
@@ -220,27 +220,6 @@ def int_list(text: str) -> list[int]:
 
 
 # -- synthetic images and a backend that returns them ---------------------------------------
-
-
-def draw_photo(width: int, height: int) -> Image.Image:
-    """Photo-like content: smooth gradients, soft shapes and mild sensor noise.
-
-    Pure noise would make every PNG step (and the JPEG preview) unrealistically slow;
-    a flat colour would make them unrealistically fast.
-    """
-    red = Image.linear_gradient("L").resize((width, height))
-    green = Image.radial_gradient("L").resize((width, height))
-    blue = red.transpose(Image.Transpose.ROTATE_90).resize((width, height))
-    image = Image.merge("RGB", (red, green, blue))
-    draw = ImageDraw.Draw(image)
-    side = max(4, min(width, height) // 5)
-    for i in range(14):
-        x, y = (i * 7919) % width, (i * 104729) % height
-        colour = ((i * 40) % 256, (i * 90) % 256, (i * 150) % 256)
-        draw.ellipse((x - side // 2, y - side // 2, x + side, y + side), fill=colour)
-    image = image.filter(ImageFilter.GaussianBlur(max(width, height) / 300))
-    noise = Image.merge("RGB", [Image.effect_noise((width, height), 3) for _ in range(3)])
-    return ImageChops.add(image, noise, 1.0, -128)
 
 
 def photo_path(side: int, cache_dir: Path) -> Path:

@@ -24,7 +24,7 @@ from bench.common import (
     say,
 )
 
-BENCHMARKS = ("overhead", "responsiveness", "dashboard", "serving", "memory")
+BENCHMARKS = ("overhead", "responsiveness", "dashboard", "serving", "memory", "peer")
 
 
 def run_one(name: str, quick: bool, results_dir: str) -> int:

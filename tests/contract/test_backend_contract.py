@@ -8,7 +8,11 @@ from typing import ClassVar
 
 import pytest
 
-from image_core.contracts import BackendFactory, ImageBackendContract
+from image_core.contracts import (
+    BackendFactory,
+    FailingImageBackendContract,
+    ImageBackendContract,
+)
 from image_core.errors import BackendRefused, BackendUnavailable
 from image_core.ports import ImageBackend, ImageCodec
 from image_core.testing import FakeImageBackend
@@ -30,7 +34,7 @@ def opened(backend: ImageBackend) -> BackendFactory:
     return factory
 
 
-class TestFakeImageBackend(ImageBackendContract):
+class TestFakeImageBackend(FailingImageBackendContract):
     """The scripted double: solid PNGs of the requested size, or the queued error."""
 
     honours_dimensions: ClassVar[bool] = True
@@ -49,7 +53,7 @@ class TestFakeImageBackend(ImageBackendContract):
 
 
 class TestPlaceholderImageBackend(ImageBackendContract):
-    """The offline backend never refuses and is never down: those tests are skipped."""
+    """The offline backend never refuses and is never down: the base contract only."""
 
     honours_dimensions: ClassVar[bool] = True
 
@@ -62,7 +66,7 @@ class TestPlaceholderImageBackend(ImageBackendContract):
         return opened(PlaceholderImageBackend())
 
 
-class TestGeminiImageBackend(ImageBackendContract):
+class TestGeminiImageBackend(FailingImageBackendContract):
     """The real google-genai client pointed (base URL) at the fake Gemini server."""
 
     honours_dimensions: ClassVar[bool] = True

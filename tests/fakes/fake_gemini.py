@@ -2,7 +2,8 @@
 
 Tests point the real google-genai client at it (``HttpOptions(base_url=fake.base_url)``)
 so the adapter is exercised through the real SDK, JSON shapes and HTTP stack, with
-scripted faults instead of mocks. Standard library plus Pillow only.
+scripted faults instead of mocks. Standard library plus Pillow only. Images are
+photo-like at the sizes Gemini returns (tests/support/photos.py), never flat colours.
 
     with FakeGemini(api_key="k") as fake:
         fake.script("rate_limit", "thoughts")
@@ -26,7 +27,8 @@ when the queue is empty):
   ``not_found_404``; ``unauthorized_401``; ``unauthorized_403`` (the message quotes
   the API key, as Google's "consumer suspended" errors do); ``invalid_key_400``
   (Google's answer to a wrong key); ``bad_request_400``.
-- ``slow:SECONDS`` waits, then answers ``ok``; ``disconnect`` closes the connection
+- ``slow:SECONDS`` waits, then answers ``ok``; ``slow_error:SECONDS:FAULT`` waits, then
+  answers as FAULT (a slow 503, say); ``disconnect`` closes the connection
   without an answer.
 """
 
@@ -36,7 +38,6 @@ import base64
 import collections
 import contextlib
 import hashlib
-import io
 import json
 import re
 import socket
@@ -50,7 +51,7 @@ from types import TracebackType
 from typing import Any, Literal
 from urllib.parse import parse_qs, urlsplit
 
-from PIL import Image
+from tests.support.photos import photo_bytes
 
 _PATH = re.compile(r"^/(?P<version>v1|v1beta)/models/(?P<model>[^/:]+):generateContent$")
 _LONG_SIDE = {"1K": 1024, "2K": 2048, "4K": 4096}
@@ -85,7 +86,7 @@ _SIMPLE = frozenset(
         "disconnect",
     }
 )
-_PARAMETRISED = ("slow:", "block_prompt:", "finish:")
+_PARAMETRISED = ("slow:", "slow_error:", "block_prompt:", "finish:")
 FAULTS = _SIMPLE | {p + "ARG" for p in _PARAMETRISED}
 """Every behaviour name ``script`` accepts (``ARG`` stands for the parameter)."""
 
@@ -297,12 +298,15 @@ class FakeGemini:
         raw = handler.rfile.read(length) if length else b""
         with self._lock:
             behaviour = self._script.popleft() if self._script else "ok"
-        record, reply = self._answer(handler, raw, behaviour)
-        with self._lock:
-            self._requests.append(record)
         delay = self.delay_seconds
         if behaviour.startswith("slow:"):
             delay += float(behaviour.removeprefix("slow:"))
+        elif behaviour.startswith("slow_error:"):
+            seconds, _, behaviour = behaviour.removeprefix("slow_error:").partition(":")
+            delay += float(seconds)
+        record, reply = self._answer(handler, raw, behaviour)
+        with self._lock:
+            self._requests.append(record)
         if (delay > 0 and self._stopping.wait(delay)) or reply is None:
             handler.close_connection = True
             return
@@ -454,15 +458,14 @@ def dimensions(ratio: str, size: str | None) -> tuple[int, int]:
 
 
 def render(prompt: str, ratio: str, size: str | None, fmt: Literal["PNG", "JPEG"]) -> bytes:
-    """A solid image whose colour depends on the prompt: cheap, yet a real image."""
-    red, green, blue = hashlib.sha256(prompt.encode()).digest()[:3]
-    image = Image.new("RGB", dimensions(ratio, size), (red, green, blue))
-    out = io.BytesIO()
-    if fmt == "PNG":
-        image.save(out, format="PNG", compress_level=1)
-    else:
-        image.save(out, format="JPEG", quality=85)
-    return out.getvalue()
+    """A photo-like image at the real size (about 1.5 / 6 / 20 MB as PNG at 1K / 2K / 4K).
+
+    The prompt seeds its content, so different prompts give different pictures; the
+    same prompt, ratio and size give the same bytes (cached, so a test pays once).
+    """
+    seed = int.from_bytes(hashlib.sha256(prompt.encode()).digest()[:4], "big")
+    width, height = dimensions(ratio, size)
+    return photo_bytes(width, height, seed, fmt)
 
 
 def _check_behaviour(behaviour: str) -> None:
@@ -476,6 +479,10 @@ def _check_behaviour(behaviour: str) -> None:
                 return
         except ValueError:
             pass
+    elif prefix == "slow_error:":
+        seconds, _, fault = arg.partition(":")
+        if seconds.replace(".", "", 1).isdigit() and fault in _SIMPLE:
+            return
     elif prefix is not None and arg:
         return
     raise ValueError(f"unknown fake Gemini behaviour {behaviour!r}; known: {sorted(FAULTS)}")

@@ -63,6 +63,11 @@ def make_backend(fake: FakeGemini, **overrides: float | str) -> GeminiImageBacke
         initial_backoff_seconds=float(settings["initial_backoff_seconds"]),
         max_backoff_seconds=float(settings["max_backoff_seconds"]),
         api_version=str(settings["api_version"]) if "api_version" in settings else None,
+        **{
+            name: float(settings[name])
+            for name in ("fast_failure_seconds", "retry_window_seconds")
+            if name in settings
+        },
     )
 
 
@@ -352,29 +357,58 @@ async def test_a_bad_request_is_sent_only_once(
     assert len(fake.requests) == 1
 
 
-async def test_a_slow_gemini_times_out_quickly(fake: FakeGemini) -> None:
-    """The timeout bounds every attempt; the error names it."""
+async def test_a_request_that_timed_out_is_sent_once_only(fake: FakeGemini) -> None:
+    """Gemini may still process (and bill) a request we stopped waiting for: never resend it."""
     fake.delay_seconds = 2.0
     started = time.monotonic()
 
-    async with make_backend(fake, timeout_seconds=0.5, max_attempts=2) as gemini:
+    async with make_backend(fake, timeout_seconds=0.5, max_attempts=3) as gemini:
         with pytest.raises(BackendUnavailable) as caught:
             await gemini.generate(ask())
 
     assert time.monotonic() - started < 1.9
-    assert "timed out after 0.5 s" in caught.value.message
-    assert len(fake.requests) == 2
+    assert "did not answer within 0.5 s" in caught.value.message
+    assert "not sent again" in caught.value.message
+    assert len(fake.requests) == 1
 
 
-async def test_one_slow_answer_is_retried(fake: FakeGemini) -> None:
-    """A timeout is passing: the next attempt may answer in time."""
-    fake.script("slow:2")
+async def test_fast_429_and_503_are_retried_and_the_image_arrives(fake: FakeGemini) -> None:
+    """A quick refusal means Gemini did not take the request: sending it again is safe."""
+    fake.script("rate_limit", "overloaded_503")
 
-    async with make_backend(fake, timeout_seconds=0.5) as gemini:
+    async with make_backend(fake) as gemini:
         image = await gemini.generate(ask())
 
     assert image.mime_type == "image/png"
-    assert [r.behaviour for r in fake.requests] == ["slow:2", "ok"]
+    assert [r.behaviour for r in fake.requests] == ["rate_limit", "overloaded_503", "ok"]
+
+
+async def test_a_slow_server_error_is_not_sent_again(fake: FakeGemini) -> None:
+    """A 5xx that took long may have followed real work: treated like a timeout."""
+    fake.script("slow_error:1.5:overloaded_503")
+
+    async with make_backend(fake, fast_failure_seconds=1.0) as gemini:
+        with pytest.raises(BackendUnavailable) as caught:
+            await gemini.generate(ask())
+
+    assert "overloaded" in caught.value.message
+    assert len(fake.requests) == 1
+
+
+async def test_no_retry_starts_after_the_retry_window(fake: FakeGemini) -> None:
+    """Retries fit in the tool's deadline: past it, the last error is reported instead."""
+    fake.script("rate_limit", "rate_limit", "rate_limit")
+
+    async with make_backend(
+        fake, retry_window_seconds=0.2, initial_backoff_seconds=0.5, max_backoff_seconds=0.5
+    ) as gemini:
+        started = time.monotonic()
+        with pytest.raises(BackendUnavailable) as caught:
+            await gemini.generate(ask())
+
+    assert time.monotonic() - started < 0.5
+    assert "rate limiting" in caught.value.message
+    assert len(fake.requests) == 1
 
 
 async def test_an_unreachable_gemini_is_reported_after_bounded_retries() -> None:

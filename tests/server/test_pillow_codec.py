@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image, ImageDraw, ImageFile, WebPImagePlugin
 
-from image_core.domain import AspectRatio, ImageSize
+from image_core.domain import AspectRatio, EncodedImage, ImageSize
 from image_core.errors import InvalidImage
 from image_core.ports import ImageCodec
 from image_server.adapters.pillow_codec import (
@@ -20,8 +20,11 @@ from image_server.adapters.pillow_codec import (
     MAX_JPEG_SCANS,
     PillowImageCodec,
 )
+from tests.support.photos import photo_bytes
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+LIMIT = 7 * 1024 * 1024
+"""The per-reference budget the service uses by default."""
 PILLOW_DEFAULT_MAX_PIXELS = 1024 * 1024 * 1024 // 4 // 3
 
 
@@ -111,12 +114,13 @@ def no_decoding(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_satisfies_the_port() -> None:
     port: ImageCodec = PillowImageCodec()
-    assert port.check_reference(encode(Image.new("RGB", (4, 4)), "PNG")) == "image/png"
+    sent = port.prepare_reference(encode(Image.new("RGB", (4, 4)), "PNG"), 10_000)
+    assert sent.mime_type == "image/png"
 
 
 def test_never_changes_pillows_global_limit(codec: PillowImageCodec) -> None:
     with pytest.raises(InvalidImage):
-        codec.check_reference(png_bomb(50_000, 50_000))
+        codec.prepare_reference(png_bomb(50_000, 50_000), LIMIT)
     assert Image.MAX_IMAGE_PIXELS == PILLOW_DEFAULT_MAX_PIXELS
 
 
@@ -124,7 +128,6 @@ def test_never_changes_pillows_global_limit(codec: PillowImageCodec) -> None:
     "kwargs",
     [
         {"max_pixels": 0},
-        {"max_reference_bytes": 0},
         {"max_preview_bytes": -1},
         {"preview_quality": 0},
         {"thumbnail_quality": 101},
@@ -179,9 +182,9 @@ def test_lossless_webp_pixels_survive(codec: PillowImageCodec) -> None:
 
 def test_claimed_type_is_irrelevant_only_bytes_count(codec: PillowImageCodec) -> None:
     jpeg = encode(noise(20, 20), "JPEG")
-    assert codec.check_reference(jpeg) == "image/jpeg"
-    assert codec.check_reference(encode(noise(20, 20), "WEBP")) == "image/webp"
-    assert codec.check_reference(encode(noise(20, 20), "PNG")) == "image/png"
+    assert codec.prepare_reference(jpeg, LIMIT).mime_type == "image/jpeg"
+    assert codec.prepare_reference(encode(noise(20, 20), "WEBP"), LIMIT).mime_type == "image/webp"
+    assert codec.prepare_reference(encode(noise(20, 20), "PNG"), LIMIT).mime_type == "image/png"
 
 
 def _palette_with_transparency() -> bytes:
@@ -228,8 +231,8 @@ def test_every_mode_gives_png_rgb_jpeg_preview_and_webp_thumbnail(
 
 def test_sixteen_bit_grey_is_scaled_not_clipped(codec: PillowImageCodec) -> None:
     preview = decode(codec.process(_sixteen_bit_grey(), 64, 16).preview.data)
-    left, _, _ = preview.getpixel((2, 10))  # type: ignore[misc]
-    right, _, _ = preview.getpixel((61, 10))  # type: ignore[misc]
+    left, _, _ = preview.getpixel((2, 5))  # type: ignore[misc]
+    right, _, _ = preview.getpixel((preview.width - 3, 5))  # type: ignore[misc]
     assert left < 40 < 200 < right
 
 
@@ -260,8 +263,9 @@ def test_preview_and_thumbnail_fit_and_keep_the_aspect_ratio(
 
 
 def test_small_images_are_not_upscaled(codec: PillowImageCodec) -> None:
+    """Nothing grows; the preview is still smaller than the image (three quarters)."""
     result = codec.process(encode(noise(30, 20), "PNG"), 1024, 256)
-    assert decode(result.preview.data).size == (30, 20)
+    assert decode(result.preview.data).size == (22, 15)
     assert decode(result.thumbnail.data).size == (30, 20)
 
 
@@ -433,28 +437,40 @@ def test_process_refuses_broken_input(codec: PillowImageCodec, data: bytes, expe
 
 
 @pytest.mark.parametrize(("data", "expected"), BROKEN)
-def test_check_reference_refuses_broken_input(
+def test_prepare_reference_refuses_broken_input(
     codec: PillowImageCodec, data: bytes, expected: str
 ) -> None:
     with pytest.raises(InvalidImage, match=expected) as caught:
-        codec.check_reference(data)
+        codec.prepare_reference(data, LIMIT)
     assert caught.value.message.startswith("The reference image")
 
 
-def test_oversized_reference_is_refused_before_parsing(
-    codec: PillowImageCodec, no_decoding: None
+def test_a_reference_within_the_limit_is_sent_byte_for_byte(codec: PillowImageCodec) -> None:
+    """Nothing is re-encoded when the file already fits."""
+    data = photo_bytes(640, 480, 3)
+    assert codec.prepare_reference(data, len(data)) == EncodedImage(data, "image/png")
+
+
+@pytest.mark.parametrize(("width", "height"), [(4096, 4096), (4096, 1755), (512, 4096)])
+def test_a_large_photo_is_sent_as_a_copy_within_the_limit(
+    codec: PillowImageCodec, width: int, height: int
 ) -> None:
-    data = PNG_SIGNATURE + bytes(7 * 1024 * 1024)
-    with pytest.raises(InvalidImage, match=r"7\.0 MiB; the limit is 7\.0 MiB"):
-        codec.check_reference(data)
+    """A 4K photo PNG (about 20 MB) becomes a JPEG under the budget, with its shape kept."""
+    data = photo_bytes(width, height, 4)
+    for budget in (min(LIMIT, len(data) - 1), 1024 * 1024):
+        sent = codec.prepare_reference(data, budget)
+        assert len(sent.data) <= budget < len(data)
+        assert sent.mime_type == "image/jpeg"
+        copy = decode(sent.data)
+        assert copy.width / copy.height == pytest.approx(width / height, rel=0.01)
 
 
-def test_reference_byte_limit_is_configurable() -> None:
-    small = PillowImageCodec(max_reference_bytes=1000)
-    data = encode(noise(64, 64), "PNG")
-    with pytest.raises(InvalidImage, match=r"KiB; the limit is 1000 bytes"):
-        small.check_reference(data)
-    assert small.check_reference(encode(Image.new("L", (4, 4)), "PNG")) == "image/png"
+def test_a_transparent_reference_keeps_its_alpha_in_a_webp_copy(codec: PillowImageCodec) -> None:
+    data = encode(noise(300, 200, "RGBA"), "PNG")
+    sent = codec.prepare_reference(data, len(data) // 4)
+    assert sent.mime_type == "image/webp"
+    assert len(sent.data) <= len(data) // 4
+    assert decode(sent.data).mode == "RGBA"
 
 
 @pytest.mark.parametrize(
@@ -472,7 +488,7 @@ def test_decompression_bombs_are_refused_from_the_header(
 ) -> None:
     assert len(data) < 2000
     for call in (
-        codec.check_reference,
+        lambda d: codec.prepare_reference(d, LIMIT),
         lambda d: codec.process(d, 64, 32),
         lambda d: codec.thumbnail(d, 32),
     ):
@@ -483,13 +499,13 @@ def test_decompression_bombs_are_refused_from_the_header(
 def test_pixel_limit_is_configurable(no_decoding: None) -> None:
     strict = PillowImageCodec(max_pixels=100 * 100)
     with pytest.raises(InvalidImage, match=r"101x100 pixels .* limit is 0\.01 megapixels"):
-        strict.check_reference(encode(Image.new("RGB", (101, 100)), "PNG"))
+        strict.prepare_reference(encode(Image.new("RGB", (101, 100)), "PNG"), LIMIT)
 
 
 def test_pillows_own_bomb_error_becomes_invalid_image() -> None:
     lax = PillowImageCodec(max_pixels=10**12)
     with pytest.raises(InvalidImage, match="decompression bomb"):
-        lax.check_reference(webp_vp8x(16_384, 16_384))
+        lax.prepare_reference(webp_vp8x(16_384, 16_384), LIMIT)
 
 
 def test_jpeg_with_absurd_scan_count_is_refused(codec: PillowImageCodec) -> None:
@@ -497,7 +513,7 @@ def test_jpeg_with_absurd_scan_count_is_refused(codec: PillowImageCodec) -> None
     segment = b"\xff\xfe" + struct.pack(">H", len(comment) + 2) + comment
     data = _GOOD_JPEG[:2] + segment + _GOOD_JPEG[2:]
     with pytest.raises(InvalidImage, match=f"the limit is {MAX_JPEG_SCANS}"):
-        codec.check_reference(data)
+        codec.prepare_reference(data, LIMIT)
 
 
 # --- properties ------------------------------------------------------------------------
@@ -551,10 +567,25 @@ def test_corrupted_files_raise_invalid_image_or_decode(
     data = data[: max(1, cut % (len(data) + 1))]
     codec = PillowImageCodec()
     outcomes: list[str] = []
-    for call in (codec.check_reference, lambda d: codec.process(d, 32, 16)):
+    for call in (lambda d: codec.prepare_reference(d, LIMIT), lambda d: codec.process(d, 32, 16)):
         try:
             call(bytes(data))
             outcomes.append("decoded")
         except InvalidImage as error:  # anything else fails the test
             outcomes.append(error.message)
     assert all(outcomes)
+
+
+@pytest.mark.parametrize(
+    ("width", "height"), [(1024, 1024), (2048, 2048), (4096, 4096), (1024, 576)]
+)
+def test_the_preview_is_smaller_than_the_image_and_within_its_byte_budget(
+    codec: PillowImageCodec, width: int, height: int
+) -> None:
+    """Photo-like content at 1K, 2K and 4K: at most 768 px, 150 KB, and never the image again."""
+    result = codec.process(photo_bytes(width, height, 5), 768, 384)
+    preview = decode(result.preview.data)
+    assert max(preview.size) <= 768
+    assert max(preview.size) < max(width, height)
+    assert len(result.preview.data) <= DEFAULT_MAX_PREVIEW_BYTES == 150_000
+    assert result.preview.mime_type == "image/jpeg"

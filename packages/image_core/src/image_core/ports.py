@@ -140,8 +140,13 @@ class ImageCodec(Protocol):
         """A small gallery thumbnail of a stored PNG."""
         ...
 
-    def check_reference(self, data: bytes) -> str:
-        """Validate an image about to be sent as a reference; return its mime type."""
+    def prepare_reference(self, data: bytes, max_bytes: int) -> EncodedImage:
+        """Check an image about to be sent as a reference; return what to send.
+
+        The image itself when it fits in ``max_bytes``, else a smaller copy in a format
+        the backend accepts (PNG, JPEG or WebP). Raises ``InvalidImage`` for corrupt,
+        empty or oversized input.
+        """
         ...
 
 

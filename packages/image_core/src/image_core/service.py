@@ -102,8 +102,12 @@ class ImageService:
     _codec: ImageCodec = attrs.field(alias="codec")
     _clock: Clock = attrs.field(alias="clock")
     _ids: IdSource = attrs.field(alias="ids")
-    preview_max_side: int = 1024
+    preview_max_side: int = 768
     thumbnail_max_side: int = 384
+    reference_max_bytes: int = 7 * 1024 * 1024
+    """What one reference may weigh as sent (Gemini takes about 7 MB inline)."""
+    references_max_bytes: int = 14 * 1024 * 1024
+    """What all references of one request may weigh: under 20 MB once base64-encoded."""
     _public_files: PublicImageFiles | None = attrs.field(default=None, alias="public_files")
 
     # --- decisions that touch no storage: plain methods ---------------------------------
@@ -207,6 +211,9 @@ class ImageService:
 
     def _load_references(self, names: tuple[str, ...]) -> tuple[ReferenceImage, ...]:
         loaded: list[ReferenceImage] = []
+        prepared: dict[uuid.UUID, ReferenceImage] = {}
+        # Each reference gets an equal share of what one request may carry.
+        budget = min(self.reference_max_bytes, self.references_max_bytes // max(1, len(names)))
         for name in names:
             image_id = parse_image_name(name)
             if image_id is None:
@@ -214,14 +221,18 @@ class ImageService:
                     f"Reference image {name!r} is not the name of an earlier generation: pass "
                     "the file name returned by generate_image, like '<uuid>.png', or its URL."
                 )
+            if image_id in prepared:  # the same image twice: decode and shrink it once
+                loaded.append(prepared[image_id])
+                continue
             data = self._images.get(image_id)
             if data is None:
                 raise ReferenceNotFound(f"Reference image {image_id}.png does not exist.")
             try:
-                mime = self._codec.check_reference(data)
+                sent = self._codec.prepare_reference(data, budget)
             except InvalidImage as exc:
                 raise InvalidImage(f"Reference image {image_id}.png: {exc.message}") from None
-            loaded.append(ReferenceImage(image_id, data, mime))
+            prepared[image_id] = ReferenceImage(image_id, sent.data, sent.mime_type)
+            loaded.append(prepared[image_id])
         return tuple(loaded)
 
     async def usage_for(self, viewer: Identity | None) -> UsageReport:

@@ -77,10 +77,12 @@ class PassthroughImageCodec:
         png_size(png)
         return EncodedImage(png, "image/png")
 
-    def check_reference(self, data: bytes) -> str:
-        """Accept any PNG."""
+    def prepare_reference(self, data: bytes, max_bytes: int) -> EncodedImage:
+        """Any PNG within ``max_bytes``, unchanged (this double cannot re-encode)."""
         png_size(data)
-        return "image/png"
+        if len(data) > max_bytes:
+            raise InvalidImage(f"The reference image is over {max_bytes} bytes.")
+        return EncodedImage(data, "image/png")
 
 
 class InMemoryImageStore:

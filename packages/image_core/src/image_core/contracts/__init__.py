@@ -10,8 +10,12 @@ This subpackage needs ``pytest`` and ``hypothesis`` (your test dependencies; the
 of ``image_core`` never imports them). See docs/library.md for an example.
 """
 
-from image_core.contracts.backend import BackendFactory, ImageBackendContract
-from image_core.contracts.codec import ImageCodecContract
+from image_core.contracts.backend import (
+    BackendFactory,
+    FailingImageBackendContract,
+    ImageBackendContract,
+)
+from image_core.contracts.codec import DecodingImageCodecContract, ImageCodecContract
 from image_core.contracts.image_store import ImageStoreContract
 from image_core.contracts.metadata import MetadataRepositoryContract
 from image_core.contracts.prefs import PrefStoreContract
@@ -20,6 +24,8 @@ from image_core.contracts.samples import AdapterFactory, fresh
 __all__ = [
     "AdapterFactory",
     "BackendFactory",
+    "DecodingImageCodecContract",
+    "FailingImageBackendContract",
     "ImageBackendContract",
     "ImageCodecContract",
     "ImageStoreContract",

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from typing import ClassVar, TypeVar
+from typing import TypeVar
 
 import pytest
 
@@ -30,6 +30,8 @@ T = TypeVar("T")
 
 PREVIEW_MAX_SIDE = 256
 THUMBNAIL_MAX_SIDE = 96
+REFERENCE_BUDGET = 7 * 1024 * 1024
+"""What one reference may weigh as sent, as the service asks by default."""
 SECONDS_ALLOWED = 30.0
 """Per call: generous for a slow machine, short of a hang."""
 
@@ -88,20 +90,12 @@ def same_shape(size: tuple[int, int], original: tuple[int, int]) -> bool:
 
 
 class ImageCodecContract:
-    """Subclass as ``Test...`` and provide a ``codec`` fixture (one ``ImageCodec``).
+    """What every codec must do, a double that reads PNG headers only included.
 
-    Set ``decodes = False`` for a double that only reads PNG headers (like
-    ``image_core.testing.PassthroughImageCodec``): the tests that need real decoding
-    (JPEG input, resizing, truncated bodies, bombs, size limits) are then skipped.
+    Subclass as ``Test...`` and provide a ``codec`` fixture (one ``ImageCodec``). A codec
+    that really decodes images subclasses ``DecodingImageCodecContract`` instead, which
+    adds JPEG input, resizing, truncated bodies, bombs and re-encoded references.
     """
-
-    decodes: ClassVar[bool] = True
-
-    @pytest.fixture
-    def decoding(self) -> None:
-        """Skip a test that needs a decoding codec when this one only reads headers."""
-        if not self.decodes:
-            pytest.skip("this codec does not decode images")
 
     def process(self, codec: ImageCodec, data: bytes) -> ProcessedImage:
         """``codec.process`` with the suite's preview and thumbnail sides, in time."""
@@ -111,7 +105,7 @@ class ImageCodecContract:
         """No bytes: each method refuses with InvalidImage."""
         refuses(lambda: codec.process(b"", PREVIEW_MAX_SIDE, THUMBNAIL_MAX_SIDE))
         refuses(lambda: codec.thumbnail(b"", THUMBNAIL_MAX_SIDE))
-        refuses(lambda: codec.check_reference(b""))
+        refuses(lambda: codec.prepare_reference(b"", REFERENCE_BUDGET))
 
     @pytest.mark.parametrize("name", sorted(NOT_IMAGES))
     def test_what_is_not_an_image_is_an_invalid_image(self, codec: ImageCodec, name: str) -> None:
@@ -119,36 +113,13 @@ class ImageCodecContract:
         data = NOT_IMAGES[name]
         refuses(lambda: codec.process(data, PREVIEW_MAX_SIDE, THUMBNAIL_MAX_SIDE))
         refuses(lambda: codec.thumbnail(data, THUMBNAIL_MAX_SIDE))
-        refuses(lambda: codec.check_reference(data))
+        refuses(lambda: codec.prepare_reference(data, REFERENCE_BUDGET))
 
     def test_a_png_cut_inside_its_header_is_an_invalid_image(self, codec: ImageCodec) -> None:
         """Twenty bytes of a PNG are not an image."""
         cut = photo_png()[:20]
         refuses(lambda: codec.process(cut, PREVIEW_MAX_SIDE, THUMBNAIL_MAX_SIDE))
-        refuses(lambda: codec.check_reference(cut))
-
-    @pytest.mark.usefixtures("decoding")
-    @pytest.mark.parametrize("kind", ["png", "jpeg"])
-    def test_a_truncated_photo_is_an_invalid_image(self, codec: ImageCodec, kind: str) -> None:
-        """Half a file (a dropped connection) is refused, not stored half grey."""
-        whole = photo_png() if kind == "png" else PHOTO_JPEG
-        cut = whole[: len(whole) // 2]
-        refuses(lambda: codec.process(cut, PREVIEW_MAX_SIDE, THUMBNAIL_MAX_SIDE))
-        refuses(lambda: codec.check_reference(cut))
-
-    @pytest.mark.usefixtures("decoding")
-    def test_a_decompression_bomb_is_refused_before_it_is_decoded(self, codec: ImageCodec) -> None:
-        """A header claiming 50,000 x 50,000 pixels is refused promptly, in every method."""
-        bomb = bomb_png()
-        refuses(lambda: codec.process(bomb, PREVIEW_MAX_SIDE, THUMBNAIL_MAX_SIDE))
-        refuses(lambda: codec.thumbnail(bomb, THUMBNAIL_MAX_SIDE))
-        refuses(lambda: codec.check_reference(bomb))
-
-    @pytest.mark.usefixtures("decoding")
-    def test_an_oversized_reference_is_refused(self, codec: ImageCodec) -> None:
-        """32 MiB sent as a reference is more than any backend takes inline."""
-        huge = photo_png() + bytes(32 * 1024 * 1024)
-        refuses(lambda: codec.check_reference(huge))
+        refuses(lambda: codec.prepare_reference(cut, REFERENCE_BUDGET))
 
     def test_a_photo_png_is_stored_as_a_png_of_its_size(self, codec: ImageCodec) -> None:
         """The stored image is a PNG with the input's dimensions, which it reports."""
@@ -157,7 +128,47 @@ class ImageCodecContract:
         assert (processed.width, processed.height) == (600, 400)
         assert image_dimensions(processed.png) == (600, 400)
 
-    @pytest.mark.usefixtures("decoding")
+    def test_a_thumbnail_of_a_stored_png_is_an_image(self, codec: ImageCodec) -> None:
+        """Whatever its size, a thumbnail is an image with its media type."""
+        made = within_time(lambda: codec.thumbnail(photo_png(), THUMBNAIL_MAX_SIDE))
+        assert made.mime_type.startswith("image/")
+        assert image_dimensions(made.data)
+
+    def test_a_reference_within_the_budget_is_sent_unchanged(self, codec: ImageCodec) -> None:
+        """A good PNG that fits is sent byte for byte, named by its real media type."""
+        png = photo_png()
+        sent = within_time(lambda: codec.prepare_reference(png, REFERENCE_BUDGET))
+        assert sent == EncodedImage(png, "image/png")
+
+
+class DecodingImageCodecContract(ImageCodecContract):
+    """What a codec that decodes images must also do (``PillowImageCodec``, say)."""
+
+    @pytest.mark.parametrize("kind", ["png", "jpeg"])
+    def test_a_truncated_photo_is_an_invalid_image(self, codec: ImageCodec, kind: str) -> None:
+        """Half a file (a dropped connection) is refused, not stored half grey."""
+        whole = photo_png() if kind == "png" else PHOTO_JPEG
+        cut = whole[: len(whole) // 2]
+        refuses(lambda: codec.process(cut, PREVIEW_MAX_SIDE, THUMBNAIL_MAX_SIDE))
+        refuses(lambda: codec.prepare_reference(cut, REFERENCE_BUDGET))
+
+    def test_a_decompression_bomb_is_refused_before_it_is_decoded(self, codec: ImageCodec) -> None:
+        """A header claiming 50,000 x 50,000 pixels is refused promptly, in every method."""
+        bomb = bomb_png()
+        refuses(lambda: codec.process(bomb, PREVIEW_MAX_SIDE, THUMBNAIL_MAX_SIDE))
+        refuses(lambda: codec.thumbnail(bomb, THUMBNAIL_MAX_SIDE))
+        refuses(lambda: codec.prepare_reference(bomb, REFERENCE_BUDGET))
+
+    def test_a_reference_over_the_budget_is_sent_as_a_smaller_copy(self, codec: ImageCodec) -> None:
+        """Too heavy to send as it is: a copy within the budget, same shape, a format
+        backends take; the input bytes are not the ones sent."""
+        png = photo_png()
+        budget = len(png) // 3
+        sent = within_time(lambda: codec.prepare_reference(png, budget))
+        assert len(sent.data) <= budget
+        assert sent.mime_type in {"image/png", "image/jpeg", "image/webp"}
+        assert same_shape(image_dimensions(sent.data), (600, 400))
+
     def test_a_photo_jpeg_is_normalised_to_a_png_of_its_size(self, codec: ImageCodec) -> None:
         """Backends may answer in JPEG; what is stored is always PNG."""
         processed = self.process(codec, PHOTO_JPEG)
@@ -165,7 +176,6 @@ class ImageCodecContract:
         assert (processed.width, processed.height) == PHOTO_JPEG_SIZE
         assert image_dimensions(processed.png) == PHOTO_JPEG_SIZE
 
-    @pytest.mark.usefixtures("decoding")
     @pytest.mark.parametrize("kind", ["png", "jpeg"])
     def test_the_preview_fits_its_side_and_is_smaller_than_the_png(
         self, codec: ImageCodec, kind: str
@@ -175,7 +185,6 @@ class ImageCodecContract:
         fits(processed.preview, PREVIEW_MAX_SIDE)
         assert len(processed.preview.data) < len(processed.png)
 
-    @pytest.mark.usefixtures("decoding")
     @pytest.mark.parametrize("kind", ["png", "jpeg"])
     def test_the_thumbnail_fits_its_side_and_keeps_the_aspect_ratio(
         self, codec: ImageCodec, kind: str
@@ -186,7 +195,6 @@ class ImageCodecContract:
         assert same_shape(fits(processed.thumbnail, THUMBNAIL_MAX_SIDE), original)
         assert same_shape(fits(processed.preview, PREVIEW_MAX_SIDE), original)
 
-    @pytest.mark.usefixtures("decoding")
     def test_a_thumbnail_of_a_stored_png_fits_and_keeps_the_aspect_ratio(
         self, codec: ImageCodec
     ) -> None:
@@ -194,17 +202,7 @@ class ImageCodecContract:
         made = within_time(lambda: codec.thumbnail(photo_png(), THUMBNAIL_MAX_SIDE))
         assert same_shape(fits(made, THUMBNAIL_MAX_SIDE), (600, 400))
 
-    def test_a_thumbnail_of_a_stored_png_is_an_image(self, codec: ImageCodec) -> None:
-        """Whatever its size, a thumbnail is an image with its media type."""
-        made = within_time(lambda: codec.thumbnail(photo_png(), THUMBNAIL_MAX_SIDE))
-        assert made.mime_type.startswith("image/")
-        assert image_dimensions(made.data)
-
-    def test_a_png_reference_is_accepted_as_png(self, codec: ImageCodec) -> None:
-        """check_reference names the real media type of a good reference."""
-        assert within_time(lambda: codec.check_reference(photo_png())) == "image/png"
-
-    @pytest.mark.usefixtures("decoding")
     def test_a_jpeg_reference_is_accepted_as_jpeg(self, codec: ImageCodec) -> None:
         """The type comes from the bytes, so a JPEG is sent as a JPEG."""
-        assert within_time(lambda: codec.check_reference(PHOTO_JPEG)) == "image/jpeg"
+        sent = within_time(lambda: codec.prepare_reference(PHOTO_JPEG, REFERENCE_BUDGET))
+        assert sent == EncodedImage(PHOTO_JPEG, "image/jpeg")

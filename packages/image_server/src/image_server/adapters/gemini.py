@@ -1,8 +1,10 @@
 """The ``ImageBackend`` port filled by Gemini image models through google-genai.
 
-The SDK's own retry stays off: this adapter retries only what may pass (429, 5xx,
-timeouts, refused connections), a bounded number of times with capped exponential
-backoff and jitter, so the number of billed attempts is known. Every other outcome
+The SDK's own retry stays off: this adapter retries only what Gemini cannot have
+processed (a refused connection, a 429 or 5xx that came back quickly), a bounded number
+of times with capped exponential backoff and jitter, and only while the retry window
+(the tool call's deadline) lasts. A request that timed out, or whose connection broke,
+may still be processed and billed, so it is never sent again. Every other outcome
 becomes a core ``BackendError`` whose message tells the person what to do and never
 contains the API key.
 """
@@ -13,7 +15,8 @@ import json
 import logging
 import re
 import secrets
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, replace
 from types import TracebackType
 from typing import Any, Final
 
@@ -120,6 +123,8 @@ class GeminiImageBackend:
         max_attempts: int = 3,
         initial_backoff_seconds: float = 1.0,
         max_backoff_seconds: float = 10.0,
+        fast_failure_seconds: float = 15.0,
+        retry_window_seconds: float = 200.0,
         api_version: str | None = None,
     ) -> None:
         if not api_key.strip():
@@ -128,13 +133,17 @@ class GeminiImageBackend:
             raise InvalidConfiguration("The Gemini timeout must be a positive number of seconds.")
         if max_attempts < 1:
             raise InvalidConfiguration("Gemini max_attempts must be at least 1.")
-        if initial_backoff_seconds < 0 or max_backoff_seconds < 0:
-            raise InvalidConfiguration("Gemini backoff delays must not be negative.")
+        if min(initial_backoff_seconds, max_backoff_seconds, fast_failure_seconds) < 0:
+            raise InvalidConfiguration("Gemini backoff and retry times must not be negative.")
+        if retry_window_seconds < 0:
+            raise InvalidConfiguration("The Gemini retry window must not be negative.")
         self._api_key = api_key.strip()
         self._timeout = timeout_seconds
         self._max_attempts = max_attempts
         self._initial_backoff = initial_backoff_seconds
         self._max_backoff = max_backoff_seconds
+        self._fast_failure = fast_failure_seconds
+        self._retry_window = retry_window_seconds
         self._random = secrets.SystemRandom()
         # Explicit vertexai, key and base URL keep GOOGLE_GENAI_USE_VERTEXAI,
         # GOOGLE_API_KEY and GOOGLE_GEMINI_BASE_URL from changing where requests go.
@@ -190,7 +199,9 @@ class GeminiImageBackend:
     async def _call(
         self, model: str, contents: list[types.PartUnion], config: types.GenerateContentConfig
     ) -> types.GenerateContentResponse:
+        window_ends = time.monotonic() + self._retry_window
         for attempt in range(1, self._max_attempts + 1):
+            sent_at = time.monotonic()
             try:
                 with anyio.fail_after(self._timeout):
                     return await self._client.aio.models.generate_content(
@@ -198,14 +209,15 @@ class GeminiImageBackend:
                     )
             except genai_errors.APIError as exc:
                 failure = self._api_failure(exc, model)
+                if time.monotonic() - sent_at > self._fast_failure:
+                    failure = replace(failure, retryable=False)  # it may have done work
             except (TimeoutError, httpx2.TimeoutException):
-                failure = _Failure(
-                    BackendUnavailable,
-                    f"Gemini timed out after {self._timeout:g} s without an answer",
-                    "Large (4K) or pro images take longest: try again, or pick a smaller "
-                    "size or the flash model.",
-                    retryable=True,
-                )
+                raise BackendUnavailable(
+                    f"Gemini did not answer within {self._timeout:g} s. The request was not "
+                    "sent again, because Gemini may still process (and bill) it. Large (4K) "
+                    "or pro images take longest: try again, or pick a smaller size or the "
+                    "flash model."
+                ) from None
             except httpx2.ConnectError:
                 failure = _Failure(
                     BackendUnavailable,
@@ -227,9 +239,10 @@ class GeminiImageBackend:
                     "Gemini sent a response that could not be read (malformed or unexpected "
                     "JSON). This is usually passing: try again."
                 ) from None
-            if not failure.retryable or attempt == self._max_attempts:
-                raise failure.error(attempt) from None
             delay = self._backoff(attempt, failure.retry_after)
+            out_of_window = time.monotonic() + delay > window_ends
+            if not failure.retryable or attempt == self._max_attempts or out_of_window:
+                raise failure.error(attempt) from None
             _log.info(
                 "Gemini attempt %d/%d failed (%s); retrying in %.2f s",
                 attempt,

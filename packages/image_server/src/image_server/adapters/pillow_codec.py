@@ -16,6 +16,7 @@ never changed.
 from __future__ import annotations
 
 import io
+import logging
 import struct
 import threading
 import zlib
@@ -30,10 +31,14 @@ from PIL.ImageFile import ImageFile
 from image_core.domain import EncodedImage, ProcessedImage
 from image_core.errors import InvalidImage
 
+_log = logging.getLogger("image_server.codec")
+
 DEFAULT_MAX_PIXELS: Final = 40_000_000
-DEFAULT_MAX_REFERENCE_BYTES: Final = 7 * 1024 * 1024
-DEFAULT_MAX_PREVIEW_BYTES: Final = 400_000
-"""Claude Desktop caps a tool result near 1 MiB and base64 adds a third."""
+DEFAULT_MAX_PREVIEW_BYTES: Final = 150_000
+"""The preview lands in the calling model's context: small, well under any client's cap."""
+
+_REFERENCE_QUALITIES: Final = (90, 80, 70)
+"""JPEG/WebP qualities tried for a reference copy before it is made smaller."""
 
 MAX_JPEG_SCANS: Final = 100
 """A progressive JPEG with thousands of tiny scans costs minutes of CPU to decode."""
@@ -76,15 +81,14 @@ class PillowImageCodec:
     """Checks and converts images with Pillow; see the module docstring for the rules.
 
     ``max_pixels`` bounds width x height of anything decoded (40 megapixels is ten
-    times a 4K square, and about 160 MB of RGBA); ``max_reference_bytes`` bounds the
-    file size of reference images (Gemini's inline limit is about 7 MB).
+    times a 4K square, and about 160 MB of RGBA); ``max_preview_bytes`` bounds the
+    inline preview.
     """
 
     def __init__(
         self,
         *,
         max_pixels: int = DEFAULT_MAX_PIXELS,
-        max_reference_bytes: int = DEFAULT_MAX_REFERENCE_BYTES,
         max_preview_bytes: int = DEFAULT_MAX_PREVIEW_BYTES,
         preview_quality: int = 80,
         thumbnail_quality: int = 75,
@@ -98,7 +102,6 @@ class PillowImageCodec:
         self._decode_slots = threading.BoundedSemaphore(max_concurrent_decodes)
         for name, value in (
             ("max_pixels", max_pixels),
-            ("max_reference_bytes", max_reference_bytes),
             ("max_preview_bytes", max_preview_bytes),
         ):
             if value < 1:
@@ -114,7 +117,6 @@ class PillowImageCodec:
                 f"png_compress_level must be between 0 and 9, not {png_compress_level}"
             )
         self._max_pixels = max_pixels
-        self._max_reference_bytes = max_reference_bytes
         self._max_preview_bytes = max_preview_bytes
         self._preview_quality = preview_quality
         self._thumbnail_quality = thumbnail_quality
@@ -126,11 +128,6 @@ class PillowImageCodec:
     def max_pixels(self) -> int:
         """Largest width x height this codec will decode."""
         return self._max_pixels
-
-    @property
-    def max_reference_bytes(self) -> int:
-        """Largest reference image file accepted by ``check_reference``."""
-        return self._max_reference_bytes
 
     def process(
         self, data: bytes, preview_max_side: int, thumbnail_max_side: int
@@ -156,8 +153,10 @@ class PillowImageCodec:
             image.load()
             display = _displayable(image)
         png = data[:png_end] if png_end is not None else self._encode_png(image)
-        preview = _flatten(_fit(display, preview_max_side))
-        thumb_source = preview if thumbnail_max_side <= preview_max_side else display
+        # Strictly smaller than the image itself: at 1K the preview is not the image again.
+        preview_side = min(preview_max_side, max(1, max(image.size) * 3 // 4))
+        preview = _flatten(_fit(display, preview_side))
+        thumb_source = preview if thumbnail_max_side <= preview_side else display
         thumbnail = _flatten(_fit(thumb_source, thumbnail_max_side))
         return ProcessedImage(
             png=png,
@@ -186,31 +185,53 @@ class PillowImageCodec:
             display = _displayable(image)
         return self._encode_thumbnail(_flatten(_fit(display, max_side)))
 
-    def check_reference(self, data: bytes) -> str:
-        """Validate an image about to be sent to the backend as a reference; return its mime type.
+    def prepare_reference(self, data: bytes, max_bytes: int) -> EncodedImage:
+        """Check an image about to be sent as a reference; return what to send.
 
-        Checks, cheapest first: size in bytes, real format, structure (chunk checksums
-        for PNG, scan count for JPEG), pixel count from the header, then a full decode
-        so that truncated or corrupt files are caught here and not by the backend.
+        Checks, cheapest first: real format, structure (chunk checksums for PNG, scan
+        count for JPEG), pixel count from the header, then a full decode, so truncated
+        or corrupt files are caught here and not by the backend. A file within
+        ``max_bytes`` is sent as it is; a larger one (a photo-like 4K PNG is about
+        20 MB) as a JPEG copy (WebP when it has transparency), smaller in quality and
+        then in size until it fits. The stored file is never touched.
         """
+        _check_side("max_bytes", max_bytes)
         subject = "The reference image"
-        if len(data) > self._max_reference_bytes:
-            raise InvalidImage(
-                f"{subject} is {_human_bytes(len(data))}; the limit is "
-                f"{_human_bytes(self._max_reference_bytes)}. Use a smaller or more "
-                "compressed image."
-            )
         kind = _identify(data, subject)
         if kind is _Format.PNG:
             _verify_png_chunks(data, subject)
-        with _decoding(subject, kind):
+        with self._decode_slots, _decoding(subject, kind):
             image = self._open(data, kind, subject)
-            if kind is _Format.JPEG:
+            if kind is _Format.JPEG and len(data) <= max_bytes:
                 # A 1/8-scale decode still reads every entropy-coded byte, so truncation
                 # is caught, at a fraction of the cost.
                 image.draft(None, (1, 1))
             image.load()
-        return kind.value
+            if len(data) <= max_bytes:
+                return EncodedImage(data=data, mime_type=kind.value)
+            copy = self._fit_bytes(_displayable(image), max_bytes)
+        _log.debug(
+            "reference re-encoded for the backend",
+            extra={"from_bytes": len(data), "to_bytes": len(copy.data), "mime": copy.mime_type},
+        )
+        return copy
+
+    def _fit_bytes(self, image: Image.Image, max_bytes: int) -> EncodedImage:
+        """The image as JPEG (or WebP with alpha) within ``max_bytes``: quality, then size."""
+        alpha = image.mode in ("RGBA", "LA")
+        kind = _Format.WEBP if alpha else _Format.JPEG
+        picture = image if alpha else _flatten(image)
+        while True:
+            for quality in _REFERENCE_QUALITIES:
+                data = _save(picture, kind.name, quality=quality)
+                if len(data) <= max_bytes:
+                    return EncodedImage(data=data, mime_type=kind.value)
+            width, height = picture.size
+            if max(width, height) <= 16:
+                raise InvalidImage(
+                    f"The reference image cannot be made smaller than {_human_bytes(max_bytes)}."
+                )
+            picture = picture.resize((max(1, width * 3 // 4), max(1, height * 3 // 4)), _RESAMPLE)
 
     def _open(self, data: bytes, kind: _Format, subject: str) -> ImageFile:
         """Parse the header only, then refuse images with too many pixels."""
@@ -466,7 +487,6 @@ def _human_bytes(count: int) -> str:
 __all__ = [
     "DEFAULT_MAX_PIXELS",
     "DEFAULT_MAX_PREVIEW_BYTES",
-    "DEFAULT_MAX_REFERENCE_BYTES",
     "MAX_JPEG_SCANS",
     "PillowImageCodec",
 ]
