@@ -218,3 +218,41 @@ def test_importing_image_core_loads_no_framework() -> None:
     assert {"image_core.service", "image_core.testing", "attrs", "cattrs"} <= loaded
     offenders = sorted(m for m in loaded if m.split(".")[0] in FORBIDDEN_AT_RUNTIME)
     assert offenders == []
+
+
+DEPLOYMENT_WORDS = ("IMG_", "Google account", "/i/")
+
+
+def test_the_core_says_nothing_of_the_deployment_in_its_strings() -> None:
+    """No variable name, identity provider or URL shape in image_core's messages.
+
+    Docstrings may explain the shell's use of a value; every other string literal (the
+    messages people read) speaks domain words, and the shell adds its hints.
+    """
+    core = ROOT / "packages" / "image_core" / "src" / "image_core"
+    found = []
+    for path in sorted(core.rglob("*.py")):
+        if "contracts" in path.parts:
+            continue
+        tree = ast.parse(path.read_text())
+        docstrings = {
+            id(node.body[0].value)
+            for node in ast.walk(tree)
+            if isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef)
+            and node.body
+            and isinstance(node.body[0], ast.Expr)
+            and isinstance(node.body[0].value, ast.Constant)
+        }
+        strings = [
+            node
+            for node in ast.walk(tree)
+            if isinstance(node, ast.Constant)
+            and isinstance(node.value, str)
+            and id(node) not in docstrings
+        ]
+        found += [
+            f"{path.name}:{node.lineno}: {node.value[:60]!r}"
+            for node in strings
+            if any(word in node.value for word in DEPLOYMENT_WORDS)
+        ]
+    assert found == []

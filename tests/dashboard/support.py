@@ -28,8 +28,9 @@ from starlette.routing import Mount, Route
 from image_core.access import AccessPolicy
 from image_core.catalog import ModelCatalog
 from image_core.domain import AspectRatio, EncodedImage, Generation, ImageSize
+from image_core.names import parse_image_name
 from image_core.ports import ImageCodec
-from image_core.service import ImageService, parse_image_name
+from image_core.service import ImageService
 from image_core.testing import (
     FakeImageBackend,
     FixedClock,

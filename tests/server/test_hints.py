@@ -6,14 +6,8 @@ import pytest
 
 from image_core.domain import Identity
 from image_core.errors import BackendUnavailable, NotAllowed, NotAllowedReason
-from image_core.service import not_allowed, not_allowed_message
+from image_core.service import not_allowed
 from image_server.hints import user_message
-
-IDENTITIES = [
-    None,
-    Identity("eve@example.com", email_verified=False),
-    Identity("eve@example.com", email_verified=True),
-]
 
 
 @pytest.mark.parametrize(
@@ -34,12 +28,6 @@ IDENTITIES = [
 def test_a_refusal_reads_as_it_always_has(identity: Identity | None, expected: str) -> None:
     """The reason and email from the core become the wording users and tests know."""
     assert user_message(not_allowed(identity)) == expected
-
-
-@pytest.mark.parametrize("identity", IDENTITIES)
-def test_the_deprecated_core_wording_equals_the_shells(identity: Identity | None) -> None:
-    """Until mcp.py is wired to user_message, both give the same text (issue 9)."""
-    assert not_allowed_message(identity) == user_message(not_allowed(identity))
 
 
 def test_errors_without_a_hint_keep_the_cores_message() -> None:

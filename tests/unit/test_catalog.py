@@ -18,6 +18,7 @@ from image_core.domain import (
     ModelSpec,
 )
 from image_core.errors import InvalidConfiguration, InvalidRequest, UnknownModel
+from image_server.model_settings import catalog_from_environment
 
 FLASH_ID = "gemini-3.1-flash-image"
 PRO_ID = "gemini-3-pro-image"
@@ -240,7 +241,7 @@ def test_a_default_alias_that_is_not_offered_is_refused() -> None:
 
 def test_no_overrides_give_the_shipped_catalog(catalog: ModelCatalog) -> None:
     """An empty override mapping changes nothing."""
-    assert ModelCatalog.from_overrides({}) == catalog
+    assert catalog_from_environment({}) == catalog
 
 
 @pytest.mark.parametrize(
@@ -254,7 +255,7 @@ def test_a_model_id_override_is_sent_and_every_old_spelling_still_resolves(
     alias: str, variable: str, old_id: str, preview_id: str
 ) -> None:
     """After a rename the new id is what gets sent; the old default id still resolves to it."""
-    catalog = ModelCatalog.from_overrides({variable: "  gemini-4-image-next  "})
+    catalog = catalog_from_environment({variable: "  gemini-4-image-next  "})
     spec = catalog.resolve(alias)
     assert spec.model_id == "gemini-4-image-next"
     for spelling in (alias, old_id, preview_id, "gemini-4-image-next", spec.display_name):
@@ -266,14 +267,14 @@ def test_a_model_id_override_is_sent_and_every_old_spelling_still_resolves(
 
 def test_a_model_id_override_leaves_the_other_model_alone() -> None:
     """Overriding flash's id does not touch pro."""
-    catalog = ModelCatalog.from_overrides({"IMG_MODEL_FLASH": "new-flash"})
+    catalog = catalog_from_environment({"IMG_MODEL_FLASH": "new-flash"})
     assert catalog.resolve("pro") == ModelCatalog().resolve("pro")
 
 
 @pytest.mark.parametrize("blank", ["", "   ", "\t"])
 def test_a_blank_model_id_override_keeps_the_default(blank: str) -> None:
     """An empty IMG_MODEL_* value is treated as unset, not as an empty id."""
-    catalog = ModelCatalog.from_overrides({"IMG_MODEL_FLASH": blank, "IMG_MODEL_PRO": blank})
+    catalog = catalog_from_environment({"IMG_MODEL_FLASH": blank, "IMG_MODEL_PRO": blank})
     assert catalog.resolve("flash").model_id == FLASH_ID
     assert catalog.resolve("pro").model_id == PRO_ID
 
@@ -292,7 +293,7 @@ def test_a_blank_model_id_override_keeps_the_default(blank: str) -> None:
 )
 def test_a_price_override_accepts_plain_and_dollar_forms(raw: str, expected: str) -> None:
     """IMG_COST_* takes a number of dollars, with or without a leading "$"."""
-    catalog = ModelCatalog.from_overrides({"IMG_COST_FLASH_2K": raw})
+    catalog = catalog_from_environment({"IMG_COST_FLASH_2K": raw})
     assert catalog.resolve("flash").price(ImageSize.S2K).usd == Decimal(expected)
 
 
@@ -301,7 +302,7 @@ def test_a_price_override_accepts_plain_and_dollar_forms(raw: str, expected: str
 def test_each_price_override_changes_exactly_its_own_cell(alias: str, size: ImageSize) -> None:
     """IMG_COST_<ALIAS>_<SIZE> changes one price and leaves the other five as listed."""
     variable = f"IMG_COST_{alias.upper()}_{size.value}"
-    catalog = ModelCatalog.from_overrides({variable: "9.99"})
+    catalog = catalog_from_environment({variable: "9.99"})
     shipped = ModelCatalog()
     for spec in catalog:
         for other in ImageSize:
@@ -317,14 +318,14 @@ def test_a_bad_price_raises_invalid_configuration_naming_the_variable(
 ) -> None:
     """A price that is not a finite, non-negative number stops start-up with a clear message."""
     with pytest.raises(InvalidConfiguration) as caught:
-        ModelCatalog.from_overrides({variable: raw})
+        catalog_from_environment({variable: raw})
     assert variable in caught.value.message
     assert repr(raw) in caught.value.message
 
 
 def test_a_blank_price_override_keeps_the_list_price() -> None:
     """An empty IMG_COST_* value is treated as unset."""
-    catalog = ModelCatalog.from_overrides({"IMG_COST_PRO_4K": "  "})
+    catalog = catalog_from_environment({"IMG_COST_PRO_4K": "  "})
     assert catalog.resolve("pro").price(ImageSize.S4K).usd == Decimal("0.24")
 
 
@@ -340,12 +341,12 @@ def test_unrelated_and_misspelled_keys_are_ignored() -> None:
         "img_model_flash": "lowercase-key",
         "IMG_MODEL_ULTRA": "ultra-id",
     }
-    assert ModelCatalog.from_overrides(environment) == ModelCatalog()
+    assert catalog_from_environment(environment) == ModelCatalog()
 
 
 def test_overrides_combine_id_and_price_changes() -> None:
     """A rename and a price change can be applied together."""
-    catalog = ModelCatalog.from_overrides(
+    catalog = catalog_from_environment(
         {"IMG_MODEL_PRO": "gemini-3-pro-image-002", "IMG_COST_PRO_1K": "$0.2"}
     )
     spec = catalog.resolve(PRO_PREVIEW_ID)
@@ -360,7 +361,7 @@ def test_an_override_id_that_collides_with_the_other_model_names_the_variable() 
     BUG (fails now): the message only says the name is "claimed by both flash and pro".
     """
     with pytest.raises(InvalidConfiguration) as caught:
-        ModelCatalog.from_overrides({"IMG_MODEL_PRO": FLASH_ID})
+        catalog_from_environment({"IMG_MODEL_PRO": FLASH_ID})
     assert "IMG_MODEL_PRO" in caught.value.message
 
 
@@ -416,5 +417,5 @@ def test_any_non_negative_price_override_is_kept_exactly(
 ) -> None:
     """Whatever valid price is configured is the price charged, to the last digit."""
     raw = ("$" if dollar_sign else "") + str(amount)
-    catalog = ModelCatalog.from_overrides({f"IMG_COST_{alias}_{size.value}": raw})
+    catalog = catalog_from_environment({f"IMG_COST_{alias}_{size.value}": raw})
     assert catalog.resolve(alias).price(size).usd == amount

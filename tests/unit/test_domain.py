@@ -19,11 +19,9 @@ from image_core.domain import (
     STANDARD_RATIOS,
     AspectRatio,
     CostEstimate,
-    EncodedImage,
     GalleryPage,
     Generation,
     GenerationRequest,
-    GenerationResult,
     ImageSize,
     ModelSpec,
     UsageReport,
@@ -318,12 +316,6 @@ def test_a_valid_generation_exposes_its_public_file_name() -> None:
     assert generation.file_name == f"{ID}.png"
     assert not generation.is_placeholder
     assert make_generation(backend="placeholder").is_placeholder
-
-
-def test_the_result_url_path_points_at_the_public_route() -> None:
-    """Results point at ``/i/{uuid}.png``."""
-    result = GenerationResult(make_generation(), EncodedImage(b"x", "image/png"))
-    assert result.url_path == f"/i/{ID}.png"
 
 
 @pytest.mark.parametrize(

@@ -46,8 +46,9 @@ from image_core.errors import (
     StorageError,
     UnknownModel,
 )
+from image_core.names import parse_image_name
 from image_core.ports import ImageBackend, ImageStore, OpenedFile, PublicImageFiles
-from image_core.service import MAX_PAGE_SIZE, ImageService, parse_image_name
+from image_core.service import MAX_PAGE_SIZE, ImageService
 from image_core.testing import (
     FakeImageBackend,
     FixedClock,
@@ -59,6 +60,7 @@ from image_core.testing import (
     make_png,
     png_size,
 )
+from image_server.model_settings import catalog_from_environment
 
 ALICE = Identity("alice@example.com", email_verified=True)
 BOB = Identity("bob@example.com", email_verified=True)
@@ -266,13 +268,12 @@ async def generate(
 
 @pytest.mark.anyio
 async def test_generate_stores_the_png_and_its_record_and_returns_the_public_name() -> None:
-    """One call: PNG stored, metadata recorded, result points at /i/{uuid}.png."""
+    """One call: PNG stored, metadata recorded, the result names {uuid}.png."""
     world = make_world()
     result = await generate(world, aspect_ratio="16:9", image_size="2K")
     generation = result.generation
     assert generation.id == FIRST_ID
     assert generation.file_name == f"{FIRST_ID}.png"
-    assert result.url_path == f"/i/{FIRST_ID}.png"
     stored = world.images.get(FIRST_ID)
     assert stored is not None
     assert png_size(stored) == (2048, 1152)
@@ -412,7 +413,7 @@ async def test_an_unknown_model_is_refused_before_the_backend(world: World) -> N
 @pytest.mark.anyio
 async def test_configured_overrides_decide_the_id_sent_and_the_cost() -> None:
     """IMG_MODEL_FLASH and IMG_COST_FLASH_1K flow through to the backend and the record."""
-    catalog = ModelCatalog.from_overrides(
+    catalog = catalog_from_environment(
         {"IMG_MODEL_FLASH": "gemini-4-flash-image", "IMG_COST_FLASH_1K": "$0.05"}
     )
     world = make_world(catalog=catalog)
@@ -652,11 +653,7 @@ async def test_a_reference_that_is_not_an_earlier_generation_is_refused_before_t
 async def test_a_path_wrapped_around_an_existing_image_name_is_refused(
     world: World, template: str
 ) -> None:
-    """Only a name, a bare uuid or an http(s) /i/ URL is accepted, not a file-system path.
-
-    BUG (fails now): parse_image_name keeps whatever follows the last "/", so these paths
-    are silently accepted as the existing image.
-    """
+    """Only a name or a bare uuid is accepted by the core, never a file-system path."""
     _store_known_image(world)
     with pytest.raises(ReferenceNotFound):
         await generate(world, references=[template.format(id=KNOWN)])
@@ -674,11 +671,11 @@ async def test_a_stored_file_that_is_not_an_image_is_refused_as_a_reference(worl
 
 
 def test_parse_image_name_accepts_only_lower_case_uuid4_names() -> None:
-    """The three accepted spellings give the uuid; anything else gives None."""
+    """The two accepted spellings give the uuid; anything else (a URL too) gives None."""
     value = uuid.UUID("0b9f4a3e-2c1d-4e8f-9a6b-7c5d3e2f1a09")
     assert parse_image_name(f"{value}.png") == value
     assert parse_image_name(str(value)) == value
-    assert parse_image_name(f"https://x.example/i/{value}.png") == value
+    assert parse_image_name(f"https://x.example/i/{value}.png") is None
     assert parse_image_name(f"{value}".upper()) is None
     assert parse_image_name(str(uuid.uuid1())) is None
     assert parse_image_name("") is None

@@ -48,7 +48,7 @@ class AccessPolicy:
 
     @classmethod
     def open_policy(cls) -> AccessPolicy:
-        """Everyone may generate and see everything (``IMG_AUTH_DISABLED=1``)."""
+        """Everyone may generate and see everything (local development, login switched off)."""
         return cls(open=True)
 
     def _known(self, identity: Identity | None) -> str | None:

@@ -8,7 +8,7 @@ environment itself).
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 
 import attrs
 
@@ -109,44 +109,31 @@ class ModelCatalog:
         parts = [f"'{m.alias}' ({m.display_name}, id {m.model_id})" for m in self.models]
         return "Valid choices: " + ", ".join(parts) + "."
 
-    @classmethod
-    def from_overrides(cls, overrides: Mapping[str, str]) -> ModelCatalog:
-        """Apply ``IMG_MODEL_<ALIAS>`` and ``IMG_COST_<ALIAS>_<SIZE>`` values to the defaults.
+    def replaced(
+        self,
+        alias: str,
+        *,
+        model_id: str | None = None,
+        prices: Mapping[ImageSize, CostEstimate] | None = None,
+    ) -> ModelCatalog:
+        """A catalog with one model's id and/or prices changed (a rename, a price change).
 
-        Unrelated keys are ignored, so a whole environment mapping may be passed in.
+        The previous id stays an accepted spelling of the alias, so records and requests
+        naming it keep working. A new id that is another model's name is refused.
         """
-        models = []
-        for spec in default_models():
-            prefix = spec.alias.upper()
-            new_id = overrides.get(f"IMG_MODEL_{prefix}", "").strip()
-            prices = dict(spec.prices)
-            for size in ImageSize:
-                key = f"IMG_COST_{prefix}_{size.value}"
-                if overrides.get(key, "").strip():
-                    prices[size] = _parse_price(key, overrides[key])
-            aka = spec.also_known_as | {spec.model_id} if new_id else spec.also_known_as
-            models.append(
-                attrs.evolve(
-                    spec, model_id=new_id or spec.model_id, prices=prices, also_known_as=aka
-                )
-            )
-        try:
-            return cls(tuple(models))
-        except InvalidConfiguration as exc:
-            named = [f"IMG_MODEL_{m.alias.upper()}" for m in models]
-            given = ", ".join(
-                f"{k}={overrides[k]!r}" for k in named if overrides.get(k, "").strip()
-            )
-            raise InvalidConfiguration(f"{exc.message}; check {given or 'IMG_MODEL_*'}.") from None
+        models = [
+            _changed(spec, model_id, prices or {}) if spec.alias == alias else spec
+            for spec in self.models
+        ]
+        return ModelCatalog(tuple(models), self.default_alias)
 
 
-def _parse_price(key: str, raw: str) -> CostEstimate:
-    text = raw.strip().removeprefix("$")
-    try:
-        amount = Decimal(text)
-    except InvalidOperation:
-        amount = Decimal("NaN")
-    if not amount.is_finite() or amount < 0:
-        msg = f"{key}={raw!r} is not a price: use a non-negative number of dollars, e.g. 0.067."
-        raise InvalidConfiguration(msg)
-    return CostEstimate(amount)
+def _changed(
+    spec: ModelSpec, model_id: str | None, prices: Mapping[ImageSize, CostEstimate]
+) -> ModelSpec:
+    """``spec`` with a new id (the old one kept as a spelling) and/or new prices."""
+    changed = attrs.evolve(spec, prices={**spec.prices, **prices})
+    if model_id and model_id != spec.model_id:
+        aka = spec.also_known_as | {spec.model_id}
+        changed = attrs.evolve(changed, model_id=model_id, also_known_as=aka)
+    return changed

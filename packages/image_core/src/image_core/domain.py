@@ -402,12 +402,3 @@ class GenerationResult:
 
     generation: Generation
     preview: EncodedImage
-
-    @property
-    def url_path(self) -> str:
-        """Deprecated: path of the full-size image under the public base URL.
-
-        TODO(issue 9): the ``/i/`` route is the shell's; ``mcp.py`` is to build the URL
-        with ``image_server.references.image_url(public_url, generation.file_name)``.
-        """
-        return f"/i/{self.generation.file_name}"

@@ -1,7 +1,7 @@
 """Use cases: generate an image, query usage and galleries, choose a default model.
 
 The service decides; adapters only do I/O. It is the one thing drivers (the MCP tool,
-the dashboard, the ``/i/`` route) talk to: every use case is ``async`` and runs its
+the dashboard, the public image route) talk to: every use case is ``async`` and runs its
 blocking port calls (files, image codec) in worker threads, so one large image never
 stalls the event loop and no driver can forget to move work off it.
 """
@@ -12,7 +12,6 @@ import asyncio
 import contextlib
 import uuid
 from datetime import date, timedelta
-from urllib.parse import urlsplit
 
 import attrs
 
@@ -57,27 +56,6 @@ from image_core.ports import (
 )
 
 MAX_PAGE_SIZE = 200
-
-
-def parse_image_name(name: str) -> uuid.UUID | None:
-    """The uuid4 a reference names: ``{uuid}.png`` or a bare uuid (see ``image_core.names``).
-
-    TODO(issue 9): the MCP driver is to reduce URLs with
-    ``image_server.references.reference_name`` before building the request; until it
-    does, an ``http(s)://host/i/{uuid}.png`` reference is still accepted here. Remove
-    ``_deprecated_url_name`` then, and use ``names.parse_image_name`` directly.
-    """
-    return names.parse_image_name(_deprecated_url_name(name.strip()))
-
-
-def _deprecated_url_name(text: str) -> str:
-    """The last part of an http(s) URL path under ``/i/``; other text unchanged, or ``""``."""
-    if "/" not in text:
-        return text
-    parts = urlsplit(text)
-    if parts.scheme not in {"http", "https"} or not parts.netloc or parts.query:
-        return ""
-    return parts.path.removeprefix("/i/") if parts.path.startswith("/i/") else ""
 
 
 @attrs.frozen
@@ -209,13 +187,13 @@ class ImageService:
                 self._images.delete(generation.id)
             raise
 
-    def _load_references(self, names: tuple[str, ...]) -> tuple[ReferenceImage, ...]:
+    def _load_references(self, wanted: tuple[str, ...]) -> tuple[ReferenceImage, ...]:
         loaded: list[ReferenceImage] = []
         prepared: dict[uuid.UUID, ReferenceImage] = {}
         # Each reference gets an equal share of what one request may carry.
-        budget = min(self.reference_max_bytes, self.references_max_bytes // max(1, len(names)))
-        for name in names:
-            image_id = parse_image_name(name)
+        budget = min(self.reference_max_bytes, self.references_max_bytes // max(1, len(wanted)))
+        for name in wanted:
+            image_id = names.parse_image_name(name.strip())
             if image_id is None:
                 raise ReferenceNotFound(
                     f"Reference image {name!r} is not the name of an earlier generation: pass "
@@ -327,23 +305,6 @@ def not_allowed(identity: Identity | None) -> NotAllowed:
         f"{identity.email} is signed in but not on this server's allow-list.",
         NotAllowedReason.NOT_LISTED,
         identity.email,
-    )
-
-
-def not_allowed_message(identity: Identity | None) -> str:
-    """Deprecated: today's wording with the deployment's hints, for ``mcp.py`` only.
-
-    TODO(issue 9): the shell owns this wording in ``image_server.hints.user_message``;
-    once ``mcp.py`` renders ``user_message(not_allowed(identity))`` this alias goes, and
-    with it the last deployment words in the core (a test keeps the two equal meanwhile).
-    """
-    if identity is None:
-        return "Sign in with a Google account that has an email address to generate images."
-    if not identity.email_verified:
-        return f"The Google account {identity.email} has no verified email address."
-    return (
-        f"{identity.email} is signed in but not on this server's allow-list. "
-        "Ask the server's owner to add it to IMG_ALLOWED_EMAILS."
     )
 
 

@@ -36,10 +36,12 @@ from image_core.domain import (
     ModelSpec,
 )
 from image_core.errors import ImageMcpError
-from image_core.service import ImageService, not_allowed_message
+from image_core.service import ImageService, not_allowed
 from image_server.about import PRODUCT_NAME, product_version
 from image_server.arguments import ReadableArgumentErrors
+from image_server.hints import user_message
 from image_server.outcomes import outcome_of
+from image_server.references import image_url, reference_name
 
 log = logging.getLogger("image_server.generation")
 
@@ -92,7 +94,7 @@ class AllowedEmailsMiddleware(Middleware):
                     "tool call refused",
                     extra={"event": "refused", "email": logged_email(identity)},
                 )
-                raise ToolError(not_allowed_message(identity))
+                raise ToolError(user_message(not_allowed(identity)))
         return await call_next(context)
 
 
@@ -126,7 +128,7 @@ def tool_description(models_offered: Iterable[ModelSpec]) -> str:
 def reply(result: GenerationResult, public_url: str) -> ToolResult:
     """Preview image, a text summary with the URL, and the same facts as structured data."""
     g = result.generation
-    url = f"{public_url}{result.url_path}"
+    url = image_url(public_url, g.file_name)
     ratio = g.aspect_ratio.value if g.aspect_ratio else "model default"
     lines = [
         f"Image ready: {url}",
@@ -228,7 +230,7 @@ class GenerateImageTool:
                 aspect_ratio=aspect_ratio,
                 image_size=image_size,
                 model=model,
-                references=reference_images,
+                references=[reference_name(r) for r in reference_images or ()],
             )
             fields["size"] = request.image_size.value
             async with heartbeat(ctx, "Waiting for the image model"):
@@ -238,7 +240,7 @@ class GenerateImageTool:
             fields.update(outcome=outcome.name, duration_ms=_ms(started), error=exc.message)
             log.log(outcome.level, "generation failed", extra=fields)
             # This line is the record of the failure: fastmcp's own one stays at DEBUG.
-            raise ToolError(exc.message, log_level=logging.DEBUG) from None
+            raise ToolError(user_message(exc), log_level=logging.DEBUG) from None
         log.info("generation stored", extra={**fields, **_stored_fields(result, started)})
         return reply(result, self.public_url)
 

@@ -24,6 +24,7 @@ from image_server.edge import (
     MIN_SECRET_CHARS,
     check_redirect_patterns,
 )
+from image_server.model_settings import catalog_from_environment
 
 BackendChoice = Literal["auto", "gemini", "placeholder"]
 
@@ -238,7 +239,7 @@ def _redirect_uris(env: Mapping[str, str], problems: list[str]) -> tuple[str, ..
 
 def _catalog(env: Mapping[str, str], problems: list[str]) -> ModelCatalog:
     try:
-        return ModelCatalog.from_overrides(env)
+        return catalog_from_environment(env)
     except InvalidConfiguration as exc:
         problems.append(exc.message)
         return ModelCatalog()

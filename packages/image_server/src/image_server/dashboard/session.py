@@ -15,6 +15,7 @@ from typing import Any, Final
 import attrs
 from starlette.requests import Request
 
+from image_core import names
 from image_core.domain import Identity
 from image_core.service import ImageService
 from image_server.dashboard.security import new_csrf_token
@@ -24,7 +25,6 @@ LOGIN_AT_KEY: Final = "login_at"
 CSRF_KEY: Final = "csrf"
 NEXT_KEY: Final = "next"
 #: The email the core records for generations made with authentication disabled.
-LOCAL_EMAIL: Final = "local@localhost"
 
 
 @attrs.frozen
@@ -59,7 +59,7 @@ class Sessions:
         """
         session = _session(request)
         if self.auth_disabled:
-            return Viewer(None, LOCAL_EMAIL, True, self._csrf(session))
+            return Viewer(None, names.LOCAL_OWNER, True, self._csrf(session))
         email, login_at = session.get(USER_KEY), session.get(LOGIN_AT_KEY)
         if email is None:
             return None

@@ -1,0 +1,62 @@
+"""Model variables: ``IMG_MODEL_<ALIAS>`` renames a model, ``IMG_COST_<ALIAS>_<SIZE>`` reprices.
+
+Google renames and reprices image models often, so a deployment can follow without a
+code change. The core knows models and prices only (``ModelCatalog.replaced``); the
+variable names, their parsing and the messages that name them live here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from decimal import Decimal, InvalidOperation
+
+from image_core.catalog import ModelCatalog
+from image_core.domain import CostEstimate, ImageSize
+from image_core.errors import InvalidConfiguration
+
+
+def model_variable(alias: str) -> str:
+    """``IMG_MODEL_FLASH`` for ``flash``."""
+    return f"IMG_MODEL_{alias.upper()}"
+
+
+def cost_variable(alias: str, size: ImageSize) -> str:
+    """``IMG_COST_FLASH_2K`` for ``flash`` at 2K."""
+    return f"IMG_COST_{alias.upper()}_{size.value}"
+
+
+def catalog_from_environment(env: Mapping[str, str]) -> ModelCatalog:
+    """The default catalog with the environment's renames and prices applied.
+
+    Unrelated keys are ignored, so the whole environment may be passed in; blank values
+    count as unset. Raises ``InvalidConfiguration`` naming the variable at fault.
+    """
+    catalog = ModelCatalog()
+    for spec in ModelCatalog().models:
+        new_id = env.get(model_variable(spec.alias), "").strip() or None
+        prices = {
+            size: _parse_price(
+                cost_variable(spec.alias, size), env[cost_variable(spec.alias, size)]
+            )
+            for size in ImageSize
+            if env.get(cost_variable(spec.alias, size), "").strip()
+        }
+        try:
+            catalog = catalog.replaced(spec.alias, model_id=new_id, prices=prices)
+        except InvalidConfiguration as exc:
+            named = [model_variable(m.alias) for m in catalog.models]
+            given = ", ".join(f"{k}={env[k]!r}" for k in named if env.get(k, "").strip())
+            raise InvalidConfiguration(f"{exc.message}; check {given or 'IMG_MODEL_*'}.") from None
+    return catalog
+
+
+def _parse_price(key: str, raw: str) -> CostEstimate:
+    text = raw.strip().removeprefix("$")
+    try:
+        amount = Decimal(text)
+    except InvalidOperation:
+        amount = Decimal("NaN")
+    if not amount.is_finite() or amount < 0:
+        msg = f"{key}={raw!r} is not a price: use a non-negative number of dollars, e.g. 0.067."
+        raise InvalidConfiguration(msg)
+    return CostEstimate(amount)
