@@ -197,3 +197,32 @@ def test_command_line_overrides_win_over_the_environment(tmp_path: Path) -> None
     settings = load_settings(env, dev=True, overrides=overrides)
     assert (settings.port, settings.host, settings.root) == (2000, "127.0.0.1", tmp_path / "flag")
     assert settings.public_url == "http://127.0.0.1:2000"
+
+
+def test_the_call_deadline_and_preview_limits_have_field_ready_defaults() -> None:
+    """200 s per tool call (under a 4-minute client), a 768 px and 150 KB preview."""
+    settings = load_settings(PROD)
+    assert settings.tool_deadline_seconds == 200
+    assert (settings.preview_max_side, settings.preview_max_bytes) == (768, 150_000)
+    custom = load_settings(
+        {**PROD, "IMG_TOOL_DEADLINE": "90", "IMG_PREVIEW_MAX_SIDE": "512",
+         "IMG_PREVIEW_MAX_BYTES": "80000"}
+    )  # fmt: skip
+    assert custom.tool_deadline_seconds == 90
+    assert (custom.preview_max_side, custom.preview_max_bytes) == (512, 80_000)
+
+
+@pytest.mark.parametrize(
+    ("variable", "raw"),
+    [
+        ("IMG_TOOL_DEADLINE", "0"),
+        ("IMG_TOOL_DEADLINE", "soon"),
+        ("IMG_PREVIEW_MAX_SIDE", "32"),
+        ("IMG_PREVIEW_MAX_SIDE", "1.5"),
+        ("IMG_PREVIEW_MAX_BYTES", "5000000"),
+    ],
+)
+def test_a_bad_deadline_or_preview_limit_is_refused_by_name(variable: str, raw: str) -> None:
+    found = problems({**PROD, variable: raw})
+    assert len(found) == 1
+    assert variable in found[0]

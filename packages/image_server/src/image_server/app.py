@@ -74,6 +74,7 @@ def build_backend(settings: Settings, closing: contextlib.AsyncExitStack) -> Ima
             api_key=settings.gemini_api_key,
             base_url=settings.gemini_base_url,
             timeout_seconds=settings.gemini_timeout_seconds,
+            retry_window_seconds=settings.tool_deadline_seconds,
         )
         closing.push_async_callback(gemini.aclose)
         return gemini
@@ -149,7 +150,7 @@ def build_adapters(
         metadata=given.get("metadata") or build_metadata(settings, closing),
         prefs=given.get("prefs") or FilesystemPrefStore(settings.root),
         backend=given.get("backend") or build_backend(settings, closing),
-        codec=given.get("codec") or PillowImageCodec(),
+        codec=given.get("codec") or PillowImageCodec(max_preview_bytes=settings.preview_max_bytes),
         clock=given.get("clock") or SystemClock(),
         ids=given.get("ids") or RandomIds(),
     )
@@ -185,6 +186,7 @@ def service_for(settings: Settings, adapters: Adapters) -> ImageService:
         clock=adapters.clock,
         ids=adapters.ids,
         public_files=adapters.images,
+        preview_max_side=settings.preview_max_side,
     )
 
 

@@ -55,12 +55,21 @@ KNOWN_VARIABLES: Mapping[str, str] = {
     "IMG_AUTH_DISABLED": "1 to run without any login (local development only)",
     "IMG_GEMINI_BASE_URL": "alternative Gemini API base URL (gateway or test server)",
     "IMG_GEMINI_TIMEOUT": "seconds to wait for one Gemini answer",
+    "IMG_TOOL_DEADLINE": "seconds one tool call may take in all (retries fit inside it)",
+    "IMG_PREVIEW_MAX_SIDE": "long side in pixels of the inline preview (default 768)",
+    "IMG_PREVIEW_MAX_BYTES": "largest inline preview in bytes (default 150000)",
     "IMG_BACKEND": "auto, gemini or placeholder",
     "IMG_ALLOWED_REDIRECT_URIS": "comma-separated MCP client redirect URIs (wildcards allowed)",
     "IMG_HOST": "address to listen on",
     "IMG_PORT": "port to listen on",
     "IMG_LOG_LEVEL": "DEBUG, INFO, WARNING or ERROR",
 }
+
+
+DEFAULT_TOOL_DEADLINE = 200.0
+"""Seconds: under the strictest mainstream client's limit (about 4 minutes)."""
+DEFAULT_PREVIEW_MAX_SIDE = 768
+DEFAULT_PREVIEW_MAX_BYTES = 150_000
 
 
 class SettingsError(Exception):
@@ -84,6 +93,9 @@ class Settings:
     gemini_api_key: str | None = attrs.field(default=None, repr=False)
     gemini_base_url: str | None = None
     gemini_timeout_seconds: float = 180.0
+    tool_deadline_seconds: float = DEFAULT_TOOL_DEADLINE
+    preview_max_side: int = DEFAULT_PREVIEW_MAX_SIDE
+    preview_max_bytes: int = DEFAULT_PREVIEW_MAX_BYTES
     backend: Literal["gemini", "placeholder"] = "gemini"
     google_client_id: str | None = None
     google_client_secret: str | None = attrs.field(default=None, repr=False)
@@ -138,6 +150,13 @@ def load_settings(
     api_key = _clean(env, "GEMINI_API_KEY")
     backend = _backend(env.get("IMG_BACKEND"), api_key, auth_disabled, problems, notes)
     timeout = _positive_float(env, "IMG_GEMINI_TIMEOUT", 180.0, problems)
+    deadline = _positive_float(env, "IMG_TOOL_DEADLINE", DEFAULT_TOOL_DEADLINE, problems)
+    preview_side = _whole_number(
+        env, "IMG_PREVIEW_MAX_SIDE", DEFAULT_PREVIEW_MAX_SIDE, (64, 4096), problems
+    )
+    preview_bytes = _whole_number(
+        env, "IMG_PREVIEW_MAX_BYTES", DEFAULT_PREVIEW_MAX_BYTES, (10_000, 1_000_000), problems
+    )
     login = _login(env, auth_disabled, problems, notes)
     signing_key = _signing_key(env, auth_disabled, problems, notes)
     redirect_uris = _redirect_uris(env, problems)
@@ -156,6 +175,9 @@ def load_settings(
         gemini_api_key=api_key,
         gemini_base_url=_clean(env, "IMG_GEMINI_BASE_URL"),
         gemini_timeout_seconds=timeout,
+        tool_deadline_seconds=deadline,
+        preview_max_side=preview_side,
+        preview_max_bytes=preview_bytes,
         backend=backend,
         google_client_id=login.client_id,
         google_client_secret=login.client_secret,
@@ -295,6 +317,23 @@ def _positive_float(env: Mapping[str, str], key: str, default: float, problems: 
         problems.append(f"{key}={raw!r} must be a number of seconds between 0 and 3600.")
         return default
     return value
+
+
+def _whole_number(
+    env: Mapping[str, str],
+    key: str,
+    default: int,
+    bounds: tuple[int, int],
+    problems: list[str],
+) -> int:
+    raw = _clean(env, key)
+    if raw is None:
+        return default
+    low, high = bounds
+    if not raw.isdigit() or not low <= int(raw) <= high:
+        problems.append(f"{key}={raw!r} must be a whole number from {low} to {high}.")
+        return default
+    return int(raw)
 
 
 def _public_url(
