@@ -24,7 +24,7 @@ from bench.common import (
     say,
 )
 
-BENCHMARKS = ("overhead", "responsiveness", "dashboard", "serving", "memory", "peer")
+BENCHMARKS = ("overhead", "responsiveness", "dashboard", "serving", "memory", "soak", "peer")
 
 
 def run_one(name: str, quick: bool, results_dir: str) -> int:

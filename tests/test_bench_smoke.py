@@ -21,6 +21,7 @@ TINY_RUNS = {
     "dashboard": ["--sizes", "300", "--no-cache"],
     "serving": ["--side", "256", "--requests", "40", "--seconds", "1"],
     "memory": ["--side", "256", "--count", "2"],
+    "soak": ["--calls", "20", "--concurrency", "4"],
 }
 RESULT_KEYS = {"benchmark", "quick", "measured_at", "duration_s", "machine", "results", "targets"}
 TARGET_KEYS = {"name", "value", "limit", "unit", "comparison", "met"}
@@ -28,7 +29,7 @@ TARGET_KEYS = {"name", "value", "limit", "unit", "comparison", "met"}
 
 @pytest.mark.slow
 def test_every_benchmark_runs_quickly_and_writes_its_results(tmp_path: Path) -> None:
-    """All five scripts at once, each in its own process; every JSON has the agreed shape."""
+    """Every script (the peer comparison aside: it installs the peer) at once, each in its own process; every JSON has the agreed shape."""
     running = {
         name: subprocess.Popen(
             [
