@@ -29,7 +29,7 @@ TARGET_KEYS = {"name", "value", "limit", "unit", "comparison", "met"}
 
 @pytest.mark.slow
 def test_every_benchmark_runs_quickly_and_writes_its_results(tmp_path: Path) -> None:
-    """Every script (the peer comparison aside: it installs the peer) at once, each in its own process; every JSON has the agreed shape."""
+    """Every script but the peer comparison (it installs the peer), at once; JSON shapes agree."""
     running = {
         name: subprocess.Popen(
             [
