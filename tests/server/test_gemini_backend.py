@@ -49,7 +49,7 @@ def fake() -> Iterator[FakeGemini]:
 
 def make_backend(fake: FakeGemini, **overrides: float | str) -> GeminiImageBackend:
     settings: dict[str, float | str] = {
-        "timeout_seconds": 10.0,
+        "timeout_seconds": 60.0,  # a 4K photo from the fake takes seconds on a busy machine
         "max_attempts": 3,
         "initial_backoff_seconds": 0.001,
         "max_backoff_seconds": 0.01,
