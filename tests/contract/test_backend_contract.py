@@ -99,7 +99,7 @@ def _gemini(fake: FakeGemini) -> GeminiImageBackend:
     return GeminiImageBackend(
         api_key=KEY,
         base_url=fake.base_url,
-        timeout_seconds=10.0,
+        timeout_seconds=60.0,
         max_attempts=3,
         initial_backoff_seconds=0.001,
         max_backoff_seconds=0.01,
