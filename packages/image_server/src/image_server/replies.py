@@ -16,14 +16,22 @@ from image_core.domain import EncodedImage, Generation, GenerationResult, Pendin
 from image_server.references import image_url
 
 GET_TOOL_NAME = "get_image"
+NOTE_CHARS = 200
+
+
+def _one_line(text: str, limit: int = NOTE_CHARS) -> str:
+    """Whitespace folded to single spaces, cut at ``limit`` characters with an ellipsis."""
+    folded = " ".join(text.split())
+    return folded if len(folded) <= limit else folded[: limit - 1].rstrip() + "…"
 
 
 def reply(result: GenerationResult, public_url: str) -> ToolResult:
     """Preview image, a text summary with the URL, and the same facts as structured data."""
     lines = [f"Image ready: {image_url(public_url, result.generation.file_name)}"]
     lines += _facts(result.generation)
-    if result.note:
-        lines.append(f"Note from the model: {result.note}")
+    note = _one_line(result.note or "")
+    if note:
+        lines.append(f"Note from the model: {note}")
     return _with_preview(result.generation, result.preview, lines, public_url)
 
 
