@@ -126,26 +126,23 @@ async def test_a_client_that_leaves_mid_call_still_gets_its_image_stored(
     settings = make_settings(tmp_path / "data", gemini, port)
     gemini.script("slow:5")
     with live_server(build_app(settings), port=port) as base_url:
-        client: Client[Any] = Client(f"{base_url}/mcp")
-        await client.__aenter__()
-        call = asyncio.create_task(client.call_tool("generate_image", {"prompt": "a fox"}))
-        await asyncio.sleep(1.0)
-        call.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await call
-        if leaves == "disconnects":
-            with contextlib.suppress(Exception):
-                await client.__aexit__(None, None, None)
-        record = await settled_record(settings.root)
+        async with contextlib.AsyncExitStack() as session:
+            client = await session.enter_async_context(Client(f"{base_url}/mcp"))
+            call = asyncio.create_task(client.call_tool("generate_image", {"prompt": "a fox"}))
+            await asyncio.sleep(1.0)
+            call.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await call
+            if leaves == "disconnects":
+                with contextlib.suppress(Exception):
+                    await session.aclose()
+            record = await settled_record(settings.root)
         assert record["status"] == "done"
         assert (settings.root / f"{record['id']}.png").is_file()
         async with Client(f"{base_url}/mcp") as again:
             shown = await again.call_tool("get_image", {"name": f"{record['id']}.png"})
         assert shown.structured_content is not None
         assert shown.structured_content["status"] == "done"
-        if leaves == "cancels":
-            with contextlib.suppress(Exception):
-                await client.__aexit__(None, None, None)
     assert recorded_cost(settings.root) == (1, FLASH_1K)
     assert len(gemini.requests) == 1
 

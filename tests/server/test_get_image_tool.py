@@ -75,8 +75,9 @@ def texts(result: Any) -> str:
 async def generate(url: str, token: str = "ada") -> dict[str, Any]:
     async with Client(url, auth=token) as c:
         result = await c.call_tool("generate_image", {"prompt": "a fox"})
-    assert result.structured_content is not None
-    return result.structured_content
+    data: dict[str, Any] | None = result.structured_content
+    assert data is not None
+    return data
 
 
 async def test_the_owner_sees_the_image_again_with_a_preview(url: str) -> None:
