@@ -16,6 +16,7 @@ from image_core.background import BackgroundWork
 from image_core.domain import (
     CostEstimate,
     EncodedImage,
+    Generation,
     GenerationRequest,
     GenerationResult,
     GenerationStatus,
@@ -27,9 +28,10 @@ from image_core.errors import (
     NotAllowed,
     NotAllowedReason,
     ReferenceNotFound,
+    StorageError,
 )
 from image_core.service import INTERRUPTED, ImageService
-from image_core.testing import make_png
+from image_core.testing import InMemoryMetadataRepository, make_png
 from tests.unit.test_service import ADMIN, ALICE, BOB, FIRST_ID, STRANGER, World, make_world
 
 FLASH_1K = CostEstimate(Decimal("0.067"))
@@ -219,6 +221,31 @@ async def test_reconcile_settles_what_a_crash_left_rendering() -> None:
     )
     assert slow.world.metadata.usage().total_cost == FLASH_1K + FLASH_1K
     assert (await slow.service.reconcile()).done == 0
+
+
+class UnsettlingMetadata(InMemoryMetadataRepository):
+    """Records can be added but not settled: the disk filled up mid-generation."""
+
+    def replace(self, generation: Generation) -> None:
+        raise StorageError("No space left on the data volume.")
+
+
+@pytest.mark.anyio
+async def test_a_stored_png_whose_record_cannot_be_settled_is_kept_for_start_up() -> None:
+    """The error is raised, the PNG stays, and the next start-up makes it done."""
+    world = make_world(tiny=True, metadata=UnsettlingMetadata())
+    with pytest.raises(StorageError):
+        await world.service.generate(ALICE, fox())
+    assert world.images.exists(FIRST_ID)
+    assert status_of(world) is GenerationStatus.RENDERING
+    healthy = InMemoryMetadataRepository()
+    for record in world.metadata.unsettled():
+        healthy.add(record)
+    restarted = attrs.evolve(world.service, metadata=healthy)
+    assert (await restarted.reconcile()).done == 1
+    settled = healthy.get(FIRST_ID)
+    assert settled is not None
+    assert settled.status is GenerationStatus.DONE
 
 
 # --- get_image --------------------------------------------------------------------------------

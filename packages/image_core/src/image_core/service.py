@@ -89,6 +89,9 @@ class ImageService:
     behind them. Construct it with the port names as keywords (``catalog=``,
     ``images=``, ...). Every use case that touches a port is ``async`` and runs the
     blocking port calls in a worker thread, so no driver has to remember to.
+
+    The paid part of each generation runs in ``background`` (a ``BackgroundWork``; the
+    composition root passes the one it drains at shutdown).
     """
 
     _catalog: ModelCatalog = attrs.field(alias="catalog")
@@ -232,6 +235,7 @@ class ImageService:
     ) -> GenerationResult:
         """The paid part: call the backend, store the PNG, then settle the record."""
         image: BackendImage | None = None
+        stored = False
         try:
             image = await self._backend.generate(request)
             processed = await asyncio.to_thread(self._process, image)
@@ -243,10 +247,14 @@ class ImageService:
                 height=processed.height,
             )
             await asyncio.to_thread(self._images.put, done.id, processed.png, processed.thumbnail)
+            stored = True
             await asyncio.to_thread(self._metadata.replace, done)
         except Exception as exc:
+            if stored:  # the PNG is kept; the record stays rendering until start-up settles it
+                raise
             error = exc if isinstance(exc, ImageMcpError) else None
-            billed = image is not None or (isinstance(exc, BackendError) and exc.may_be_billed)
+            # Unknown failures count as maybe billed: money once spent is always recorded.
+            billed = image is not None or error is None or _may_be_billed(error)
             if billed or waiter.left:
                 failed = attrs.evolve(
                     pending,
@@ -427,6 +435,10 @@ class ImageService:
         spec = self._catalog.resolve(name)
         await asyncio.to_thread(self._prefs.set_default_model, _owner_email(identity), spec.alias)
         return spec
+
+
+def _may_be_billed(error: ImageMcpError) -> bool:
+    return isinstance(error, BackendError) and error.may_be_billed
 
 
 def _header_size(png: bytes) -> tuple[int, int] | None:
