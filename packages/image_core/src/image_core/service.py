@@ -253,8 +253,8 @@ class ImageService:
             if stored:  # the PNG is kept; the record stays rendering until start-up settles it
                 raise
             error = exc if isinstance(exc, ImageMcpError) else None
-            # Unknown failures count as maybe billed: money once spent is always recorded.
-            billed = image is not None or error is None or _may_be_billed(error)
+            # Billed once an image arrived, or when the backend says it may have been.
+            billed = image is not None or (error is not None and _may_be_billed(error))
             if billed or waiter.left:
                 failed = attrs.evolve(
                     pending,
