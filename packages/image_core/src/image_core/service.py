@@ -213,7 +213,6 @@ class ImageService:
             backend=self._backend.name,
             status=GenerationStatus.RENDERING,
         )
-        await asyncio.to_thread(self._metadata.add, pending)
         waiter = _Waiter()
         work = self._background.start(self._render(pending, backend_request, waiter))
         remaining = None if wait_seconds is None else wait_seconds - (time.monotonic() - started)
@@ -233,7 +232,12 @@ class ImageService:
     async def _render(
         self, pending: Generation, request: BackendRequest, waiter: _Waiter
     ) -> GenerationResult:
-        """The paid part: call the backend, store the PNG, then settle the record."""
+        """Record it as rendering, call the backend, store the PNG, settle the record.
+
+        The pending record is written here, inside the detached work, so a caller
+        cancelled at any moment never leaves a record without its call (or the reverse).
+        """
+        await asyncio.to_thread(self._metadata.add, pending)
         image: BackendImage | None = None
         stored = False
         try:
