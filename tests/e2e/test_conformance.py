@@ -72,12 +72,13 @@ def test_dev_mode_passes_the_conformance_scenario(mcp_url: str, scenario: str) -
     assert "FAIL" not in output.replace(" 0 failed", ""), output
 
 
-def test_the_inspector_lists_the_tool_in_strict_mode(mcp_url: str) -> None:
-    """The schema the Inspector validates strictly is the one Claude sees."""
+def test_the_inspector_lists_the_tools_in_strict_mode(mcp_url: str) -> None:
+    """The schemas the Inspector validates strictly are the ones Claude sees."""
     result = node_tool("mcp-inspector", "--cli", mcp_url, "--method", "tools/list", "--strict")
     assert result.returncode == 0, result.stdout + result.stderr
     tools = json.loads(result.stdout)["tools"]
-    assert [t["name"] for t in tools] == ["generate_image"]
+    assert [t["name"] for t in tools] == ["generate_image", "get_image"]
+    assert tools[1]["annotations"]["readOnlyHint"] is True
 
 
 def test_the_inspector_can_generate_an_image(mcp_url: str) -> None:
@@ -98,3 +99,18 @@ def test_the_inspector_can_generate_an_image(mcp_url: str) -> None:
     assert reply["isError"] is False
     assert [c["type"] for c in reply["content"]] == ["image", "text"]
     assert reply["structuredContent"]["url"].endswith(".png")
+    shown = node_tool(
+        "mcp-inspector",
+        "--cli",
+        mcp_url,
+        "--method",
+        "tools/call",
+        "--tool-name",
+        "get_image",
+        "--tool-arg",
+        f"name={reply['structuredContent']['file_name']}",
+    )
+    assert shown.returncode == 0, shown.stdout + shown.stderr
+    again = json.loads(shown.stdout)
+    assert again["isError"] is False
+    assert [c["type"] for c in again["content"]] == ["image", "text"]

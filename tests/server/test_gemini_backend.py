@@ -372,6 +372,41 @@ async def test_a_request_that_timed_out_is_sent_once_only(fake: FakeGemini) -> N
     assert len(fake.requests) == 1
 
 
+async def test_the_text_beside_the_image_is_kept_without_the_thoughts(fake: FakeGemini) -> None:
+    """The model's own words become the note; its thought parts are not the answer."""
+    fake.script("thoughts")
+
+    async with make_backend(fake) as gemini:
+        image = await gemini.generate(ask())
+
+    assert image.text == "Here is the image you asked for."
+
+
+async def test_a_timeout_and_a_broken_connection_may_have_been_billed(fake: FakeGemini) -> None:
+    """Both failures say so, so the service records their estimated cost."""
+    fake.script("slow:2", "disconnect")
+
+    async with make_backend(fake, timeout_seconds=0.5, max_attempts=1) as gemini:
+        with pytest.raises(BackendUnavailable) as timed_out:
+            await gemini.generate(ask())
+        with pytest.raises(BackendUnavailable) as broken:
+            await gemini.generate(ask())
+
+    assert timed_out.value.may_be_billed
+    assert broken.value.may_be_billed
+
+
+async def test_a_quick_refusal_was_not_billed(fake: FakeGemini) -> None:
+    """A safety block costs nothing: the error says the request was not billed."""
+    fake.script("safety_prompt")
+
+    async with make_backend(fake) as gemini:
+        with pytest.raises(BackendRefused) as caught:
+            await gemini.generate(ask())
+
+    assert not caught.value.may_be_billed
+
+
 async def test_fast_429_and_503_are_retried_and_the_image_arrives(fake: FakeGemini) -> None:
     """A quick refusal means Gemini did not take the request: sending it again is safe."""
     fake.script("rate_limit", "overloaded_503")

@@ -70,11 +70,17 @@ def stored_files(settings: Settings) -> list[str]:
     return sorted(p.name for p in settings.root.glob("*.*") if p.suffix in {".png", ".json"})
 
 
-async def test_the_server_offers_exactly_one_documented_tool(client: Client[Any]) -> None:
-    """generate_image with enumerated ratios and sizes and the model-choice rule."""
+async def test_the_server_offers_exactly_two_documented_tools(client: Client[Any]) -> None:
+    """generate_image with enumerated ratios and sizes and the model-choice rule; get_image."""
     tools = await client.list_tools()
-    assert [t.name for t in tools] == ["generate_image"]
-    tool = tools[0]
+    assert [t.name for t in tools] == ["generate_image", "get_image"]
+    tool, lookup = tools
+    assert lookup.description is not None
+    assert "still rendering" in lookup.description
+    assert lookup.input_schema["required"] == ["name"]
+    assert lookup.annotations is not None
+    assert lookup.annotations.read_only_hint is True
+    assert "get_image" in (tool.description or "")
     assert tool.description is not None
     assert "ONLY pass this when the human explicitly asked" in tool.description
     assert "flash" in tool.description
@@ -306,7 +312,8 @@ _RATIOS_AS_BEFORE = [
 
 async def test_the_schema_lists_the_enum_values_in_their_order(client: Client[Any]) -> None:
     """The client sees the core's enums, in order: exactly the list the tool always offered."""
-    (tool,) = await client.list_tools()
+    tool, _ = await client.list_tools()
+    assert tool.name == "generate_image"
     properties = tool.input_schema["properties"]
     ratios = properties["aspect_ratio"]["anyOf"][0]["enum"]
     sizes = properties["image_size"]["anyOf"][0]["enum"]

@@ -18,6 +18,7 @@ from image_core.domain import (
     AspectRatio,
     CostEstimate,
     Generation,
+    GenerationStatus,
     ImageSize,
     TokenUsage,
 )
@@ -30,6 +31,7 @@ from image_core.serialization import (
 )
 
 SAMPLE_V1 = Path(__file__).resolve().parents[1] / "data" / "sidecar_v1_sample.json"
+SAMPLE_V2 = Path(__file__).resolve().parents[1] / "data" / "sidecar_v2_sample.json"
 
 REQUIRED_FIELDS = [
     "id",
@@ -121,9 +123,9 @@ def test_any_generation_round_trips_through_the_sidecar(generation: Generation) 
 
 @given(GENERATIONS)
 def test_any_sidecar_is_a_versioned_json_object_with_string_money(generation: Generation) -> None:
-    """Money is a string (no float rounding), time is UTC with "Z", the version is 1."""
+    """Money is a string (no float rounding), time is UTC with "Z", the version is 2."""
     data = json.loads(RecordCodec().dump_generation(generation))
-    assert data["schema_version"] == SIDECAR_SCHEMA_VERSION == 1
+    assert data["schema_version"] == SIDECAR_SCHEMA_VERSION == 2
     assert isinstance(data["cost"], str)
     assert Decimal(data["cost"]) == generation.cost.usd
     assert data["created_at"].endswith("Z")
@@ -141,7 +143,11 @@ def test_the_sidecar_has_one_key_per_field_plus_the_version(codec: RecordCodec) 
         "backend",
         "width",
         "height",
+        "status",
+        "failure",
     }
+    assert data["status"] == "done"
+    assert data["failure"] is None
     assert data["image_size"] == "2K"
     assert data["aspect_ratio"] == "3:2"
     assert data["cost"] == "0.101"
@@ -348,10 +354,50 @@ def test_the_version_1_sample_sidecar_loads(codec: RecordCodec) -> None:
         backend="gemini",
         width=4096,
         height=2304,
+        status=GenerationStatus.DONE,
     )
 
 
-def test_the_version_1_sample_is_what_the_codec_writes_today(codec: RecordCodec) -> None:
-    """Re-dumping the sample reproduces the file, so the sample really is the v1 shape."""
+def test_a_version_1_sidecar_is_migrated_to_a_done_version_2_record(codec: RecordCodec) -> None:
+    """Version 1 recorded stored images only: re-written, it is the v1 body plus done."""
     generation = codec.load_generation(SAMPLE_V1.read_bytes())
-    assert json.loads(codec.dump_generation(generation)) == json.loads(SAMPLE_V1.read_bytes())
+    expected = {**json.loads(SAMPLE_V1.read_bytes()), "schema_version": 2}
+    expected |= {"status": "done", "failure": None}
+    assert json.loads(codec.dump_generation(generation)) == expected
+    fields = codec.load_indexed_fields(SAMPLE_V1.read_bytes())
+    assert fields.status is GenerationStatus.DONE
+
+
+def test_the_version_2_sample_sidecar_loads(codec: RecordCodec) -> None:
+    """The checked-in v2 sample (a failed, maybe billed call) loads with every field intact."""
+    generation = codec.load_generation(SAMPLE_V2.read_bytes(), source=SAMPLE_V2.name)
+    assert generation == Generation(
+        id=uuid.UUID("5d7e2a1b-3c4f-4a6b-9e8d-1f2a3b4c5d6e"),
+        email="alice@example.com",
+        prompt='Ein Leuchtturm im Sturm, Aquarell — "storybook" 🌊',
+        model_alias="pro",
+        model_id="gemini-3-pro-image",
+        image_size=ImageSize.S4K,
+        aspect_ratio=AspectRatio.R16_9,
+        created_at=datetime(2026, 11, 30, 9, 15, 0, 250000, tzinfo=UTC),
+        cost=CostEstimate(Decimal("0.24")),
+        backend="gemini",
+        status=GenerationStatus.FAILED,
+        failure="Gemini did not answer within 180 s. The request was not sent again.",
+    )
+    assert codec.load_indexed_fields(SAMPLE_V2.read_bytes()).status is GenerationStatus.FAILED
+
+
+def test_the_version_2_sample_is_what_the_codec_writes_today(codec: RecordCodec) -> None:
+    """Re-dumping the sample reproduces the file, so the sample really is the v2 shape."""
+    generation = codec.load_generation(SAMPLE_V2.read_bytes())
+    assert json.loads(codec.dump_generation(generation)) == json.loads(SAMPLE_V2.read_bytes())
+
+
+@pytest.mark.parametrize("status", list(GenerationStatus))
+def test_every_status_round_trips(codec: RecordCodec, status: GenerationStatus) -> None:
+    """Rendering, done and failed records come back as they were written."""
+    generation = attrs.evolve(
+        codec.load_generation(SAMPLE_V2.read_bytes()), status=status, failure=None
+    )
+    assert codec.load_generation(codec.dump_generation(generation)) == generation

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import uuid
 from collections import defaultdict
@@ -28,6 +29,7 @@ from image_core.domain import (
     Generation,
     GenerationRequest,
     GenerationResult,
+    GenerationStatus,
     Identity,
     ImageSize,
     TokenUsage,
@@ -61,6 +63,7 @@ from image_core.testing import (
     png_size,
 )
 from image_server.model_settings import catalog_from_environment
+from image_server.references import reference_name
 
 ALICE = Identity("alice@example.com", email_verified=True)
 BOB = Identity("bob@example.com", email_verified=True)
@@ -153,11 +156,13 @@ class TinyImageBackend(FakeImageBackend):
     """The scripted fake, but always a 4x4 PNG: for tests about money, not pixels."""
 
     async def generate(self, request: BackendRequest) -> BackendImage:
-        """Record the request, then fail or return a tiny PNG."""
+        """Record the request, wait ``delay_seconds``, then fail or return a tiny PNG."""
         self.requests.append(request)
+        if self.delay_seconds:
+            await asyncio.sleep(self.delay_seconds)
         if self.failures:
             raise self.failures.pop(0)
-        return BackendImage(make_png(4, 4), "image/png", self.token_usage)
+        return BackendImage(make_png(4, 4), "image/png", self.token_usage, self.text)
 
 
 @attrs.define
@@ -252,13 +257,13 @@ async def generate(
     model: str | None = None,
     references: list[str] | None = None,
 ) -> GenerationResult:
-    """Generate through the same parse path the MCP tool uses."""
+    """Generate through the same parse path the MCP tool uses (URLs reduced by the shell)."""
     request = GenerationRequest.parse(
         prompt,
         aspect_ratio=aspect_ratio,
         image_size=image_size,
         model=model,
-        references=references,
+        references=[reference_name(r) for r in references] if references else None,
     )
     return await world.service.generate(identity, request)
 
@@ -706,30 +711,36 @@ async def test_a_backend_error_propagates_and_nothing_is_stored(
 
 
 @pytest.mark.anyio
-async def test_a_failed_metadata_write_removes_the_stored_png() -> None:
-    """Disk full while recording: the PNG written a moment before is deleted again."""
+async def test_a_full_disk_before_the_call_sends_nothing_and_keeps_nothing() -> None:
+    """The pending record cannot be written: the request is never sent, so nothing is owed."""
     world = make_world(metadata=FailingMetadataRepository())
     with pytest.raises(StorageError, match="No space"):
         await generate(world)
-    assert len(world.requests()) == 1
-    assert not world.images.exists(FIRST_ID)
-    assert world.images.get(FIRST_ID) is None
-    assert world.images.get_thumbnail(FIRST_ID) is None
+    assert world.requests() == []
     assert world.nothing_stored()
 
 
 @pytest.mark.anyio
-async def test_a_failed_image_write_records_nothing() -> None:
-    """Disk full while writing the PNG: no record, no cost."""
+async def test_a_failed_image_write_records_the_paid_call_as_failed() -> None:
+    """Disk full while writing the PNG: no image, but the call was paid, so it is counted."""
     world = make_world(images=FailingImageStore())
     with pytest.raises(StorageError):
         await generate(world)
-    assert world.nothing_stored()
+    assert not world.images.exists(FIRST_ID)
+    record = world.metadata.get(FIRST_ID)
+    assert record is not None
+    assert record.status is GenerationStatus.FAILED
+    assert record.failure is not None
+    assert "No space" in record.failure
+    usage = world.metadata.usage()
+    assert usage.total_count == 0
+    assert usage.total_cost == CostEstimate(Decimal("0.067"))
+    assert world.metadata.page_for_user(ALICE.email, 0, 10).items == ()
 
 
 @pytest.mark.anyio
 async def test_an_unusable_backend_image_is_a_backend_error_not_the_callers_fault() -> None:
-    """Bytes the codec rejects become BackendError (not InvalidRequest); nothing is stored."""
+    """Bytes the codec rejects become BackendError (not InvalidRequest); the paid call counts."""
     backend = JunkBackend()
     world = make_world(backend=backend)
     with pytest.raises(BackendError) as caught:
@@ -737,7 +748,12 @@ async def test_an_unusable_backend_image_is_a_backend_error_not_the_callers_faul
     assert not isinstance(caught.value, InvalidRequest)
     assert "unusable image" in caught.value.message
     assert len(backend.requests) == 1
-    assert world.nothing_stored()
+    assert not world.images.exists(FIRST_ID)
+    record = world.metadata.get(FIRST_ID)
+    assert record is not None
+    assert record.status is GenerationStatus.FAILED
+    assert world.metadata.usage().total_count == 0
+    assert world.metadata.usage().total_cost == CostEstimate(Decimal("0.067"))
 
 
 @pytest.mark.anyio

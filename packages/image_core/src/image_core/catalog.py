@@ -41,6 +41,7 @@ def default_models() -> tuple[ModelSpec, ...]:
             ImageSize.S4K: _usd("0.151"),
         },
         aspect_ratios=ALL_RATIOS,
+        typical_seconds=20,
         # The preview id was retired on 2026-06-25; it still resolves to this alias.
         also_known_as=frozenset({"gemini-3.1-flash-image", "gemini-3.1-flash-image-preview"}),
     )
@@ -55,6 +56,7 @@ def default_models() -> tuple[ModelSpec, ...]:
             ImageSize.S4K: _usd("0.24"),
         },
         aspect_ratios=STANDARD_RATIOS,
+        typical_seconds=40,
         also_known_as=frozenset({"gemini-3-pro-image", "gemini-3-pro-image-preview"}),
     )
     return (flash, pro)

@@ -149,10 +149,16 @@ class ModelSpec:
     aspect_ratios: frozenset[AspectRatio] = ALL_RATIOS
     sizes: frozenset[ImageSize] = ALL_SIZES
     also_known_as: frozenset[str] = frozenset()
+    typical_seconds: int = 30
+    """How long one 1K image usually takes; larger sizes take longer (``usual_seconds``)."""
 
     def price(self, size: ImageSize) -> CostEstimate:
         """List price of one image at ``size``."""
         return self.prices[size]
+
+    def usual_seconds(self, size: ImageSize) -> int:
+        """About how long one image at ``size`` usually takes, end to end."""
+        return round(self.typical_seconds * {"1K": 1.0, "2K": 1.5, "4K": 2.5}[size.value])
 
     def names(self) -> frozenset[str]:
         """Every spelling that resolves to this model, lower-cased."""
@@ -262,9 +268,22 @@ def _parse_enum(kind: type[_E], raw: str | None, field: str) -> _E | None:
         ) from None
 
 
+class GenerationStatus(enum.StrEnum):
+    """Where a generation stands: its record is written before the paid call is sent."""
+
+    RENDERING = "rendering"
+    DONE = "done"
+    FAILED = "failed"
+
+
 @attrs.frozen
 class Generation:
-    """One stored image and everything the dashboard needs to know about it."""
+    """One generation and everything the dashboard needs to know about it.
+
+    The record exists from the moment the request is sent (``RENDERING``), so a paid
+    image is never lost: it becomes ``DONE`` once its PNG is stored, or ``FAILED`` with
+    ``failure`` saying why and ``cost`` what the backend may have charged.
+    """
 
     id: uuid.UUID = attrs.field()
     email: str
@@ -280,6 +299,8 @@ class Generation:
     backend: str = "gemini"
     width: int | None = None
     height: int | None = None
+    status: GenerationStatus = GenerationStatus.DONE
+    failure: str | None = None
 
     @id.validator
     def _check_id(self, _: attrs.Attribute[uuid.UUID], value: uuid.UUID) -> None:
@@ -290,6 +311,16 @@ class Generation:
     def file_name(self) -> str:
         """The public file name, ``{uuid}.png``."""
         return names.image_file_name(self.id)
+
+    @property
+    def is_done(self) -> bool:
+        """True when the PNG is stored: galleries show it and it counts as an image."""
+        return self.status is GenerationStatus.DONE
+
+    @property
+    def is_settled(self) -> bool:
+        """True once done or failed: only then does its cost count."""
+        return self.status is not GenerationStatus.RENDERING
 
     @property
     def is_placeholder(self) -> bool:
@@ -394,6 +425,8 @@ class BackendImage:
     data: bytes
     mime_type: str
     token_usage: TokenUsage | None = None
+    text: str | None = None
+    """What the model said beside the image, if anything (one trimmed line)."""
 
 
 @attrs.frozen
@@ -402,3 +435,32 @@ class GenerationResult:
 
     generation: Generation
     preview: EncodedImage
+    note: str | None = None
+    """The model's own words beside the image, when it said any."""
+
+
+@attrs.frozen
+class PendingGeneration:
+    """The caller's wait ended before the image did: where and when it will appear."""
+
+    generation: Generation
+    expected_seconds: int
+    """About how many more seconds it usually takes (never less than a few)."""
+
+
+@attrs.frozen
+class FoundGeneration:
+    """A generation looked up again: the preview when it is done, else how it stands."""
+
+    generation: Generation
+    preview: EncodedImage | None = None
+    expected_seconds: int | None = None
+    """While rendering: about how many more seconds it usually takes."""
+
+
+@attrs.frozen
+class ReconcileReport:
+    """What start-up found unfinished from an earlier run, and what it made of it."""
+
+    done: int = 0
+    failed: int = 0

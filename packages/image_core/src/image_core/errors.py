@@ -61,7 +61,15 @@ class NotAllowed(ImageMcpError):
 
 
 class BackendError(ImageMcpError):
-    """The image backend did not produce an image."""
+    """The image backend did not produce an image.
+
+    ``may_be_billed`` is true when the request may have been processed (and charged)
+    although no image came back: a timeout, a broken connection, an unreadable answer.
+    """
+
+    def __init__(self, message: str, *, may_be_billed: bool = False) -> None:
+        super().__init__(message)
+        self.may_be_billed = may_be_billed
 
 
 class BackendRefused(BackendError):

@@ -75,23 +75,40 @@ class MetadataRepository(Protocol):
         """Record a generation atomically (raise ``StorageError`` and keep nothing on failure)."""
         ...
 
+    def replace(self, generation: Generation) -> None:
+        """Overwrite the record of an already recorded id atomically (its new status).
+
+        Raises ``StorageError`` when the id was never recorded or the write fails; on
+        failure the earlier record stays whole.
+        """
+        ...
+
+    def unsettled(self) -> list[Generation]:
+        """Every record still ``RENDERING`` (start-up resolves those of an earlier run)."""
+        ...
+
+    def remove(self, generation_id: uuid.UUID) -> None:
+        """Forget a record (a pending one whose request was refused while the caller waited)."""
+        ...
+
     def get(self, generation_id: uuid.UUID) -> Generation | None:
         """One record, or ``None``."""
         ...
 
     def page_for_user(self, email: str, offset: int, limit: int) -> GalleryPage:
-        """A page of one person's generations (``email`` normalised), newest first."""
+        """A page of one person's ``DONE`` generations (``email`` normalised), newest first."""
         ...
 
     def usage(self, emails: Collection[str] | None = None) -> UsageReport:
         """Image count and cost per person (only the normalised ``emails`` when given).
 
-        Largest spend first.
+        Largest spend first. The count is of ``DONE`` images; the cost adds ``DONE`` and
+        ``FAILED`` records (a failure may have been billed); ``RENDERING`` counts nothing.
         """
         ...
 
     def daily_spend(self, since: date, emails: Collection[str] | None = None) -> list[DailySpend]:
-        """Spend per person per UTC day from ``since`` on (only the normalised ``emails``)."""
+        """Spend per person per UTC day from ``since`` on (counted as ``usage`` counts)."""
         ...
 
     def users(self) -> list[str]:
@@ -138,6 +155,10 @@ class ImageCodec(Protocol):
 
     def thumbnail(self, png: bytes, max_side: int) -> EncodedImage:
         """A small gallery thumbnail of a stored PNG."""
+        ...
+
+    def preview(self, png: bytes, max_side: int) -> EncodedImage:
+        """The small inline preview of a stored PNG, as ``process`` makes it."""
         ...
 
     def prepare_reference(self, data: bytes, max_bytes: int) -> EncodedImage:

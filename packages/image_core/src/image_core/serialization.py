@@ -4,6 +4,10 @@ Named ``serialization`` rather than ``codec`` so it is not mistaken for the imag
 port. Serialization lives on converters at the edge, never on the domain classes.
 Records carry a ``schema_version``; fields written by a newer version are ignored so an
 older server can still read them, and a missing required field is a clear error.
+
+Sidecar versions: 1 held finished images only; 2 adds ``status`` (``rendering``, ``done``,
+``failed``) and ``failure``, because the record is now written before the paid call.
+An older record is migrated on read (version 1 records are ``done``).
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from __future__ import annotations
 import enum
 import json
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any, TypeVar
@@ -19,10 +24,16 @@ import attrs
 import cattrs
 from cattrs.preconf.json import JsonConverter, make_converter
 
-from image_core.domain import AspectRatio, CostEstimate, Generation, ImageSize
+from image_core.domain import (
+    AspectRatio,
+    CostEstimate,
+    Generation,
+    GenerationStatus,
+    ImageSize,
+)
 from image_core.errors import CorruptRecord
 
-SIDECAR_SCHEMA_VERSION = 1
+SIDECAR_SCHEMA_VERSION = 2
 PREFS_SCHEMA_VERSION = 1
 
 _T = TypeVar("_T")
@@ -36,6 +47,24 @@ class IndexedFields:
     email: str
     created_at: datetime
     cost: CostEstimate
+    status: GenerationStatus = GenerationStatus.DONE
+
+
+def _from_v1(data: dict[str, Any]) -> dict[str, Any]:
+    """Version 1 recorded only stored images: each one is done."""
+    return {**data, "status": GenerationStatus.DONE.value, "schema_version": 2}
+
+
+#: Each step turns a record of its version into one of the next version.
+_SIDECAR_MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {1: _from_v1}
+
+
+def _migrated(data: dict[str, Any]) -> dict[str, Any]:
+    version = data["schema_version"]
+    while version in _SIDECAR_MIGRATIONS:
+        data = _SIDECAR_MIGRATIONS[version](data)
+        version = data["schema_version"]
+    return data
 
 
 @attrs.frozen
@@ -108,7 +137,7 @@ def make_record_converter() -> JsonConverter:
     converter.register_structure_hook(str, _strict_str)
     converter.register_structure_hook(int, _strict_int)
     # The str hook would otherwise also capture the str-based enums.
-    for kind in (ImageSize, AspectRatio):
+    for kind in (ImageSize, AspectRatio, GenerationStatus):
         converter.register_structure_hook(kind, _enum)
     converter.register_unstructure_hook(Decimal, str)
     converter.register_structure_hook(Decimal, _decimal)
@@ -138,7 +167,7 @@ class RecordCodec:
         """Parse a sidecar, raising ``CorruptRecord`` with what is wrong in it."""
         data = _json_object(raw, source, _RECORD)
         _check_version(data, source, _RECORD)
-        return self._structure(data, Generation, source, _RECORD)
+        return self._structure(_migrated(data), Generation, source, _RECORD)
 
     def load_indexed_fields(self, raw: bytes | str, source: str = "sidecar") -> IndexedFields:
         """Only the indexed fields of a sidecar, checked by the same rules as a full load.
@@ -149,7 +178,7 @@ class RecordCodec:
         """
         data = _json_object(raw, source, _INDEX_ROW)
         _check_version(data, source, _INDEX_ROW)
-        fields = self._structure(data, IndexedFields, source, _INDEX_ROW)
+        fields = self._structure(_migrated(data), IndexedFields, source, _INDEX_ROW)
         if fields.id.version != 4:
             raise CorruptRecord(f"{source}: its id is not a uuid4")
         return fields

@@ -10,32 +10,41 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 import uuid
 from datetime import date, timedelta
+from typing import overload
 
 import attrs
 
 from image_core import names
 from image_core.access import AccessPolicy, owner_key
+from image_core.background import BackgroundWork
 from image_core.catalog import ModelCatalog
 from image_core.domain import (
     AspectRatio,
     BackendImage,
     BackendRequest,
+    CostEstimate,
     DailySpend,
     EncodedImage,
+    FoundGeneration,
     GalleryPage,
     Generation,
     GenerationRequest,
     GenerationResult,
+    GenerationStatus,
     Identity,
     ModelSpec,
+    PendingGeneration,
     ProcessedImage,
+    ReconcileReport,
     ReferenceImage,
     UsageReport,
 )
 from image_core.errors import (
     BackendError,
+    ImageMcpError,
     InvalidImage,
     InvalidRequest,
     NotAllowed,
@@ -43,6 +52,7 @@ from image_core.errors import (
     ReferenceNotFound,
     StorageError,
 )
+from image_core.png import png_size
 from image_core.ports import (
     Clock,
     IdSource,
@@ -56,6 +66,16 @@ from image_core.ports import (
 )
 
 MAX_PAGE_SIZE = 200
+MIN_EXPECTED_SECONDS = 5
+INTERRUPTED = "Interrupted by a restart before the image was stored."
+
+
+@attrs.define
+class _Waiter:
+    """What the paid work knows of its caller: gone, or told of a refusal already."""
+
+    left: bool = False
+    refused: ImageMcpError | None = None
 
 
 @attrs.frozen
@@ -69,6 +89,9 @@ class ImageService:
     behind them. Construct it with the port names as keywords (``catalog=``,
     ``images=``, ...). Every use case that touches a port is ``async`` and runs the
     blocking port calls in a worker thread, so no driver has to remember to.
+
+    The paid part of each generation runs in ``background`` (a ``BackgroundWork``; the
+    composition root passes the one it drains at shutdown).
     """
 
     _catalog: ModelCatalog = attrs.field(alias="catalog")
@@ -87,6 +110,7 @@ class ImageService:
     references_max_bytes: int = 14 * 1024 * 1024
     """What all references of one request may weigh: under 20 MB once base64-encoded."""
     _public_files: PublicImageFiles | None = attrs.field(default=None, alias="public_files")
+    _background: BackgroundWork = attrs.field(factory=BackgroundWork, alias="background")
 
     # --- decisions that touch no storage: plain methods ---------------------------------
 
@@ -132,10 +156,36 @@ class ImageService:
             return self._catalog.resolve(requested)
         return self._default_model_for(email)
 
+    @overload
     async def generate(
         self, identity: Identity | None, request: GenerationRequest
-    ) -> GenerationResult:
-        """Check, generate, store the PNG, then record it; on any failure keep nothing."""
+    ) -> GenerationResult: ...
+
+    @overload
+    async def generate(
+        self, identity: Identity | None, request: GenerationRequest, *, wait_seconds: float
+    ) -> GenerationResult | PendingGeneration: ...
+
+    async def generate(
+        self,
+        identity: Identity | None,
+        request: GenerationRequest,
+        *,
+        wait_seconds: float | None = None,
+    ) -> GenerationResult | PendingGeneration:
+        """Check, record it as rendering, then render it detached from the caller.
+
+        The record is written before the paid call is sent, and the call runs as
+        background work the caller only waits for: cancelling the caller (a client that
+        went away) never cancels it, and its result is stored and its cost recorded
+        whatever happens. After ``wait_seconds`` (from the start of this call) the
+        caller gets a ``PendingGeneration`` instead: where the image will appear.
+
+        A refusal while the caller waits keeps nothing and raises; a failure that may
+        have been billed (timeout, broken connection, an image that could not be
+        stored) is recorded as ``FAILED`` with its estimated cost, then raised.
+        """
+        started = time.monotonic()
         if not self._policy.may_generate(identity):
             raise not_allowed(identity)
         email = _owner_email(identity)
@@ -149,9 +199,7 @@ class ImageService:
             aspect_ratio=request.aspect_ratio,
             references=references,
         )
-        image = await self._backend.generate(backend_request)
-        processed = await asyncio.to_thread(self._process, image)
-        generation = Generation(
+        pending = Generation(
             id=self._ids.new_id(),
             email=email,
             prompt=request.prompt,
@@ -162,13 +210,71 @@ class ImageService:
             created_at=self._clock.now(),
             cost=spec.price(request.image_size),
             reference_ids=tuple(r.id for r in references),
-            token_usage=image.token_usage,
             backend=self._backend.name,
-            width=processed.width,
-            height=processed.height,
+            status=GenerationStatus.RENDERING,
         )
-        await asyncio.to_thread(self._store, generation, processed)
-        return GenerationResult(generation, processed.preview)
+        waiter = _Waiter()
+        work = self._background.start(self._render(pending, backend_request, waiter))
+        remaining = None if wait_seconds is None else wait_seconds - (time.monotonic() - started)
+        try:
+            # asyncio.wait neither cancels the work on timeout nor when this caller is cancelled.
+            await asyncio.wait({work}, timeout=None if remaining is None else max(0, remaining))
+        finally:
+            if not work.done():
+                waiter.left = True
+        if work.done():
+            return work.result()
+        if waiter.refused is not None:  # refused just now, and being forgotten
+            raise waiter.refused
+        expected = spec.usual_seconds(request.image_size) - (time.monotonic() - started)
+        return PendingGeneration(pending, max(MIN_EXPECTED_SECONDS, round(expected)))
+
+    async def _render(
+        self, pending: Generation, request: BackendRequest, waiter: _Waiter
+    ) -> GenerationResult:
+        """Record it as rendering, call the backend, store the PNG, settle the record.
+
+        The pending record is written here, inside the detached work, so a caller
+        cancelled at any moment never leaves a record without its call (or the reverse).
+        """
+        await asyncio.to_thread(self._metadata.add, pending)
+        image: BackendImage | None = None
+        stored = False
+        try:
+            image = await self._backend.generate(request)
+            processed = await asyncio.to_thread(self._process, image)
+            done = attrs.evolve(
+                pending,
+                status=GenerationStatus.DONE,
+                token_usage=image.token_usage,
+                width=processed.width,
+                height=processed.height,
+            )
+            await asyncio.to_thread(self._images.put, done.id, processed.png, processed.thumbnail)
+            stored = True
+            await asyncio.to_thread(self._metadata.replace, done)
+        except Exception as exc:
+            if stored:  # the PNG is kept; the record stays rendering until start-up settles it
+                raise
+            error = exc if isinstance(exc, ImageMcpError) else None
+            # Billed once an image arrived, or when the backend says it may have been.
+            billed = image is not None or (error is not None and _may_be_billed(error))
+            if billed or waiter.left:
+                failed = attrs.evolve(
+                    pending,
+                    status=GenerationStatus.FAILED,
+                    failure=error.message if error else "An unexpected error stopped it.",
+                    cost=pending.cost if billed else CostEstimate.zero(),
+                    token_usage=image.token_usage if image else None,
+                )
+                with contextlib.suppress(StorageError):  # the next start-up settles it then
+                    await asyncio.to_thread(self._metadata.replace, failed)
+                raise
+            waiter.refused = error
+            with contextlib.suppress(StorageError):
+                await asyncio.to_thread(self._metadata.remove, pending.id)
+            raise
+        return GenerationResult(done, processed.preview, note=image.text)
 
     def _process(self, image: BackendImage) -> ProcessedImage:
         try:
@@ -177,15 +283,6 @@ class ImageService:
             raise BackendError(
                 f"The image service returned an unusable image: {exc.message}"
             ) from None
-
-    def _store(self, generation: Generation, processed: ProcessedImage) -> None:
-        self._images.put(generation.id, processed.png, processed.thumbnail)
-        try:
-            self._metadata.add(generation)
-        except BaseException:
-            with contextlib.suppress(StorageError):  # keep the original error, not the cleanup's
-                self._images.delete(generation.id)
-            raise
 
     def _load_references(self, wanted: tuple[str, ...]) -> tuple[ReferenceImage, ...]:
         loaded: list[ReferenceImage] = []
@@ -212,6 +309,68 @@ class ImageService:
             prepared[image_id] = ReferenceImage(image_id, sent.data, sent.mime_type)
             loaded.append(prepared[image_id])
         return tuple(loaded)
+
+    async def find_generation(self, viewer: Identity | None, name: str) -> FoundGeneration:
+        """One generation again by its file name or id, if the viewer may see it.
+
+        Anyone who may generate may look up their own; admins anyone's. A done image
+        comes with its inline preview, a rendering one with the time it usually needs.
+        """
+        if not self._policy.may_generate(viewer):
+            raise not_allowed(viewer)
+        image_id = names.parse_image_name(name.strip())
+        if image_id is None:
+            raise ReferenceNotFound(
+                f"{name!r} is not the name of a generation: pass the file name returned by "
+                "generate_image, like '<uuid>.png', or its URL."
+            )
+        generation = await asyncio.to_thread(self._metadata.get, image_id)
+        if generation is None:
+            raise ReferenceNotFound(f"There is no generation named {image_id}.png.")
+        if not self._policy.may_view(viewer, generation.email):
+            raise NotAllowed("You can only look up your own images.", NotAllowedReason.NOT_YOURS)
+        if generation.status is GenerationStatus.RENDERING:
+            return FoundGeneration(generation, expected_seconds=self._expected(generation))
+        if generation.status is GenerationStatus.FAILED:
+            return FoundGeneration(generation)
+        return FoundGeneration(generation, await asyncio.to_thread(self._preview, image_id))
+
+    def _preview(self, image_id: uuid.UUID) -> EncodedImage:
+        png = self._images.get(image_id)
+        if png is None:
+            raise StorageError(f"The image file {image_id}.png is missing from the data folder.")
+        return self._codec.preview(png, self.preview_max_side)
+
+    def _expected(self, generation: Generation) -> int:
+        spec = self._catalog.find(generation.model_alias)
+        usual = spec.usual_seconds(generation.image_size) if spec else 30
+        elapsed = (self._clock.now() - generation.created_at).total_seconds()
+        return max(MIN_EXPECTED_SECONDS, round(usual - elapsed))
+
+    async def reconcile(self) -> ReconcileReport:
+        """Settle what an earlier run left rendering (call once at start-up, before serving).
+
+        A stored PNG means the image was paid for and kept: ``DONE`` (its size read from
+        the PNG header). No PNG: ``FAILED``, interrupted, at the estimated cost, because
+        the request may have been processed and billed.
+        """
+        return await asyncio.to_thread(self._reconcile)
+
+    def _reconcile(self) -> ReconcileReport:
+        done = failed = 0
+        for pending in self._metadata.unsettled():
+            png = self._images.get(pending.id)
+            size = _header_size(png) if png is not None else None
+            if size is not None:
+                settled = attrs.evolve(
+                    pending, status=GenerationStatus.DONE, width=size[0], height=size[1]
+                )
+                done += 1
+            else:
+                settled = attrs.evolve(pending, status=GenerationStatus.FAILED, failure=INTERRUPTED)
+                failed += 1
+            self._metadata.replace(settled)
+        return ReconcileReport(done=done, failed=failed)
 
     async def usage_for(self, viewer: Identity | None) -> UsageReport:
         """Per-user usage the viewer may see: everyone for admins, else their own row."""
@@ -280,6 +439,17 @@ class ImageService:
         spec = self._catalog.resolve(name)
         await asyncio.to_thread(self._prefs.set_default_model, _owner_email(identity), spec.alias)
         return spec
+
+
+def _may_be_billed(error: ImageMcpError) -> bool:
+    return isinstance(error, BackendError) and error.may_be_billed
+
+
+def _header_size(png: bytes) -> tuple[int, int] | None:
+    try:
+        return png_size(png)
+    except InvalidImage:
+        return None
 
 
 def _owner_email(identity: Identity | None) -> str:

@@ -18,6 +18,7 @@ from datetime import UTC, date, datetime, timedelta
 
 import attrs
 
+from image_core import png as _png
 from image_core.domain import (
     BackendImage,
     BackendRequest,
@@ -33,7 +34,8 @@ from image_core.domain import (
 )
 from image_core.errors import BackendError, InvalidImage, StorageError
 
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+PNG_SIGNATURE = _png.PNG_SIGNATURE
+png_size = _png.png_size
 
 
 def make_png(width: int, height: int, rgb: tuple[int, int, int] = (200, 120, 40)) -> bytes:
@@ -53,14 +55,6 @@ def make_png(width: int, height: int, rgb: tuple[int, int, int] = (200, 120, 40)
     )
 
 
-def png_size(data: bytes) -> tuple[int, int]:
-    """Width and height from a PNG header, raising ``InvalidImage`` if it is not a PNG."""
-    if len(data) < 24 or not data.startswith(PNG_SIGNATURE) or data[12:16] != b"IHDR":
-        raise InvalidImage("The data is not a PNG image.")
-    width, height = struct.unpack(">II", data[16:24])
-    return int(width), int(height)
-
-
 class PassthroughImageCodec:
     """An ``ImageCodec`` for PNG input only: stores and previews the bytes unchanged."""
 
@@ -73,6 +67,11 @@ class PassthroughImageCodec:
         return ProcessedImage(data, width, height, encoded, encoded)
 
     def thumbnail(self, png: bytes, max_side: int) -> EncodedImage:
+        """The PNG itself."""
+        png_size(png)
+        return EncodedImage(png, "image/png")
+
+    def preview(self, png: bytes, max_side: int) -> EncodedImage:
         """The PNG itself."""
         png_size(png)
         return EncodedImage(png, "image/png")
@@ -142,7 +141,9 @@ def summarise_usage(generations: Iterable[Generation]) -> UsageReport:
     counts: dict[str, int] = defaultdict(int)
     costs: dict[str, CostEstimate] = defaultdict(CostEstimate.zero)
     for g in generations:
-        counts[g.email] += 1
+        if not g.is_settled:
+            continue
+        counts[g.email] += int(g.is_done)
         costs[g.email] = costs[g.email] + g.cost
     rows = [UserUsage(email, counts[email], costs[email]) for email in counts]
     rows.sort(key=lambda r: (-r.cost.usd, r.email))
@@ -155,9 +156,9 @@ def summarise_daily(generations: Iterable[Generation], since: date) -> list[Dail
     costs: dict[tuple[str, str], CostEstimate] = defaultdict(CostEstimate.zero)
     for g in generations:
         day = g.created_at.astimezone(UTC).date()
-        if day >= since:
+        if day >= since and g.is_settled:
             key = (day.isoformat(), g.email)
-            counts[key] += 1
+            counts[key] += int(g.is_done)
             costs[key] = costs[key] + g.cost
     return [
         DailySpend(day, email, counts[(day, email)], costs[(day, email)])
@@ -185,16 +186,32 @@ class InMemoryMetadataRepository:
                 raise StorageError(f"Generation {generation.id} is already recorded.")
             self._records[generation.id] = generation
 
+    def replace(self, generation: Generation) -> None:
+        """Overwrite an existing record; an unknown id is a storage error."""
+        with self._lock:
+            if generation.id not in self._records:
+                raise StorageError(f"Generation {generation.id} was never recorded.")
+            self._records[generation.id] = generation
+
+    def unsettled(self) -> list[Generation]:
+        """Records still rendering."""
+        return [g for g in self._select(None) if not g.is_settled]
+
+    def remove(self, generation_id: uuid.UUID) -> None:
+        """Forget a record, if present."""
+        with self._lock:
+            self._records.pop(generation_id, None)
+
     def get(self, generation_id: uuid.UUID) -> Generation | None:
         """One record or ``None``."""
         with self._lock:
             return self._records.get(generation_id)
 
     def page_for_user(self, email: str, offset: int, limit: int) -> GalleryPage:
-        """A slice of the person's generations, newest first."""
+        """A slice of the person's finished generations, newest first."""
         if offset < 0 or limit < 0:
             raise ValueError("offset and limit must not be negative")
-        mine = newest_first(self._select([email]))
+        mine = newest_first(g for g in self._select([email]) if g.is_done)
         return GalleryPage(tuple(mine[offset : offset + limit]), len(mine), offset, limit)
 
     def usage(self, emails: Collection[str] | None = None) -> UsageReport:
@@ -241,6 +258,7 @@ class FakeImageBackend:
     token_usage: TokenUsage | None = None
     name: str = "fake"
     delay_seconds: float = 0.0
+    text: str | None = None
 
     async def generate(self, request: BackendRequest) -> BackendImage:
         """Record the request, wait ``delay_seconds``, then fail or return a solid PNG."""
@@ -251,7 +269,7 @@ class FakeImageBackend:
             raise self.failures.pop(0)
         ratio = request.aspect_ratio
         width, height = ratio.dimensions(request.image_size) if ratio else (1024, 1024)
-        return BackendImage(make_png(width, height), "image/png", self.token_usage)
+        return BackendImage(make_png(width, height), "image/png", self.token_usage, self.text)
 
 
 @attrs.define

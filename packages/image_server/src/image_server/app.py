@@ -20,6 +20,7 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.types import ASGIApp
 
 from image_core.access import AccessPolicy
+from image_core.background import BackgroundWork
 from image_core.errors import InvalidConfiguration, StorageError
 from image_core.ports import (
     Clock,
@@ -65,6 +66,8 @@ log = logging.getLogger("image_server")
 
 OAUTH_STATE_DIR = ".oauth"
 OAUTH_CULL_SECONDS = 3600
+SHUTDOWN_GRACE_SECONDS = 20.0
+"""How long shutdown waits for paid generations in flight; the next start settles the rest."""
 
 
 def build_backend(settings: Settings, closing: contextlib.AsyncExitStack) -> ImageBackend:
@@ -173,9 +176,12 @@ def build_metadata(
     return metadata
 
 
-def service_for(settings: Settings, adapters: Adapters) -> ImageService:
+def service_for(
+    settings: Settings, adapters: Adapters, background: BackgroundWork | None = None
+) -> ImageService:
     """The core service over ``adapters``, with the policy and catalog ``settings`` name."""
     return ImageService(
+        background=background or BackgroundWork(),
         catalog=settings.catalog,
         policy=build_policy(settings),
         images=adapters.images,
@@ -194,15 +200,17 @@ def build_service(
     settings: Settings,
     *,
     closing: contextlib.AsyncExitStack | None = None,
+    background: BackgroundWork | None = None,
     **given: Unpack[AdapterOverrides],
 ) -> ImageService:
     """The core service wired to the data folder and the chosen backend (scripts, benches).
 
     Pass ``closing`` and close it when done to release what was built (the index
-    connection, the Gemini client); ``build_app`` does that at shutdown.
+    connection, the Gemini client); ``build_app`` does that at shutdown. Paid work runs
+    in ``background`` (a fresh one when not given); whoever owns it drains it.
     """
     stack = closing if closing is not None else contextlib.AsyncExitStack()
-    return service_for(settings, build_adapters(settings, stack, **given))
+    return service_for(settings, build_adapters(settings, stack, **given), background)
 
 
 def dashboard_config(settings: Settings, google: GoogleEndpoints) -> DashboardConfig:
@@ -233,7 +241,8 @@ def build_app(
     """
     google = google or GoogleEndpoints.google()
     closing = contextlib.AsyncExitStack()
-    service = build_service(settings, closing=closing, **given)
+    background = BackgroundWork()
+    service = build_service(settings, closing=closing, background=background, **given)
     auth = build_auth(settings, google)
     security = transport_security(settings.public_url, dev=settings.dev or settings.auth_disabled)
     mcp_app = build_mcp_app(settings, service, auth, security)
@@ -241,7 +250,7 @@ def build_app(
     return Starlette(
         routes=public_routes(service, dashboard, mcp_app),
         middleware=edge_middleware(security),
-        lifespan=lifespan_for(mcp_app, auth, closing),
+        lifespan=lifespan_for(mcp_app, auth, closing, Running(service, background)),
     )
 
 
@@ -258,6 +267,7 @@ def build_mcp_app(
         auth=auth,
         icon_url=settings.public_url + LOGO_PATH,
         website_url=settings.public_url + DASHBOARD_PATH,
+        tool_deadline_seconds=settings.tool_deadline_seconds,
     )
     mcp_app = server.http_app(path=MCP_PATH, **security)
     # The MCP app is mounted at the root, so its router answers every unknown path.
@@ -290,20 +300,66 @@ def edge_middleware(security: HttpAppSecurity) -> list[Middleware]:
     ]
 
 
+@attrs.frozen
+class Running:
+    """The service and the paid work it runs: settled at start-up, drained at shutdown."""
+
+    service: ImageService
+    background: BackgroundWork
+    grace_seconds: float = SHUTDOWN_GRACE_SECONDS
+
+    async def start(self) -> None:
+        """Settle what an earlier run left rendering, and say so in one line."""
+        report = await self.service.reconcile()
+        log.info(
+            "start-up reconciled %d unfinished generations: %d done, %d failed",
+            report.done + report.failed,
+            report.done,
+            report.failed,
+            extra={"event": "reconcile", "done": report.done, "failed": report.failed},
+        )
+
+    async def stop(self) -> None:
+        """Give the generations in flight a bounded time to be stored."""
+        if not len(self.background):
+            return
+        log.info(
+            "waiting up to %.0f s for %d generations in flight",
+            self.grace_seconds,
+            len(self.background),
+            extra={"event": "shutdown"},
+        )
+        cancelled = await self.background.drain(self.grace_seconds)
+        if cancelled:
+            log.warning(
+                "%d generations were still rendering at shutdown; the next start settles them",
+                cancelled,
+                extra={"event": "shutdown"},
+            )
+
+
 def lifespan_for(
     mcp_app: StarletteWithLifespan,
     auth: ImageMcpOAuthProxy | None,
     closing: contextlib.AsyncExitStack,
+    running: Running | None = None,
 ) -> Callable[[Starlette], contextlib.AbstractAsyncContextManager[None]]:
-    """Run the MCP app's lifespan and the OAuth clean-up; close what the root built."""
+    """Settle, run the MCP app's lifespan and the OAuth clean-up; drain, close what was built."""
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        async with closing, mcp_app.lifespan(app), anyio.create_task_group() as tasks:
-            if auth is not None:
-                tasks.start_soon(_cull_periodically, auth)
-            yield
-            tasks.cancel_scope.cancel()
+        async with closing:
+            if running is not None:
+                await running.start()
+            try:
+                async with mcp_app.lifespan(app), anyio.create_task_group() as tasks:
+                    if auth is not None:
+                        tasks.start_soon(_cull_periodically, auth)
+                    yield
+                    tasks.cancel_scope.cancel()
+            finally:
+                if running is not None:
+                    await running.stop()
 
     return lifespan
 

@@ -1,8 +1,9 @@
-"""The MCP face of the product: one ``generate_image`` tool behind an email allow-list.
+"""The MCP face of the product: ``generate_image`` and ``get_image`` behind an allow-list.
 
-The tool only translates: MCP arguments in, ``ImageService.generate`` in the core, an
-inline preview plus the full-size URL out. Core errors become ``isError`` results
-with the core's own user-facing message.
+The tools only translate: MCP arguments in, the ``ImageService`` use case in the core, an
+inline preview plus the full-size URL out (``replies.py``). Core errors become
+``isError`` results with the core's own user-facing message. ``generate_image`` answers
+within its deadline whatever happens: the paid work runs on without the caller.
 """
 
 from __future__ import annotations
@@ -23,7 +24,6 @@ from fastmcp.server.dependencies import get_access_token
 from fastmcp.server.middleware import CallNext, Middleware, MiddlewareContext
 from fastmcp.tools.base import ToolResult
 from fastmcp.tools.function_tool import FunctionTool
-from fastmcp.utilities.types import Image
 from pydantic import Field
 
 from image_core.access import owner_key
@@ -31,9 +31,11 @@ from image_core.domain import (
     AspectRatio,
     GenerationRequest,
     GenerationResult,
+    GenerationStatus,
     Identity,
     ImageSize,
     ModelSpec,
+    PendingGeneration,
 )
 from image_core.errors import ImageMcpError
 from image_core.service import ImageService, not_allowed
@@ -41,12 +43,24 @@ from image_server.about import PRODUCT_NAME, product_version
 from image_server.arguments import ReadableArgumentErrors
 from image_server.hints import user_message
 from image_server.outcomes import outcome_of
-from image_server.references import image_url, reference_name
+from image_server.references import reference_name
+from image_server.replies import (
+    GET_TOOL_NAME,
+    failed_reply,
+    pending_reply,
+    rendering_reply,
+    reply,
+    stored_reply,
+)
 
 log = logging.getLogger("image_server.generation")
 
 TOOL_NAME = "generate_image"
 HEARTBEAT_SECONDS = 5.0
+REPLY_MARGIN_SECONDS = 0.2
+"""Kept from the deadline for the answer itself to reach the client."""
+
+__all__ = ["GET_TOOL_NAME", "TOOL_NAME", "GenerateImageTool", "GetImageTool", "reply"]
 
 if TYPE_CHECKING:
     AspectRatioChoice = str
@@ -121,42 +135,19 @@ def tool_description(models_offered: Iterable[ModelSpec]) -> str:
         "Otherwise leave it out: the person's default model (chosen in the dashboard) "
         "applies, and without one, flash.\n\n"
         f"Models (estimated list price per image):\n{models}\n\n"
-        "Show the returned URL to the person; it is the full-resolution image."
+        "Show the returned URL to the person; it is the full-resolution image. A large "
+        "image may answer 'still rendering' with its URL and file name: it is paid for and "
+        f"will appear there; call {GET_TOOL_NAME} with the file name later instead of "
+        "generating it again."
     )
 
 
-def reply(result: GenerationResult, public_url: str) -> ToolResult:
-    """Preview image, a text summary with the URL, and the same facts as structured data."""
-    g = result.generation
-    url = image_url(public_url, g.file_name)
-    ratio = g.aspect_ratio.value if g.aspect_ratio else "model default"
-    lines = [
-        f"Image ready: {url}",
-        f"File name (pass it in reference_images to iterate): {g.file_name}",
-        f"Model: {g.model_alias} ({g.model_id}), size {g.image_size.value}, "
-        f"aspect ratio {ratio}, {g.width}x{g.height} px",
-        f"Estimated cost: {g.cost.display()}",
-    ]
-    if g.is_placeholder:
-        lines.append("Note: this server runs the offline placeholder backend; not a real image.")
-    preview_format = result.preview.mime_type.split("/", 1)[-1]
-    preview = Image(data=result.preview.data, format=preview_format).to_image_content()
-    structured: dict[str, Any] = {
-        "url": url,
-        "file_name": g.file_name,
-        "model": g.model_alias,
-        "model_id": g.model_id,
-        "image_size": g.image_size.value,
-        "aspect_ratio": g.aspect_ratio.value if g.aspect_ratio else None,
-        "width": g.width,
-        "height": g.height,
-        "estimated_cost_usd": str(g.cost.usd),
-        "placeholder": g.is_placeholder,
-    }
-    return ToolResult(
-        content=[preview, mt.TextContent(type="text", text="\n".join(lines))],
-        structured_content=structured,
-    )
+GET_DESCRIPTION = (
+    "Show an image generate_image made earlier again: a small preview, its URL, file "
+    "name, model, size and estimated cost; or say that it is still rendering, or why it "
+    "failed. Pass the file name (e.g. '<uuid>.png') or the URL generate_image returned. "
+    "Read-only and free: use it after a 'still rendering' answer."
+)
 
 
 @contextlib.asynccontextmanager
@@ -195,6 +186,8 @@ class GenerateImageTool:
 
     service: ImageService
     public_url: str
+    deadline_seconds: float | None = None
+    """When the tool answers at the latest (``IMG_TOOL_DEADLINE``); ``None`` waits."""
 
     async def __call__(
         self,
@@ -234,18 +227,67 @@ class GenerateImageTool:
             )
             fields["size"] = request.image_size.value
             async with heartbeat(ctx, "Waiting for the image model"):
-                result = await self.service.generate(identity, request)
+                result = await self._generate(identity, request, started)
         except ImageMcpError as exc:
             outcome = outcome_of(exc)
             fields.update(outcome=outcome.name, duration_ms=_ms(started), error=exc.message)
             log.log(outcome.level, "generation failed", extra=fields)
             # This line is the record of the failure: fastmcp's own one stays at DEBUG.
             raise ToolError(user_message(exc), log_level=logging.DEBUG) from None
+        if isinstance(result, PendingGeneration):
+            log.info(
+                "generation still rendering",
+                extra={**fields, **_stored_fields(result, started), "outcome": "rendering"},
+            )
+            return pending_reply(result, self.public_url)
         log.info("generation stored", extra={**fields, **_stored_fields(result, started)})
         return reply(result, self.public_url)
 
+    async def _generate(
+        self, identity: Identity | None, request: GenerationRequest, started: float
+    ) -> GenerationResult | PendingGeneration:
+        if self.deadline_seconds is None:
+            return await self.service.generate(identity, request)
+        spent = time.monotonic() - started
+        wait = max(0.0, self.deadline_seconds - REPLY_MARGIN_SECONDS - spent)
+        return await self.service.generate(identity, request, wait_seconds=wait)
 
-def _stored_fields(result: GenerationResult, started: float) -> dict[str, Any]:
+
+@attrs.frozen
+class GetImageTool:
+    """The read-only ``get_image`` tool: one earlier generation shown again."""
+
+    service: ImageService
+    public_url: str
+
+    async def __call__(
+        self,
+        name: Annotated[
+            str,
+            Field(description="File name ('<uuid>.png') or URL from generate_image.", min_length=1),
+        ],
+    ) -> ToolResult:
+        """Look the generation up for the caller the token names."""
+        identity = identity_from_token()
+        try:
+            found = await self.service.find_generation(identity, reference_name(name))
+        except ImageMcpError as exc:
+            outcome = outcome_of(exc)
+            log.log(
+                outcome.level,
+                "lookup failed",
+                extra={"event": "lookup", "email": logged_email(identity), "error": exc.message},
+            )
+            raise ToolError(user_message(exc), log_level=logging.DEBUG) from None
+        g = found.generation
+        if g.status is GenerationStatus.RENDERING:
+            return rendering_reply(g, found.expected_seconds or 0, self.public_url)
+        if g.status is GenerationStatus.FAILED or found.preview is None:
+            return failed_reply(g, self.public_url)
+        return stored_reply(g, found.preview, self.public_url)
+
+
+def _stored_fields(result: GenerationResult | PendingGeneration, started: float) -> dict[str, Any]:
     g = result.generation
     return {
         "outcome": "ok",
@@ -270,6 +312,7 @@ def build_mcp_server(
     auth: AuthProvider | None,
     icon_url: str | None = None,
     website_url: str | None = None,
+    tool_deadline_seconds: float | None = None,
 ) -> FastMCP:
     """The FastMCP server with the tool and the allow-list middleware.
 
@@ -279,7 +322,10 @@ def build_mcp_server(
     server = FastMCP(
         name=PRODUCT_NAME,
         version=product_version(),
-        instructions="Generates images with Gemini. Use generate_image; show the returned URL.",
+        instructions=(
+            "Generates images with Gemini. Use generate_image; show the returned URL. "
+            "After a 'still rendering' answer, call get_image with the file name."
+        ),
         website_url=website_url,
         icons=_icons(icon_url),
         auth=auth,
@@ -288,9 +334,17 @@ def build_mcp_server(
     )
     server.add_tool(
         FunctionTool.from_function(
-            GenerateImageTool(service, public_url),
+            GenerateImageTool(service, public_url, tool_deadline_seconds),
             name=TOOL_NAME,
             description=tool_description(service.offered_models()),
+        )
+    )
+    server.add_tool(
+        FunctionTool.from_function(
+            GetImageTool(service, public_url),
+            name=GET_TOOL_NAME,
+            description=GET_DESCRIPTION,
+            annotations=mt.ToolAnnotations(read_only_hint=True, idempotent_hint=True),
         )
     )
     return server

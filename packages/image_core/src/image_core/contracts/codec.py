@@ -134,6 +134,13 @@ class ImageCodecContract:
         assert made.mime_type.startswith("image/")
         assert image_dimensions(made.data)
 
+    def test_a_preview_of_a_stored_png_is_an_image_within_its_side(self, codec: ImageCodec) -> None:
+        """get_image's preview: an image with its media type, never larger than the PNG."""
+        made = within_time(lambda: codec.preview(photo_png(), 200))
+        assert made.mime_type.startswith("image/")
+        width, height = image_dimensions(made.data)
+        assert width <= 600 and height <= 400  # noqa: PT018
+
     def test_a_reference_within_the_budget_is_sent_unchanged(self, codec: ImageCodec) -> None:
         """A good PNG that fits is sent byte for byte, named by its real media type."""
         png = photo_png()
@@ -175,6 +182,11 @@ class DecodingImageCodecContract(ImageCodecContract):
         assert processed.png.startswith(PNG_SIGNATURE)
         assert (processed.width, processed.height) == PHOTO_JPEG_SIZE
         assert image_dimensions(processed.png) == PHOTO_JPEG_SIZE
+
+    def test_a_preview_of_a_stored_png_fits_its_side(self, codec: ImageCodec) -> None:
+        """A decoding codec shrinks the stored image to the preview side."""
+        made = within_time(lambda: codec.preview(photo_png(), 200))
+        assert max(image_dimensions(made.data)) <= 200
 
     @pytest.mark.parametrize("kind", ["png", "jpeg"])
     def test_the_preview_fits_its_side_and_is_smaller_than_the_png(

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
+import attrs
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -18,7 +19,7 @@ from image_core.contracts.samples import (
     AdapterFactory,
     make_generation,
 )
-from image_core.domain import CostEstimate, DailySpend, Generation, UserUsage
+from image_core.domain import CostEstimate, DailySpend, Generation, GenerationStatus, UserUsage
 from image_core.errors import StorageError
 from image_core.ports import MetadataRepository
 from image_core.testing import newest_first, summarise_daily, summarise_usage
@@ -62,6 +63,60 @@ class MetadataRepositoryContract:
             metadata_repo.add(make_generation(cost="0.24", generation_id=first.id))
         assert metadata_repo.get(first.id) == first
         assert metadata_repo.usage().total_cost == CostEstimate(Decimal("0.067"))
+
+    def test_a_pending_record_is_replaced_by_its_settled_one(
+        self,
+        metadata_repo: MetadataRepository,
+    ) -> None:
+        """replace overwrites the record of a known id; unsettled lists the rendering ones."""
+        pending = make_generation(status=GenerationStatus.RENDERING)
+        other = make_generation(status=GenerationStatus.RENDERING)
+        metadata_repo.add(pending)
+        metadata_repo.add(other)
+        assert sorted(g.id for g in metadata_repo.unsettled()) == sorted([pending.id, other.id])
+        done = attrs.evolve(pending, status=GenerationStatus.DONE)
+        metadata_repo.replace(done)
+        assert metadata_repo.get(pending.id) == done
+        assert metadata_repo.unsettled() == [other]
+
+    def test_replacing_an_unknown_id_is_refused(self, metadata_repo: MetadataRepository) -> None:
+        """replace is for records already written; it never creates one."""
+        with pytest.raises(StorageError):
+            metadata_repo.replace(make_generation())
+        assert metadata_repo.users() == []
+
+    def test_a_removed_record_is_gone_from_every_query(
+        self, metadata_repo: MetadataRepository
+    ) -> None:
+        """remove forgets a pending record that was refused while its caller waited."""
+        pending = make_generation(status=GenerationStatus.RENDERING)
+        metadata_repo.add(pending)
+        metadata_repo.remove(pending.id)
+        assert metadata_repo.get(pending.id) is None
+        assert metadata_repo.unsettled() == []
+        metadata_repo.remove(pending.id)  # twice is harmless
+
+    def test_galleries_hold_done_images_and_costs_count_settled_records(
+        self,
+        metadata_repo: MetadataRepository,
+    ) -> None:
+        """Rendering counts nothing yet; failed counts its cost but is no image."""
+        ann = "ann@example.com"
+        done = make_generation(ann, cost="0.1")
+        failed = make_generation(ann, cost="0.24", status=GenerationStatus.FAILED)
+        refused = make_generation(ann, cost="0", status=GenerationStatus.FAILED)
+        rendering = make_generation(ann, cost="0.5", status=GenerationStatus.RENDERING)
+        for generation in (done, failed, refused, rendering):
+            metadata_repo.add(generation)
+        page = metadata_repo.page_for_user(ann, 0, 10)
+        assert (page.items, page.total) == ((done,), 1)
+        assert metadata_repo.usage().rows == (UserUsage(ann, 1, CostEstimate(Decimal("0.34"))),)
+        assert metadata_repo.daily_spend(NOON.date()) == [
+            DailySpend(NOON.date().isoformat(), ann, 1, CostEstimate(Decimal("0.34")))
+        ]
+        metadata_repo.replace(attrs.evolve(rendering, status=GenerationStatus.DONE))
+        assert metadata_repo.usage().rows == (UserUsage(ann, 2, CostEstimate(Decimal("0.84"))),)
+        assert metadata_repo.page_for_user(ann, 0, 10).total == 2
 
     def test_an_empty_repository_answers_every_query_with_nothing(
         self,

@@ -18,6 +18,7 @@ from image_core.domain import (
     CostEstimate,
     EncodedImage,
     Generation,
+    GenerationStatus,
     ImageSize,
     TokenUsage,
 )
@@ -53,6 +54,7 @@ def make_generation(
     cost: str | Decimal = "0.067",
     generation_id: uuid.UUID | None = None,
     prompt: str = "a fox in the snow",
+    status: GenerationStatus = GenerationStatus.DONE,
 ) -> Generation:
     """A complete, valid generation with the parts a test cares about set."""
     return Generation(
@@ -70,6 +72,8 @@ def make_generation(
         backend="gemini",
         width=1344,
         height=768,
+        status=status,
+        failure="It was refused." if status is GenerationStatus.FAILED else None,
     )
 
 

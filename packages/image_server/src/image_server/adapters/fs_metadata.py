@@ -56,14 +56,33 @@ class FilesystemMetadataRepository:
         """Write the sidecar (never over an existing one), then index it; undo on failure."""
         self._sidecars.write_new(generation)
         try:
-            self._index.add(
-                IndexedFields(
-                    generation.id, generation.email, generation.created_at, generation.cost
-                )
-            )
+            self._index.add(_indexed(generation))
         except BaseException:
             self._sidecars.remove(generation.id)
             raise
+
+    def replace(self, generation: Generation) -> None:
+        """Overwrite the sidecar (the truth), then its index row."""
+        self._sidecars.overwrite(generation)
+        self._index.add(_indexed(generation))
+
+    def unsettled(self) -> list[Generation]:
+        """Records still rendering; an index row behind its sidecar is brought in step."""
+        found: list[Generation] = []
+        for id_text in self._index.rendering():
+            generation = self._sidecars.load(id_text)
+            if generation is None:
+                continue
+            if generation.is_settled:  # the sidecar was replaced, its row not yet
+                self._index.add(_indexed(generation))
+            else:
+                found.append(generation)
+        return found
+
+    def remove(self, generation_id: uuid.UUID) -> None:
+        """Remove the sidecar, then its index row."""
+        self._sidecars.remove(generation_id)
+        self._index.remove(str(generation_id))
 
     def get(self, generation_id: uuid.UUID) -> Generation | None:
         """The record read from its sidecar; ``None`` when missing or unreadable."""
@@ -94,6 +113,12 @@ class FilesystemMetadataRepository:
     def rebuild_index(self) -> int:
         """Rebuild the whole index from the sidecars now (after editing them by hand)."""
         return self._index.rebuild()
+
+
+def _indexed(generation: Generation) -> IndexedFields:
+    return IndexedFields(
+        generation.id, generation.email, generation.created_at, generation.cost, generation.status
+    )
 
 
 _: type[MetadataRepository] = FilesystemMetadataRepository

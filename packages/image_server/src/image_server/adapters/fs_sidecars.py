@@ -40,17 +40,30 @@ class SidecarFiles:
         """Write the sidecar of a new generation; an existing one is never replaced."""
         path = self._root / record_file_name(generation.id)
         try:
-            data = self._codec.dump_generation(generation)
-        except ValueError as exc:  # UnicodeEncodeError: an unpaired surrogate in the text
-            raise StorageError(
-                f"Generation {generation.id} could not be recorded: its text is not valid Unicode."
-            ) from exc
-        try:
-            write_atomic(path, data, overwrite=False)
+            write_atomic(path, self._dump(generation), overwrite=False)
         except FileExistsError:
             raise StorageError(f"Generation {generation.id} is already recorded.") from None
         except OSError as exc:
             raise storage_error(f"record generation {generation.id}", exc) from exc
+
+    def overwrite(self, generation: Generation) -> None:
+        """Replace the sidecar of a recorded generation atomically (its status changed)."""
+        path = self._root / record_file_name(generation.id)
+        data = self._dump(generation)
+        if read_regular_file(path) is None:
+            raise StorageError(f"Generation {generation.id} was never recorded.")
+        try:
+            write_atomic(path, data, overwrite=True)
+        except OSError as exc:
+            raise storage_error(f"record generation {generation.id}", exc) from exc
+
+    def _dump(self, generation: Generation) -> bytes:
+        try:
+            return self._codec.dump_generation(generation)
+        except ValueError as exc:  # UnicodeEncodeError: an unpaired surrogate in the text
+            raise StorageError(
+                f"Generation {generation.id} could not be recorded: its text is not valid Unicode."
+            ) from exc
 
     def remove(self, generation_id: uuid.UUID) -> None:
         """Take a just-written sidecar back (its index row failed); never raises."""

@@ -44,6 +44,8 @@ DEFAULT_BASE_URL: Final = "https://generativelanguage.googleapis.com/"
 
 QUOTE_CHARS: Final = 300
 """How much of a text-only answer is quoted back to the person."""
+NOTE_CHARS: Final = 200
+"""How much of the text beside an image becomes the one-line note of the tool reply."""
 
 _PROMPT_BLOCKS: Final = {
     "SAFETY": "it tripped Gemini's safety filter",
@@ -216,7 +218,8 @@ class GeminiImageBackend:
                     f"Gemini did not answer within {self._timeout:g} s. The request was not "
                     "sent again, because Gemini may still process (and bill) it. Large (4K) "
                     "or pro images take longest: try again, or pick a smaller size or the "
-                    "flash model."
+                    "flash model.",
+                    may_be_billed=True,
                 ) from None
             except httpx2.ConnectError:
                 failure = _Failure(
@@ -228,7 +231,8 @@ class GeminiImageBackend:
             except httpx2.TransportError:
                 # The request may have reached Gemini (and be billed): never resend it.
                 raise BackendUnavailable(
-                    "The connection to Gemini broke before an answer arrived. Try again."
+                    "The connection to Gemini broke before an answer arrived. Try again.",
+                    may_be_billed=True,
                 ) from None
             except (
                 json.JSONDecodeError,
@@ -237,7 +241,8 @@ class GeminiImageBackend:
             ):
                 raise BackendUnavailable(
                     "Gemini sent a response that could not be read (malformed or unexpected "
-                    "JSON). This is usually passing: try again."
+                    "JSON). This is usually passing: try again.",
+                    may_be_billed=True,
                 ) from None
             delay = self._backoff(attempt, failure.retry_after)
             out_of_window = time.monotonic() + delay > window_ends
@@ -346,6 +351,7 @@ class GeminiImageBackend:
         content_parts = candidate.content.parts if candidate.content else None
         # Thought parts (Pro's drafts and reasoning) are not the answer.
         parts = [p for p in content_parts or [] if not p.thought]
+        said = " ".join(p.text.strip() for p in parts if p.text and p.text.strip())
         for part in parts:
             blob = part.inline_data
             if blob is not None and blob.data:
@@ -353,14 +359,14 @@ class GeminiImageBackend:
                     data=blob.data,
                     mime_type=_sniff_mime(blob.data, blob.mime_type),
                     token_usage=_token_usage(response.usage_metadata),
+                    text=self._quote(said, NOTE_CHARS) if said else None,
                 )
         reason = _enum_name(candidate.finish_reason)
         if reason in _FINISH_REFUSALS:
             raise BackendRefused(_FINISH_REFUSALS[reason])
-        text = " ".join(p.text.strip() for p in parts if p.text and p.text.strip())
-        if text:
+        if said:
             raise BackendRefused(
-                f'Gemini answered with text instead of an image: "{self._quote(text)}" '
+                f'Gemini answered with text instead of an image: "{self._quote(said)}" '
                 "Rephrase the prompt, asking plainly for an image, and try again."
             )
         raise BackendError(

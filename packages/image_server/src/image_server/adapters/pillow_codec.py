@@ -185,6 +185,19 @@ class PillowImageCodec:
             display = _displayable(image)
         return self._encode_thumbnail(_flatten(_fit(display, max_side)))
 
+    def preview(self, png: bytes, max_side: int) -> EncodedImage:
+        """The inline preview of a stored image, made as ``process`` makes it."""
+        _check_side("max_side", max_side)
+        with self._decode_slots:
+            subject = "The stored image"
+            kind = _identify(png, subject)
+            with _decoding(subject, kind):
+                image = self._open(png, kind, subject)
+                image.load()
+                display = _displayable(image)
+            side = min(max_side, max(1, max(image.size) * 3 // 4))
+            return self._encode_preview(_flatten(_fit(display, side)))
+
     def prepare_reference(self, data: bytes, max_bytes: int) -> EncodedImage:
         """Check an image about to be sent as a reference; return what to send.
 

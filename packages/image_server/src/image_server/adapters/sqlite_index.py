@@ -1,6 +1,6 @@
 """The SQLite index beside the sidecars: it finds and sums records, it never holds them.
 
-The narrow ``index.sqlite3`` (id, owner, time, day, cost) is derived and disposable:
+The narrow ``index.sqlite3`` (id, owner, time, day, cost, status) is derived and disposable:
 rebuilt on open when missing, damaged or of another version, and brought in step when
 sidecars were added or removed behind its back (reading only the new ones). Costs are
 indexed as integer micro-dollars so SQLite sums them exactly; a finer amount is kept as
@@ -23,7 +23,7 @@ from types import TracebackType
 from typing import Any, Protocol
 
 from image_core.access import owner_key
-from image_core.domain import CostEstimate, DailySpend, UsageReport, UserUsage
+from image_core.domain import CostEstimate, DailySpend, GenerationStatus, UsageReport, UserUsage
 from image_core.errors import StorageError
 from image_core.serialization import IndexedFields
 from image_server.adapters.atomic_files import FileLock, remove_quietly, storage_error
@@ -31,7 +31,7 @@ from image_server.adapters.atomic_files import FileLock, remove_quietly, storage
 log = logging.getLogger("image_server.metadata")
 
 INDEX_NAME = "index.sqlite3"
-INDEX_VERSION = 1
+INDEX_VERSION = 2  # 2: the status column
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROS = 1_000_000
 _MAX_MICROS = 10**15  # per row; keeps every SUM far from SQLite's 64-bit overflow
@@ -42,17 +42,21 @@ _TABLES = (
     "DROP TABLE IF EXISTS skipped",
     """CREATE TABLE generations (
         id TEXT PRIMARY KEY, owner TEXT NOT NULL, created_us INTEGER NOT NULL,
-        day TEXT NOT NULL, cost_micro INTEGER, cost_text TEXT)""",
+        day TEXT NOT NULL, cost_micro INTEGER, cost_text TEXT, status TEXT NOT NULL)""",
     "CREATE TABLE skipped (id TEXT PRIMARY KEY)",
 )
 _INDEXES = (
-    "CREATE INDEX by_owner_time ON generations (owner, created_us DESC, id DESC)",
+    "CREATE INDEX by_owner_time ON generations (owner, status, created_us DESC, id DESC)",
     "CREATE INDEX by_owner_cost ON generations (owner, cost_micro)",
     "CREATE INDEX by_day ON generations (day, owner, cost_micro)",
 )
-_INSERT = "INSERT OR REPLACE INTO generations VALUES (?, ?, ?, ?, ?, ?)"
+_INSERT = "INSERT OR REPLACE INTO generations VALUES (?, ?, ?, ?, ?, ?, ?)"
+_DONE = GenerationStatus.DONE.value
+_RENDERING = GenerationStatus.RENDERING.value
+#: Costs count once a record is settled (done, or failed and maybe billed).
+_SETTLED = f"status != '{_RENDERING}'"
 
-Row = tuple[str, str, int, str, int | None, str | None]
+Row = tuple[str, str, int, str, int | None, str | None, str]
 
 
 class RecordSource(Protocol):
@@ -100,16 +104,30 @@ class SqliteIndex:
             self._conn.execute(_INSERT, row)
             self._conn.execute("DELETE FROM skipped WHERE id = ?", (row[0],))
 
+    def remove(self, id_text: str) -> None:
+        """Forget one record's row."""
+        try:
+            with self._lock, _Transaction(self._conn, "BEGIN IMMEDIATE"):
+                self._conn.execute("DELETE FROM generations WHERE id = ?", (id_text,))
+        except sqlite3.Error as exc:
+            raise StorageError(f"Could not forget generation {id_text}.") from exc
+
+    def rendering(self) -> list[str]:
+        """Ids of the records still rendering."""
+        with self._reading() as conn:
+            rows = conn.execute("SELECT id FROM generations WHERE status = ?", (_RENDERING,))
+            return [id_text for (id_text,) in rows]
+
     def page(self, email: str, offset: int, limit: int) -> tuple[int, list[str]]:
-        """How many records ``email`` has, and the ids of one page, newest first."""
+        """How many finished images ``email`` has, and the ids of one page, newest first."""
         with self._reading() as conn:
             (total,) = conn.execute(
-                "SELECT COUNT(*) FROM generations WHERE owner = ?", (email,)
+                "SELECT COUNT(*) FROM generations WHERE owner = ? AND status = ?", (email, _DONE)
             ).fetchone()
             ids = conn.execute(
-                "SELECT id FROM generations WHERE owner = ? "
+                "SELECT id FROM generations WHERE owner = ? AND status = ? "
                 "ORDER BY created_us DESC, id DESC LIMIT ? OFFSET ?",
-                (email, limit, offset),
+                (email, _DONE, limit, offset),
             ).fetchall()
         return int(total), [id_text for (id_text,) in ids]
 
@@ -123,7 +141,7 @@ class SqliteIndex:
     def daily_spend(self, since: date, emails: Collection[str] | None = None) -> list[DailySpend]:
         """Spend per UTC day and person from ``since`` on, oldest day first."""
         where, params = _owner_filter(emails)
-        where = f"{where} AND day >= ?" if where else "WHERE day >= ?"
+        where = f"{where} AND day >= ?"
         groups = self._totals("day, owner", where, (*params, since.isoformat()))
         return [
             DailySpend(day, owner, count, cost)
@@ -153,19 +171,22 @@ class SqliteIndex:
 
         ``keys`` and ``where`` are fixed text from this module; values travel as parameters.
         """
-        sums = f"SELECT {keys}, COUNT(*), COALESCE(SUM(cost_micro), 0), COUNT(cost_micro)"
-        fine_where = f"{where} AND cost_micro IS NULL" if where else "WHERE cost_micro IS NULL"
+        sums = (
+            f"SELECT {keys}, SUM(status = '{_DONE}'), COALESCE(SUM(cost_micro), 0), "
+            "COUNT(cost_micro), COUNT(*)"
+        )
+        fine_where = f"{where} AND cost_micro IS NULL"
         with self._reading() as conn:
             found = conn.execute(f"{sums} FROM generations {where} GROUP BY {keys}", params)
-            groups = {tuple(r[:-3]): (r[-3], r[-2], r[-1]) for r in found}
+            groups = {tuple(r[:-4]): (r[-4], r[-3], r[-2], r[-1]) for r in found}
             fine: dict[tuple[str, ...], Decimal] = {}
-            if any(count != exact for count, _, exact in groups.values()):
+            if any(rows != exact for _, _, exact, rows in groups.values()):
                 sql = f"SELECT {keys}, cost_text FROM generations {fine_where}"  # noqa: S608
                 for *key, cost in conn.execute(sql, params):
                     fine[tuple(key)] = fine.get(tuple(key), Decimal(0)) + Decimal(cost)
         return {
             key: (count, CostEstimate(_from_micros(micros) + fine.get(key, Decimal(0))))
-            for key, (count, micros, _) in groups.items()
+            for key, (count, micros, _, _) in groups.items()
         }
 
     @contextmanager
@@ -279,10 +300,12 @@ _owner = functools.lru_cache(maxsize=4096)(owner_key)
 
 
 def _owner_filter(emails: Collection[str] | None) -> tuple[str, tuple[Any, ...]]:
+    """Settled records, of ``emails`` only when given."""
     if emails is None:
-        return "", ()
+        return f"WHERE {_SETTLED}", ()
     wanted = json.dumps(sorted(set(emails)))
-    return "WHERE owner IN (SELECT value FROM json_each(?))", (wanted,)
+    # _SETTLED is fixed text of this module; the emails travel as a parameter.
+    return f"WHERE {_SETTLED} AND owner IN (SELECT value FROM json_each(?))", (wanted,)  # noqa: S608
 
 
 def _from_micros(micros: int) -> Decimal:
@@ -299,4 +322,5 @@ def _row(fields: IndexedFields) -> Row:
         fields.created_at.astimezone(UTC).date().isoformat(),
         int(micros) if exact else None,
         None if exact else str(fields.cost.usd),
+        fields.status.value,
     )

@@ -1,0 +1,119 @@
+"""What the MCP tools answer: a stored image, one still rendering, one that failed.
+
+Every reply has a short text (the URL first, so a client that drops images still shows
+the way to the picture) and the same facts as structured data.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import mcp.types as mt
+from fastmcp.tools.base import ToolResult
+from fastmcp.utilities.types import Image
+
+from image_core.domain import EncodedImage, Generation, GenerationResult, PendingGeneration
+from image_server.references import image_url
+
+GET_TOOL_NAME = "get_image"
+NOTE_CHARS = 200
+
+
+def _one_line(text: str, limit: int = NOTE_CHARS) -> str:
+    """Whitespace folded to single spaces, cut at ``limit`` characters with an ellipsis."""
+    folded = " ".join(text.split())
+    return folded if len(folded) <= limit else folded[: limit - 1].rstrip() + "…"
+
+
+def reply(result: GenerationResult, public_url: str) -> ToolResult:
+    """Preview image, a text summary with the URL, and the same facts as structured data."""
+    lines = [f"Image ready: {image_url(public_url, result.generation.file_name)}"]
+    lines += _facts(result.generation)
+    note = _one_line(result.note or "")
+    if note:
+        lines.append(f"Note from the model: {note}")
+    return _with_preview(result.generation, result.preview, lines, public_url)
+
+
+def stored_reply(generation: Generation, preview: EncodedImage, public_url: str) -> ToolResult:
+    """A finished generation shown again by ``get_image``."""
+    lines = [f"Image: {image_url(public_url, generation.file_name)}", *_facts(generation)]
+    lines.append(f"Created: {generation.created_at:%Y-%m-%d %H:%M} UTC")
+    return _with_preview(generation, preview, lines, public_url)
+
+
+def pending_reply(pending: PendingGeneration, public_url: str) -> ToolResult:
+    """The wait ended first: where the image will appear, and how to look again."""
+    return rendering_reply(pending.generation, pending.expected_seconds, public_url)
+
+
+def rendering_reply(generation: Generation, expected_seconds: int, public_url: str) -> ToolResult:
+    """Still rendering: the URL it will be at, the file name, and about how long."""
+    url = image_url(public_url, generation.file_name)
+    text = (
+        f"Still rendering; it will be at {url} (file name {generation.file_name}), usually "
+        f"within {expected_seconds} s. Call {GET_TOOL_NAME} with the file name to see it then; "
+        "it also appears in the dashboard. Do not generate it again: it is already paid for.\n"
+        f"Model: {generation.model_alias} ({generation.model_id}), size "
+        f"{generation.image_size.value}; estimated cost {generation.cost.display()}"
+    )
+    structured = {
+        **_structured(generation, public_url),
+        "expected_seconds": expected_seconds,
+    }
+    return ToolResult(
+        content=[mt.TextContent(type="text", text=text)], structured_content=structured
+    )
+
+
+def failed_reply(generation: Generation, public_url: str) -> ToolResult:
+    """A generation that failed: why, and what it may have cost."""
+    text = (
+        f"Generation {generation.file_name} failed: {generation.failure or 'no reason recorded'}\n"
+        f"Estimated cost: {generation.cost.display()}"
+        + (" (the request may have been billed)" if generation.cost.usd else "")
+    )
+    structured = {**_structured(generation, public_url), "failure": generation.failure}
+    return ToolResult(
+        content=[mt.TextContent(type="text", text=text)], structured_content=structured
+    )
+
+
+def _facts(g: Generation) -> list[str]:
+    ratio = g.aspect_ratio.value if g.aspect_ratio else "model default"
+    lines = [
+        f"File name (pass it in reference_images to iterate): {g.file_name}",
+        f"Model: {g.model_alias} ({g.model_id}), size {g.image_size.value}, "
+        f"aspect ratio {ratio}, {g.width}x{g.height} px",
+        f"Estimated cost: {g.cost.display()}",
+    ]
+    if g.is_placeholder:
+        lines.append("Note: this server runs the offline placeholder backend; not a real image.")
+    return lines
+
+
+def _with_preview(
+    g: Generation, preview: EncodedImage, lines: list[str], public_url: str
+) -> ToolResult:
+    preview_format = preview.mime_type.split("/", 1)[-1]
+    content = Image(data=preview.data, format=preview_format).to_image_content()
+    return ToolResult(
+        content=[content, mt.TextContent(type="text", text="\n".join(lines))],
+        structured_content=_structured(g, public_url),
+    )
+
+
+def _structured(g: Generation, public_url: str) -> dict[str, Any]:
+    return {
+        "status": g.status.value,
+        "url": image_url(public_url, g.file_name),
+        "file_name": g.file_name,
+        "model": g.model_alias,
+        "model_id": g.model_id,
+        "image_size": g.image_size.value,
+        "aspect_ratio": g.aspect_ratio.value if g.aspect_ratio else None,
+        "width": g.width,
+        "height": g.height,
+        "estimated_cost_usd": str(g.cost.usd),
+        "placeholder": g.is_placeholder,
+    }
