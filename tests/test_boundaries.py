@@ -160,6 +160,20 @@ def test_the_import_walk_accepts_what_the_core_may_use(source: str) -> None:
     assert foreign_imports(source) == []
 
 
+def modules_loaded_by(probe: str) -> set[str]:
+    """Run ``probe`` in a fresh interpreter; the module names it prints as JSON."""
+    completed = subprocess.run(
+        [sys.executable, "-c", probe],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert completed.returncode == 0, completed.stderr
+    return set(json.loads(completed.stdout))
+
+
 def test_image_core_imports_without_the_test_tools_installed() -> None:
     """With pytest and hypothesis unimportable, every module but the contracts loads."""
     probe = textwrap.dedent(
@@ -180,16 +194,7 @@ def test_image_core_imports_without_the_test_tools_installed() -> None:
         print(json.dumps(sorted(sys.modules)))
         """
     )
-    completed = subprocess.run(
-        [sys.executable, "-c", probe],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert completed.returncode == 0, completed.stderr
-    loaded = set(json.loads(completed.stdout))
+    loaded = modules_loaded_by(probe)
     assert {"image_core.service", "image_core.testing", "image_core.serialization"} <= loaded
     assert not any(m.split(".")[0] in TEST_TOOLS for m in loaded)
 
@@ -205,16 +210,7 @@ def test_importing_image_core_loads_no_framework() -> None:
         print(json.dumps(sorted(sys.modules)))
         """
     )
-    completed = subprocess.run(
-        [sys.executable, "-c", probe],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert completed.returncode == 0, completed.stderr
-    loaded = set(json.loads(completed.stdout))
+    loaded = modules_loaded_by(probe)
     assert {"image_core.service", "image_core.testing", "attrs", "cattrs"} <= loaded
     offenders = sorted(m for m in loaded if m.split(".")[0] in FORBIDDEN_AT_RUNTIME)
     assert offenders == []
