@@ -34,5 +34,5 @@ def test_the_documented_object_store_passes_the_shipped_contract(tmp_path: Path)
     assert done.returncode == 0, done.stdout + done.stderr
     passed = re.search(r"(\d+) passed", done.stdout)
     assert passed, done.stdout
-    assert int(passed.group(1)) == 12
+    assert int(passed.group(1)) == 13
     assert "failed" not in done.stdout

@@ -65,7 +65,7 @@ class CrashingBackend(FakeImageBackend):
 class PngOnlyStore(FilesystemImageStore):
     """Dies after the PNG is written, before its thumbnail."""
 
-    def put(self, image_id: uuid.UUID, png: bytes, thumbnail: EncodedImage) -> None:
+    def put(self, image_id: uuid.UUID, png: bytes, thumbnail: EncodedImage | None) -> None:
         write_atomic(self.path_for(image_id), png, overwrite=False)
         raise Crash
 
@@ -73,8 +73,8 @@ class PngOnlyStore(FilesystemImageStore):
 class NoFinalRecordStore(FilesystemImageStore):
     """Dies after PNG and thumbnail, before the final record."""
 
-    def put(self, image_id: uuid.UUID, png: bytes, thumbnail: EncodedImage) -> None:
-        super().put(image_id, png, thumbnail)
+    def put_thumbnail(self, image_id: uuid.UUID, thumbnail: EncodedImage) -> None:
+        super().put_thumbnail(image_id, thumbnail)
         raise Crash
 
 

@@ -45,7 +45,7 @@ def settings(tmp_path: Path) -> Settings:
         "IMG_ALLOWED_EMAILS": "ada@example.com,bob@example.com",
         "IMG_ADMIN_EMAILS": "boss@example.com",
         "GEMINI_API_KEY": "k" * 20,
-        "IMG_TOOL_DEADLINE": "0.5",
+        "IMG_TOOL_DEADLINE": "4",
     }
     return load_settings(env)
 
@@ -142,7 +142,7 @@ async def test_pending_says_still_rendering_and_failed_says_why(
     url: str, backend: FakeImageBackend
 ) -> None:
     """Past the deadline the tool says still rendering; a later refusal is shown with why."""
-    backend.delay_seconds = 1.5
+    backend.delay_seconds = 5
     backend.failures.append(BackendRefused("Blocked by the safety filter."))
     made = await generate(url)
     assert made["status"] == "rendering"
@@ -151,7 +151,7 @@ async def test_pending_says_still_rendering_and_failed_says_why(
         assert texts(pending).startswith("Still rendering; it will be at")
         assert pending.structured_content is not None
         assert pending.structured_content["expected_seconds"] >= 5
-        for _ in range(50):
+        for _ in range(150):
             failed = await c.call_tool("get_image", {"name": made["file_name"]})
             assert failed.structured_content is not None
             if failed.structured_content["status"] == "failed":

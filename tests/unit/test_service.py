@@ -93,7 +93,7 @@ class FailingMetadataRepository(InMemoryMetadataRepository):
 class FailingImageStore(InMemoryImageStore):
     """An image store that cannot write."""
 
-    def put(self, image_id: uuid.UUID, png: bytes, thumbnail: EncodedImage) -> None:
+    def put(self, image_id: uuid.UUID, png: bytes, thumbnail: EncodedImage | None) -> None:
         """Always fail like a full disk."""
         raise StorageError("No space left on the data volume.")
 
@@ -107,9 +107,14 @@ class LegacyImageStore:
         self.refuse_thumbnails = refuse_thumbnails
         self.thumbnails_put = 0
 
-    def put(self, image_id: uuid.UUID, png: bytes, thumbnail: EncodedImage) -> None:
+    def put(self, image_id: uuid.UUID, png: bytes, thumbnail: EncodedImage | None) -> None:
         """Keep the PNG, drop the thumbnail."""
         self.pngs[image_id] = png
+
+    def predate_thumbnails(self) -> None:
+        """Forget the thumbnails generation made, as if the images were older than them."""
+        self.thumbnails.clear()
+        self.thumbnails_put = 0
 
     def get(self, image_id: uuid.UUID) -> bytes | None:
         """The PNG or None."""
@@ -927,6 +932,7 @@ async def test_a_missing_thumbnail_is_made_once_then_cached() -> None:
     store = LegacyImageStore()
     world = make_world(codec=codec, images=store)
     image_id = (await generate(world)).generation.id
+    store.predate_thumbnails()
     assert store.get_thumbnail(image_id) is None
     first = await world.service.thumbnail(ALICE, image_id)
     second = await world.service.thumbnail(ADMIN, image_id)
@@ -969,6 +975,7 @@ async def test_a_thumbnail_whose_png_is_gone_is_none() -> None:
     store = LegacyImageStore()
     world = make_world(images=store)
     image_id = (await generate(world)).generation.id
+    store.predate_thumbnails()
     store.pngs.clear()
     assert await world.service.thumbnail(ALICE, image_id) is None
 

@@ -31,8 +31,12 @@ from image_core.domain import (
 class ImageStore(Protocol):
     """Keeps the full-size PNG and its gallery thumbnail, keyed by generation id."""
 
-    def put(self, image_id: uuid.UUID, png: bytes, thumbnail: EncodedImage) -> None:
-        """Store both files atomically; on failure leave neither (raise ``StorageError``)."""
+    def put(self, image_id: uuid.UUID, png: bytes, thumbnail: EncodedImage | None) -> None:
+        """Store both files atomically; on failure leave neither (raise ``StorageError``).
+
+        With ``thumbnail=None`` only the PNG is stored (its thumbnail comes later, through
+        ``put_thumbnail``, or is made on first view).
+        """
         ...
 
     def get(self, image_id: uuid.UUID) -> bytes | None:

@@ -92,11 +92,12 @@ class InMemoryImageStore:
         self._images: dict[uuid.UUID, bytes] = {}
         self._thumbnails: dict[uuid.UUID, EncodedImage] = {}
 
-    def put(self, image_id: uuid.UUID, png: bytes, thumbnail: EncodedImage) -> None:
-        """Store both together."""
+    def put(self, image_id: uuid.UUID, png: bytes, thumbnail: EncodedImage | None) -> None:
+        """Store both together (or only the PNG)."""
         with self._lock:
             self._images[image_id] = png
-            self._thumbnails[image_id] = thumbnail
+            if thumbnail is not None:
+                self._thumbnails[image_id] = thumbnail
 
     def get(self, image_id: uuid.UUID) -> bytes | None:
         """The PNG or ``None``."""

@@ -101,6 +101,18 @@ class ImageStoreContract:
         assert image_store.get_thumbnail(image_id) == thumbnail("image/jpeg", b"j")
         assert image_store.get(image_id) == PNG
 
+    def test_the_png_alone_can_be_stored_first_and_its_thumbnail_later(
+        self, image_store: ImageStore
+    ) -> None:
+        """put without a thumbnail stores the PNG only; put_thumbnail adds it afterwards."""
+        image_id = uuid.uuid4()
+        image_store.put(image_id, PNG, None)
+        assert image_store.exists(image_id)
+        assert image_store.get(image_id) == PNG
+        assert image_store.get_thumbnail(image_id) is None
+        image_store.put_thumbnail(image_id, thumbnail("image/webp", b"w"))
+        assert image_store.get_thumbnail(image_id) == thumbnail("image/webp", b"w")
+
     def test_a_thumbnail_for_an_image_that_does_not_exist_is_refused(
         self, image_store: ImageStore
     ) -> None:

@@ -76,16 +76,21 @@ class FilesystemImageStore:
             log.warning("Cannot open %s: %s", name, exc.strerror)
             return None
 
-    def put(self, image_id: uuid.UUID, png: bytes, thumbnail: EncodedImage) -> None:
+    def put(self, image_id: uuid.UUID, png: bytes, thumbnail: EncodedImage | None) -> None:
         """Write the PNG, then the thumbnail; if either fails, neither is left."""
         png_path = self.path_for(image_id)
-        thumb_path = self._thumbnail_path(image_id, thumbnail.mime_type)
+        if thumbnail is not None:  # an unknown media type is refused before anything is written
+            self._thumbnail_path(image_id, thumbnail.mime_type)
         try:
             write_atomic(png_path, png, mode=PUBLIC_FILE_MODE)
         except OSError as exc:
             raise storage_error(f"save image {png_path.name}", exc) from exc
+        if thumbnail is None:
+            return
         try:
-            self._write_thumbnail(thumb_path, thumbnail.data)
+            self._write_thumbnail(
+                self._thumbnail_path(image_id, thumbnail.mime_type), thumbnail.data
+            )
         except BaseException:
             remove_quietly(png_path)
             raise

@@ -45,10 +45,13 @@ MAX_JPEG_SCANS: Final = 100
 
 _PNG_SIGNATURE: Final = b"\x89PNG\r\n\x1a\n"
 _WHITE: Final = (255, 255, 255)
-# Box-reduce by an integer factor, then bicubic over the last <= 2x: within a hair of
-# a full-support filter at a third of LANCZOS's cost (about 80 ms vs 210 ms at 4K).
+# Shrinking a reference copy step by step (3/4 each time) keeps bicubic's sharpness.
 _RESAMPLE: Final = Image.Resampling.BICUBIC
-_REDUCING_GAP: Final = 2.0
+# Previews and thumbnails: box-reduce by the largest integer factor, then average over
+# each output pixel's footprint (area averaging, no aliasing). At 4K this costs about a
+# third of bicubic after a 2x reducing gap; the difference is invisible at 768 px.
+_SHRINK: Final = Image.Resampling.BOX
+_REDUCING_GAP: Final = 1.0
 _PNG_MODES: Final = frozenset({"1", "L", "LA", "I", "I;16", "P", "RGB", "RGBA"})
 _SIXTEEN_BIT_GREY: Final = frozenset({"I", "I;16", "I;16B", "I;16L", "I;16N"})
 # Errors Pillow raises for bad input. Warnings appear only when a filter turns them
@@ -90,7 +93,7 @@ class PillowImageCodec:
         *,
         max_pixels: int = DEFAULT_MAX_PIXELS,
         max_preview_bytes: int = DEFAULT_MAX_PREVIEW_BYTES,
-        preview_quality: int = 80,
+        preview_quality: int = 70,
         thumbnail_quality: int = 75,
         png_compress_level: int = 1,
         max_concurrent_decodes: int = 2,
@@ -296,7 +299,8 @@ class PillowImageCodec:
         data = b""
         for _ in range(4):
             for quality in qualities:
-                data = _save(image, "JPEG", quality=quality)
+                # optimize: Huffman tables fitted to the image, about 20 % fewer bytes.
+                data = _save(image, "JPEG", quality=quality, optimize=True)
                 if len(data) <= self._max_preview_bytes:
                     return EncodedImage(data=data, mime_type=_Format.JPEG.value)
             width, height = image.size
@@ -462,7 +466,7 @@ def _fit(image: Image.Image, max_side: int) -> Image.Image:
     target = _fit_size(image.size, max_side)
     if target == image.size:
         return image
-    return image.resize(target, _RESAMPLE, reducing_gap=_REDUCING_GAP)
+    return image.resize(target, _SHRINK, reducing_gap=_REDUCING_GAP)
 
 
 def _flatten(image: Image.Image) -> Image.Image:
