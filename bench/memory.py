@@ -46,6 +46,7 @@ from bench.common import (
 from bench.overhead import size_tier
 from image_core.domain import AspectRatio, GenerationRequest
 from image_server.app import build_service
+from image_server.process_tuning import tune_process
 from image_server.settings import load_settings
 
 NAME = "memory"
@@ -125,6 +126,7 @@ def child_peak(png_path: Path, side: int, count: int, root: Path) -> dict[str, A
 
 def child_main(png_path: Path, root: Path, side: int, count: int) -> int:
     """Inside the child: resting memory, the generations, then the peak, as JSON."""
+    tune_process()  # as ``image-mcp serve`` does
     resting = proc_status_kib_self()
     asyncio.run(in_process_generations(png_path.read_bytes(), side, count, root))
     after = proc_status_kib_self()

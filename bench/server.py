@@ -22,6 +22,7 @@ from starlette.types import ASGIApp
 
 from bench.common import LOOPBACK, PrerenderedBackend, dev_settings_env
 from image_server.app import build_app
+from image_server.process_tuning import freeze_what_was_built, tune_process
 from image_server.settings import load_settings
 
 
@@ -46,10 +47,16 @@ def bare_file_app(directory: Path) -> Starlette:
 
 
 def product_app(root: Path, port: int, png: Path | None, delay: float) -> Starlette:
-    """The real server with dev settings; a prerendered backend when ``png`` is given."""
+    """The real server with dev settings; a prerendered backend when ``png`` is given.
+
+    Started as ``image-mcp serve`` starts it: allocator tuned first, heap frozen after.
+    """
+    tune_process()
     settings = load_settings(dev_settings_env(root, port), dev=True)
     backend = PrerenderedBackend(png.read_bytes(), delay) if png is not None else None
-    return build_app(settings, backend=backend)
+    app = build_app(settings, backend=backend)
+    freeze_what_was_built()
+    return app
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import errno
-import gc
 import logging
 import os
 import socket
@@ -17,6 +16,7 @@ from image_core.errors import ImageMcpError, InvalidConfiguration
 from image_server.about import PRODUCT_NAME, product_version
 from image_server.app import build_app
 from image_server.logging_setup import configure_logging
+from image_server.process_tuning import freeze_what_was_built, tune_process
 from image_server.routes import DASHBOARD_MOUNT, MCP_PATH
 from image_server.settings import Settings, SettingsError, load_settings
 
@@ -82,16 +82,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "check":
         print("Configuration is valid.")
         return 0
+    tune_process()
     try:
         app = build_app(settings)
         listener = listen(settings.host, settings.port)
     except ImageMcpError as exc:
         print(f"image-mcp cannot start: {exc.message}", file=sys.stderr)
         return 2
-    # Everything built so far lives as long as the process: move it out of the
-    # collector's sight so full collections stay short under load.
-    gc.collect()
-    gc.freeze()
+    freeze_what_was_built()
     log.info(
         "starting",
         extra={
