@@ -110,6 +110,14 @@ async def test_a_deadline_shorter_than_gemini_answers_still_rendering_with_the_u
                 png = await http.get(data["url"])
             assert png.status_code == 200
             assert png.content.startswith(b"\x89PNG")
+            # The dashboard shows the late image in the gallery and its cost in the table.
+            image_id = data["file_name"].removesuffix(".png")
+            async with httpx2.AsyncClient(follow_redirects=True) as http:
+                gallery = await http.get(f"{base_url}/ui/gallery")
+                overview = await http.get(f"{base_url}/ui/")
+            assert gallery.status_code == overview.status_code == 200
+            assert f"/ui/thumbs/{image_id}" in gallery.text
+            assert "$0.067" in overview.text
             shown = await client.call_tool("get_image", {"name": data["url"]})
         assert any(isinstance(c, ImageContent) for c in shown.content)
         assert texts(shown).startswith(f"Image: {data['url']}")
@@ -163,6 +171,13 @@ async def test_a_gemini_timeout_after_the_deadline_is_recorded_as_failed_at_its_
             name = result.structured_content["file_name"]
             record = await settled_record(settings.root)
             shown = await client.call_tool("get_image", {"name": name})
+        async with httpx2.AsyncClient() as http:
+            overview = await http.get(f"{base_url}/ui/")
+            gallery = await http.get(f"{base_url}/ui/gallery", follow_redirects=True)
+    # The failed call's price is in the dashboard's costs; it has no picture in the gallery.
+    assert overview.status_code == gallery.status_code == 200
+    assert "$0.067" in overview.text
+    assert name.removesuffix(".png") not in gallery.text
     assert record["status"] == "failed"
     assert "did not answer within 2 s" in record["failure"]
     assert f"Generation {name} failed: Gemini did not answer" in texts(shown)
