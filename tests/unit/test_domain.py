@@ -284,7 +284,7 @@ def test_a_price_outside_the_bound_is_refused_with_the_rule(amount: str) -> None
     """Too large, negative, NaN and infinite prices are refused with the rule they break."""
     with pytest.raises(ValueError, match="from 0 to 1000000"):
         CostEstimate.price(Decimal(amount))
-    assert MAX_PRICE_USD == Decimal(1_000_000)
+    assert Decimal(1_000_000) == MAX_PRICE_USD
 
 
 def test_prices_at_the_bound_and_their_sums_display_exactly() -> None:
