@@ -66,10 +66,10 @@ BAD_SIDECARS: dict[str, Callable[[], bytes]] = {
 }
 
 
-def plant(root: Path, case: str) -> Path:
-    """Write the damaged sidecar ``case`` into ``root`` under a fresh id; its path."""
+def plant(root: Path, case: str, record_id: uuid.UUID | None = None) -> Path:
+    """Write the damaged sidecar ``case`` into ``root`` (under a fresh id unless given)."""
     raw = BAD_SIDECARS[case]()
-    new_id = uuid.uuid4()
+    new_id = record_id or uuid.uuid4()
     body = raw.replace(str(_id_in(raw)).encode(), str(new_id).encode())
     path = root / f"{new_id}.json"
     path.write_bytes(body)
