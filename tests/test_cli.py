@@ -103,6 +103,28 @@ def test_check_takes_the_same_flags_and_the_flag_wins(tmp_path: Path) -> None:
     assert "--port" in bad_port.stderr
 
 
+@pytest.mark.parametrize("value", ["1e100", "nan", "-1"])
+def test_check_refuses_a_price_serve_could_not_run(tmp_path: Path, value: str) -> None:
+    """A price outside $0 to $1,000,000 fails ``check`` naming the variable, not ``serve``."""
+    env = clean_env(IMG_AUTH_DISABLED="1", IMG_ROOT=str(tmp_path), IMG_COST_FLASH_1K=value)
+    result = run(["check"], env)
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert "IMG_COST_FLASH_1K" in result.stderr
+
+
+def test_a_folder_where_the_index_belongs_is_one_line_saying_what_to_do(tmp_path: Path) -> None:
+    """Start-up stops without a traceback, naming the folder and how to get going again."""
+    root = tmp_path / "data"
+    (root / "index.sqlite3").mkdir(parents=True)
+    result = run(["dev", "--port", str(free_port())], clean_env(IMG_ROOT=str(root)))
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    (line,) = [text for text in result.stderr.splitlines() if "image-mcp cannot start" in text]
+    assert str(root / "index.sqlite3") in line
+    assert "Move it out of the data folder" in line
+
+
 def test_a_busy_port_is_one_clear_line_and_a_non_zero_exit(tmp_path: Path) -> None:
     """No traceback: the line says the port is taken and which setting to change."""
     with socket.socket() as taken:

@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 from image_core.domain import CostEstimate, EncodedImage, Generation
 from image_core.errors import CorruptRecord, StorageError
 from image_core.names import parse_public_name as resolve_public_name
-from image_core.serialization import Prefs, RecordCodec
+from image_core.serialization import IndexedFields, Prefs, RecordCodec
 from image_server.adapters import atomic_files
 from image_server.adapters.atomic_files import remove_stale_temps, write_atomic
 from image_server.adapters.fs_images import FilesystemImageStore
@@ -34,6 +34,7 @@ from image_server.adapters.fs_prefs import FilesystemPrefStore
 from image_server.adapters.fs_sidecars import SidecarFiles
 from image_server.adapters.sqlite_index import SqliteIndex
 from tests.contract.conftest import NOON, PNG, make_generation, thumbnail
+from tests.support.bad_records import BAD_SIDECARS, plant
 
 SAMPLE_V1 = Path(__file__).resolve().parents[1] / "data" / "sidecar_v1.json"
 CRASHED = 70
@@ -266,6 +267,23 @@ def test_open_png_refuses_folders_fifos_and_other_names(
     assert images.open_png(f"{uuid.uuid4()}.png") is None
     assert images.open_png("prefs.json") is None
     assert images.get(fifo_id) is None
+
+
+def test_open_png_refuses_a_file_with_a_second_name(
+    images: FilesystemImageStore, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A hard link named like an image (to a sidecar, say) is absent, with a warning."""
+    image_id, linked_id = uuid.uuid4(), uuid.uuid4()
+    images.put(image_id, PNG, thumbnail())
+    sidecar = tmp_path / f"{image_id}.json"
+    sidecar.write_text('{"email": "secret@example.com"}')
+    os.link(sidecar, images.path_for(linked_id))
+    with caplog.at_level(logging.WARNING, "image_server.images"):
+        assert images.open_png(f"{linked_id}.png") is None
+    assert f"{linked_id}.png" in caplog.text
+    opened = images.open_png(f"{image_id}.png")
+    assert opened is not None
+    os.close(opened[0])
 
 
 def test_a_symlinked_sidecar_is_not_indexed(
@@ -604,6 +622,75 @@ def test_an_index_of_another_version_is_rebuilt(tmp_path: Path) -> None:
         assert repo.usage().total_count == 3
 
 
+_OURS = """CREATE TABLE generations (
+        id TEXT PRIMARY KEY, owner TEXT NOT NULL, created_us INTEGER NOT NULL,
+        day TEXT NOT NULL, cost_micro INTEGER, cost_text TEXT, status TEXT NOT NULL);
+    CREATE TABLE skipped (id TEXT PRIMARY KEY);"""
+FOREIGN_INDEXES = {
+    "other tables": "CREATE TABLE photos (path TEXT, taken TEXT); PRAGMA user_version = 2;",
+    "the right name, the wrong columns": (
+        "CREATE TABLE generations (id TEXT PRIMARY KEY, owner TEXT); "
+        "CREATE TABLE skipped (id TEXT PRIMARY KEY); PRAGMA user_version = 2;"
+    ),
+    "our tables and a trigger that refuses every row": (
+        f"{_OURS} CREATE TRIGGER no_rows BEFORE INSERT ON generations "
+        "BEGIN SELECT RAISE(ABORT, 'no'); END; PRAGMA user_version = 2;"
+    ),
+    "a view under the table's name": (
+        "CREATE TABLE photos (id TEXT); CREATE VIEW generations AS SELECT id FROM photos;"
+    ),
+    "another table holding one of our index names": (
+        "CREATE TABLE photos (day TEXT); CREATE INDEX by_day ON photos (day);"
+    ),
+}
+
+
+@pytest.mark.parametrize("schema", FOREIGN_INDEXES)
+def test_an_index_of_a_foreign_schema_is_discarded_and_rebuilt(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, schema: str
+) -> None:
+    """A SQLite file that is not our index (whatever its user_version says) is replaced,
+    with a warning, and every record is found again; new records are indexed."""
+    made = add_some(tmp_path)
+    for name in (INDEX_NAME, f"{INDEX_NAME}-wal", f"{INDEX_NAME}-shm"):
+        (tmp_path / name).unlink(missing_ok=True)
+    conn = sqlite3.connect(tmp_path / INDEX_NAME)
+    conn.executescript(FOREIGN_INDEXES[schema])
+    conn.close()
+    newcomer = make_generation("bob@example.org", cost="0.24")
+    write_sidecar(tmp_path, newcomer)
+    with (
+        caplog.at_level(logging.WARNING, "image_server.metadata"),
+        FilesystemMetadataRepository(tmp_path) as repo,
+    ):
+        assert repo.usage().total_cost == CostEstimate(Decimal("0.54"))
+        assert repo.page_for_user("ann@example.com", 0, 10).items == tuple(made[::-1])
+        later = make_generation("bob@example.org")
+        repo.add(later)
+        assert repo.usage().total_count == 5
+    assert INDEX_NAME in caplog.text
+    with FilesystemMetadataRepository(tmp_path) as repo:
+        assert repo.usage().total_count == 5
+
+
+@pytest.mark.parametrize("name", [INDEX_NAME, f"{INDEX_NAME}-wal"])
+def test_a_folder_in_place_of_the_index_stops_start_up_saying_what_to_do(
+    tmp_path: Path, name: str
+) -> None:
+    """A folder is never removed for us: the message names it and says to move it away."""
+    add_some(tmp_path)
+    for stale in (INDEX_NAME, f"{INDEX_NAME}-wal", f"{INDEX_NAME}-shm"):
+        (tmp_path / stale).unlink(missing_ok=True)
+    (tmp_path / name).mkdir()
+    (tmp_path / name / "keep.txt").write_text("someone's file")
+    with pytest.raises(StorageError) as caught:
+        FilesystemMetadataRepository(tmp_path)
+    message = caught.value.message
+    assert str(tmp_path / name) in message
+    assert "move" in message.lower()
+    assert (tmp_path / name / "keep.txt").read_text() == "someone's file"
+
+
 def test_sidecars_added_and_removed_behind_its_back_are_picked_up(tmp_path: Path) -> None:
     """A copied-in sidecar appears and a deleted one disappears on the next open."""
     made = add_some(tmp_path)
@@ -670,6 +757,70 @@ def test_a_sidecar_under_another_ids_name_is_skipped(
     ):
         assert repo.usage().rows == ()
     assert str(generation.id) in caplog.text
+
+
+@pytest.mark.parametrize("when", ["first open", "reopen", "rebuild"])
+@pytest.mark.parametrize("case", BAD_SIDECARS)
+def test_a_bad_sidecar_is_skipped_with_a_warning_and_never_stops_the_index(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, case: str, when: str
+) -> None:
+    """At the first open (full build), a reopen (it arrived since) or an explicit rebuild,
+    the others are indexed and summed; the bad one is never counted or served, and a
+    warning names its file (never the folder)."""
+    if when == "first open":
+        bad = plant(tmp_path, case)
+        add_some(tmp_path)
+    else:
+        add_some(tmp_path)
+        bad = plant(tmp_path, case)
+    with caplog.at_level(logging.WARNING, "image_server.metadata"):
+        with FilesystemMetadataRepository(tmp_path) as repo:
+            if when == "rebuild":
+                assert repo.rebuild_index() >= 3
+            usage = repo.usage()
+            assert usage.total_count == 3
+            assert usage.total_cost == CostEstimate(Decimal("0.3"))
+            assert usage.total_cost.display() == "$0.30"
+            assert repo.get(uuid.UUID(bad.stem)) is None
+            assert repo.page_for_user("eve@example.com", 0, 10).items == ()
+            assert repo.unsettled() == []
+        # The next start is quick and still sound.
+        with FilesystemMetadataRepository(tmp_path) as repo:
+            assert repo.usage().total_count == 3
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert any(bad.name in w for w in warnings), warnings
+    assert not any(str(tmp_path) in w for w in warnings)
+
+
+class _Records:
+    """A record source speaking ``RecordSource``: fixed fields, the way the sidecars hand them."""
+
+    def __init__(self, *fields: IndexedFields) -> None:
+        self._fields = {str(f.id): f for f in fields}
+
+    def ids(self) -> set[str]:
+        return set(self._fields)
+
+    def indexed_fields(self, ids: list[str], skipped: list[str]) -> Iterator[IndexedFields]:
+        return (self._fields[i] for i in ids)
+
+
+def test_a_record_the_index_cannot_hold_is_skipped_not_fatal(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The codec bounds every cost; should an unscalable one still arrive, only it is lost."""
+    good, bad = make_generation(cost="0.24"), make_generation()
+    records = _Records(
+        IndexedFields(good.id, good.email, good.created_at, good.cost),
+        IndexedFields(bad.id, bad.email, bad.created_at, CostEstimate(Decimal("1e999999"))),
+    )
+    with caplog.at_level(logging.WARNING, "image_server.metadata"):
+        index = SqliteIndex(tmp_path, records)
+    try:
+        assert index.usage().total_cost == good.cost
+    finally:
+        index.close()
+    assert f"{bad.id}.json" in caplog.text
 
 
 def test_the_v1_sample_sidecar_loads_and_is_indexed(tmp_path: Path) -> None:

@@ -29,7 +29,7 @@ from image_core.access import AccessPolicy
 from image_core.catalog import ModelCatalog
 from image_core.domain import AspectRatio, EncodedImage, Generation, ImageSize
 from image_core.names import parse_image_name
-from image_core.ports import ImageCodec
+from image_core.ports import ImageCodec, MetadataRepository
 from image_core.service import ImageService
 from image_core.testing import (
     FakeImageBackend,
@@ -118,7 +118,7 @@ class Seeded:
     images: LegacyImageStore
     prefs: InMemoryPrefStore
     by_owner: dict[str, list[Generation]]
-    metadata: InMemoryMetadataRepository
+    metadata: MetadataRepository
 
     def ids_of(self, email: str) -> list[uuid.UUID]:
         """Generation ids of one owner."""
@@ -141,6 +141,7 @@ def make_service(
     codec: ImageCodec | None = None,
     user_images: int = 27,
     pictures: bool = False,
+    metadata: MetadataRepository | None = None,
 ) -> Seeded:
     """A service with an admin, two users and a former user, each with some history."""
     policy = (
@@ -149,7 +150,7 @@ def make_service(
         else AccessPolicy(allowed=frozenset(ALLOWED), admins=frozenset({ADMIN}))
     )
     images, prefs = LegacyImageStore(), InMemoryPrefStore()
-    metadata = InMemoryMetadataRepository()
+    metadata = metadata or InMemoryMetadataRepository()
     codec = codec or PassthroughImageCodec()
     catalog = ModelCatalog()
     service = ImageService(

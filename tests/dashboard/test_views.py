@@ -5,20 +5,25 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Collection
+from datetime import timedelta
 from decimal import Decimal
+from pathlib import Path
 
 import attrs
 import pytest
 from starlette.testclient import TestClient
 
-from image_core.domain import CostEstimate, UsageReport
+from image_core.contracts.samples import make_generation
+from image_core.domain import MAX_PRICE_USD, CostEstimate, UsageReport
 from image_core.testing import InMemoryMetadataRepository
+from image_server.adapters.fs_metadata import FilesystemMetadataRepository
 from image_server.adapters.pillow_codec import PillowImageCodec
 from image_server.dashboard.pages import STATIC
 from tests.dashboard.conftest import PUBLIC_URL, Login, csrf_token, log_in
 from tests.dashboard.support import (
     ADMIN,
     FORMER,
+    NOW,
     OTHER,
     USER,
     dashboard_config,
@@ -28,6 +33,7 @@ from tests.dashboard.support import (
 )
 from tests.dashboard.support import Seeded as SeededService
 from tests.fakes.fake_google import FakeGoogle
+from tests.support.bad_records import BAD_SIDECARS, plant
 
 
 def _cells(html: str) -> list[tuple[str, str, str]]:
@@ -256,6 +262,36 @@ def test_with_auth_disabled_everything_is_visible_without_login() -> None:
         )
         assert refused.status_code == 403
     assert run_sync(seeded.service.default_model_for("local@localhost")).alias == "pro"
+
+
+def test_pages_render_beside_bad_sidecars_and_with_prices_at_the_bound(tmp_path: Path) -> None:
+    """Costs, chart and gallery are 200 over real files: every damaged sidecar is skipped,
+    and a day of images at the $1,000,000 bound is summed, drawn and shown exactly."""
+    bad = [plant(tmp_path, case) for case in BAD_SIDECARS]
+    with FilesystemMetadataRepository(tmp_path) as metadata:
+        seeded = make_service(open_policy=True, metadata=metadata)
+        top = [
+            make_generation(USER, at=NOW - timedelta(hours=h), cost=MAX_PRICE_USD)
+            for h in range(1, 4)
+        ]
+        for generation in top:
+            metadata.add(generation)
+        config = dashboard_config(auth_disabled=True, public_url="http://127.0.0.1:8766")
+        with TestClient(outer_app(seeded, config), base_url="http://127.0.0.1:8766") as client:
+            overview = client.get("/ui/")
+            gallery = client.get(f"/ui/gallery/{USER}")
+            hidden = client.get("/ui/gallery/eve@example.com")
+    assert overview.status_code == 200
+    mine = sum((g.cost for g in [*seeded.by_owner[USER], *top]), CostEstimate.zero())
+    assert (USER, str(len(seeded.by_owner[USER]) + 3), mine.display()) in _cells(overview.text)
+    assert re.search(r"<svg.*</svg>", overview.text, re.S)
+    today = [g for g in [*seeded.by_owner[USER], *top] if g.created_at.date() == NOW.date()]
+    spent = sum((g.cost for g in today), CostEstimate.zero())
+    assert f"{USER}: {len(today)} images, {spent.display()}" in overview.text  # its bar
+    assert gallery.status_code == 200
+    assert gallery.text.count("$1000000.00") == 3
+    assert hidden.status_code == 200
+    assert not any(p.stem in hidden.text for p in bad)
 
 
 def test_images_without_a_thumbnail_get_one_made_once() -> None:

@@ -33,6 +33,7 @@ from image_server.adapters.fs_images import FilesystemImageStore
 from image_server.adapters.fs_metadata import FilesystemMetadataRepository
 from image_server.app import build_app, build_service
 from image_server.settings import Settings, load_settings
+from tests.support.bad_records import BAD_SIDECARS, plant
 from tests.support.logs import json_lines, json_logs
 
 pytestmark = pytest.mark.anyio
@@ -176,3 +177,25 @@ async def test_crashes_at_every_step_in_one_folder_add_up(settings: Settings) ->
         ]
     assert len(failed) == 1
     assert failed[0].failure == "Interrupted by a restart before the image was stored."
+
+
+@pytest.mark.parametrize("case", BAD_SIDECARS)
+async def test_start_up_with_a_bad_sidecar_succeeds_and_names_it_in_a_warning(
+    settings: Settings, case: str
+) -> None:
+    """Index build and reconcile both skip it; the other records settle and count."""
+    settings.root.mkdir(parents=True)
+    await generate_and_die(settings, steps(settings.root)["after the pending record"])
+    bad = plant(settings.root, case)
+    with json_logs() as stream:
+        app = build_app(settings, backend=FakeImageBackend())
+        async with app.router.lifespan_context(app):
+            pass
+    lines = json_lines(stream)
+    warnings = [line["msg"] for line in lines if line["level"] == "WARNING"]
+    assert any(bad.name in w for w in warnings), warnings
+    (reconciled,) = [line for line in lines if line.get("event") == "reconcile"]
+    assert (reconciled["done"], reconciled["failed"]) == (0, 1)
+    with FilesystemMetadataRepository(settings.root) as metadata:
+        assert metadata.get(uuid.UUID(bad.stem)) is None
+        assert metadata.usage().total_cost.usd == FLASH_1K

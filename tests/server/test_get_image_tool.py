@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ from image_core.testing import FakeImageBackend
 from image_server.app import build_service
 from image_server.mcp import build_mcp_server
 from image_server.settings import Settings, load_settings
+from tests.support.bad_records import plant
 from tests.support.live_server import live_server
 
 pytestmark = pytest.mark.anyio
@@ -136,6 +138,24 @@ async def test_an_unknown_name_is_a_clear_error(url: str, name: str, said: str) 
     async with Client(url, auth="ada") as c:
         with pytest.raises(ToolError, match=said):
             await c.call_tool("get_image", {"name": name})
+
+
+@pytest.mark.parametrize("case", ["a cost beyond the bound", "deep nesting in the cost"])
+async def test_an_image_whose_record_was_damaged_is_not_found_not_a_crash(
+    url: str, settings: Settings, case: str
+) -> None:
+    """The sidecar is damaged once the image is done: get_image treats it as absent."""
+    made = await generate(url)
+    async with Client(url, auth="ada") as c:
+        for _ in range(100):
+            seen = await c.call_tool("get_image", {"name": made["file_name"]})
+            assert seen.structured_content is not None
+            if seen.structured_content["status"] == "done":
+                break
+            await asyncio.sleep(0.05)
+        plant(settings.root, case, record_id=uuid.UUID(made["file_name"].removesuffix(".png")))
+        with pytest.raises(ToolError, match="no generation named"):
+            await c.call_tool("get_image", {"name": made["file_name"]})
 
 
 async def test_pending_says_still_rendering_and_failed_says_why(

@@ -15,6 +15,7 @@ from image_server.app import build_app
 from image_server.settings import Settings, load_settings
 from tests.e2e.oauth_client import INITIALIZE
 from tests.support.live_server import live_server
+from tests.support.logs import json_lines, json_logs
 
 NAME = "3f1c2b9a-7d4e-4f60-9a1b-2c3d4e5f6a7b"
 
@@ -123,6 +124,32 @@ def test_a_symlink_is_never_followed(
     response = http.get(f"/i/{name}.png")
     assert response.status_code == 404
     assert b"private" not in response.content
+
+
+@pytest.mark.parametrize("target", ["sidecar", "outside"])
+def test_a_hard_link_named_like_an_image_is_not_found(
+    http: httpx2.Client, settings: Settings, tmp_path: Path, png: bytes, target: str
+) -> None:
+    """No-follow does not see hard links: a file with a second name is a 404, with a warning.
+
+    The link is made to the sidecar beside an image, or to a file outside the data
+    folder (on the same volume); the ordinary image keeps being served.
+    """
+    if target == "sidecar":
+        linked = settings.root / f"{NAME}.json"
+    else:
+        linked = tmp_path / "outside.txt"
+        linked.write_text("private outside the data folder")
+    name = str(uuid.uuid4())
+    os.link(linked, settings.root / f"{name}.png")
+    with json_logs() as stream:
+        response = http.get(f"/i/{name}.png")
+    assert response.status_code == 404
+    assert b"secret@example.com" not in response.content
+    assert b"private" not in response.content
+    warnings = [line for line in json_lines(stream) if line["level"] == "WARNING"]
+    assert any(f"{name}.png" in line["msg"] for line in warnings), warnings
+    assert http.get(f"/i/{NAME}.png").content == png
 
 
 def test_a_directory_with_an_image_name_is_not_found(

@@ -142,6 +142,20 @@ def test_malformed_values_are_reported_by_name(key: str, value: str) -> None:
     assert any(key in p for p in problems({**PROD, key: value}))
 
 
+@pytest.mark.parametrize("value", ["1e100", "1000000.01", "nan", "-1", "Infinity", "1e999999"])
+def test_a_price_outside_the_records_bound_is_refused_naming_the_variable(value: str) -> None:
+    """What ``check`` passes, ``serve`` can run: the bound is the one records obey."""
+    (problem,) = problems({**PROD, "IMG_COST_FLASH_1K": value})
+    assert "IMG_COST_FLASH_1K" in problem
+    assert "from 0 to 1000000" in problem
+
+
+def test_a_price_at_the_bound_is_accepted() -> None:
+    """One million dollars is the largest price a model may have."""
+    s = load_settings({**PROD, "IMG_COST_FLASH_1K": "$1000000"})
+    assert s.catalog.resolve("flash").price(ImageSize.S1K).usd == Decimal(1_000_000)
+
+
 def test_model_and_price_overrides_reach_the_catalog() -> None:
     """A rename or price change needs configuration only."""
     s = load_settings({**PROD, "IMG_MODEL_PRO": "gemini-4-pro-image", "IMG_COST_PRO_4K": "0.30"})

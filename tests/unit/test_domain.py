@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from image_core.domain import (
     ALL_RATIOS,
+    MAX_PRICE_USD,
     MAX_PROMPT_CHARS,
     MAX_REFERENCE_IMAGES,
     STANDARD_RATIOS,
@@ -268,6 +269,30 @@ def test_a_cost_estimate_must_be_finite_and_non_negative(amount: str) -> None:
     """Negative, NaN and infinite amounts cannot be built."""
     with pytest.raises(ValueError, match="non-negative"):
         CostEstimate(Decimal(amount))
+
+
+@pytest.mark.parametrize("amount", ["0", "0.067", "999999.999999", "1000000", "1E+6", "-0"])
+def test_a_price_may_be_anything_from_zero_to_a_million_dollars(amount: str) -> None:
+    """The bound is inclusive at both ends; the amount is kept exactly."""
+    assert CostEstimate.price(Decimal(amount)).usd == Decimal(amount)
+
+
+@pytest.mark.parametrize(
+    "amount", ["1000000.000001", "1e100", "1e999999", "-0.01", "NaN", "sNaN", "Infinity"]
+)
+def test_a_price_outside_the_bound_is_refused_with_the_rule(amount: str) -> None:
+    """Too large, negative, NaN and infinite prices are refused with the rule they break."""
+    with pytest.raises(ValueError, match="from 0 to 1000000"):
+        CostEstimate.price(Decimal(amount))
+    assert Decimal(1_000_000) == MAX_PRICE_USD
+
+
+def test_prices_at_the_bound_and_their_sums_display_exactly() -> None:
+    """A page can always format a price and a large total of them."""
+    top = CostEstimate.price(MAX_PRICE_USD)
+    assert top.display() == "$1000000.00"
+    total = sum([top] * 100_000, CostEstimate.zero())
+    assert total.display() == "$100000000000.00"
 
 
 @pytest.mark.parametrize(

@@ -268,6 +268,71 @@ def test_an_invalid_field_value_is_a_corrupt_record(
         load(codec, data)
 
 
+@pytest.mark.parametrize(
+    "cost", ["1e999999", "1e100", "1000000.000001", "-1", "NaN", "Infinity", 1e999999]
+)
+def test_a_cost_outside_the_price_bound_is_a_corrupt_record(
+    codec: RecordCodec, cost: object
+) -> None:
+    """Every price is from $0 to $1,000,000: the full load and the index load both refuse.
+
+    ``1e999999`` as a JSON number is read as infinity; as text it is a finite decimal
+    too large to scale, which once stopped the index at start-up.
+    """
+    data = sidecar_dict(codec)
+    data["cost"] = cost
+    raw = json.dumps(data)
+    with pytest.raises(CorruptRecord, match="cost"):
+        codec.load_generation(raw)
+    with pytest.raises(CorruptRecord, match="cost"):
+        codec.load_indexed_fields(raw)
+
+
+def test_a_cost_at_the_price_bound_round_trips(codec: RecordCodec) -> None:
+    """The bound itself is a valid price."""
+    generation = attrs.evolve(sample_generation(), cost=CostEstimate(Decimal(1_000_000)))
+    assert codec.load_generation(codec.dump_generation(generation)) == generation
+    assert codec.load_indexed_fields(codec.dump_generation(generation)).cost == generation.cost
+
+
+@pytest.mark.parametrize("where", ["an unknown field", "the cost", "the whole record"])
+def test_deeply_nested_json_is_a_corrupt_record(codec: RecordCodec, where: str) -> None:
+    """Nesting beyond the parser's recursion limit is damage, not a crash."""
+    deep = "[" * 100_000 + "]" * 100_000
+    text = json.dumps({**sidecar_dict(codec), "cost": "@"})
+    raw = {
+        "an unknown field": text.replace('"@"', '"0.1", "notes": ' + deep),
+        "the cost": text.replace('"@"', deep),
+        "the whole record": deep,
+    }[where]
+    with pytest.raises(CorruptRecord):
+        codec.load_generation(raw)
+    with pytest.raises(CorruptRecord):
+        codec.load_indexed_fields(raw)
+    with pytest.raises(CorruptRecord):
+        codec.load_prefs(raw)
+
+
+@pytest.mark.parametrize("field", ["email", "prompt", "model_alias", "failure"])
+def test_text_that_is_not_valid_unicode_is_a_corrupt_record(codec: RecordCodec, field: str) -> None:
+    """A lone surrogate (JSON can spell one) could never be written back or shown."""
+    data = sidecar_dict(codec)
+    data[field] = "a fox \udc00"
+    with pytest.raises(CorruptRecord, match=field):
+        load(codec, data)
+    if field == "email":
+        with pytest.raises(CorruptRecord, match=field):
+            codec.load_indexed_fields(json.dumps(data))
+
+
+def test_a_time_outside_the_calendar_in_utc_is_a_corrupt_record(codec: RecordCodec) -> None:
+    """Year 1 one hour east of UTC is before the first representable instant."""
+    data = sidecar_dict(codec)
+    data["created_at"] = "0001-01-01T00:00:00+01:00"
+    with pytest.raises(CorruptRecord, match="created_at"):
+        load(codec, data)
+
+
 @pytest.mark.parametrize("value", [None, ["alice@example.com"], {"email": "a@x.io"}])
 def test_a_non_string_email_is_a_corrupt_record(codec: RecordCodec, value: object) -> None:
     """A null or structured email must not be read back as the text "None" or "['...']".

@@ -25,7 +25,7 @@ DEFAULT_ALIAS = "flash"
 
 
 def _usd(amount: str) -> CostEstimate:
-    return CostEstimate(Decimal(amount))
+    return CostEstimate.price(Decimal(amount))
 
 
 def default_models() -> tuple[ModelSpec, ...]:

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta
 from decimal import Context, Decimal
 from types import MappingProxyType
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
 
 import attrs
 
@@ -21,6 +21,10 @@ from image_core.errors import InvalidRequest
 
 MAX_PROMPT_CHARS = 32_000
 MAX_REFERENCE_IMAGES = 14
+#: The most one price may be (an image's, as recorded or configured): far above any
+#: list price, yet small enough that every sum stays exact and every page can format it.
+MAX_PRICE_USD: Final = Decimal(1_000_000)
+PRICE_RULE: Final = "use a number of US dollars from 0 to 1000000"
 
 _E = TypeVar("_E", bound=enum.StrEnum)
 _WIDE = Context(prec=60)
@@ -108,6 +112,17 @@ class CostEstimate:
     """An estimated price in US dollars, from list prices, never billed amounts."""
 
     usd: Decimal = attrs.field(converter=_plus_zero, validator=_non_negative)
+
+    @classmethod
+    def price(cls, amount: Decimal) -> CostEstimate:
+        """One price, as a record holds it or the configuration sets it.
+
+        ``ValueError`` (saying the rule) unless finite and from 0 to ``MAX_PRICE_USD``
+        inclusive. Sums of prices may exceed the bound; a single price never does.
+        """
+        if not amount.is_finite() or not 0 <= amount <= MAX_PRICE_USD:
+            raise ValueError(f"{amount} is not a price: {PRICE_RULE}")
+        return cls(amount)
 
     @classmethod
     def zero(cls) -> CostEstimate:

@@ -65,10 +65,10 @@ OpenedFile = tuple[int, os.stat_result]
 
 
 class PublicImageFiles(Protocol):
-    """Opens a stored PNG by its public name for streaming, never through a symlink."""
+    """Opens a stored PNG by its public name for streaming, never through a link."""
 
     def open_png(self, name: str) -> OpenedFile | None:
-        """The opened ``{uuid}.png`` (a regular file, no symlink), or ``None``."""
+        """The opened ``{uuid}.png`` (a regular file, no symlink, one hard link), or ``None``."""
         ...
 
 

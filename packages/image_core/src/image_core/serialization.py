@@ -97,6 +97,8 @@ class Prefs:
 
 
 def _decimal(value: Any, _: type) -> Decimal:
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        raise TypeError(f"expected an amount, got {type(value).__name__}")
     try:
         amount = Decimal(str(value))
     except InvalidOperation:
@@ -104,6 +106,10 @@ def _decimal(value: Any, _: type) -> Decimal:
     if not amount.is_finite():
         raise ValueError(f"{value!r} is not a finite amount")
     return amount
+
+
+def _price(value: Any, _: type) -> CostEstimate:
+    return CostEstimate.price(_decimal(value, Decimal))
 
 
 def _datetime(value: Any, _: type) -> datetime:
@@ -118,6 +124,10 @@ def _datetime(value: Any, _: type) -> datetime:
 def _strict_str(value: Any, _: type) -> str:
     if not isinstance(value, str):
         raise TypeError(f"expected text, got {type(value).__name__}")
+    try:  # JSON can spell a lone surrogate, which could never be written back or shown
+        value.encode()
+    except UnicodeEncodeError:
+        raise ValueError("text that is not valid Unicode") from None
     return value
 
 
@@ -142,7 +152,7 @@ def make_record_converter() -> JsonConverter:
     converter.register_unstructure_hook(Decimal, str)
     converter.register_structure_hook(Decimal, _decimal)
     converter.register_unstructure_hook(CostEstimate, lambda c: str(c.usd))
-    converter.register_structure_hook(CostEstimate, lambda v, _: CostEstimate(_decimal(v, Decimal)))
+    converter.register_structure_hook(CostEstimate, _price)
     converter.register_unstructure_hook(
         datetime, lambda d: d.astimezone(UTC).isoformat().replace("+00:00", "Z")
     )
@@ -210,7 +220,7 @@ class RecordCodec:
 def _json_object(raw: bytes | str, source: str, wording: _Wording) -> dict[str, Any]:
     try:
         data = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, RecursionError):  # RecursionError: nested beyond the parser's depth
         raise CorruptRecord(wording.not_json.format(source)) from None
     if not isinstance(data, dict):
         raise CorruptRecord(wording.not_object.format(source))

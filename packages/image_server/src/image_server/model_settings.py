@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from decimal import Decimal, InvalidOperation
 
 from image_core.catalog import ModelCatalog
-from image_core.domain import CostEstimate, ImageSize
+from image_core.domain import PRICE_RULE, CostEstimate, ImageSize
 from image_core.errors import InvalidConfiguration
 
 
@@ -51,12 +51,10 @@ def catalog_from_environment(env: Mapping[str, str]) -> ModelCatalog:
 
 
 def _parse_price(key: str, raw: str) -> CostEstimate:
+    """The bound is the records' own (``CostEstimate.price``), so what passes runs."""
     text = raw.strip().removeprefix("$")
     try:
-        amount = Decimal(text)
-    except InvalidOperation:
-        amount = Decimal("NaN")
-    if not amount.is_finite() or amount < 0:
-        msg = f"{key}={raw!r} is not a price: use a non-negative number of dollars, e.g. 0.067."
-        raise InvalidConfiguration(msg)
-    return CostEstimate(amount)
+        return CostEstimate.price(Decimal(text))
+    except (InvalidOperation, ValueError):
+        msg = f"{key}={raw!r} is not a price: {PRICE_RULE}, e.g. 0.067."
+        raise InvalidConfiguration(msg) from None

@@ -2,8 +2,8 @@
 
 ``/i/`` is public on purpose: Claude.ai must fetch the URL to show the picture, and the
 random uuid4 name is the access control. Only ``<lowercase uuid4>.png`` regular files
-are served, opened without following symlinks, so sidecars, prefs, OAuth state and
-anything a symlink points at stay unreachable.
+with a single name are served, opened without following symlinks, so sidecars, prefs,
+OAuth state and anything a symlink or a hard link points at stay unreachable.
 
 Every other address outside ``/ui/`` falls through to the MCP app; an unknown one gets a
 404 that says where the real doors are, as JSON for programs and as a small page for

@@ -66,15 +66,23 @@ class FilesystemImageStore:
 
         Anything but a regular file reached without a symlink is ``None`` (a 404), and
         so is an unreadable file: the route must never turn a file problem into a 500.
+        A file with more than one name is refused too (logged): a hard link is no
+        symlink, so ``O_NOFOLLOW`` cannot see it, yet it may be a second name for a
+        sidecar or a file outside the folder. Every PNG this store writes has one name.
         """
         image_id = parse_public_name(name)
         if image_id is None:
             return None
         try:
-            return open_regular_file(self.path_for(image_id))
+            opened = open_regular_file(self.path_for(image_id))
         except OSError as exc:
             log.warning("Cannot open %s: %s", name, exc.strerror)
             return None
+        if opened is not None and opened[1].st_nlink != 1:
+            os.close(opened[0])
+            log.warning("Not serving %s: it has %d hard links", name, opened[1].st_nlink)
+            return None
+        return opened
 
     def put(self, image_id: uuid.UUID, png: bytes, thumbnail: EncodedImage | None) -> None:
         """Write the PNG, then the thumbnail; if either fails, neither is left."""

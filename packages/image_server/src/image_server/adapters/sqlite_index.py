@@ -1,8 +1,10 @@
 """The SQLite index beside the sidecars: it finds and sums records, it never holds them.
 
 The narrow ``index.sqlite3`` (id, owner, time, day, cost, status) is derived and disposable:
-rebuilt on open when missing, damaged or of another version, and brought in step when
-sidecars were added or removed behind its back (reading only the new ones). Costs are
+rebuilt on open when missing, damaged, of another version or of a foreign schema (any
+table, column, index or trigger that is not exactly ours), and brought in step when
+sidecars were added or removed behind its back (reading only the new ones). Only a
+folder (or a link, a device) in its place stops start-up: it is never removed for us. Costs are
 indexed as integer micro-dollars so SQLite sums them exactly; a finer amount is kept as
 text and added in Python, so totals always equal the exact ``Decimal`` sum.
 """
@@ -12,9 +14,11 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import os
 import sqlite3
+import stat
 import threading
-from collections.abc import Collection, Iterator
+from collections.abc import Collection, Iterable, Iterator
 from contextlib import contextmanager, suppress
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -51,12 +55,43 @@ _INDEXES = (
     "CREATE INDEX by_day ON generations (day, owner, cost_micro)",
 )
 _INSERT = "INSERT OR REPLACE INTO generations VALUES (?, ?, ?, ?, ?, ?, ?)"
+_FILES = ("", "-wal", "-shm", "-journal")  # the index and SQLite's files beside it
 _DONE = GenerationStatus.DONE.value
 _RENDERING = GenerationStatus.RENDERING.value
 #: Costs count once a record is settled (done, or failed and maybe billed).
 _SETTLED = f"status != '{_RENDERING}'"
 
 Row = tuple[str, str, int, str, int | None, str | None, str]
+Schema = frozenset[tuple[str, str, str, str | None]]
+
+
+class _ForeignIndex(Exception):
+    """The file is a database, but not our index: another schema lives in it."""
+
+
+@functools.cache
+def _our_schema() -> Schema:
+    """What ``sqlite_master`` of a freshly built index holds, built once in memory."""
+    conn = sqlite3.connect(":memory:")
+    try:
+        for statement in (*_TABLES, *_INDEXES):
+            conn.execute(statement)
+        return _schema_of(conn)
+    finally:
+        conn.close()
+
+
+def _check_schema(conn: sqlite3.Connection) -> bool:
+    """Whether the file is still empty; ``_ForeignIndex`` unless it holds exactly our schema."""
+    schema = _schema_of(conn)
+    if schema and schema != _our_schema():
+        raise _ForeignIndex
+    return not schema
+
+
+def _schema_of(conn: sqlite3.Connection) -> Schema:
+    rows = conn.execute("SELECT type, name, tbl_name, sql FROM sqlite_master")
+    return frozenset((kind, name, table, sql) for kind, name, table, sql in rows)
 
 
 class RecordSource(Protocol):
@@ -200,16 +235,19 @@ class SqliteIndex:
                 raise StorageError("The generation index could not be read.") from exc
 
     def _open(self) -> sqlite3.Connection:
-        """Connect and sync; a damaged file is discarded and rebuilt from the source."""
+        """Connect and sync; a damaged or foreign file is discarded and rebuilt from the source."""
+        self._refuse_what_is_not_a_file()
         try:
             return self._connect_and_sync()
+        except _ForeignIndex:
+            log.warning("%s holds another schema; rebuilding it from the sidecars.", INDEX_NAME)
         except sqlite3.Error as exc:
             if exc.sqlite_errorcode & 0xFF not in _CORRUPT_CODES:
                 raise StorageError("The generation index could not be opened.") from exc
             log.warning("%s is damaged (%s); rebuilding it from the sidecars.", INDEX_NAME, exc)
         except OSError as exc:
             raise storage_error("read the generation records", exc) from exc
-        for suffix in ("", "-wal", "-shm", "-journal"):
+        for suffix in _FILES:
             remove_quietly(self._path.with_name(INDEX_NAME + suffix))
         try:
             return self._connect_and_sync()
@@ -217,6 +255,25 @@ class SqliteIndex:
             raise StorageError("The generation index could not be rebuilt.") from exc
         except OSError as exc:
             raise storage_error("read the generation records", exc) from exc
+
+    def _refuse_what_is_not_a_file(self) -> None:
+        """A folder (or a link, a device) where the index lives is someone's: never removed.
+
+        Start-up stops with its full path and what to do, for the person running it.
+        """
+        for suffix in _FILES:
+            path = self._path.with_name(INDEX_NAME + suffix)
+            try:
+                mode = os.lstat(path).st_mode
+            except FileNotFoundError:
+                continue
+            if not stat.S_ISREG(mode):
+                kind = "a folder" if stat.S_ISDIR(mode) else "not a regular file"
+                raise StorageError(
+                    f"{path} is {kind}, so the generation index cannot be kept there. "
+                    "Move it out of the data folder and start again: the index is "
+                    "rebuilt from the sidecars."
+                )
 
     def _connect_and_sync(self) -> sqlite3.Connection:
         conn = sqlite3.connect(
@@ -226,7 +283,8 @@ class SqliteIndex:
             conn.execute("PRAGMA journal_mode = WAL")
             conn.execute("PRAGMA synchronous = NORMAL")  # the index is derived: speed over fsync
             version = conn.execute("PRAGMA user_version").fetchone()[0]
-            self._sync(conn, full=version != INDEX_VERSION)
+            empty = _check_schema(conn)
+            self._sync(conn, full=version != INDEX_VERSION or empty)
         except BaseException:
             conn.close()
             raise
@@ -250,7 +308,7 @@ class SqliteIndex:
             conn.executemany("DELETE FROM skipped WHERE id = ?", gone)
             skipped: list[str] = []
             fields = self._source.indexed_fields(sorted(present - known), skipped)
-            conn.executemany(_INSERT, map(_row, fields))
+            conn.executemany(_INSERT, _rows(fields, skipped))
             conn.executemany("INSERT INTO skipped VALUES (?)", ((s,) for s in skipped))
             if full:
                 for statement in _INDEXES:
@@ -310,6 +368,16 @@ def _owner_filter(emails: Collection[str] | None) -> tuple[str, tuple[Any, ...]]
 
 def _from_micros(micros: int) -> Decimal:
     return Decimal(micros) / _MICROS if micros else Decimal(0)
+
+
+def _rows(fields: Iterable[IndexedFields], skipped: list[str]) -> Iterator[Row]:
+    """The rows of a bulk insert; one record that cannot be a row is skipped, not fatal."""
+    for one in fields:
+        try:
+            yield _row(one)
+        except (ArithmeticError, ValueError) as exc:
+            log.warning("Skipping sidecar %s.json: it cannot be indexed (%r)", one.id, exc)
+            skipped.append(str(one.id))
 
 
 def _row(fields: IndexedFields) -> Row:
