@@ -224,6 +224,7 @@ def dashboard_config(settings: Settings, google: GoogleEndpoints) -> DashboardCo
         openid_configuration_url=google.openid_configuration_url,
         issuer=google.issuer,
         secure_cookies=settings.secure_cookies,
+        open_on_network=settings.open_without_login,
     )
 
 

@@ -134,7 +134,7 @@ def build_dashboard(service: ImageService, config: DashboardConfig) -> Starlette
         auth_disabled=config.auth_disabled,
         max_age_seconds=config.session_max_age_seconds,
     )
-    renderer = Renderer(auth_disabled=config.auth_disabled)
+    renderer = Renderer(auth_disabled=config.auth_disabled, open_on_network=config.open_on_network)
     views = Views(service=service, config=config, sessions=sessions, renderer=renderer)
     login = GoogleLogin(config=config, service=service, sessions=sessions, renderer=renderer)
     return Starlette(

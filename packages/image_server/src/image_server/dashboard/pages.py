@@ -128,6 +128,7 @@ class Renderer:
 
     env: jinja2.Environment = attrs.field(factory=make_environment)
     auth_disabled: bool = False
+    open_on_network: bool = False
 
     def page(
         self,
@@ -141,6 +142,7 @@ class Renderer:
             "paths": Paths.of(request),
             "viewer": None,
             "auth_disabled": self.auth_disabled,
+            "open_on_network": self.open_on_network,
             "nav": "",
         }
         values.update(context or {})
