@@ -22,7 +22,7 @@ from image_server.app import build_app
 from image_server.auth import GoogleEndpoints
 from image_server.session_limits import SessionLimits
 from image_server.settings import Settings, load_settings
-from tests.e2e.oauth_client import INITIALIZE, obtain_token
+from tests.e2e.oauth_client import INITIALIZE, OAuthFlowError, obtain_token
 from tests.fakes.fake_google import FakeGoogle
 from tests.support.live_server import free_port, live_server
 
@@ -201,4 +201,26 @@ async def test_with_login_requiring_access_a_removed_persons_token_stops_working
     assert refused.status_code == 403
     assert "bob@example.com" in refused.json()["error"]["message"]
     assert "IMG_ALLOWED_EMAILS" in refused.json()["error"]["message"]
+    assert admitted.status_code == 200
+
+
+async def test_with_login_requiring_access_a_stranger_gets_no_token_and_a_page_saying_why(
+    google: FakeGoogle, tmp_path: Path, port: int
+) -> None:
+    """The Google login ends on a 403 page naming the account and the setting; no code."""
+    settings = settings_for(tmp_path, port, ADA, IMG_LOGIN_REQUIRES_ACCESS="1")
+    with serve(settings, google) as base_url:
+        async with httpx2.AsyncClient(timeout=30) as http:
+            google.next_email = MALLORY
+            with pytest.raises(OAuthFlowError) as refused:
+                await obtain_token(f"{base_url}/mcp", http=http)
+            ada = await login(f"{base_url}/mcp", google, ADA, http)
+            admitted = await open_session(http, f"{base_url}/mcp", ada)
+
+    page = refused.value.response
+    assert page is not None
+    assert page.status_code == 403
+    assert "mallory@example.com" in page.text
+    assert "IMG_ALLOWED_EMAILS" in page.text
+    assert "code=" not in page.headers.get("location", "")
     assert admitted.status_code == 200

@@ -49,6 +49,7 @@ from image_server.auth import (
 )
 from image_server.dashboard import DashboardConfig, build_dashboard
 from image_server.edge import SecurityHeaders
+from image_server.login_gate import LoginGate
 from image_server.mcp import build_mcp_server
 from image_server.routes import (
     DASHBOARD_MOUNT,
@@ -285,9 +286,12 @@ def build_mcp_app(
         limits=limits,
         refuse_strangers=settings.login_requires_access,
     )
+    middleware = [gate]
+    if auth is not None and settings.login_requires_access:
+        middleware.append(Middleware(LoginGate, auth=auth, service=service))
     mcp_app = server.http_app(
         path=MCP_PATH,
-        middleware=[gate],
+        middleware=middleware,
         session_idle_timeout=limits.allowed_idle_seconds,
         **security,
     )
