@@ -47,7 +47,7 @@ from image_server.auth import (
     build_mcp_auth,
     transport_security,
 )
-from image_server.dashboard import DashboardConfig, build_dashboard
+from image_server.dashboard import SIGN_OUTS_DIR, DashboardConfig, FileSignOuts, build_dashboard
 from image_server.edge import SecurityHeaders
 from image_server.login_gate import LoginGate
 from image_server.mcp import build_mcp_server
@@ -251,7 +251,9 @@ def build_app(
     auth = build_auth(settings, google)
     security = transport_security(settings.public_url, dev=settings.dev or settings.auth_disabled)
     mcp_app = build_mcp_app(settings, service, auth, security, session_limits or SessionLimits())
-    dashboard = build_dashboard(service, dashboard_config(settings, google))
+    dashboard = build_dashboard(
+        service, dashboard_config(settings, google), FileSignOuts(settings.root / SIGN_OUTS_DIR)
+    )
     return Starlette(
         routes=public_routes(service, dashboard, mcp_app),
         middleware=edge_middleware(security),

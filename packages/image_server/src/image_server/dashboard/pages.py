@@ -77,6 +77,10 @@ class Paths:
         """Sign out (POST)."""
         return f"{self.root}/logout"
 
+    def logout_everywhere(self) -> str:
+        """Sign out of every browser (POST)."""
+        return f"{self.root}/logout/everywhere"
+
     def static(self, name: str) -> str:
         """A file under ``static/``, versioned by its content so caches never serve a stale one."""
         return f"{self.root}/static/{name}?v={static_version(name)}"
