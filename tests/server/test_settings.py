@@ -134,6 +134,13 @@ def test_production_keeps_listening_on_every_interface() -> None:
     assert not s.open_without_login
 
 
+@pytest.mark.parametrize(("raw", "closed"), [(None, False), ("1", True), ("no", False)])
+def test_login_requires_access_is_off_unless_switched_on(raw: str | None, closed: bool) -> None:
+    """``IMG_LOGIN_REQUIRES_ACCESS``: strangers may connect by default (the product's contract)."""
+    env = dict(PROD) if raw is None else {**PROD, "IMG_LOGIN_REQUIRES_ACCESS": raw}
+    assert load_settings(env).login_requires_access is closed
+
+
 def test_dev_mode_listens_on_loopback_and_keeps_data_locally(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
