@@ -199,26 +199,12 @@ class SessionGate:
     async def _open(self, holder: Holder, scope: Scope, receive: Receive, send: Send) -> None:
         """A request without a session id: it may open one, if the holder has room."""
         await self._close_stale()
-        admit, evict = self.table.room_for(holder)
-        if evict is not None:
-            await self._close(evict, "oldest idle session of a person at the limit")
-        if not admit:
-            log.warning(
-                "refused to open an MCP session",
-                extra={"event": "session_refused", "email": holder.key},
-            )
-            limit = (
-                self.limits.allowed_per_person
-                if holder.allowed
-                else self.limits.stranger_per_person
-            )
-            text = (
-                f"Too many open MCP sessions for this account (at most {limit}). "
-                "Close one, or wait for an idle one to expire."
-            )
-            await _error(TOO_MANY_SESSIONS, text, retry_after=60)(scope, receive, send)
-            return
         table = self.table
+        admit, evict = table.room_for(holder)
+        if not admit:
+            await self._refuse(holder, scope, receive, send)
+            return
+        # Counted before any await, so concurrent opens cannot all squeeze into one place.
         table.start_opening(holder)
         opened: list[str] = []
 
@@ -231,11 +217,28 @@ class SessionGate:
             await send(message)
 
         try:
+            if evict is not None:
+                await self._close(evict, "oldest idle session of a person at the limit")
             await self.app(scope, receive, watch)
         finally:
             table.end_opening(holder)
             for sid in opened:
                 self._settle(sid)
+
+    async def _refuse(self, holder: Holder, scope: Scope, receive: Receive, send: Send) -> None:
+        """429 with the holder's limit and a hint; nothing is opened."""
+        log.warning(
+            "refused to open an MCP session",
+            extra={"event": "session_refused", "email": holder.key},
+        )
+        limit = (
+            self.limits.allowed_per_person if holder.allowed else self.limits.stranger_per_person
+        )
+        text = (
+            f"Too many open MCP sessions for this account (at most {limit}). "
+            "Close one, or wait for an idle one to expire."
+        )
+        await _error(TOO_MANY_SESSIONS, text, retry_after=60)(scope, receive, send)
 
     async def _use(
         self, session_id: str, holder: Holder, scope: Scope, receive: Receive, send: Send
