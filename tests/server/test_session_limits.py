@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from image_server.session_limits import Holder, SessionLimits, SessionTable, _Session
+from image_server.session_limits import Holder, OpenSession, SessionLimits, SessionTable
 
 ADA = Holder("ada@example.com", allowed=True)
 MALLORY = Holder("mallory@example.com", allowed=False)
@@ -14,7 +14,7 @@ LIMITS = SessionLimits(allowed_per_person=3, stranger_per_person=2, strangers_in
 def table_with(*sessions: tuple[str, Holder, float, int]) -> SessionTable:
     table = SessionTable(LIMITS)
     for sid, holder, last_active, in_flight in sessions:
-        table.sessions[sid] = _Session(holder, {}, last_active, in_flight)
+        table.sessions[sid] = OpenSession(holder, {}, last_active, in_flight)
     return table
 
 
@@ -57,9 +57,9 @@ def test_only_idle_sessions_past_their_holders_idle_time_are_stale() -> None:
     table = SessionTable(limits)
     table.sessions.update(
         {
-            "m-idle": _Session(MALLORY, {}, 0.0, 0),
-            "m-busy": _Session(MALLORY, {}, 0.0, 1),
-            "a-idle": _Session(ADA, {}, 0.0, 0),
+            "m-idle": OpenSession(MALLORY, {}, 0.0, 0),
+            "m-busy": OpenSession(MALLORY, {}, 0.0, 1),
+            "a-idle": OpenSession(ADA, {}, 0.0, 0),
         }
     )
     assert table.stale(50.0) == ["m-idle"]

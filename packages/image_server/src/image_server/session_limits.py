@@ -79,7 +79,9 @@ class Holder:
 
 
 @attrs.define
-class _Session:
+class OpenSession:
+    """One session the gate counts: whose, when last used, how many requests run in it."""
+
     holder: Holder
     scope: Scope = attrs.field(repr=False)
     """The opening request's scope (with its credential): closing the session reuses it."""
@@ -92,11 +94,11 @@ class SessionTable:
     """The open sessions by id, with per-holder counts; pure bookkeeping, no I/O."""
 
     limits: SessionLimits
-    sessions: dict[str, _Session] = attrs.field(factory=dict)
+    sessions: dict[str, OpenSession] = attrs.field(factory=dict)
     opening: dict[Holder, int] = attrs.field(factory=dict)
     """Opening requests admitted but not answered yet, by holder."""
 
-    def held_by(self, holder: Holder) -> list[tuple[str, _Session]]:
+    def held_by(self, holder: Holder) -> list[tuple[str, OpenSession]]:
         """The holder's open sessions, by id."""
         return [(sid, s) for sid, s in self.sessions.items() if s.holder == holder]
 
@@ -212,7 +214,7 @@ class SessionGate:
             if message["type"] == "http.response.start" and message.get("status", 500) < 400:
                 sid = _header(message, _SESSION_HEADER_BYTES)
                 if sid is not None and sid not in table.sessions:
-                    table.sessions[sid] = _Session(holder, dict(scope), self.clock(), 1)
+                    table.sessions[sid] = OpenSession(holder, dict(scope), self.clock(), 1)
                     opened.append(sid)
             await send(message)
 
