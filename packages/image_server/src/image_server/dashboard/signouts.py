@@ -24,7 +24,12 @@ from typing import Any, Final, Protocol
 import attrs
 
 from image_core.errors import StorageError
-from image_server.adapters.atomic_files import FileLock, read_regular_file, write_atomic
+from image_server.adapters.atomic_files import (
+    FileLock,
+    read_regular_file,
+    storage_error,
+    write_atomic,
+)
 
 STATE_DIR: Final = ".dashboard"
 FILE_NAME: Final = "sign-outs.json"
@@ -114,7 +119,10 @@ class FileSignOuts:
     """Sign-outs shared through ``directory`` by every process (see the module doc)."""
 
     def __init__(self, directory: Path, now: Callable[[], float] = time.time) -> None:
-        directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        try:
+            directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        except OSError as exc:
+            raise storage_error("create the dashboard's sign-out folder", exc) from None
         self._path = directory / FILE_NAME
         self._lock = FileLock(directory / LOCK_NAME)
         self._now = now
@@ -154,9 +162,12 @@ class FileSignOuts:
 
     def _update(self, change: Callable[[_State], None]) -> None:
         """Read, change and write back under the lock, so no process loses another's sign-out."""
-        with self._lock:
-            state = _State.parse(read_regular_file(self._path))
-            state.prune(self._now())
-            change(state)
-            write_atomic(self._path, state.dump())
-            self._seen = None
+        try:
+            with self._lock:
+                state = _State.parse(read_regular_file(self._path))
+                state.prune(self._now())
+                change(state)
+                write_atomic(self._path, state.dump())
+                self._seen = None
+        except OSError as exc:
+            raise storage_error("record the sign-out", exc) from None
