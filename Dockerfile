@@ -1,7 +1,7 @@
 # image-mcp: the MCP server, its dashboard and the Gemini adapter in one small image.
 #
 #   docker build -t image-mcp .
-#   docker run --rm -p 8766:8766 -e IMG_AUTH_DISABLED=1 -v image-mcp-data:/srv/images image-mcp
+#   docker run --rm -p 127.0.0.1:8766:8766 -e IMG_AUTH_DISABLED=1 -v image-mcp-data:/srv/images image-mcp
 #
 # Configuration comes only from the environment at run time (docs/configuration.md);
 # nothing secret is baked in. tests/test_packaging.py replays this file's builder RUN
@@ -48,14 +48,15 @@ RUN groupadd --system --gid 10001 imagemcp \
 
 COPY --from=builder /opt/venv /opt/venv
 
-# glibc otherwise keeps freed 4K image buffers resident in per-thread arenas: two
-# arenas and mmap for blocks over 1 MiB return them to the system (bench/memory.py).
+# Inside the container the server must listen on every interface (set explicitly, since
+# with login off it would otherwise keep to loopback); publish the port on the host's
+# loopback (-p 127.0.0.1:8766:8766) and let the reverse proxy reach it there.
+# (The server fixes glibc's mmap threshold itself at start-up: process_tuning.py.)
 ENV IMG_ROOT=/srv/images \
+    IMG_HOST=0.0.0.0 \
     PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
-    PYTHONDONTWRITEBYTECODE=1 \
-    MALLOC_ARENA_MAX=2 \
-    MALLOC_MMAP_THRESHOLD_=1048576
+    PYTHONDONTWRITEBYTECODE=1
 
 VOLUME /srv/images
 EXPOSE 8766

@@ -125,6 +125,20 @@ def test_a_folder_where_the_index_belongs_is_one_line_saying_what_to_do(tmp_path
     assert "Move it out of the data folder" in line
 
 
+def test_login_off_on_every_interface_is_a_loud_start_up_warning(tmp_path: Path) -> None:
+    """``--host 0.0.0.0`` with login off is obeyed, and the log says what that exposes."""
+    env = clean_env(IMG_AUTH_DISABLED="1", IMG_ROOT=str(tmp_path / "data"))
+    quiet = run(["check"], env)
+    loud = run(["check", "--host", "0.0.0.0"], env)
+    assert quiet.returncode == loud.returncode == 0
+    assert "LISTENS BEYOND THIS MACHINE" not in quiet.stderr
+    warning = next(
+        json.loads(line) for line in loud.stderr.splitlines() if "LISTENS BEYOND" in line
+    )
+    assert warning["level"] == "WARNING"
+    assert "IMG_HOST=0.0.0.0" in warning["msg"]
+
+
 def test_a_busy_port_is_one_clear_line_and_a_non_zero_exit(tmp_path: Path) -> None:
     """No traceback: the line says the port is taken and which setting to change."""
     with socket.socket() as taken:

@@ -342,6 +342,8 @@ def test_the_runtime_stage_runs_the_cli_as_an_unprivileged_user() -> None:
     env = " ".join(by_keyword["ENV"])
     assert f"IMG_ROOT={DEFAULT_ROOT}" in env
     assert f"PATH={VENV_IN_IMAGE}/bin:$PATH" in env
+    # Set explicitly: with login off the server would otherwise keep to loopback.
+    assert "IMG_HOST=0.0.0.0" in env
     assert by_keyword["VOLUME"] == [str(DEFAULT_ROOT)]
     assert by_keyword["EXPOSE"] == [str(DEFAULT_PORT)]
     health = by_keyword["HEALTHCHECK"][0]
@@ -480,3 +482,27 @@ def test_the_mcp_tools_are_locked_with_integrity_and_no_addresses() -> None:
     for name, entry in installed.items():
         assert "resolved" not in entry, name
         assert entry.get("integrity", "").startswith("sha512-"), name
+
+
+def published_ports() -> list[tuple[str, str]]:
+    """Every port a documented ``docker run -p`` or Compose ``ports:`` entry publishes."""
+    found: list[tuple[str, str]] = []
+    for path in [ROOT / "Dockerfile", ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]:
+        lines = path.read_text(encoding="utf-8").splitlines()
+        for number, line in enumerate(lines):
+            where = f"{path.name}:{number + 1}"
+            found += [(where, m) for m in re.findall(r"(?:^|\s)(?:-p|--publish)[ =](\S+)", line)]
+            if line.strip() == "ports:":
+                for entry in lines[number + 1 :]:
+                    if not entry.strip().startswith("- "):
+                        break
+                    found.append((where, entry.strip()[2:].split("#")[0].strip().strip("\"'")))
+    return found
+
+
+def test_every_documented_published_port_of_the_server_is_on_the_hosts_loopback() -> None:
+    """The image listens on all interfaces, so each example publishes 8766 on 127.0.0.1."""
+    server_ports = [(w, p) for w, p in published_ports() if p.endswith(f":{DEFAULT_PORT}")]
+    assert server_ports, "no documented docker run -p or Compose port for the server"
+    for where, port in server_ports:
+        assert port.startswith("127.0.0.1:"), f"{where} publishes {port} on every interface"

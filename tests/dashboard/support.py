@@ -42,6 +42,7 @@ from image_core.testing import (
     make_png,
 )
 from image_server.dashboard import DashboardConfig, build_dashboard
+from image_server.dashboard.signouts import SignOuts
 
 CLIENT_ID = "1234567890-dash.apps.googleusercontent.com"
 CLIENT_SECRET = "GOCSPX-dashboard-test-secret-0123456789"
@@ -231,7 +232,9 @@ def dashboard_config(
     )
 
 
-def outer_app(seeded: Seeded, config: DashboardConfig) -> Starlette:
+def outer_app(
+    seeded: Seeded, config: DashboardConfig, sign_outs: SignOuts | None = None
+) -> Starlette:
     """The dashboard mounted at /ui as the composition root does, plus /i/{name}."""
 
     async def full_image(request: Request) -> Response:
@@ -244,7 +247,7 @@ def outer_app(seeded: Seeded, config: DashboardConfig) -> Starlette:
     return Starlette(
         routes=[
             Route("/i/{name}", full_image),
-            Mount("/ui", app=build_dashboard(seeded.service, config)),
+            Mount("/ui", app=build_dashboard(seeded.service, config, sign_outs)),
         ]
     )
 

@@ -321,7 +321,7 @@ def test_the_404_page_and_signing_out(page: Page, site: Site, watch: Watch) -> N
     assert response.status == 404
     expect(page.get_by_role("heading", name="Not found")).to_be_visible()
     shoot(page, "not-found")
-    page.get_by_role("button", name="Sign out").click()
+    page.get_by_role("button", name="Sign out", exact=True).click()
     expect(page.get_by_role("status")).to_have_text("You are signed out.")
     shoot(page, "login")
     page.goto(site.url + "/ui/prefs")

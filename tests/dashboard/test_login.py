@@ -158,11 +158,12 @@ def test_login_rotates_the_session_and_keeps_no_oauth_leftovers(
     after = client.cookies[COOKIE]
     assert after != before
     data = session_data(after)
-    assert set(data) == {"user", "login_at", "csrf"}
+    assert set(data) == {"user", "login_at", "csrf", "sid", "gen"}
     assert data["user"] == USER
-    first_token = data["csrf"]
+    first_token, first_id = data["csrf"], data["sid"]
     log_in(client, google, USER)
     assert session_data(client.cookies[COOKIE])["csrf"] != first_token
+    assert session_data(client.cookies[COOKIE])["sid"] != first_id
 
 
 def test_next_path_survives_the_trip_to_google(client: TestClient, login: Login) -> None:

@@ -48,6 +48,8 @@ def valid_session(
         "user": email,
         "login_at": int(time.time()) if login_at is None else login_at,
         "csrf": csrf,
+        "sid": "s" * 24,
+        "gen": 0,
     }
 
 

@@ -23,16 +23,20 @@ from fastmcp import Client, FastMCP
 from fastmcp.client.transports import StreamableHttpTransport
 from fastmcp.exceptions import ToolError
 from fastmcp.server.auth.jwt_issuer import JWTIssuer
+from fastmcp.server.auth.providers.google import GoogleTokenVerifier
 from fastmcp.server.dependencies import get_access_token
 from fastmcp.server.http import StarletteWithLifespan
 
+from image_server.app import build_auth
 from image_server.auth import (
     DEFAULT_ALLOWED_REDIRECT_URIS,
+    TOKEN_CACHE_SECONDS,
     GoogleEndpoints,
     ImageMcpOAuthProxy,
     build_mcp_auth,
     transport_security,
 )
+from image_server.settings import load_settings
 from tests.e2e.oauth_client import (
     DEFAULT_REDIRECT_URI,
     INITIALIZE,
@@ -73,7 +77,12 @@ class Running:
 
 
 def build_app(
-    google: FakeGoogle, *, base_url: str, storage_dir: Path, key: str
+    google: FakeGoogle,
+    *,
+    base_url: str,
+    storage_dir: Path,
+    key: str,
+    cache_ttl_seconds: int = TOKEN_CACHE_SECONDS,
 ) -> tuple[StarletteWithLifespan, ImageMcpOAuthProxy]:
     """The smallest composition the production root must match: auth + host guard."""
     auth = build_mcp_auth(
@@ -84,6 +93,7 @@ def build_app(
         storage_dir=storage_dir,
         allowed_client_redirect_uris=list(DEFAULT_ALLOWED_REDIRECT_URIS),
         endpoints=GoogleEndpoints.at(google.base_url),
+        cache_ttl_seconds=cache_ttl_seconds,
     )
     mcp = FastMCP("image-mcp-e2e", auth=auth, mask_error_details=True)
 
@@ -106,11 +116,18 @@ def serve(
     *,
     signing_key: str = SIGNING_KEY,
     port: int | None = None,
+    cache_ttl_seconds: int = TOKEN_CACHE_SECONDS,
 ) -> Iterator[Running]:
     """Run the app under uvicorn on 127.0.0.1; pass ``port`` to restart at the same URL."""
     port = port or free_port()
     base_url = f"http://127.0.0.1:{port}"
-    app, auth = build_app(google, base_url=base_url, storage_dir=storage_dir, key=signing_key)
+    app, auth = build_app(
+        google,
+        base_url=base_url,
+        storage_dir=storage_dir,
+        key=signing_key,
+        cache_ttl_seconds=cache_ttl_seconds,
+    )
     with live_server(app, port=port) as url:
         assert url == base_url
         yield Running(base_url=base_url, port=port, auth=auth)
@@ -495,6 +512,42 @@ async def test_token_stops_working_when_google_revokes_it(
         status = await mcp_status(http, fresh.mcp_url, token.access_token)
 
     assert status == 401
+
+
+@pytest.mark.anyio
+async def test_a_revoked_token_is_refused_once_the_verifier_cache_expires(
+    google: FakeGoogle, http: httpx2.AsyncClient, tmp_path: Path
+) -> None:
+    """Revoking at Google ends the token within the cache time, without a restart."""
+    with serve(google, tmp_path, cache_ttl_seconds=1) as running:
+        token = await obtain_token(running.mcp_url, http=http)
+        assert await mcp_status(http, running.mcp_url, token.access_token) == 200
+        google.revoke_all()
+        await anyio.sleep(1.2)
+        status = await mcp_status(http, running.mcp_url, token.access_token)
+
+    assert status == 401
+
+
+def test_production_reuses_a_google_verdict_for_at_most_a_minute(tmp_path: Path) -> None:
+    """The default cache time, and the one the composition root really builds, is <= 60 s."""
+    settings = load_settings(
+        {
+            "IMG_ROOT": str(tmp_path),
+            "IMG_PUBLIC_URL": "https://mcp.example.test",
+            "GOOGLE_OAUTH_CLIENT_ID": CLIENT_ID,
+            "GOOGLE_OAUTH_CLIENT_SECRET": CLIENT_SECRET,
+            "IMG_JWT_SIGNING_KEY": SIGNING_KEY,
+            "IMG_ALLOWED_EMAILS": EMAIL,
+            "IMG_BACKEND": "placeholder",
+        }
+    )
+    auth = build_auth(settings, GoogleEndpoints.google())
+    assert auth is not None
+    verifier = auth._token_validator
+    assert isinstance(verifier, GoogleTokenVerifier)
+    assert TOKEN_CACHE_SECONDS <= 60
+    assert 0 < verifier._cache._ttl <= 60
 
 
 # -------------------------------------------------------------------- restarts

@@ -67,3 +67,21 @@ def test_build_app_serves_images_from_the_store_it_was_given(
     with TestClient(app, base_url=settings.public_url) as client:
         assert client.get(f"/i/{name}").content == b"\x89PNG not really"
     assert not (settings.root / name).exists()
+
+
+BANNER = "Sign-in is off and this server listens beyond this machine"
+
+
+@pytest.mark.parametrize(("host", "shown"), [("0.0.0.0", True), (None, False)])
+def test_the_dashboard_warns_when_login_is_off_on_a_network_address(
+    tmp_path: Path, host: str | None, shown: bool
+) -> None:
+    """IMG_AUTH_DISABLED=1 with IMG_HOST=0.0.0.0: a banner on every dashboard page."""
+    env = {"IMG_AUTH_DISABLED": "1", "IMG_ROOT": str(tmp_path)}
+    if host is not None:
+        env["IMG_HOST"] = host
+    settings = load_settings(env)
+    with TestClient(build_app(settings), base_url=settings.public_url) as client:
+        page = client.get("/ui/")
+    assert page.status_code == 200
+    assert (BANNER in page.text) is shown

@@ -102,6 +102,45 @@ def test_auth_disabled_needs_no_secrets_and_warns_loudly() -> None:
     assert any("AUTHENTICATION IS DISABLED" in w for w in s.warnings)
 
 
+def test_serve_with_login_off_listens_on_loopback_only(tmp_path: Path) -> None:
+    """``serve`` with IMG_AUTH_DISABLED=1 and no IMG_HOST binds 127.0.0.1, not every interface."""
+    s = load_settings({"IMG_AUTH_DISABLED": "1", "IMG_ROOT": str(tmp_path)})
+    assert s.host == "127.0.0.1"
+    assert not s.open_without_login
+    assert not any("IMG_HOST" in w for w in s.warnings)
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "::", "192.168.1.20"])
+def test_login_off_on_a_chosen_network_address_warns_loudly(tmp_path: Path, host: str) -> None:
+    """An explicit non-loopback IMG_HOST is obeyed, with a warning naming the danger."""
+    s = load_settings({"IMG_AUTH_DISABLED": "1", "IMG_ROOT": str(tmp_path), "IMG_HOST": host})
+    assert s.host == host
+    assert s.open_without_login
+    warning = next(w for w in s.warnings if "IMG_HOST" in w)
+    assert host in warning
+    assert "anyone" in warning
+
+
+def test_an_explicit_loopback_host_with_login_off_is_not_flagged(tmp_path: Path) -> None:
+    s = load_settings({"IMG_AUTH_DISABLED": "1", "IMG_ROOT": str(tmp_path), "IMG_HOST": "::1"})
+    assert s.host == "::1"
+    assert not s.open_without_login
+
+
+def test_production_keeps_listening_on_every_interface() -> None:
+    """With login on the default stays 0.0.0.0 (the reverse proxy reaches it) and is quiet."""
+    s = load_settings(PROD)
+    assert s.host == "0.0.0.0"
+    assert not s.open_without_login
+
+
+@pytest.mark.parametrize(("raw", "closed"), [(None, False), ("1", True), ("no", False)])
+def test_login_requires_access_is_off_unless_switched_on(raw: str | None, closed: bool) -> None:
+    """``IMG_LOGIN_REQUIRES_ACCESS``: strangers may connect by default (the product's contract)."""
+    env = dict(PROD) if raw is None else {**PROD, "IMG_LOGIN_REQUIRES_ACCESS": raw}
+    assert load_settings(env).login_requires_access is closed
+
+
 def test_dev_mode_listens_on_loopback_and_keeps_data_locally(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:

@@ -47,8 +47,9 @@ from image_server.auth import (
     build_mcp_auth,
     transport_security,
 )
-from image_server.dashboard import DashboardConfig, build_dashboard
+from image_server.dashboard import SIGN_OUTS_DIR, DashboardConfig, FileSignOuts, build_dashboard
 from image_server.edge import SecurityHeaders
+from image_server.login_gate import LoginGate
 from image_server.mcp import build_mcp_server
 from image_server.routes import (
     DASHBOARD_MOUNT,
@@ -60,6 +61,7 @@ from image_server.routes import (
     not_found,
     redirect,
 )
+from image_server.session_limits import SessionGate, SessionLimits
 from image_server.settings import Settings
 
 log = logging.getLogger("image_server")
@@ -224,6 +226,7 @@ def dashboard_config(settings: Settings, google: GoogleEndpoints) -> DashboardCo
         openid_configuration_url=google.openid_configuration_url,
         issuer=google.issuer,
         secure_cookies=settings.secure_cookies,
+        open_on_network=settings.open_without_login,
     )
 
 
@@ -231,13 +234,15 @@ def build_app(
     settings: Settings,
     *,
     google: GoogleEndpoints | None = None,
+    session_limits: SessionLimits | None = None,
     **given: Unpack[AdapterOverrides],
 ) -> Starlette:
     """Build the whole server: /mcp (+ OAuth routes), /health, /i/{name} and /ui.
 
     Every adapter is a named value, replaceable by keyword (``images=``, ``metadata=``,
     ``prefs=``, ``backend=``, ``codec=``, ``clock=``, ``ids=``); what this builds is
-    closed by the app's lifespan at shutdown.
+    closed by the app's lifespan at shutdown. ``session_limits`` replaces the MCP
+    session budgets (tests use short idle times).
     """
     google = google or GoogleEndpoints.google()
     closing = contextlib.AsyncExitStack()
@@ -245,8 +250,10 @@ def build_app(
     service = build_service(settings, closing=closing, background=background, **given)
     auth = build_auth(settings, google)
     security = transport_security(settings.public_url, dev=settings.dev or settings.auth_disabled)
-    mcp_app = build_mcp_app(settings, service, auth, security)
-    dashboard = build_dashboard(service, dashboard_config(settings, google))
+    mcp_app = build_mcp_app(settings, service, auth, security, session_limits or SessionLimits())
+    dashboard = build_dashboard(
+        service, dashboard_config(settings, google), FileSignOuts(settings.root / SIGN_OUTS_DIR)
+    )
     return Starlette(
         routes=public_routes(service, dashboard, mcp_app),
         middleware=edge_middleware(security),
@@ -259,8 +266,13 @@ def build_mcp_app(
     service: ImageService,
     auth: ImageMcpOAuthProxy | None,
     security: HttpAppSecurity,
+    limits: SessionLimits,
 ) -> StarletteWithLifespan:
-    """The MCP server's ASGI app at ``/mcp``, answering unknown paths with our 404."""
+    """The MCP server's ASGI app at ``/mcp``, answering unknown paths with our 404.
+
+    After authentication, ``SessionGate`` holds each identity to its session budget
+    (``session_limits.py``); the SDK's own idle timeout matches the longest budget.
+    """
     server = build_mcp_server(
         service,
         public_url=settings.public_url,
@@ -269,7 +281,22 @@ def build_mcp_app(
         website_url=settings.public_url + DASHBOARD_PATH,
         tool_deadline_seconds=settings.tool_deadline_seconds,
     )
-    mcp_app = server.http_app(path=MCP_PATH, **security)
+    gate = Middleware(
+        SessionGate,
+        service=service,
+        mcp_path=MCP_PATH,
+        limits=limits,
+        refuse_strangers=settings.login_requires_access,
+    )
+    middleware = [gate]
+    if auth is not None and settings.login_requires_access:
+        middleware.append(Middleware(LoginGate, auth=auth, service=service))
+    mcp_app = server.http_app(
+        path=MCP_PATH,
+        middleware=middleware,
+        session_idle_timeout=limits.allowed_idle_seconds,
+        **security,
+    )
     # The MCP app is mounted at the root, so its router answers every unknown path.
     mcp_app.add_exception_handler(404, not_found)
     return mcp_app

@@ -153,6 +153,11 @@ class ImageMcpOAuthProxy(OAuthProxy):
         )
 
 
+#: How long one Google verdict on a token is reused: a token revoked at Google (or a
+#: removed app) stops working within this many seconds.
+TOKEN_CACHE_SECONDS: Final = 60
+
+
 def build_mcp_auth(
     *,
     client_id: str,
@@ -162,7 +167,7 @@ def build_mcp_auth(
     storage_dir: Path,
     allowed_client_redirect_uris: Sequence[str],
     endpoints: GoogleEndpoints,
-    cache_ttl_seconds: int = 300,
+    cache_ttl_seconds: int = TOKEN_CACHE_SECONDS,
 ) -> ImageMcpOAuthProxy:
     """The OAuth provider for ``FastMCP(auth=...)``: Google login, Claude-ready.
 
@@ -171,7 +176,8 @@ def build_mcp_auth(
     the token-signing key and the storage encryption key are derived from it
     separately, so changing it invalidates tokens and stored state together.
     ``storage_dir`` holds client registrations and upstream Google tokens,
-    Fernet-encrypted, so connectors survive restarts.
+    Fernet-encrypted, so connectors survive restarts. ``cache_ttl_seconds`` bounds how
+    long a token revoked at Google keeps working (tests pass about a second).
     """
     if len(jwt_signing_key) < MIN_SECRET_CHARS:
         msg = f"jwt_signing_key must be at least {MIN_SECRET_CHARS} random characters"

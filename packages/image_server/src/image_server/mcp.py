@@ -20,7 +20,7 @@ import mcp.types as mt
 from fastmcp import Context, FastMCP
 from fastmcp.exceptions import ToolError
 from fastmcp.server.auth import AuthProvider
-from fastmcp.server.dependencies import get_access_token
+from fastmcp.server.dependencies import AccessToken, get_access_token
 from fastmcp.server.middleware import CallNext, Middleware, MiddlewareContext
 from fastmcp.tools.base import ToolResult
 from fastmcp.tools.function_tool import FunctionTool
@@ -74,7 +74,11 @@ else:
 
 def identity_from_token() -> Identity | None:
     """The caller as the OAuth token describes them; ``None`` when there is no token."""
-    token = get_access_token()
+    return identity_of(get_access_token())
+
+
+def identity_of(token: AccessToken | None) -> Identity | None:
+    """The person a verified access token names; ``None`` without a token or an email."""
     if token is None:
         return None
     email = token.claims.get("email")

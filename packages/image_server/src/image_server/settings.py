@@ -23,6 +23,7 @@ from image_server.edge import (
     LOOPBACK_HOSTS,
     MIN_SECRET_CHARS,
     check_redirect_patterns,
+    is_loopback,
 )
 from image_server.model_settings import catalog_from_environment
 
@@ -63,6 +64,7 @@ KNOWN_VARIABLES: Mapping[str, str] = {
     "IMG_HOST": "address to listen on",
     "IMG_PORT": "port to listen on",
     "IMG_LOG_LEVEL": "DEBUG, INFO, WARNING or ERROR",
+    "IMG_LOGIN_REQUIRES_ACCESS": "1 to give connector tokens only to people who may generate",
 }
 
 
@@ -106,12 +108,18 @@ class Settings:
     allowed_redirect_uris: tuple[str, ...] = DEFAULT_REDIRECT_URIS
     catalog: ModelCatalog = attrs.field(factory=ModelCatalog)
     log_level: str = "INFO"
+    login_requires_access: bool = False
     warnings: tuple[str, ...] = ()
 
     @property
     def public_host(self) -> str:
         """Host name (and port if any) of the public URL, for Host-header checks."""
         return urlsplit(self.public_url).netloc
+
+    @property
+    def open_without_login(self) -> bool:
+        """Login is off and the server listens beyond this machine (IMG_HOST chosen so)."""
+        return self.auth_disabled and not is_loopback(self.host.strip("[]"))
 
     @property
     def secure_cookies(self) -> bool:
@@ -143,7 +151,7 @@ def load_settings(
     auth_disabled = dev or _flag(env.get("IMG_AUTH_DISABLED"))
 
     port = _port(env.get("IMG_PORT"), problems)
-    host = _clean(env, "IMG_HOST") or ("127.0.0.1" if dev else "0.0.0.0")  # noqa: S104
+    host = _host(env, auth_disabled, notes)
     root = Path(_clean(env, "IMG_ROOT") or (DEV_ROOT if dev else DEFAULT_ROOT)).absolute()
     _check_root(root, problems)
     public_url = _public_url(env, host, port, auth_disabled, problems)
@@ -188,6 +196,7 @@ def load_settings(
         allowed_redirect_uris=redirect_uris,
         catalog=catalog,
         log_level=log_level,
+        login_requires_access=_flag(env.get("IMG_LOGIN_REQUIRES_ACCESS")),
         warnings=tuple(notes),
     )
 
@@ -294,6 +303,21 @@ def _check_root(root: Path, problems: list[str]) -> None:
         )
     elif not os.access(existing, os.W_OK | os.X_OK):
         problems.append(f"IMG_ROOT={str(root)!r} is not writable by this process.")
+
+
+def _host(env: Mapping[str, str], auth_disabled: bool, notes: list[str]) -> str:
+    """``IMG_HOST``; unset, loopback with login off (the Host check is no lock), else all."""
+    chosen = _clean(env, "IMG_HOST")
+    if chosen is None:
+        return "127.0.0.1" if auth_disabled else "0.0.0.0"  # noqa: S104
+    if auth_disabled and not is_loopback(chosen.strip("[]")):
+        notes.append(
+            f"LOGIN IS OFF AND IMG_HOST={chosen} LISTENS BEYOND THIS MACHINE: anyone who can "
+            "reach this address and port can generate images at your cost and see every "
+            "image (a Host header check is no lock). Unset IMG_HOST, or publish the port "
+            "on loopback only (docker run -p 127.0.0.1:8766:8766)."
+        )
+    return chosen
 
 
 def _port(raw: str | None, problems: list[str]) -> int:

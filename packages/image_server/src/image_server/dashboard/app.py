@@ -27,6 +27,7 @@ from image_server.dashboard.security import (
     add_security_headers,
 )
 from image_server.dashboard.session import Sessions
+from image_server.dashboard.signouts import MemorySignOuts, SignOuts
 from image_server.dashboard.views import Views
 from image_server.edge import SecurityHeaders
 from image_server.outcomes import NOT_FOUND, outcome_of
@@ -106,6 +107,12 @@ def dashboard_routes(views: Views, login: GoogleLogin) -> list[BaseRoute]:
         Route("/login/google", login.start, name="login_start"),
         Route(CALLBACK_PATH, login.callback, name="auth_callback"),
         Route("/logout", login.logout, methods=["POST"], name="logout"),
+        Route(
+            "/logout/everywhere",
+            login.logout_everywhere,
+            methods=["POST"],
+            name="logout_everywhere",
+        ),
         Mount("/static", app=StaticFiles(directory=STATIC), name="static"),
     ]
 
@@ -127,14 +134,21 @@ def dashboard_middleware(config: DashboardConfig) -> list[Middleware]:
     ]
 
 
-def build_dashboard(service: ImageService, config: DashboardConfig) -> Starlette:
-    """The dashboard app, to be mounted at ``/ui`` by the composition root."""
+def build_dashboard(
+    service: ImageService, config: DashboardConfig, sign_outs: SignOuts | None = None
+) -> Starlette:
+    """The dashboard app, to be mounted at ``/ui`` by the composition root.
+
+    ``sign_outs`` remembers server-side sign-outs (``FileSignOuts`` under the data
+    folder in production); without it they last as long as this process.
+    """
     sessions = Sessions(
         service=service,
         auth_disabled=config.auth_disabled,
         max_age_seconds=config.session_max_age_seconds,
+        sign_outs=sign_outs or MemorySignOuts(),
     )
-    renderer = Renderer(auth_disabled=config.auth_disabled)
+    renderer = Renderer(auth_disabled=config.auth_disabled, open_on_network=config.open_on_network)
     views = Views(service=service, config=config, sessions=sessions, renderer=renderer)
     login = GoogleLogin(config=config, service=service, sessions=sessions, renderer=renderer)
     return Starlette(

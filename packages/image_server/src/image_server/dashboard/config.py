@@ -72,6 +72,8 @@ class DashboardConfig:
     openid_configuration_url: str = GOOGLE_OPENID_CONFIGURATION
     issuer: str = GOOGLE_ISSUER
     session_max_age_seconds: int = attrs.field(default=8 * 3600, validator=_check_max_age)
+    open_on_network: bool = False
+    """Login is off and the server listens beyond loopback: every page shows a warning."""
 
     def __attrs_post_init__(self) -> None:
         if not self.auth_disabled and not (self.client_id and self.client_secret):

@@ -13,6 +13,7 @@ import logging
 import ssl
 from typing import Any, Final
 
+import anyio
 import attrs
 import httpx2
 from authlib.common.errors import AuthlibBaseError  # type: ignore[import-untyped]
@@ -153,7 +154,14 @@ class GoogleLogin:
         return RedirectResponse(next_path or Paths.of(request).home(), status_code=303)
 
     async def logout(self, request: Request) -> Response:
-        """``POST /logout``: same-origin and CSRF checked, then the session is dropped."""
+        """``POST /logout``: same-origin and CSRF checked, then this session ends for good."""
+        return await self._sign_out(request, everywhere=False)
+
+    async def logout_everywhere(self, request: Request) -> Response:
+        """``POST /logout/everywhere``: checked the same way; ends all the person's sessions."""
+        return await self._sign_out(request, everywhere=True)
+
+    async def _sign_out(self, request: Request, *, everywhere: bool) -> Response:
         paths = Paths.of(request)
         viewer = self.sessions.viewer(request)
         if viewer is None or self.config.auth_disabled:
@@ -172,7 +180,11 @@ class GoogleLogin:
                 403,
                 viewer=viewer,
             )
-        self.sessions.sign_out(request)
+        if everywhere:
+            await anyio.to_thread.run_sync(self.sessions.sign_out_everywhere, request, viewer.email)
+            log.info("dashboard signed out everywhere", extra={"event": "logout_everywhere"})
+        else:
+            await anyio.to_thread.run_sync(self.sessions.sign_out, request)
         return RedirectResponse(f"{paths.login()}?bye=1", status_code=303)
 
     def _failed(self, request: Request, text: str) -> Response:

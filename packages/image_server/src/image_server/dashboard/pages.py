@@ -77,6 +77,10 @@ class Paths:
         """Sign out (POST)."""
         return f"{self.root}/logout"
 
+    def logout_everywhere(self) -> str:
+        """Sign out of every browser (POST)."""
+        return f"{self.root}/logout/everywhere"
+
     def static(self, name: str) -> str:
         """A file under ``static/``, versioned by its content so caches never serve a stale one."""
         return f"{self.root}/static/{name}?v={static_version(name)}"
@@ -128,6 +132,7 @@ class Renderer:
 
     env: jinja2.Environment = attrs.field(factory=make_environment)
     auth_disabled: bool = False
+    open_on_network: bool = False
 
     def page(
         self,
@@ -141,6 +146,7 @@ class Renderer:
             "paths": Paths.of(request),
             "viewer": None,
             "auth_disabled": self.auth_disabled,
+            "open_on_network": self.open_on_network,
             "nav": "",
         }
         values.update(context or {})

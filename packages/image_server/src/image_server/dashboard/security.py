@@ -132,6 +132,11 @@ def new_csrf_token() -> str:
     return secrets.token_urlsafe(32)
 
 
+def new_session_id() -> str:
+    """A fresh unguessable id for one dashboard session (what a sign-out names)."""
+    return secrets.token_urlsafe(18)
+
+
 def csrf_matches(expected: object, submitted: str | None) -> bool:
     """Constant-time comparison; an absent or empty token never matches."""
     if not isinstance(expected, str) or not expected or not submitted:

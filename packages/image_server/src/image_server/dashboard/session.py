@@ -18,12 +18,15 @@ from starlette.requests import Request
 from image_core import names
 from image_core.domain import Identity
 from image_core.service import ImageService
-from image_server.dashboard.security import new_csrf_token
+from image_server.dashboard.security import new_csrf_token, new_session_id
+from image_server.dashboard.signouts import MemorySignOuts, SignOuts
 
 USER_KEY: Final = "user"
 LOGIN_AT_KEY: Final = "login_at"
 CSRF_KEY: Final = "csrf"
 NEXT_KEY: Final = "next"
+SESSION_ID_KEY: Final = "sid"
+GENERATION_KEY: Final = "gen"
 #: The email the core records for generations made with authentication disabled.
 
 
@@ -50,12 +53,14 @@ class Sessions:
     auth_disabled: bool
     max_age_seconds: int
     now: Callable[[], float] = time.time
+    sign_outs: SignOuts = attrs.field(factory=MemorySignOuts)
 
     def viewer(self, request: Request) -> Viewer | None:
         """The signed-in (or, with auth disabled, local) viewer; ``None`` means sign in.
 
-        A session older than ``max_age_seconds`` (absolute, from login), malformed, or
-        for an email no longer allowed is dropped.
+        A session older than ``max_age_seconds`` (absolute, from login), malformed, for
+        an email no longer allowed, or signed out on the server (this session, or all
+        of the person's) is dropped.
         """
         session = _session(request)
         if self.auth_disabled:
@@ -69,10 +74,19 @@ class Sessions:
             session.clear()
             return None
         csrf = session.get(CSRF_KEY)
-        if not isinstance(csrf, str) or not csrf:
+        if not isinstance(csrf, str) or not csrf or not self._still_valid(session, identity):
             session.clear()
             return None
         return Viewer(identity, email, self.service.is_admin(identity), csrf)
+
+    def _still_valid(self, session: MutableMapping[str, Any], identity: Identity) -> bool:
+        """Not signed out on the server: neither this session nor all of the person's."""
+        session_id, generation = session.get(SESSION_ID_KEY), session.get(GENERATION_KEY)
+        if not isinstance(session_id, str) or not session_id or not isinstance(generation, int):
+            return False
+        if generation != self.sign_outs.generation(identity.email):
+            return False
+        return not self.sign_outs.is_signed_out(session_id)
 
     def _csrf(self, session: MutableMapping[str, Any]) -> str:
         token = session.get(CSRF_KEY)
@@ -96,11 +110,28 @@ class Sessions:
         return value if isinstance(value, str) else None
 
     def sign_in(self, request: Request, email: str) -> None:
-        """Replace the whole session (new cookie, new CSRF token): no fixation."""
+        """Replace the whole session (new cookie, id and CSRF token): no fixation."""
         session = _session(request)
         session.clear()
-        session.update({USER_KEY: email, LOGIN_AT_KEY: int(self.now()), CSRF_KEY: new_csrf_token()})
+        session.update(
+            {
+                USER_KEY: email,
+                LOGIN_AT_KEY: int(self.now()),
+                CSRF_KEY: new_csrf_token(),
+                SESSION_ID_KEY: new_session_id(),
+                GENERATION_KEY: self.sign_outs.generation(email),
+            }
+        )
 
     def sign_out(self, request: Request) -> None:
-        """Forget everything; the cookie is deleted."""
+        """Forget everything; the cookie is deleted and no copy of it works any more."""
+        session = _session(request)
+        session_id, login_at = session.get(SESSION_ID_KEY), session.get(LOGIN_AT_KEY)
+        if isinstance(session_id, str) and session_id and isinstance(login_at, int):
+            self.sign_outs.sign_out(session_id, login_at + self.max_age_seconds)
+        session.clear()
+
+    def sign_out_everywhere(self, request: Request, email: str) -> None:
+        """End every dashboard session of ``email``, in every browser, this one included."""
+        self.sign_outs.sign_out_everywhere(email)
         _session(request).clear()
