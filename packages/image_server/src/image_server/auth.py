@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Final, TypedDict
 
+import anyio.to_thread
 import attrs
 import httpx2
 from cryptography.fernet import Fernet
@@ -26,7 +27,8 @@ from key_value.aio.stores.filetree import (
     FileTreeV1KeySanitizationStrategy,
 )
 from key_value.aio.wrappers.encryption import FernetEncryptionWrapper
-from mcp.shared.auth import OAuthClientInformationFull
+from mcp.server.auth.provider import AuthorizationCode, RefreshToken
+from mcp.shared.auth import OAuthClientInformationFull, OAuthToken
 
 from image_server.edge import (
     DEFAULT_ALLOWED_REDIRECT_URIS,
@@ -43,6 +45,7 @@ from image_server.edge import (
     oauth_storage_key,
     public_host_and_origin,
 )
+from image_server.oauth_redemption import LEDGER_FOLDER, RedemptionLedger
 
 #: The name this module has always exported; the rule itself lives in ``edge``.
 MIN_SIGNING_KEY_CHARS: Final = MIN_SECRET_CHARS
@@ -121,9 +124,12 @@ class ImageMcpOAuthProxy(OAuthProxy):
     re-registers. The IdP callback still re-checks the allow-list itself.
     """
 
-    def __init__(self, *, state_files: FileTreeStore, **kwargs: Any) -> None:
+    def __init__(
+        self, *, state_files: FileTreeStore, redemptions: RedemptionLedger, **kwargs: Any
+    ) -> None:
         super().__init__(**kwargs)
         self._state_files = state_files
+        self._redemptions = redemptions
 
     async def cull_expired_state(self) -> None:
         """Delete expired entries from disk; call it now and then (e.g. hourly).
@@ -132,6 +138,23 @@ class ImageMcpOAuthProxy(OAuthProxy):
         removed, so without this the state directory grows with every login.
         """
         await self._state_files.cull()
+        await anyio.to_thread.run_sync(self._redemptions.cull)
+
+    async def exchange_authorization_code(
+        self, client: OAuthClientInformationFull, authorization_code: AuthorizationCode
+    ) -> OAuthToken:
+        """fastmcp's exchange, but only one request (in any process) per code."""
+        code = authorization_code
+        async with self._redemptions.redeeming("code", code.code, code.expires_at):
+            return await super().exchange_authorization_code(client, code)
+
+    async def exchange_refresh_token(
+        self, client: OAuthClientInformationFull, refresh_token: RefreshToken, scopes: list[str]
+    ) -> OAuthToken:
+        """fastmcp's rotation, but only one request (in any process) per refresh token."""
+        token = refresh_token
+        async with self._redemptions.redeeming("refresh", token.token, token.expires_at):
+            return await super().exchange_refresh_token(client, token, scopes)
 
     async def get_client(self, client_id: str) -> OAuthClientInformationFull | None:
         client = await super().get_client(client_id)
@@ -197,6 +220,7 @@ def build_mcp_auth(
         redirect_path="/auth/callback",
         allowed_client_redirect_uris=patterns,
         state_files=state_files,
+        redemptions=RedemptionLedger(storage_dir / LEDGER_FOLDER),
         client_storage=FernetEncryptionWrapper(
             key_value=state_files,
             fernet=Fernet(oauth_storage_key(jwt_signing_key)),
