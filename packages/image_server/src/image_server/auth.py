@@ -29,7 +29,14 @@ from key_value.aio.stores.filetree import (
 from key_value.aio.wrappers.encryption import FernetEncryptionWrapper
 from mcp.server.auth.provider import AuthorizationCode, RefreshToken
 from mcp.shared.auth import OAuthClientInformationFull, OAuthToken
+from starlette.routing import Route
 
+from image_server.cimd import (
+    CIMDFetcher,
+    document_speaks_for,
+    install_fetcher,
+    registration_refused_route,
+)
 from image_server.edge import (
     DEFAULT_ALLOWED_REDIRECT_URIS,
     GOOGLE_AUTHORIZE_URL,
@@ -125,11 +132,28 @@ class ImageMcpOAuthProxy(OAuthProxy):
     """
 
     def __init__(
-        self, *, state_files: FileTreeStore, redemptions: RedemptionLedger, **kwargs: Any
+        self,
+        *,
+        state_files: FileTreeStore,
+        redemptions: RedemptionLedger,
+        cimd_fetcher: CIMDFetcher | None = None,
+        dynamic_registration: bool = True,
+        **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self._state_files = state_files
         self._redemptions = redemptions
+        install_fetcher(self._cimd_manager, cimd_fetcher)
+        self._dynamic_registration = dynamic_registration
+        if not dynamic_registration and self.client_registration_options is not None:
+            # No /register route and no registration_endpoint in the metadata.
+            self.client_registration_options.enabled = False
+
+    def get_routes(self, mcp_path: str | None = None) -> list[Route]:
+        routes = super().get_routes(mcp_path)
+        if not self._dynamic_registration:
+            routes.append(registration_refused_route())
+        return routes
 
     async def cull_expired_state(self) -> None:
         """Delete expired entries from disk; call it now and then (e.g. hourly).
@@ -158,6 +182,9 @@ class ImageMcpOAuthProxy(OAuthProxy):
 
     async def get_client(self, client_id: str) -> OAuthClientInformationFull | None:
         client = await super().get_client(client_id)
+        cimd_document = client.cimd_document if isinstance(client, ProxyDCRClient) else None
+        if cimd_document is not None and not document_speaks_for(client_id, cimd_document):
+            return None
         if (
             not isinstance(client, ProxyDCRClient)
             or client.cimd_document is not None
@@ -186,6 +213,8 @@ def build_mcp_auth(
     allowed_client_redirect_uris: Sequence[str],
     endpoints: GoogleEndpoints,
     cache_ttl_seconds: int = 300,
+    cimd_fetcher: CIMDFetcher | None = None,
+    dynamic_registration: bool = True,
 ) -> ImageMcpOAuthProxy:
     """The OAuth provider for ``FastMCP(auth=...)``: Google login, Claude-ready.
 
@@ -194,7 +223,9 @@ def build_mcp_auth(
     the token-signing key and the storage encryption key are derived from it
     separately, so changing it invalidates tokens and stored state together.
     ``storage_dir`` holds client registrations and upstream Google tokens,
-    Fernet-encrypted, so connectors survive restarts.
+    Fernet-encrypted, so connectors survive restarts. ``cimd_fetcher`` replaces
+    fastmcp's SSRF-guarded metadata-document fetcher (tests only: production passes
+    ``None``); ``dynamic_registration=False`` leaves CIMD the only way to become a client.
     """
     if len(jwt_signing_key) < MIN_SECRET_CHARS:
         msg = f"jwt_signing_key must be at least {MIN_SECRET_CHARS} random characters"
@@ -221,6 +252,8 @@ def build_mcp_auth(
         allowed_client_redirect_uris=patterns,
         state_files=state_files,
         redemptions=RedemptionLedger(storage_dir / LEDGER_FOLDER),
+        cimd_fetcher=cimd_fetcher,
+        dynamic_registration=dynamic_registration,
         client_storage=FernetEncryptionWrapper(
             key_value=state_files,
             fernet=Fernet(oauth_storage_key(jwt_signing_key)),
