@@ -305,6 +305,31 @@ async def test_with_dynamic_registration_off_a_registered_looking_client_id_is_u
     assert len(google.authorize_requests) == sent_to_google
 
 
+async def test_with_dynamic_registration_off_the_google_client_id_is_no_way_in(
+    cimd_only: str, default_server: str, google: FakeGoogle, http: httpx2.AsyncClient
+) -> None:
+    """fastmcp lets a client skip registration by sending the Google app's client ID;
+    with registration off that shortcut is closed too (on by default, it stays)."""
+    sent_to_google = len(google.authorize_requests)
+    answers = {}
+    for base in (cimd_only, default_server):
+        discovery = await discover(f"{base}/mcp", http=http)
+        _, challenge = pkce_pair()
+        answers[base] = await http.get(
+            authorization_url(
+                discovery,
+                client_id=CLIENT_ID,
+                redirect_uri=CLAUDE_CALLBACK,
+                state="s",
+                code_challenge=challenge,
+            )
+        )
+
+    assert answers[cimd_only].status_code == 400
+    assert answers[default_server].status_code == 302
+    assert len(google.authorize_requests) == sent_to_google
+
+
 async def test_connectors_registered_before_registration_was_turned_off_keep_working(
     google: FakeGoogle, tmp_path: Path
 ) -> None:

@@ -181,6 +181,8 @@ class ImageMcpOAuthProxy(OAuthProxy):
             return await super().exchange_refresh_token(client, token, scopes)
 
     async def get_client(self, client_id: str) -> OAuthClientInformationFull | None:
+        if not self._dynamic_registration and client_id == self._upstream_client_id:
+            return None  # fastmcp's registration-free client for this ID: off with DCR
         client = await super().get_client(client_id)
         cimd_document = client.cimd_document if isinstance(client, ProxyDCRClient) else None
         if cimd_document is not None and not document_speaks_for(client_id, cimd_document):
