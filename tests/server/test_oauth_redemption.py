@@ -171,3 +171,30 @@ async def test_redeeming_releases_the_claim_when_the_redemption_fails(
 
     async with ledger.redeeming("refresh", "r", None):
         pass
+
+
+def block_the_marker(folder: Path) -> Path:
+    """Put a folder where the only marker is: nothing can be renamed over it."""
+    [marker] = folder.iterdir()
+    marker.unlink()
+    (marker / "in-the-way").mkdir(parents=True)
+    return marker
+
+
+def names(folder: Path) -> list[str]:
+    return [p.name for p in folder.iterdir()]
+
+
+@pytest.mark.anyio
+async def test_a_marker_that_cannot_be_updated_does_not_undo_a_redemption(
+    folder: Path, clock: Clock
+) -> None:
+    """Tokens are already issued when the marker is shortened; an error there is logged,
+    the redemption stands and the secret stays spent."""
+    ledger = RedemptionLedger(folder, clock)
+    async with ledger.redeeming("code", "c", None):
+        marker = block_the_marker(folder)
+
+    assert ledger.claim("code", "c", None) is None
+    assert names(folder) == [marker.name]  # no debris left
+    assert ledger.cull() == 0  # and the odd entry does not stop the sweep

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import logging
 import os
 import secrets
 import time
@@ -53,6 +54,8 @@ MAX_MARKER_SECONDS: Final = 366 * 24 * 3600.0
 #: A half-written replacement file older than this is debris from a crash.
 _STALE_TEMP_SECONDS: Final = 3600.0
 _TEMP_SUFFIX: Final = ".tmp"
+
+log = logging.getLogger(__name__)
 
 SecretKind = Literal["code", "refresh"]
 _WHAT: Final[dict[SecretKind, str]] = {
@@ -116,9 +119,11 @@ class RedemptionLedger:
         try:
             yield
         except Exception:
-            await anyio.to_thread.run_sync(claim.release)
+            await _settle(claim.release)
             raise
-        await anyio.to_thread.run_sync(claim.spend)
+        # Tokens are issued by now: failing to shorten the marker must not lose them
+        # (the marker then simply stays until the secret's own expiry).
+        await _settle(claim.spend)
 
     def cull(self) -> int:
         """Delete expired markers (and crash debris); returns how many went."""
@@ -131,9 +136,17 @@ class RedemptionLedger:
                 if _expired(path, now):
                     path.unlink()
                     removed += 1
-            except FileNotFoundError:
+            except OSError:  # gone meanwhile, or not a marker at all (a folder)
                 continue
         return removed
+
+
+async def _settle(step: Callable[[], None]) -> None:
+    """Run a claim's last step; a file-system error there only leaves the marker."""
+    try:
+        await anyio.to_thread.run_sync(step)
+    except OSError:
+        log.warning("could not update a redemption marker", exc_info=True)
 
 
 def _expired(path: Path, now: float) -> bool:
@@ -151,6 +164,10 @@ def _expired(path: Path, now: float) -> bool:
 def _write_expiry(path: Path, until: float) -> None:
     temp = path.with_name(f"{path.name}.{secrets.token_hex(4)}{_TEMP_SUFFIX}")
     fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w", encoding="ascii") as replacement:
-        replacement.write(f"{until:.0f}\n")
-    os.replace(temp, path)
+    try:
+        with os.fdopen(fd, "w", encoding="ascii") as replacement:
+            replacement.write(f"{until:.0f}\n")
+        os.replace(temp, path)
+    except OSError:
+        temp.unlink(missing_ok=True)
+        raise
