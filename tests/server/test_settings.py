@@ -279,3 +279,17 @@ def test_a_bad_deadline_or_preview_limit_is_refused_by_name(variable: str, raw: 
     found = problems({**PROD, variable: raw})
     assert len(found) == 1
     assert variable in found[0]
+
+
+def test_dynamic_registration_is_on_by_default_and_can_be_turned_off() -> None:
+    """IMG_DYNAMIC_REGISTRATION=0 is for servers whose clients all use CIMD."""
+    assert load_settings(PROD).dynamic_registration
+    assert not load_settings({**PROD, "IMG_DYNAMIC_REGISTRATION": "0"}).dynamic_registration
+    assert not load_settings({**PROD, "IMG_DYNAMIC_REGISTRATION": "off"}).dynamic_registration
+    assert load_settings({**PROD, "IMG_DYNAMIC_REGISTRATION": "1"}).dynamic_registration
+
+
+def test_an_unclear_dynamic_registration_value_is_refused_by_name() -> None:
+    """A typo must not silently leave registration open (or shut)."""
+    found = problems({**PROD, "IMG_DYNAMIC_REGISTRATION": "nope"})
+    assert found == ["IMG_DYNAMIC_REGISTRATION='nope' must be 1 (on) or 0 (off)."]

@@ -47,6 +47,7 @@ from image_server.auth import (
     build_mcp_auth,
     transport_security,
 )
+from image_server.cimd import CIMDFetcher
 from image_server.dashboard import SIGN_OUTS_DIR, DashboardConfig, FileSignOuts, build_dashboard
 from image_server.edge import SecurityHeaders
 from image_server.login_gate import LoginGate
@@ -93,8 +94,14 @@ def build_policy(settings: Settings) -> AccessPolicy:
     return AccessPolicy(allowed=settings.allowed_emails, admins=settings.admin_emails)
 
 
-def build_auth(settings: Settings, google: GoogleEndpoints) -> ImageMcpOAuthProxy | None:
-    """The Google OAuth proxy for /mcp, or nothing when auth is disabled."""
+def build_auth(
+    settings: Settings, google: GoogleEndpoints, cimd_fetcher: CIMDFetcher | None = None
+) -> ImageMcpOAuthProxy | None:
+    """The Google OAuth proxy for /mcp, or nothing when auth is disabled.
+
+    ``cimd_fetcher`` is for tests (a fake client on loopback); production keeps
+    fastmcp's SSRF-guarded fetcher of Client ID Metadata Documents.
+    """
     if settings.auth_disabled:
         return None
     if not settings.google_client_id or not settings.google_client_secret:
@@ -107,6 +114,8 @@ def build_auth(settings: Settings, google: GoogleEndpoints) -> ImageMcpOAuthProx
         storage_dir=settings.root / OAUTH_STATE_DIR,
         allowed_client_redirect_uris=list(settings.allowed_redirect_uris),
         endpoints=google,
+        cimd_fetcher=cimd_fetcher,
+        dynamic_registration=settings.dynamic_registration,
     )
 
 
@@ -235,6 +244,7 @@ def build_app(
     *,
     google: GoogleEndpoints | None = None,
     session_limits: SessionLimits | None = None,
+    cimd_fetcher: CIMDFetcher | None = None,
     **given: Unpack[AdapterOverrides],
 ) -> Starlette:
     """Build the whole server: /mcp (+ OAuth routes), /health, /i/{name} and /ui.
@@ -248,7 +258,7 @@ def build_app(
     closing = contextlib.AsyncExitStack()
     background = BackgroundWork()
     service = build_service(settings, closing=closing, background=background, **given)
-    auth = build_auth(settings, google)
+    auth = build_auth(settings, google, cimd_fetcher)
     security = transport_security(settings.public_url, dev=settings.dev or settings.auth_disabled)
     mcp_app = build_mcp_app(settings, service, auth, security, session_limits or SessionLimits())
     dashboard = build_dashboard(

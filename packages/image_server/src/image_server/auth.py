@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Final, TypedDict
 
+import anyio.to_thread
 import attrs
 import httpx2
 from cryptography.fernet import Fernet
@@ -26,8 +27,16 @@ from key_value.aio.stores.filetree import (
     FileTreeV1KeySanitizationStrategy,
 )
 from key_value.aio.wrappers.encryption import FernetEncryptionWrapper
-from mcp.shared.auth import OAuthClientInformationFull
+from mcp.server.auth.provider import AuthorizationCode, RefreshToken
+from mcp.shared.auth import OAuthClientInformationFull, OAuthToken
+from starlette.routing import Route
 
+from image_server.cimd import (
+    CIMDFetcher,
+    document_speaks_for,
+    install_fetcher,
+    registration_refused_route,
+)
 from image_server.edge import (
     DEFAULT_ALLOWED_REDIRECT_URIS,
     GOOGLE_AUTHORIZE_URL,
@@ -43,6 +52,7 @@ from image_server.edge import (
     oauth_storage_key,
     public_host_and_origin,
 )
+from image_server.oauth_redemption import LEDGER_FOLDER, RedemptionLedger
 
 #: The name this module has always exported; the rule itself lives in ``edge``.
 MIN_SIGNING_KEY_CHARS: Final = MIN_SECRET_CHARS
@@ -121,9 +131,29 @@ class ImageMcpOAuthProxy(OAuthProxy):
     re-registers. The IdP callback still re-checks the allow-list itself.
     """
 
-    def __init__(self, *, state_files: FileTreeStore, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *,
+        state_files: FileTreeStore,
+        redemptions: RedemptionLedger,
+        cimd_fetcher: CIMDFetcher | None = None,
+        dynamic_registration: bool = True,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         self._state_files = state_files
+        self._redemptions = redemptions
+        install_fetcher(self._cimd_manager, cimd_fetcher)
+        self._dynamic_registration = dynamic_registration
+        if not dynamic_registration and self.client_registration_options is not None:
+            # No /register route and no registration_endpoint in the metadata.
+            self.client_registration_options.enabled = False
+
+    def get_routes(self, mcp_path: str | None = None) -> list[Route]:
+        routes = super().get_routes(mcp_path)
+        if not self._dynamic_registration:
+            routes.append(registration_refused_route())
+        return routes
 
     async def cull_expired_state(self) -> None:
         """Delete expired entries from disk; call it now and then (e.g. hourly).
@@ -132,9 +162,31 @@ class ImageMcpOAuthProxy(OAuthProxy):
         removed, so without this the state directory grows with every login.
         """
         await self._state_files.cull()
+        await anyio.to_thread.run_sync(self._redemptions.cull)
+
+    async def exchange_authorization_code(
+        self, client: OAuthClientInformationFull, authorization_code: AuthorizationCode
+    ) -> OAuthToken:
+        """fastmcp's exchange, but only one request (in any process) per code."""
+        code = authorization_code
+        async with self._redemptions.redeeming("code", code.code, code.expires_at):
+            return await super().exchange_authorization_code(client, code)
+
+    async def exchange_refresh_token(
+        self, client: OAuthClientInformationFull, refresh_token: RefreshToken, scopes: list[str]
+    ) -> OAuthToken:
+        """fastmcp's rotation, but only one request (in any process) per refresh token."""
+        token = refresh_token
+        async with self._redemptions.redeeming("refresh", token.token, token.expires_at):
+            return await super().exchange_refresh_token(client, token, scopes)
 
     async def get_client(self, client_id: str) -> OAuthClientInformationFull | None:
+        if not self._dynamic_registration and client_id == self._upstream_client_id:
+            return None  # fastmcp's registration-free client for this ID: off with DCR
         client = await super().get_client(client_id)
+        cimd_document = client.cimd_document if isinstance(client, ProxyDCRClient) else None
+        if cimd_document is not None and not document_speaks_for(client_id, cimd_document):
+            return None
         if (
             not isinstance(client, ProxyDCRClient)
             or client.cimd_document is not None
@@ -168,6 +220,8 @@ def build_mcp_auth(
     allowed_client_redirect_uris: Sequence[str],
     endpoints: GoogleEndpoints,
     cache_ttl_seconds: int = TOKEN_CACHE_SECONDS,
+    cimd_fetcher: CIMDFetcher | None = None,
+    dynamic_registration: bool = True,
 ) -> ImageMcpOAuthProxy:
     """The OAuth provider for ``FastMCP(auth=...)``: Google login, Claude-ready.
 
@@ -178,6 +232,9 @@ def build_mcp_auth(
     ``storage_dir`` holds client registrations and upstream Google tokens,
     Fernet-encrypted, so connectors survive restarts. ``cache_ttl_seconds`` bounds how
     long a token revoked at Google keeps working (tests pass about a second).
+    ``cimd_fetcher`` replaces fastmcp's SSRF-guarded metadata-document fetcher (tests
+    only: production passes ``None``); ``dynamic_registration=False`` leaves CIMD the only
+    way to become a client.
     """
     if len(jwt_signing_key) < MIN_SECRET_CHARS:
         msg = f"jwt_signing_key must be at least {MIN_SECRET_CHARS} random characters"
@@ -203,6 +260,9 @@ def build_mcp_auth(
         redirect_path="/auth/callback",
         allowed_client_redirect_uris=patterns,
         state_files=state_files,
+        redemptions=RedemptionLedger(storage_dir / LEDGER_FOLDER),
+        cimd_fetcher=cimd_fetcher,
+        dynamic_registration=dynamic_registration,
         client_storage=FernetEncryptionWrapper(
             key_value=state_files,
             fernet=Fernet(oauth_storage_key(jwt_signing_key)),

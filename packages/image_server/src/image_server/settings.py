@@ -61,6 +61,7 @@ KNOWN_VARIABLES: Mapping[str, str] = {
     "IMG_PREVIEW_MAX_BYTES": "largest inline preview in bytes (default 150000)",
     "IMG_BACKEND": "auto, gemini or placeholder",
     "IMG_ALLOWED_REDIRECT_URIS": "comma-separated MCP client redirect URIs (wildcards allowed)",
+    "IMG_DYNAMIC_REGISTRATION": "0 to refuse dynamic client registration (CIMD clients only)",
     "IMG_HOST": "address to listen on",
     "IMG_PORT": "port to listen on",
     "IMG_LOG_LEVEL": "DEBUG, INFO, WARNING or ERROR",
@@ -106,6 +107,7 @@ class Settings:
     allowed_emails: frozenset[str] = frozenset()
     admin_emails: frozenset[str] = frozenset()
     allowed_redirect_uris: tuple[str, ...] = DEFAULT_REDIRECT_URIS
+    dynamic_registration: bool = True
     catalog: ModelCatalog = attrs.field(factory=ModelCatalog)
     log_level: str = "INFO"
     login_requires_access: bool = False
@@ -168,6 +170,7 @@ def load_settings(
     login = _login(env, auth_disabled, problems, notes)
     signing_key = _signing_key(env, auth_disabled, problems, notes)
     redirect_uris = _redirect_uris(env, problems)
+    dynamic_registration = _on_off(env, "IMG_DYNAMIC_REGISTRATION", True, problems)
     catalog = _catalog(env, problems)
     log_level = _log_level(env, problems)
     notes.extend(_unknown_variables(env))
@@ -194,6 +197,7 @@ def load_settings(
         allowed_emails=login.allowed,
         admin_emails=login.admins,
         allowed_redirect_uris=redirect_uris,
+        dynamic_registration=dynamic_registration,
         catalog=catalog,
         log_level=log_level,
         login_requires_access=_flag(env.get("IMG_LOGIN_REQUIRES_ACCESS")),
@@ -266,6 +270,20 @@ def _redirect_uris(env: Mapping[str, str], problems: list[str]) -> tuple[str, ..
     except ValueError as exc:
         problems.append(f"IMG_ALLOWED_REDIRECT_URIS: {exc}.")
     return redirect_uris or DEFAULT_REDIRECT_URIS
+
+
+def _on_off(env: Mapping[str, str], key: str, default: bool, problems: list[str]) -> bool:
+    """A switch spelt 1/0, true/false, yes/no or on/off; anything else is refused."""
+    raw = _clean(env, key)
+    if raw is None:
+        return default
+    value = raw.lower()
+    if value in {"1", "true", "yes", "on"}:
+        return True
+    if value in {"0", "false", "no", "off"}:
+        return False
+    problems.append(f"{key}={raw!r} must be 1 (on) or 0 (off).")
+    return default
 
 
 def _catalog(env: Mapping[str, str], problems: list[str]) -> ModelCatalog:
