@@ -19,17 +19,14 @@ from cryptography.fernet import Fernet
 from fastmcp.server.auth.oauth_proxy import OAuthProxy
 from fastmcp.server.auth.oauth_proxy.models import ProxyDCRClient
 from fastmcp.server.auth.providers.google import GoogleTokenVerifier
-from fastmcp.server.auth.redirect_validation import validate_redirect_uri
-from key_value.aio.stores.filetree import (
-    FileTreeStore,
-    FileTreeV1CollectionSanitizationStrategy,
-    FileTreeV1KeySanitizationStrategy,
-)
 from key_value.aio.wrappers.encryption import FernetEncryptionWrapper
 from mcp.shared.auth import OAuthClientInformationFull
+from starlette.routing import BaseRoute
 
 from image_server.edge import (
     DEFAULT_ALLOWED_REDIRECT_URIS,
+    DEFAULT_MAX_OAUTH_CLIENTS,
+    DEFAULT_OAUTH_CLIENT_IDLE_DAYS,
     GOOGLE_AUTHORIZE_URL,
     GOOGLE_ISSUER,
     GOOGLE_OPENID_CONFIGURATION,
@@ -42,7 +39,10 @@ from image_server.edge import (
     oauth_jwt_key,
     oauth_storage_key,
     public_host_and_origin,
+    redirect_uri_allowed,
 )
+from image_server.oauth_budget import check_registration, guard_routes
+from image_server.oauth_state import ClientLeases, StateBudget, StateFileStore
 
 #: The name this module has always exported; the rule itself lives in ``edge``.
 MIN_SIGNING_KEY_CHARS: Final = MIN_SECRET_CHARS
@@ -121,7 +121,7 @@ class ImageMcpOAuthProxy(OAuthProxy):
     re-registers. The IdP callback still re-checks the allow-list itself.
     """
 
-    def __init__(self, *, state_files: FileTreeStore, **kwargs: Any) -> None:
+    def __init__(self, *, state_files: StateFileStore, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._state_files = state_files
 
@@ -132,6 +132,15 @@ class ImageMcpOAuthProxy(OAuthProxy):
         removed, so without this the state directory grows with every login.
         """
         await self._state_files.cull()
+
+    async def register_client(self, client_info: OAuthClientInformationFull) -> None:
+        """fastmcp's registration, but small, and for exactly listed callbacks only."""
+        check_registration(client_info, self._allowed_client_redirect_uris or [])
+        await super().register_client(client_info)
+
+    def get_routes(self, mcp_path: str | None = None) -> list[BaseRoute]:  # type: ignore[override]
+        """fastmcp's routes; the OAuth writes refuse over-budget work with 413/503."""
+        return guard_routes(super().get_routes(mcp_path))
 
     async def get_client(self, client_id: str) -> OAuthClientInformationFull | None:
         client = await super().get_client(client_id)
@@ -144,7 +153,7 @@ class ImageMcpOAuthProxy(OAuthProxy):
         allowed = [
             uri
             for uri in client.redirect_uris or []
-            if validate_redirect_uri(uri, self._allowed_client_redirect_uris)
+            if redirect_uri_allowed(str(uri), self._allowed_client_redirect_uris or [])
         ]
         if not allowed:
             return None
@@ -163,6 +172,8 @@ def build_mcp_auth(
     allowed_client_redirect_uris: Sequence[str],
     endpoints: GoogleEndpoints,
     cache_ttl_seconds: int = 300,
+    max_clients: int = DEFAULT_MAX_OAUTH_CLIENTS,
+    client_idle_days: int = DEFAULT_OAUTH_CLIENT_IDLE_DAYS,
 ) -> ImageMcpOAuthProxy:
     """The OAuth provider for ``FastMCP(auth=...)``: Google login, Claude-ready.
 
@@ -171,14 +182,15 @@ def build_mcp_auth(
     the token-signing key and the storage encryption key are derived from it
     separately, so changing it invalidates tokens and stored state together.
     ``storage_dir`` holds client registrations and upstream Google tokens,
-    Fernet-encrypted, so connectors survive restarts.
+    Fernet-encrypted, so connectors survive restarts; at most ``max_clients``
+    registrations, each lasting ``client_idle_days`` after its last token.
     """
     if len(jwt_signing_key) < MIN_SECRET_CHARS:
         msg = f"jwt_signing_key must be at least {MIN_SECRET_CHARS} random characters"
         raise ValueError(msg)
     patterns = list(allowed_client_redirect_uris)
     check_redirect_patterns(patterns)
-    state_files = _state_files(storage_dir)
+    state_files = _state_files(storage_dir, max_clients)
     verifier = GoogleTokenVerifier(
         required_scopes=list(GOOGLE_SCOPES),
         timeout_seconds=_VERIFY_TIMEOUT_SECONDS,
@@ -197,11 +209,14 @@ def build_mcp_auth(
         redirect_path="/auth/callback",
         allowed_client_redirect_uris=patterns,
         state_files=state_files,
-        client_storage=FernetEncryptionWrapper(
-            key_value=state_files,
-            fernet=Fernet(oauth_storage_key(jwt_signing_key)),
-            # After a key change old entries read as missing: clients re-register.
-            raise_on_decryption_error=False,
+        client_storage=ClientLeases(
+            FernetEncryptionWrapper(
+                key_value=state_files,
+                fernet=Fernet(oauth_storage_key(jwt_signing_key)),
+                # After a key change old entries read as missing: clients re-register.
+                raise_on_decryption_error=False,
+            ),
+            idle_seconds=client_idle_days * 86400,
         ),
         jwt_signing_key=oauth_jwt_key(jwt_signing_key),
         require_authorization_consent=True,
@@ -245,15 +260,11 @@ def transport_security(public_host: str | None, dev: bool) -> HttpAppSecurity:
     )
 
 
-def _state_files(storage_dir: Path) -> FileTreeStore:
-    """The file store fastmcp builds by default, but under our own private directory."""
+def _state_files(storage_dir: Path, max_clients: int) -> StateFileStore:
+    """The file store fastmcp builds by default, but private, bounded and healed."""
     storage_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     storage_dir.chmod(0o700)  # also when it pre-existed: only this service reads it
-    return FileTreeStore(
-        data_directory=storage_dir,
-        key_sanitization_strategy=FileTreeV1KeySanitizationStrategy(storage_dir),
-        collection_sanitization_strategy=FileTreeV1CollectionSanitizationStrategy(storage_dir),
-    )
+    return StateFileStore(storage_dir, StateBudget.for_proxy(max_clients))
 
 
 def _redirecting_client(endpoints: GoogleEndpoints) -> httpx2.AsyncClient:
