@@ -105,6 +105,8 @@ def build_auth(settings: Settings, google: GoogleEndpoints) -> ImageMcpOAuthProx
         storage_dir=settings.root / OAUTH_STATE_DIR,
         allowed_client_redirect_uris=list(settings.allowed_redirect_uris),
         endpoints=google,
+        max_clients=settings.oauth_max_clients,
+        client_idle_days=settings.oauth_client_idle_days,
     )
 
 

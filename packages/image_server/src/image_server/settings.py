@@ -20,6 +20,8 @@ from image_core.catalog import ModelCatalog
 from image_core.errors import InvalidConfiguration
 from image_server.edge import (
     DEFAULT_ALLOWED_REDIRECT_URIS,
+    DEFAULT_MAX_OAUTH_CLIENTS,
+    DEFAULT_OAUTH_CLIENT_IDLE_DAYS,
     LOOPBACK_HOSTS,
     MIN_SECRET_CHARS,
     check_redirect_patterns,
@@ -59,7 +61,9 @@ KNOWN_VARIABLES: Mapping[str, str] = {
     "IMG_PREVIEW_MAX_SIDE": "long side in pixels of the inline preview (default 768)",
     "IMG_PREVIEW_MAX_BYTES": "largest inline preview in bytes (default 150000)",
     "IMG_BACKEND": "auto, gemini or placeholder",
-    "IMG_ALLOWED_REDIRECT_URIS": "comma-separated MCP client redirect URIs (wildcards allowed)",
+    "IMG_ALLOWED_REDIRECT_URIS": "comma-separated exact MCP client redirect URIs (loopback: any port)",
+    "IMG_OAUTH_MAX_CLIENTS": "most MCP client registrations kept (default 500)",
+    "IMG_OAUTH_CLIENT_IDLE_DAYS": "days a client registration lasts after its last token (default 30)",
     "IMG_HOST": "address to listen on",
     "IMG_PORT": "port to listen on",
     "IMG_LOG_LEVEL": "DEBUG, INFO, WARNING or ERROR",
@@ -104,6 +108,8 @@ class Settings:
     allowed_emails: frozenset[str] = frozenset()
     admin_emails: frozenset[str] = frozenset()
     allowed_redirect_uris: tuple[str, ...] = DEFAULT_REDIRECT_URIS
+    oauth_max_clients: int = DEFAULT_MAX_OAUTH_CLIENTS
+    oauth_client_idle_days: int = DEFAULT_OAUTH_CLIENT_IDLE_DAYS
     catalog: ModelCatalog = attrs.field(factory=ModelCatalog)
     log_level: str = "INFO"
     warnings: tuple[str, ...] = ()
@@ -160,6 +166,12 @@ def load_settings(
     login = _login(env, auth_disabled, problems, notes)
     signing_key = _signing_key(env, auth_disabled, problems, notes)
     redirect_uris = _redirect_uris(env, problems)
+    max_clients = _whole_number(
+        env, "IMG_OAUTH_MAX_CLIENTS", DEFAULT_MAX_OAUTH_CLIENTS, (1, 100_000), problems
+    )
+    idle_days = _whole_number(
+        env, "IMG_OAUTH_CLIENT_IDLE_DAYS", DEFAULT_OAUTH_CLIENT_IDLE_DAYS, (2, 3650), problems
+    )
     catalog = _catalog(env, problems)
     log_level = _log_level(env, problems)
     notes.extend(_unknown_variables(env))
@@ -186,6 +198,8 @@ def load_settings(
         allowed_emails=login.allowed,
         admin_emails=login.admins,
         allowed_redirect_uris=redirect_uris,
+        oauth_max_clients=max_clients,
+        oauth_client_idle_days=idle_days,
         catalog=catalog,
         log_level=log_level,
         warnings=tuple(notes),
