@@ -456,3 +456,37 @@ async def test_a_damaged_entry_is_removed_and_its_connector_reconnects(
     assert not entry.exists()
     assert token.access_token
     assert "must reconnect" in caplog.text
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("uri", [f"{CLAUDE}?next=https://evil.example", f"{CLAUDE}#@evil.example"])
+async def test_a_client_that_skips_registration_gets_only_exact_callbacks(
+    google: FakeGoogle, tmp_path: Path, uri: str
+) -> None:
+    """Clients may send the Google client ID without registering; the same rule holds."""
+    async with in_process(google, tmp_path / "oauth") as app:
+        discovery = await discover(MCP_URL, http=app.http)
+        _, challenge = pkce_pair()
+        refused = await app.http.get(
+            authorization_url(
+                discovery,
+                client_id=CLIENT_ID,
+                redirect_uri=uri,
+                state="s",
+                code_challenge=challenge,
+            )
+        )
+        exact = await app.http.get(
+            authorization_url(
+                discovery,
+                client_id=CLIENT_ID,
+                redirect_uri=CLAUDE,
+                state="s",
+                code_challenge=challenge,
+            )
+        )
+
+    assert refused.status_code == 400
+    assert "location" not in refused.headers
+    assert exact.status_code == 302
+    assert exact.headers["location"].startswith(f"{BASE_URL}/consent?")

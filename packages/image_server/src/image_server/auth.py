@@ -41,7 +41,7 @@ from image_server.edge import (
     public_host_and_origin,
     redirect_uri_allowed,
 )
-from image_server.oauth_budget import check_registration, guard_routes
+from image_server.oauth_budget import check_registration, exact_redirects, guard_routes
 from image_server.oauth_state import ClientLeases, StateBudget, StateFileStore
 
 #: The name this module has always exported; the rule itself lives in ``edge``.
@@ -112,7 +112,7 @@ class GoogleEndpoints:
 
 class ImageMcpOAuthProxy(OAuthProxy):
     """fastmcp's OAuthProxy, but ``/authorize`` only takes a redirect URI the client
-    registered.
+    registered, and only one the allow-list names exactly (``edge.redirect_uri_allowed``).
 
     With an allow-list configured, fastmcp lets any registered client authorize with
     *any* allowed redirect URI, registered or not. Here a dynamically registered
@@ -144,21 +144,21 @@ class ImageMcpOAuthProxy(OAuthProxy):
 
     async def get_client(self, client_id: str) -> OAuthClientInformationFull | None:
         client = await super().get_client(client_id)
-        if (
-            not isinstance(client, ProxyDCRClient)
-            or client.cimd_document is not None
-            or client.allow_unregistered_redirect_uris
-        ):
+        if not isinstance(client, ProxyDCRClient):
             return client
+        patterns = self._allowed_client_redirect_uris or []
+        if client.cimd_document is not None or client.allow_unregistered_redirect_uris:
+            return exact_redirects(client, patterns)
         allowed = [
-            uri
-            for uri in client.redirect_uris or []
-            if redirect_uri_allowed(str(uri), self._allowed_client_redirect_uris or [])
+            uri for uri in client.redirect_uris or [] if redirect_uri_allowed(str(uri), patterns)
         ]
         if not allowed:
             return None
-        return client.model_copy(
-            update={"redirect_uris": allowed, "allowed_redirect_uri_patterns": None}
+        return exact_redirects(
+            client.model_copy(
+                update={"redirect_uris": allowed, "allowed_redirect_uri_patterns": None}
+            ),
+            patterns,
         )
 
 

@@ -14,8 +14,10 @@ import json
 from collections.abc import Sequence
 from typing import Final
 
+from fastmcp.server.auth.oauth_proxy.models import ProxyDCRClient
 from mcp.server.auth.provider import RegistrationError
-from mcp.shared.auth import OAuthClientInformationFull
+from mcp.shared.auth import InvalidRedirectUriError, OAuthClientInformationFull
+from pydantic import AnyUrl, Field
 from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -51,6 +53,35 @@ def check_registration(client: OAuthClientInformationFull, patterns: Sequence[st
             _refuse("invalid_redirect_uri", f"a redirect URI over {MAX_REDIRECT_URI_CHARS} chars")
         if not redirect_uri_allowed(uri, patterns):
             _refuse("invalid_redirect_uri", f"Redirect URI '{uri}' is not allowed.")
+
+
+class ExactRedirectClient(ProxyDCRClient):
+    """A client whose every redirect URI, given or resolved, is on the list exactly.
+
+    fastmcp compares allow-list patterns by path only, so a query or fragment added to
+    a listed callback would pass; the client the proxy hands to ``/authorize`` (a
+    registered, synthesized or CIMD one) is this class, which refuses such URIs with
+    the SDK's error, before any redirect is sent.
+    """
+
+    exact_redirect_patterns: list[str] = Field(default_factory=list, exclude=True)
+
+    def validate_redirect_uri(self, redirect_uri: AnyUrl | None) -> AnyUrl:
+        resolved = super().validate_redirect_uri(redirect_uri)
+        if not redirect_uri_allowed(str(resolved), self.exact_redirect_patterns):
+            msg = f"Redirect URI '{resolved}' is not on the allow-list exactly."
+            raise InvalidRedirectUriError(msg)
+        return resolved
+
+
+def exact_redirects(client: ProxyDCRClient, patterns: Sequence[str]) -> ExactRedirectClient:
+    """``client`` (unchanged) as an ``ExactRedirectClient`` checking ``patterns``."""
+    fields = {name: getattr(client, name) for name in type(client).model_fields}
+    return ExactRedirectClient.model_construct(
+        _fields_set=client.model_fields_set,
+        **fields,
+        exact_redirect_patterns=list(patterns),
+    )
 
 
 def _refuse(error: str, description: str) -> None:
