@@ -32,7 +32,7 @@ from image_server.auth import (
     build_mcp_auth,
     transport_security,
 )
-from image_server.oauth_state import CLIENTS, TRANSACTIONS
+from image_server.oauth_state import CLIENTS, CONSENT_TOKENS, TRANSACTIONS
 from tests.e2e.oauth_client import (
     DEFAULT_REDIRECT_URI,
     INITIALIZE,
@@ -309,6 +309,30 @@ async def test_pending_logins_are_capped_and_the_oldest_make_room(
         token = await app.token()
 
     assert pending == 500
+    assert token.access_token
+
+
+@pytest.mark.anyio
+async def test_consent_page_renders_are_capped(google: FakeGoogle, tmp_path: Path) -> None:
+    """Each render of the consent page stores a form token; reloading it 600 times keeps 500."""
+    async with in_process(google, tmp_path / "oauth") as app:
+        discovery = await discover(MCP_URL, http=app.http)
+        client_id = await register_client(discovery, DEFAULT_REDIRECT_URI, http=app.http)
+        _, challenge = pkce_pair()
+        url = authorization_url(
+            discovery,
+            client_id=client_id,
+            redirect_uri=DEFAULT_REDIRECT_URI,
+            state="s",
+            code_challenge=challenge,
+        )
+        consent = (await app.http.get(url)).headers["location"]
+        statuses = {(await app.http.get(consent)).status_code for _ in range(600)}
+        tokens = app.auth._state_files.entry_count(CONSENT_TOKENS)
+        token = await app.token()
+
+    assert statuses == {200}
+    assert tokens == 500
     assert token.access_token
 
 

@@ -76,6 +76,9 @@ class StateBudget:
     default_ttl: Mapping[str, float]
     #: Collections whose entries must stay under ``MAX_ENTRY_BYTES``.
     size_limited: frozenset[str]
+    #: Short-lived collections written without fsync: a crash only restarts a sign-in,
+    #: and a flood of them does not queue disk flushes next to the images.
+    ephemeral: frozenset[str] = frozenset()
 
     @classmethod
     def for_proxy(cls, max_clients: int) -> StateBudget:
@@ -89,6 +92,7 @@ class StateBudget:
             keep_if_valid_beyond={CLIENTS: UNUSED_CLIENT_SECONDS},
             default_ttl={CLIENTS: UNUSED_CLIENT_SECONDS},
             size_limited=frozenset({CLIENTS, TRANSACTIONS, CONSENT_TOKENS}),
+            ephemeral=frozenset({TRANSACTIONS, CONSENT_TOKENS}),
         )
 
 
@@ -197,7 +201,10 @@ class StateFileStore(FileTreeStore):
             self._make_room(name, index, cap, budget.keep_if_valid_beyond.get(collection))
         index[stem] = _timestamp(managed_entry.expires_at)  # reserved before the write
         try:
-            await anyio.to_thread.run_sync(_write_atomic, self._path(name, stem), text)
+            if collection in budget.ephemeral:
+                _write_atomic(self._path(name, stem), text, durable=False)  # page cache only
+            else:
+                await anyio.to_thread.run_sync(_write_atomic, self._path(name, stem), text)
         except BaseException:
             index.pop(stem, None)
             raise
@@ -295,14 +302,18 @@ class ClientLeases(BaseWrapper):
                 )
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` whole or not at all (temporary file, fsync, rename)."""
+def _write_atomic(path: Path, text: str, *, durable: bool = True) -> None:
+    """Write ``text`` to ``path`` whole or not at all (temporary file, rename).
+
+    ``durable`` also flushes it to the disk before the rename (fsync).
+    """
     fd, temporary = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as file:
             file.write(text)
             file.flush()
-            os.fsync(file.fileno())
+            if durable:
+                os.fsync(file.fileno())
         Path(temporary).replace(path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
