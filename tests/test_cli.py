@@ -153,3 +153,26 @@ def test_a_busy_port_is_one_clear_line_and_a_non_zero_exit(tmp_path: Path) -> No
     assert "in use" in line
     assert "--port" in line
     assert "IMG_PORT" in line
+
+
+@pytest.mark.parametrize("command", ["check", "serve"])
+@pytest.mark.parametrize("pattern", ["https://*.com/*", "*.github.io", "https://*.ngrok-free.app"])
+def test_a_wildcard_redirect_pattern_stops_check_and_serve_by_name(
+    tmp_path: Path, command: str, pattern: str
+) -> None:
+    """Host wildcards would send codes to any matching host: refused before start."""
+    env = clean_env(
+        GEMINI_API_KEY="gem-secret-123456",
+        GOOGLE_OAUTH_CLIENT_ID="client.apps.example",
+        GOOGLE_OAUTH_CLIENT_SECRET="oauth-secret-123456",
+        IMG_PUBLIC_URL="https://images.example.com",
+        IMG_JWT_SIGNING_KEY="k" * 64,
+        IMG_ALLOWED_EMAILS="me@example.com",
+        IMG_ROOT=str(tmp_path / "data"),
+        IMG_ALLOWED_REDIRECT_URIS=f"http://127.0.0.1:*,{pattern}",
+    )
+    result = run([command], env)
+
+    assert result.returncode == 2, result.stderr
+    (line,) = [text for text in result.stderr.splitlines() if "IMG_ALLOWED_REDIRECT_URIS" in text]
+    assert pattern in line

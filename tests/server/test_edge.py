@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 
+import pytest
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
@@ -86,3 +87,77 @@ def test_settings_validate_redirect_patterns_without_the_oauth_module() -> None:
     imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
     assert "image_server.auth" not in imported
     assert "image_server.edge" in imported
+
+
+@pytest.mark.parametrize(
+    "pattern",
+    [
+        "https://*.com/*",
+        "*.github.io",
+        "https://*.ngrok-free.app",
+        "https://*.example.com/cb",
+        "https://a.example/cb/*",
+        "https://a.example/*",
+        "https://a.example/cb#frag",
+        "https://user@a.example/cb",
+        "http://127.0.0.1:*/*",
+        "http://127.0.0.1:8*",
+    ],
+)
+def test_wildcard_and_fragment_redirect_patterns_are_refused(pattern: str) -> None:
+    """A wildcard host or path would let a code travel to whoever matches it."""
+    with pytest.raises(ValueError, match="unsafe redirect URI pattern"):
+        edge.check_redirect_patterns([pattern])
+
+
+@pytest.mark.parametrize(
+    "pattern",
+    [
+        "http://127.0.0.1:*",
+        "http://localhost:*",
+        "http://[::1]:*",
+        "http://127.0.0.1:8080/cb",
+        "https://a.example/oauth/callback",
+    ],
+)
+def test_exact_callbacks_and_loopback_port_wildcards_are_allowed(pattern: str) -> None:
+    edge.check_redirect_patterns([pattern])
+
+
+CLAUDE = "https://claude.ai/api/mcp/auth_callback"
+
+
+@pytest.mark.parametrize(
+    ("uri", "allowed"),
+    [
+        (CLAUDE, True),
+        ("https://claude.com/api/mcp/auth_callback", True),
+        ("https://CLAUDE.ai:443/api/mcp/auth_callback", True),
+        (f"{CLAUDE}?next=https://evil.example", False),
+        (f"{CLAUDE}#@evil.example", False),
+        (f"{CLAUDE}#", False),
+        (f"{CLAUDE}/", False),
+        (f"{CLAUDE}/x/../..", False),
+        ("https://claude.ai:8443/api/mcp/auth_callback", False),
+        ("https://evil@claude.ai/api/mcp/auth_callback", False),
+        ("http://claude.ai/api/mcp/auth_callback", False),
+        ("http://127.0.0.1:51234/callback", True),
+        ("http://localhost:8080/oauth/cb?x=1", True),
+        ("http://localhost@evil.example/cb", False),
+        ("http://127.0.0.1:9/a/../b", False),
+        ("http://127.0.0.1:9/cb#frag", False),
+        ("http://[::1]:5/cb", False),
+    ],
+)
+def test_redirect_uris_must_be_listed_exactly_except_loopback_ports(
+    uri: str, *, allowed: bool
+) -> None:
+    assert edge.redirect_uri_allowed(uri, edge.DEFAULT_ALLOWED_REDIRECT_URIS) is allowed
+
+
+def test_a_loopback_pattern_with_a_path_takes_that_path_on_any_port() -> None:
+    patterns = ["http://127.0.0.1/cb"]
+    assert edge.redirect_uri_allowed("http://127.0.0.1:4000/cb", patterns)
+    assert not edge.redirect_uri_allowed("http://127.0.0.1:4000/other", patterns)
+    assert edge.redirect_uri_allowed("http://127.0.0.1:4000/cb", ["http://127.0.0.1:4000/cb"])
+    assert not edge.redirect_uri_allowed("http://127.0.0.1:4001/cb", ["http://127.0.0.1:4000/cb"])

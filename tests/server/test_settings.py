@@ -293,3 +293,31 @@ def test_an_unclear_dynamic_registration_value_is_refused_by_name() -> None:
     """A typo must not silently leave registration open (or shut)."""
     found = problems({**PROD, "IMG_DYNAMIC_REGISTRATION": "nope"})
     assert found == ["IMG_DYNAMIC_REGISTRATION='nope' must be 1 (on) or 0 (off)."]
+
+
+@pytest.mark.parametrize("uri", ["https://*.com/*", "*.github.io", "https://*.ngrok-free.app"])
+def test_a_wildcard_redirect_pattern_is_refused_naming_the_variable_and_pattern(uri: str) -> None:
+    found = problems({**PROD, "IMG_ALLOWED_REDIRECT_URIS": f"http://127.0.0.1:*,{uri}"})
+    assert any("IMG_ALLOWED_REDIRECT_URIS" in p and repr(uri) in p for p in found), found
+
+
+def test_the_oauth_state_limits_have_defaults_and_can_be_set() -> None:
+    default = load_settings(PROD)
+    tuned = load_settings(
+        {**PROD, "IMG_OAUTH_MAX_CLIENTS": "40", "IMG_OAUTH_CLIENT_IDLE_DAYS": "90"}
+    )
+    assert (default.oauth_max_clients, default.oauth_client_idle_days) == (500, 30)
+    assert (tuned.oauth_max_clients, tuned.oauth_client_idle_days) == (40, 90)
+
+
+@pytest.mark.parametrize(
+    ("variable", "raw"),
+    [
+        ("IMG_OAUTH_MAX_CLIENTS", "0"),
+        ("IMG_OAUTH_MAX_CLIENTS", "lots"),
+        ("IMG_OAUTH_CLIENT_IDLE_DAYS", "1"),
+        ("IMG_OAUTH_CLIENT_IDLE_DAYS", "-5"),
+    ],
+)
+def test_a_bad_oauth_state_limit_is_refused_by_name(variable: str, raw: str) -> None:
+    assert any(variable in p for p in problems({**PROD, variable: raw}))

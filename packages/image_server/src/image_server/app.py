@@ -116,6 +116,8 @@ def build_auth(
         endpoints=google,
         cimd_fetcher=cimd_fetcher,
         dynamic_registration=settings.dynamic_registration,
+        max_clients=settings.oauth_max_clients,
+        client_idle_days=settings.oauth_client_idle_days,
     )
 
 

@@ -20,16 +20,10 @@ from cryptography.fernet import Fernet
 from fastmcp.server.auth.oauth_proxy import OAuthProxy
 from fastmcp.server.auth.oauth_proxy.models import ProxyDCRClient
 from fastmcp.server.auth.providers.google import GoogleTokenVerifier
-from fastmcp.server.auth.redirect_validation import validate_redirect_uri
-from key_value.aio.stores.filetree import (
-    FileTreeStore,
-    FileTreeV1CollectionSanitizationStrategy,
-    FileTreeV1KeySanitizationStrategy,
-)
 from key_value.aio.wrappers.encryption import FernetEncryptionWrapper
 from mcp.server.auth.provider import AuthorizationCode, RefreshToken
 from mcp.shared.auth import OAuthClientInformationFull, OAuthToken
-from starlette.routing import Route
+from starlette.routing import BaseRoute
 
 from image_server.cimd import (
     CIMDFetcher,
@@ -39,6 +33,8 @@ from image_server.cimd import (
 )
 from image_server.edge import (
     DEFAULT_ALLOWED_REDIRECT_URIS,
+    DEFAULT_MAX_OAUTH_CLIENTS,
+    DEFAULT_OAUTH_CLIENT_IDLE_DAYS,
     GOOGLE_AUTHORIZE_URL,
     GOOGLE_ISSUER,
     GOOGLE_OPENID_CONFIGURATION,
@@ -51,8 +47,11 @@ from image_server.edge import (
     oauth_jwt_key,
     oauth_storage_key,
     public_host_and_origin,
+    redirect_uri_allowed,
 )
+from image_server.oauth_budget import check_registration, exact_redirects, guard_routes
 from image_server.oauth_redemption import LEDGER_FOLDER, RedemptionLedger
+from image_server.oauth_state import ClientLeases, StateBudget, StateFileStore
 
 #: The name this module has always exported; the rule itself lives in ``edge``.
 MIN_SIGNING_KEY_CHARS: Final = MIN_SECRET_CHARS
@@ -122,7 +121,7 @@ class GoogleEndpoints:
 
 class ImageMcpOAuthProxy(OAuthProxy):
     """fastmcp's OAuthProxy, but ``/authorize`` only takes a redirect URI the client
-    registered.
+    registered, and only one the allow-list names exactly (``edge.redirect_uri_allowed``).
 
     With an allow-list configured, fastmcp lets any registered client authorize with
     *any* allowed redirect URI, registered or not. Here a dynamically registered
@@ -134,7 +133,7 @@ class ImageMcpOAuthProxy(OAuthProxy):
     def __init__(
         self,
         *,
-        state_files: FileTreeStore,
+        state_files: StateFileStore,
         redemptions: RedemptionLedger,
         cimd_fetcher: CIMDFetcher | None = None,
         dynamic_registration: bool = True,
@@ -148,12 +147,6 @@ class ImageMcpOAuthProxy(OAuthProxy):
         if not dynamic_registration and self.client_registration_options is not None:
             # No /register route and no registration_endpoint in the metadata.
             self.client_registration_options.enabled = False
-
-    def get_routes(self, mcp_path: str | None = None) -> list[Route]:
-        routes = super().get_routes(mcp_path)
-        if not self._dynamic_registration:
-            routes.append(registration_refused_route())
-        return routes
 
     async def cull_expired_state(self) -> None:
         """Delete expired entries from disk; call it now and then (e.g. hourly).
@@ -180,6 +173,21 @@ class ImageMcpOAuthProxy(OAuthProxy):
         async with self._redemptions.redeeming("refresh", token.token, token.expires_at):
             return await super().exchange_refresh_token(client, token, scopes)
 
+    async def register_client(self, client_info: OAuthClientInformationFull) -> None:
+        """fastmcp's registration, but small, and for exactly listed callbacks only."""
+        check_registration(client_info, self._allowed_client_redirect_uris or [])
+        await super().register_client(client_info)
+
+    def get_routes(self, mcp_path: str | None = None) -> list[BaseRoute]:  # type: ignore[override]
+        """fastmcp's routes; the OAuth writes refuse over-budget work with 413/503.
+
+        With dynamic registration off, ``POST /register`` says why instead of 404.
+        """
+        routes = guard_routes(super().get_routes(mcp_path))
+        if not self._dynamic_registration:
+            routes.append(registration_refused_route())
+        return routes
+
     async def get_client(self, client_id: str) -> OAuthClientInformationFull | None:
         if not self._dynamic_registration and client_id == self._upstream_client_id:
             return None  # fastmcp's registration-free client for this ID: off with DCR
@@ -187,21 +195,21 @@ class ImageMcpOAuthProxy(OAuthProxy):
         cimd_document = client.cimd_document if isinstance(client, ProxyDCRClient) else None
         if cimd_document is not None and not document_speaks_for(client_id, cimd_document):
             return None
-        if (
-            not isinstance(client, ProxyDCRClient)
-            or client.cimd_document is not None
-            or client.allow_unregistered_redirect_uris
-        ):
+        if not isinstance(client, ProxyDCRClient):
             return client
+        patterns = self._allowed_client_redirect_uris or []
+        if client.cimd_document is not None or client.allow_unregistered_redirect_uris:
+            return exact_redirects(client, patterns)
         allowed = [
-            uri
-            for uri in client.redirect_uris or []
-            if validate_redirect_uri(uri, self._allowed_client_redirect_uris)
+            uri for uri in client.redirect_uris or [] if redirect_uri_allowed(str(uri), patterns)
         ]
         if not allowed:
             return None
-        return client.model_copy(
-            update={"redirect_uris": allowed, "allowed_redirect_uri_patterns": None}
+        return exact_redirects(
+            client.model_copy(
+                update={"redirect_uris": allowed, "allowed_redirect_uri_patterns": None}
+            ),
+            patterns,
         )
 
 
@@ -222,6 +230,8 @@ def build_mcp_auth(
     cache_ttl_seconds: int = TOKEN_CACHE_SECONDS,
     cimd_fetcher: CIMDFetcher | None = None,
     dynamic_registration: bool = True,
+    max_clients: int = DEFAULT_MAX_OAUTH_CLIENTS,
+    client_idle_days: int = DEFAULT_OAUTH_CLIENT_IDLE_DAYS,
 ) -> ImageMcpOAuthProxy:
     """The OAuth provider for ``FastMCP(auth=...)``: Google login, Claude-ready.
 
@@ -230,18 +240,19 @@ def build_mcp_auth(
     the token-signing key and the storage encryption key are derived from it
     separately, so changing it invalidates tokens and stored state together.
     ``storage_dir`` holds client registrations and upstream Google tokens,
-    Fernet-encrypted, so connectors survive restarts. ``cache_ttl_seconds`` bounds how
-    long a token revoked at Google keeps working (tests pass about a second).
-    ``cimd_fetcher`` replaces fastmcp's SSRF-guarded metadata-document fetcher (tests
-    only: production passes ``None``); ``dynamic_registration=False`` leaves CIMD the only
-    way to become a client.
+    Fernet-encrypted, so connectors survive restarts; at most ``max_clients``
+    registrations, each lasting ``client_idle_days`` after its last token.
+    ``cache_ttl_seconds`` bounds how long a token revoked at Google keeps working (tests
+    pass about a second). ``cimd_fetcher`` replaces fastmcp's SSRF-guarded
+    metadata-document fetcher (tests only: production passes ``None``);
+    ``dynamic_registration=False`` leaves CIMD the only way to become a client.
     """
     if len(jwt_signing_key) < MIN_SECRET_CHARS:
         msg = f"jwt_signing_key must be at least {MIN_SECRET_CHARS} random characters"
         raise ValueError(msg)
     patterns = list(allowed_client_redirect_uris)
     check_redirect_patterns(patterns)
-    state_files = _state_files(storage_dir)
+    state_files = _state_files(storage_dir, max_clients)
     verifier = GoogleTokenVerifier(
         required_scopes=list(GOOGLE_SCOPES),
         timeout_seconds=_VERIFY_TIMEOUT_SECONDS,
@@ -263,11 +274,14 @@ def build_mcp_auth(
         redemptions=RedemptionLedger(storage_dir / LEDGER_FOLDER),
         cimd_fetcher=cimd_fetcher,
         dynamic_registration=dynamic_registration,
-        client_storage=FernetEncryptionWrapper(
-            key_value=state_files,
-            fernet=Fernet(oauth_storage_key(jwt_signing_key)),
-            # After a key change old entries read as missing: clients re-register.
-            raise_on_decryption_error=False,
+        client_storage=ClientLeases(
+            FernetEncryptionWrapper(
+                key_value=state_files,
+                fernet=Fernet(oauth_storage_key(jwt_signing_key)),
+                # After a key change old entries read as missing: clients re-register.
+                raise_on_decryption_error=False,
+            ),
+            idle_seconds=client_idle_days * 86400,
         ),
         jwt_signing_key=oauth_jwt_key(jwt_signing_key),
         require_authorization_consent=True,
@@ -311,15 +325,11 @@ def transport_security(public_host: str | None, dev: bool) -> HttpAppSecurity:
     )
 
 
-def _state_files(storage_dir: Path) -> FileTreeStore:
-    """The file store fastmcp builds by default, but under our own private directory."""
+def _state_files(storage_dir: Path, max_clients: int) -> StateFileStore:
+    """The file store fastmcp builds by default, but private, bounded and healed."""
     storage_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     storage_dir.chmod(0o700)  # also when it pre-existed: only this service reads it
-    return FileTreeStore(
-        data_directory=storage_dir,
-        key_sanitization_strategy=FileTreeV1KeySanitizationStrategy(storage_dir),
-        collection_sanitization_strategy=FileTreeV1CollectionSanitizationStrategy(storage_dir),
-    )
+    return StateFileStore(storage_dir, StateBudget.for_proxy(max_clients))
 
 
 def _redirecting_client(endpoints: GoogleEndpoints) -> httpx2.AsyncClient:

@@ -11,7 +11,7 @@ import base64
 import ipaddress
 from collections.abc import Sequence
 from typing import Final
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, unquote, urlsplit
 
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
@@ -112,20 +112,94 @@ DEFAULT_ALLOWED_REDIRECT_URIS: Final = (
 )
 
 
+#: How many dynamic client registrations the OAuth state keeps (``IMG_OAUTH_MAX_CLIENTS``).
+DEFAULT_MAX_OAUTH_CLIENTS: Final = 500
+#: Days a registration lives after its last token (``IMG_OAUTH_CLIENT_IDLE_DAYS``).
+DEFAULT_OAUTH_CLIENT_IDLE_DAYS: Final = 30
+
+
 def check_redirect_patterns(patterns: Sequence[str]) -> None:
-    """Refuse patterns that would let a code travel to someone else's server."""
+    """Refuse patterns that would let a code travel to someone else's server.
+
+    An https pattern is one exact callback: a fixed host, no ``*`` anywhere, no
+    fragment. A loopback ``http`` pattern may leave the port open (``:*`` or no port,
+    RFC 8252) and may leave out the path (then any path on that loopback host).
+    """
     if not patterns:
         msg = "allowed_client_redirect_uris is empty: no MCP client could connect"
         raise ValueError(msg)
     for pattern in patterns:
-        parts = urlsplit(pattern)
-        host = _pattern_host(parts.netloc)
-        if parts.scheme == "https" and host and "*" not in host.removeprefix("*."):
-            continue
-        if parts.scheme == "http" and is_loopback(host):
-            continue
-        msg = f"unsafe redirect URI pattern {pattern!r}: use https://host/... or loopback http"
-        raise ValueError(msg)
+        problem = _pattern_problem(pattern)
+        if problem:
+            msg = f"unsafe redirect URI pattern {pattern!r}: {problem}"
+            raise ValueError(msg)
+
+
+def _pattern_problem(pattern: str) -> str | None:
+    """Why ``pattern`` is refused, or ``None`` when it is safe."""
+    parts = urlsplit(pattern)
+    hostport = parts.netloc.lower()
+    host = _pattern_host(hostport)
+    if "@" in parts.netloc or "#" in pattern:
+        return "no user name or fragment allowed"
+    if parts.scheme == "http" and is_loopback(host):
+        port = _pattern_port(hostport)
+        if "*" in f"{parts.path}?{parts.query}" or (port not in ("", "*") and not port.isdigit()):
+            return "on loopback only the port may be a wildcard (http://127.0.0.1:*)"
+        return None
+    if parts.scheme != "https" or not host:
+        return "use an exact https://host/path callback or loopback http"
+    if "*" in pattern:
+        return "wildcards are refused; list each exact https callback"
+    return None
+
+
+def redirect_uri_allowed(uri: str, patterns: Sequence[str]) -> bool:
+    """Whether a client's redirect URI is one the allow-list names exactly.
+
+    An https pattern matches only the identical callback (host case and a spelled-out
+    default port aside): no other path, no added query, no fragment, no user name.
+    A loopback pattern matches its own host on any port when it names none (or
+    ``*``), and its path exactly, or any path when it names none.
+    """
+    try:
+        parts = urlsplit(uri)
+        port = parts.port
+    except ValueError:
+        return False
+    host = (parts.hostname or "").lower()
+    if not host or "@" in parts.netloc or "#" in uri or _has_dot_segment(parts.path):
+        return False
+    return any(_matches(parts.scheme.lower(), host, port, parts, p) for p in patterns)
+
+
+def _matches(scheme: str, host: str, port: int | None, uri: SplitResult, pattern: str) -> bool:
+    wanted = urlsplit(pattern)
+    if scheme != wanted.scheme.lower() or host != _pattern_host(wanted.netloc):
+        return False
+    wanted_port = _pattern_port(wanted.netloc)
+    if scheme == "http" and is_loopback(host):
+        if wanted_port not in ("", "*") and port != int(wanted_port):
+            return False
+        if wanted.path in ("", "/") and not wanted.query:
+            return True
+    else:
+        default = _DEFAULT_PORTS.get(scheme)
+        if (port or default) != (int(wanted_port) if wanted_port else default):
+            return False
+    return uri.path == wanted.path and uri.query == wanted.query
+
+
+def _pattern_port(netloc: str) -> str:
+    """The port of a pattern's netloc as written: ``""``, ``"*"`` or digits."""
+    hostport = netloc.rpartition("@")[2]
+    rest = hostport.partition("]")[2] if hostport.startswith("[") else hostport
+    return rest.partition(":")[2]
+
+
+def _has_dot_segment(path: str) -> bool:
+    """``.``/``..`` segments, raw or percent-encoded: browsers collapse them."""
+    return any(seg in (".", "..") for p in (path, unquote(path)) for seg in p.split("/"))
 
 
 def _pattern_host(netloc: str) -> str:

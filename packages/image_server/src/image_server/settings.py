@@ -20,6 +20,8 @@ from image_core.catalog import ModelCatalog
 from image_core.errors import InvalidConfiguration
 from image_server.edge import (
     DEFAULT_ALLOWED_REDIRECT_URIS,
+    DEFAULT_MAX_OAUTH_CLIENTS,
+    DEFAULT_OAUTH_CLIENT_IDLE_DAYS,
     LOOPBACK_HOSTS,
     MIN_SECRET_CHARS,
     check_redirect_patterns,
@@ -60,8 +62,10 @@ KNOWN_VARIABLES: Mapping[str, str] = {
     "IMG_PREVIEW_MAX_SIDE": "long side in pixels of the inline preview (default 768)",
     "IMG_PREVIEW_MAX_BYTES": "largest inline preview in bytes (default 150000)",
     "IMG_BACKEND": "auto, gemini or placeholder",
-    "IMG_ALLOWED_REDIRECT_URIS": "comma-separated MCP client redirect URIs (wildcards allowed)",
+    "IMG_ALLOWED_REDIRECT_URIS": "comma-separated exact MCP client redirect URIs",
     "IMG_DYNAMIC_REGISTRATION": "0 to refuse dynamic client registration (CIMD clients only)",
+    "IMG_OAUTH_MAX_CLIENTS": "most MCP client registrations kept (default 500)",
+    "IMG_OAUTH_CLIENT_IDLE_DAYS": "days a registration lasts after its last token (default 30)",
     "IMG_HOST": "address to listen on",
     "IMG_PORT": "port to listen on",
     "IMG_LOG_LEVEL": "DEBUG, INFO, WARNING or ERROR",
@@ -108,6 +112,8 @@ class Settings:
     admin_emails: frozenset[str] = frozenset()
     allowed_redirect_uris: tuple[str, ...] = DEFAULT_REDIRECT_URIS
     dynamic_registration: bool = True
+    oauth_max_clients: int = DEFAULT_MAX_OAUTH_CLIENTS
+    oauth_client_idle_days: int = DEFAULT_OAUTH_CLIENT_IDLE_DAYS
     catalog: ModelCatalog = attrs.field(factory=ModelCatalog)
     log_level: str = "INFO"
     login_requires_access: bool = False
@@ -171,6 +177,12 @@ def load_settings(
     signing_key = _signing_key(env, auth_disabled, problems, notes)
     redirect_uris = _redirect_uris(env, problems)
     dynamic_registration = _on_off(env, "IMG_DYNAMIC_REGISTRATION", True, problems)
+    max_clients = _whole_number(
+        env, "IMG_OAUTH_MAX_CLIENTS", DEFAULT_MAX_OAUTH_CLIENTS, (1, 100_000), problems
+    )
+    idle_days = _whole_number(
+        env, "IMG_OAUTH_CLIENT_IDLE_DAYS", DEFAULT_OAUTH_CLIENT_IDLE_DAYS, (2, 3650), problems
+    )
     catalog = _catalog(env, problems)
     log_level = _log_level(env, problems)
     notes.extend(_unknown_variables(env))
@@ -198,6 +210,8 @@ def load_settings(
         admin_emails=login.admins,
         allowed_redirect_uris=redirect_uris,
         dynamic_registration=dynamic_registration,
+        oauth_max_clients=max_clients,
+        oauth_client_idle_days=idle_days,
         catalog=catalog,
         log_level=log_level,
         login_requires_access=_flag(env.get("IMG_LOGIN_REQUIRES_ACCESS")),
