@@ -2,9 +2,20 @@
 
 from __future__ import annotations
 
+import anyio
 import pytest
+from fastmcp.server.dependencies import AccessToken
+from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
+from starlette.types import Message, Receive, Scope, Send
 
-from image_server.session_limits import Holder, OpenSession, SessionLimits, SessionTable
+from image_server.session_limits import (
+    Holder,
+    OpenSession,
+    SessionGate,
+    SessionLimits,
+    SessionTable,
+)
+from tests.dashboard.support import ALLOWED, make_service
 
 ADA = Holder("ada@example.com", allowed=True)
 MALLORY = Holder("mallory@example.com", allowed=False)
@@ -72,3 +83,44 @@ def test_only_idle_sessions_past_their_holders_idle_time_are_stale() -> None:
 def test_limits_must_be_positive(bad: dict[str, float]) -> None:
     with pytest.raises(ValueError, match="positive"):
         SessionLimits(**bad)  # type: ignore[arg-type]
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_a_session_is_idle_once_its_answer_is_sent_though_the_handler_lingers(
+    anyio_backend: str,
+) -> None:
+    """A client that opens its next session as soon as an answer arrives finds this one idle.
+
+    The SDK's handler may run on after the last byte has gone (it tidies its streams);
+    counting the session busy until then refused opens of a person at the limit under load.
+    """
+    email = sorted(ALLOWED)[0]
+    lingering = anyio.Event()
+    answered = anyio.Event()
+
+    async def mcp_app(scope: Scope, receive: Receive, send: Send) -> None:
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"mcp-session-id", b"s1")]})  # fmt: skip
+        await send({"type": "http.response.body", "body": b"{}", "more_body": False})
+        answered.set()
+        await lingering.wait()
+
+    gate = SessionGate(mcp_app, service=make_service().service, mcp_path="/mcp")
+    token = AccessToken(token="t", client_id="c", scopes=[], claims={"email": email,
+                        "email_verified": True})  # fmt: skip
+    scope: Scope = {"type": "http", "path": "/mcp", "method": "POST", "headers": [],
+                    "user": AuthenticatedUser(token)}  # fmt: skip
+
+    async def receive() -> Message:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: Message) -> None:
+        del message
+
+    async with anyio.create_task_group() as tasks:
+        tasks.start_soon(gate, scope, receive, send)
+        await answered.wait()
+        assert gate.table.sessions["s1"].in_flight == 0
+        lingering.set()
+    assert gate.table.sessions["s1"].in_flight == 0

@@ -210,6 +210,8 @@ class SessionGate:
         table.start_opening(holder)
         opened: list[str] = []
 
+        settled: list[str] = []
+
         async def watch(message: Message) -> None:
             if message["type"] == "http.response.start" and message.get("status", 500) < 400:
                 sid = _header(message, _SESSION_HEADER_BYTES)
@@ -217,6 +219,10 @@ class SessionGate:
                     table.sessions[sid] = OpenSession(holder, dict(scope), self.clock(), 1)
                     opened.append(sid)
             await send(message)
+            if _is_last_body(message):  # answered: idle from now, as the client sees it
+                settled.extend(opened)
+                for sid in opened:
+                    self._settle(sid)
 
         try:
             if evict is not None:
@@ -225,7 +231,8 @@ class SessionGate:
         finally:
             table.end_opening(holder)
             for sid in opened:
-                self._settle(sid)
+                if sid not in settled:
+                    self._settle(sid)
 
     async def _refuse(self, holder: Holder, scope: Scope, receive: Receive, send: Send) -> None:
         """429 with the holder's limit and a hint; nothing is opened."""
@@ -252,16 +259,22 @@ class SessionGate:
             return
         session.in_flight += 1
         status: list[int] = []
+        settled = False
 
         async def watch(message: Message) -> None:
+            nonlocal settled
             if message["type"] == "http.response.start":
                 status.append(int(message.get("status", 500)))
             await send(message)
+            if _is_last_body(message) and not settled:
+                settled = True
+                self._settle(session_id)
 
         try:
             await self.app(scope, receive, watch)
         finally:
-            self._settle(session_id)
+            if not settled:
+                self._settle(session_id)
         ended = scope.get("method") == "DELETE" and status and status[0] < 400
         if ended or (status and status[0] == 404):
             self.table.sessions.pop(session_id, None)
@@ -313,6 +326,15 @@ class SessionGate:
             await self.app(scope, receive, discard)
         except Exception:
             log.exception("could not close an MCP session", extra={"event": "session_closed"})
+
+
+def _is_last_body(message: Message) -> bool:
+    """The end of an answer: the client has it all, whatever the handler does next.
+
+    Settling here rather than when the handler returns matters under load: a client
+    that opens its next session as soon as an answer arrives must find this one idle.
+    """
+    return message["type"] == "http.response.body" and not message.get("more_body", False)
 
 
 def _header(holder: Scope | Message, name: bytes) -> str | None:
