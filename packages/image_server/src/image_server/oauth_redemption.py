@@ -26,7 +26,6 @@ import contextlib
 import hashlib
 import logging
 import os
-import secrets
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -35,6 +34,8 @@ from typing import Final, Literal
 import anyio.to_thread
 import attrs
 from mcp.server.auth.provider import TokenError
+
+from image_server.adapters.atomic_files import write_atomic
 
 __all__ = [
     "LEDGER_FOLDER",
@@ -162,12 +163,5 @@ def _expired(path: Path, now: float) -> bool:
 
 
 def _write_expiry(path: Path, until: float) -> None:
-    temp = path.with_name(f"{path.name}.{secrets.token_hex(4)}{_TEMP_SUFFIX}")
-    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        with os.fdopen(fd, "w", encoding="ascii") as replacement:
-            replacement.write(f"{until:.0f}\n")
-        os.replace(temp, path)
-    except OSError:
-        temp.unlink(missing_ok=True)
-        raise
+    """Replace the marker's expiry; it never disappears meanwhile (write aside, rename)."""
+    write_atomic(path, f"{until:.0f}\n".encode("ascii"), durable=False)

@@ -21,8 +21,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
-import tempfile
 import time
 from collections.abc import Mapping
 from datetime import datetime, timedelta
@@ -41,6 +39,8 @@ from key_value.aio.stores.filetree import (
 )
 from key_value.aio.wrappers.base import BaseWrapper
 from typing_extensions import override
+
+from image_server.adapters.atomic_files import write_atomic
 
 log = logging.getLogger(__name__)
 
@@ -202,9 +202,9 @@ class StateFileStore(FileTreeStore):
         index[stem] = _timestamp(managed_entry.expires_at)  # reserved before the write
         try:
             if collection in budget.ephemeral:
-                _write_atomic(self._path(name, stem), text, durable=False)  # page cache only
+                write_atomic(self._path(name, stem), text.encode(), durable=False)
             else:
-                await anyio.to_thread.run_sync(_write_atomic, self._path(name, stem), text)
+                await anyio.to_thread.run_sync(write_atomic, self._path(name, stem), text.encode())
         except BaseException:
             index.pop(stem, None)
             raise
@@ -300,24 +300,6 @@ class ClientLeases(BaseWrapper):
                 await self.key_value.put(
                     key=client_id, value=client, collection=CLIENTS, ttl=self._idle_seconds
                 )
-
-
-def _write_atomic(path: Path, text: str, *, durable: bool = True) -> None:
-    """Write ``text`` to ``path`` whole or not at all (temporary file, rename).
-
-    ``durable`` also flushes it to the disk before the rename (fsync).
-    """
-    fd, temporary = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as file:
-            file.write(text)
-            file.flush()
-            if durable:
-                os.fsync(file.fileno())
-        Path(temporary).replace(path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
 
 
 def _expiry(data: Any) -> float:

@@ -27,15 +27,17 @@ _NO_HARD_LINKS = frozenset({errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.
 
 
 def write_atomic(
-    path: Path, data: bytes, *, mode: int = 0o600, overwrite: bool = True
+    path: Path, data: bytes, *, mode: int = 0o600, overwrite: bool = True, durable: bool = True
 ) -> os.stat_result:
     """Write ``data`` to ``path`` so readers and crashes only ever see a whole file.
 
     The temp file lives in the same folder (so the rename is atomic), starts with a
     dot and ends in ``.tmp`` (so no public name or record scan can match it) and is
     removed on any failure. With ``overwrite=False`` an existing ``path`` raises
-    ``FileExistsError`` atomically (a hard link never replaces its target). Returns
-    the written file's status (a rename keeps size and mtime).
+    ``FileExistsError`` atomically (a hard link never replaces its target). With
+    ``durable=False`` nothing is flushed to the disk (file and folder stay in the page
+    cache): for short-lived state a flood must not turn into a queue of disk flushes.
+    Returns the written file's status (a rename keeps size and mtime).
     """
     directory = path.parent
     temp = directory / f".{path.name}.{secrets.token_hex(8)}{TEMP_SUFFIX}"
@@ -43,7 +45,8 @@ def write_atomic(
     try:
         try:
             _write_all(fd, data)
-            os.fsync(fd)
+            if durable:
+                os.fsync(fd)
             info = os.fstat(fd)
         finally:
             os.close(fd)
@@ -54,7 +57,8 @@ def write_atomic(
     except BaseException:
         remove_quietly(temp)
         raise
-    fsync_dir(directory)
+    if durable:
+        fsync_dir(directory)
     return info
 
 
