@@ -20,10 +20,11 @@ import logging
 import struct
 import threading
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from enum import Enum
-from typing import IO, Any, Final, cast
+from typing import IO, Any, Final, TypeVar, cast
 
 from PIL import Image, JpegImagePlugin, PngImagePlugin, WebPImagePlugin
 from PIL.ImageFile import ImageFile
@@ -46,6 +47,7 @@ MAX_JPEG_SCANS: Final = 100
 """A progressive JPEG with thousands of tiny scans costs minutes of CPU to decode."""
 
 _PNG_SIGNATURE: Final = b"\x89PNG\r\n\x1a\n"
+T = TypeVar("T")
 _GENERATED: Final = "The generated image"
 _EARLY_READ: Final = 1 << 20
 """Bytes of image data per read while a PNG arrives: few trips back into Python."""
@@ -108,6 +110,9 @@ class PillowImageCodec:
         # Decoding is CPU-bound (more threads than cores gain nothing) and a 4K image
         # needs ~50 MB decoded: bounding it keeps memory flat under bursts.
         self._decode_slots = threading.BoundedSemaphore(max_concurrent_decodes)
+        self._helpers = ThreadPoolExecutor(
+            max_workers=2 * max_concurrent_decodes, thread_name_prefix="codec-helper"
+        )
         for name, value in (
             ("max_pixels", max_pixels),
             ("max_preview_bytes", max_preview_bytes),
@@ -168,24 +173,28 @@ class PillowImageCodec:
             image.load()
             display = _displayable(image)
         png = data[:png_end] if png_end is not None else self._encode_png(image)
-        return self._derive(png, display, preview_max_side, thumbnail_max_side)
+        preview, thumbnail = self._derive(display, preview_max_side, thumbnail_max_side)
+        return ProcessedImage(png, display.width, display.height, preview, thumbnail)
 
     def _derive(
-        self, png: bytes, display: Image.Image, preview_max_side: int, thumbnail_max_side: int
-    ) -> ProcessedImage:
-        """The stored PNG with its preview and thumbnail, from the decoded image."""
+        self, display: Image.Image, preview_max_side: int, thumbnail_max_side: int
+    ) -> tuple[EncodedImage, EncodedImage]:
+        """Preview and thumbnail of the decoded image, made side by side on two cores.
+
+        They are the last step before the tool answers, so the thumbnail (shrunk from
+        the full image) is made in a helper thread while this one makes the preview.
+        """
         # Strictly smaller than the image itself: at 1K the preview is not the image again.
         preview_side = min(preview_max_side, max(1, max(display.size) * 3 // 4))
-        preview = _flatten(_fit(display, preview_side))
-        thumb_source = preview if thumbnail_max_side <= preview_side else display
-        thumbnail = _flatten(_fit(thumb_source, thumbnail_max_side))
-        return ProcessedImage(
-            png=png,
-            width=display.width,
-            height=display.height,
-            preview=self._encode_preview(preview),
-            thumbnail=self._encode_thumbnail(thumbnail),
+        thumbnail = self._helpers.submit(
+            lambda: self._encode_thumbnail(_flatten(_fit(display, thumbnail_max_side)))
         )
+        preview = self._encode_preview(_flatten(_fit(display, preview_side)))
+        return preview, thumbnail.result()
+
+    def in_helper(self, call: Callable[[], T]) -> Future[T]:
+        """Run ``call`` in one of the codec's helper threads (Pillow lets go of the GIL)."""
+        return self._helpers.submit(call)
 
     def begin(self, preview_max_side: int, thumbnail_max_side: int) -> ImageProcessing:
         """Processing that decodes a PNG while it arrives, in a thread of its own.
@@ -394,12 +403,25 @@ class _EarlyPngProcessing:
         self._file.end()
         self._thread.join()
         decoded, self._decoded = self._decoded, None
+        if decoded is None:
+            self._file.drop()
+            return self._codec.process(data, *self._sides)  # says what is wrong
+        # The checks run beside the preview; the preview is wasted only if they fail.
+        intact = self._codec.in_helper(lambda: self._intact_png(data))
+        preview, thumbnail = self._codec._derive(decoded, *self._sides)
+        png = intact.result()
+        if png is None:  # what arrived was not this image: start again from it
+            return self._codec.process(data, *self._sides)
+        return ProcessedImage(png, decoded.width, decoded.height, preview, thumbnail)
+
+    def _intact_png(self, data: bytes) -> bytes | None:
+        """The PNG to store, if ``data`` is what arrived; its chunks must all check out."""
+        assert self._file is not None
         arrived_whole = self._file.holds(data)
         self._file.drop()
-        if decoded is None or not arrived_whole:
-            return self._codec.process(data, *self._sides)  # says what is wrong, if anything
-        png_end = _verify_png_chunks(data, _GENERATED)
-        return self._codec._derive(data[:png_end], decoded, *self._sides)
+        if not arrived_whole:
+            return None
+        return data[: _verify_png_chunks(data, _GENERATED)]
 
     def close(self) -> None:
         self._given_up = True
