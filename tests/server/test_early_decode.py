@@ -121,3 +121,57 @@ def test_a_corrupt_pixel_stream_is_refused_at_finish(codec: PillowImageCodec) ->
     with pytest.raises(InvalidImage):
         processing.finish(bytes(broken))
     processing.close()
+
+
+def test_downloads_decoding_early_never_hold_up_other_image_work() -> None:
+    """Two stalled downloads: thumbnails and whole decodes still run at once."""
+    codec = PillowImageCodec()
+    stalled = [codec.begin(768, 256) for _ in range(2)]
+    for processing in stalled:
+        processing.write(PHOTO_2K[: len(PHOTO_2K) // 2])
+    assert len(early_threads()) == 2
+    small = photo_bytes(300, 200, seed=1)
+    other_work = threading.Thread(
+        target=lambda: (codec.thumbnail(small, 96), codec.process(small, 256, 96))
+    )
+    other_work.start()
+    other_work.join(10)
+    finished_while_stalled = not other_work.is_alive()
+    for processing in stalled:
+        processing.close()
+    other_work.join(10)
+    assert finished_while_stalled  # it did not wait for the downloads
+    all_early_threads_end()
+
+
+def test_a_draft_then_the_image_decodes_the_image_early() -> None:
+    """The backend starts over when a second image follows a draft."""
+    codec = CountingCodec()
+    draft = photo_bytes(64, 64, seed=9)
+    processing = codec.begin(768, 256)
+    arrive(processing, draft)
+    processing.start_over()
+    arrive(processing, PHOTO_2K)
+    finished = processing.finish(PHOTO_2K)
+    processing.close()
+    assert codec.whole_decodes == 0
+    assert (finished.width, finished.height) == (2048, 2048)
+    all_early_threads_end()
+
+
+def test_closing_while_bytes_arrive_from_another_thread_leaks_no_slot() -> None:
+    """The transport thread may still write when the service closes: no thread is left."""
+    codec = PillowImageCodec()
+    for round_ in range(30):
+        processing = codec.begin(768, 256)
+        pieces = [PHOTO_2K[start : start + STEP] for start in range(0, 40 * STEP, STEP)]
+        writer = threading.Thread(target=lambda p=processing, q=pieces: [p.write(x) for x in q])
+        writer.start()
+        time.sleep(0.0005 * (round_ % 7))
+        processing.close()
+        writer.join(10)
+    all_early_threads_end()
+    taken = [codec.early_slot_free() for _ in range(2)]
+    assert taken == [True, True]  # every early slot came back
+    for _ in taken:
+        codec.release_early_slot()

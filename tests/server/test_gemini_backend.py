@@ -532,13 +532,27 @@ def test_without_a_base_url_requests_go_to_googles_gemini_api(
 
 
 class Pieces:
-    """An ``ImageSink`` that keeps each piece it is handed."""
+    """An ``ImageSink`` that keeps each piece it is handed since it last started over."""
 
     def __init__(self) -> None:
         self.pieces: list[bytes] = []
+        self.restarts = 0
 
     def write(self, chunk: bytes) -> None:
         self.pieces.append(chunk)
+
+    def start_over(self) -> None:
+        self.pieces = []
+        self.restarts += 1
+
+
+class Failing(Pieces):
+    """A sink that breaks at its third piece."""
+
+    def write(self, chunk: bytes) -> None:
+        if len(self.pieces) == 2:
+            raise RuntimeError("the receiver broke")
+        super().write(chunk)
 
 
 @pytest.mark.parametrize("google_wire", [False, True])
@@ -601,3 +615,16 @@ async def test_thought_images_before_the_answer_do_not_replace_it(fake: FakeGemi
 
     assert image.data == render(PROMPT, "1:1", "1K", "PNG")
     assert decoded(image).size == (1024, 1024)
+    assert sink.restarts == 1  # the draft came first; then the sink started over
+    assert b"".join(sink.pieces) == image.data
+
+
+async def test_a_receiver_that_fails_costs_nothing_but_the_early_start(fake: FakeGemini) -> None:
+    """The image was paid for: it comes back whole though the sink broke halfway."""
+    sink = Failing()
+
+    async with make_backend(fake) as gemini:
+        image = await gemini.generate_streaming(ask(ImageSize.S2K), sink)
+
+    assert image.data == render(PROMPT, "1:1", "2K", "PNG")
+    assert len(sink.pieces) == 2

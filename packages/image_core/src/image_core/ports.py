@@ -139,6 +139,10 @@ class ImageSink(Protocol):
         """The next bytes of the image."""
         ...
 
+    def start_over(self) -> None:
+        """What was written was not the image (a draft came first): the image follows."""
+        ...
+
 
 class ImageBackend(Protocol):
     """Something that turns a prompt (and reference images) into an image."""

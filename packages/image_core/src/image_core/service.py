@@ -239,10 +239,11 @@ class ImageService:
         """
         await asyncio.to_thread(self._metadata.add, pending)
         image: BackendImage | None = None
+        processing: ImageProcessing | None = None
         stored = False
-        # Decoding starts while the image still downloads, when the backend streams it.
-        processing = self._codec.begin(self.preview_max_side, self.thumbnail_max_side)
         try:
+            # Decoding starts while the image still downloads, when the backend streams it.
+            processing = self._codec.begin(self.preview_max_side, self.thumbnail_max_side)
             image = await self._ask_backend(request, processing)
             processed = await self._process_and_store(pending.id, image, processing)
             stored = True
@@ -276,7 +277,10 @@ class ImageService:
                 await asyncio.to_thread(self._metadata.remove, pending.id)
             raise
         finally:
-            processing.close()
+            if processing is not None:
+                # Letting go must not hide what happened above (an image already stored).
+                with contextlib.suppress(Exception):
+                    processing.close()
         return GenerationResult(done, processed.preview, note=image.text)
 
     async def _ask_backend(

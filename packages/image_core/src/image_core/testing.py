@@ -71,6 +71,10 @@ class ProcessedWhenWhole:
         """Count the bytes; nothing else happens before ``finish``."""
         self.written += len(chunk)
 
+    def start_over(self) -> None:
+        """Count again from nothing."""
+        self.written = 0
+
     def finish(self, data: bytes) -> ProcessedImage:
         """``process(data)``."""
         return self.process(data)

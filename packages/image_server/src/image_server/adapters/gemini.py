@@ -112,7 +112,11 @@ class _Failure:
 
 
 class _Collected:
-    """An ``ImageSink`` that keeps a lifted image and passes it on as it arrives."""
+    """An ``ImageSink`` that keeps a lifted image and passes it on as it arrives.
+
+    Passing it on only saves time: if the receiver fails, the image is kept all the
+    same (it is paid for) and the receiver gets no more.
+    """
 
     def __init__(self, onward: ImageSink | None) -> None:
         self.pieces: list[bytes] = []
@@ -121,11 +125,22 @@ class _Collected:
     def write(self, chunk: bytes) -> None:
         self.pieces.append(chunk)
         if self._onward is not None:
-            self._onward.write(chunk)
+            try:
+                self._onward.write(chunk)
+            except Exception:
+                _log.exception("handing the image over early failed; it is kept whole")
+                self._onward = None
+
+    def start_over(self) -> None:
+        self.pieces = []
 
 
 class _Lifted:
-    """The images lifted out of one call's answer; the first also goes to ``sink``."""
+    """The images lifted out of one call's answer; each goes to ``sink`` as it arrives.
+
+    The image Gemini answers with comes last (thought drafts, when sent, come before
+    it), so each new image makes the sink start over.
+    """
 
     def __init__(self, sink: ImageSink | None) -> None:
         self._sink = sink
@@ -133,10 +148,18 @@ class _Lifted:
 
     def start_answer(self) -> None:
         """A new attempt: what an earlier answer held is not this one's."""
+        if self.images:
+            self.open(len(self.images))  # makes the sink start over
         self.images = []
 
     def open(self, index: int) -> ImageSink:
-        collected = _Collected(self._sink if index == 0 else None)
+        if index > 0 and self._sink is not None:
+            try:
+                self._sink.start_over()
+            except Exception:
+                _log.exception("restarting the early image work failed; it is skipped")
+                self._sink = None
+        collected = _Collected(self._sink)
         self.images.append(collected)
         return collected
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import binascii
 import ctypes
-import ctypes.util
 import functools
 import re
 from collections.abc import Callable
@@ -28,7 +27,7 @@ from image_core.ports import ImageSink
 MARKER_PREFIX: Final = b"image-mcp lifted image "
 """What the SDK finds as the image's bytes; ``marker(n)`` names the n-th lifted image."""
 
-_VALUE_START: Final = re.compile(rb'(?<![\\\w])"data"[ \t\r\n]{0,16}:[ \t\r\n]{0,16}"')
+_VALUE_START: Final = re.compile(rb'(?<!\\)"data"[ \t\r\n]{0,16}:[ \t\r\n]{0,16}"')
 # Longest text a split key can leave at a chunk's end: the key, both gaps, the quote.
 _KEEP_TAIL: Final = 6 + 16 + 1 + 16 + 1
 _PNG_BASE64: Final = b"iVBORw0KGgo"  # the PNG signature, base64-encoded
@@ -84,8 +83,14 @@ class _Base64Stream:
             self._decode(rest + b"=" * (-len(rest) % 4))
 
     def _unescape(self, piece: bytes) -> bytes:
-        """JSON escapes inside base64 (``\\/``, ``\\u003d``, line breaks) to plain text."""
+        """JSON escapes inside base64 (``\\/``, ``\\u003d``, line breaks) to plain text.
+
+        ``\\/`` (the common one) goes in one pass; the rest, rare, one by one.
+        """
+        piece = piece.replace(b"\\/", b"/")
         cut = piece.rfind(b"\\")
+        if cut < 0:
+            return piece
         cut_short = cut == len(piece) - 1 or (
             piece[cut + 1 : cut + 2] == b"u" and len(piece) - cut < 6
         )
@@ -98,7 +103,7 @@ class _Base64Stream:
                 char = chr(int(match[1], 16))
                 if not char.isascii():
                     raise UnreadableAnswer("an image's base64 holds a non-ASCII character")
-                return char.encode()
+                return b"" if char.isspace() else char.encode()
             found = _SIMPLE_ESCAPES.get(match[2])
             if found is None:
                 raise UnreadableAnswer("an image's base64 holds an unexpected escape")
@@ -134,21 +139,22 @@ def decode_base64(text: bytes) -> bytes:
         return binascii.a2b_base64(text, strict_mode=True)
     out = ctypes.create_string_buffer(len(text) // 4 * 3)
     written = block(out, text, len(text))
-    if written < 0:
-        raise binascii.Error("not base64")
+    # It skips some characters (trailing whitespace, '-') without saying so: a short
+    # count means bytes went missing, and the strict decoder has the last word.
+    if written != len(text) // 4 * 3:
+        return binascii.a2b_base64(text, strict_mode=True)
     padding = len(text) - len(text.rstrip(b"="))
     return out.raw[: written - padding]
 
 
 @functools.cache
 def _openssl_decoder() -> Callable[[Any, bytes, int], int] | None:
-    """``EVP_DecodeBlock`` from the libcrypto Python's own ssl module uses, if found."""
-    name = ctypes.util.find_library("crypto")
-    if name is None:
-        return None
+    """``EVP_DecodeBlock`` from the libcrypto Python's own ``_ssl`` module is linked to."""
     try:
-        function = ctypes.CDLL(name).EVP_DecodeBlock
-    except (OSError, AttributeError):
+        import _ssl  # noqa: PLC0415 - only to find the library it links
+
+        function = ctypes.CDLL(_ssl.__file__).EVP_DecodeBlock
+    except (ImportError, OSError, AttributeError):
         return None
     function.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_int]
     function.restype = ctypes.c_int
@@ -165,6 +171,7 @@ class InlineImageLifter:
     def __init__(self, open_image: Callable[[int], ImageSink]) -> None:
         self._open_image = open_image
         self._held = b""  # answer text not yet returned: a possible key cut in two
+        self._before = b" "  # the byte just before ``_held``
         self._inside: _Base64Stream | None = None
         self._count = 0
 
@@ -176,30 +183,36 @@ class InlineImageLifter:
     def feed(self, chunk: bytes) -> bytes:
         """The part of the answer that can be passed on now."""
         kept: list[bytes] = []
-        text = self._held + chunk
+        text, before = self._held + chunk, self._before
         self._held = b""
         while text:
             if self._inside is not None:
-                text = self._continue_value(text, kept)
+                text, before = self._continue_value(text, kept), b'"'
                 continue
-            found = _VALUE_START.search(text)
+            # The byte before ``text`` goes along so the look-behind sees across pieces.
+            found = _VALUE_START.search(before + text, 1)
             if found is None:
                 cut = max(0, len(text) - _KEEP_TAIL)
-                kept.append(text[:cut])
-                self._held = text[cut:]
+                self._hold(text, cut, before, kept)
                 break
-            value = text[found.end() :]
+            start, end = found.start() - 1, found.end() - 1
+            value = text[end:]
             if len(value) < len(_PNG_BASE64) and _PNG_BASE64.startswith(value):
-                kept.append(text[: found.start()])
-                self._held = text[found.start() :]  # too short to tell yet
+                self._hold(text, start, before, kept)  # too short to tell yet
                 break
-            kept.append(text[: found.end()])
+            kept.append(text[:end])
             if value.startswith(_PNG_BASE64):
                 kept.append(marker_text(self._count))
                 self._inside = _Base64Stream(self._open_image(self._count))
                 self._count += 1
-            text = value
+            text, before = value, b'"'
         return b"".join(kept)
+
+    def _hold(self, text: bytes, cut: int, before: bytes, kept: list[bytes]) -> None:
+        """Pass on ``text[:cut]``; keep the rest for the next piece."""
+        kept.append(text[:cut])
+        self._held = text[cut:]
+        self._before = text[cut - 1 : cut] if cut > 0 else before
 
     def close(self) -> bytes:
         """The rest of the answer; raises ``UnreadableAnswer`` if it ended inside an image."""
@@ -229,17 +242,20 @@ def marker_text(index: int) -> bytes:
 def _closing_quote(text: bytes) -> int | None:
     """Where the string value ends in ``text`` (an unescaped quote), if it does.
 
-    ``bytes.find`` rather than a regular expression: this scans megabytes per image.
+    ``bytes.find`` rather than a regular expression: this scans megabytes per image. A
+    quote after an odd run of backslashes is escaped (and no base64; it fails later).
     """
     pos = 0
     while True:
         quote = text.find(b'"', pos)
-        escape = text.find(b"\\", pos, len(text) if quote < 0 else quote)
-        if escape < 0:
-            return None if quote < 0 else quote
-        pos = escape + 2  # skip the escaped character
-        if pos >= len(text):
+        if quote < 0:
             return None
+        slashes = quote
+        while slashes > 0 and text[slashes - 1] == 0x5C:
+            slashes -= 1
+        if (quote - slashes) % 2 == 0:
+            return quote
+        pos = quote + 1
 
 
 __all__ = ["InlineImageLifter", "UnreadableAnswer", "lifted_index", "marker", "marker_text"]

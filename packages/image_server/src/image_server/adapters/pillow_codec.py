@@ -21,10 +21,9 @@ import struct
 import threading
 import zlib
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from enum import Enum
-from typing import IO, Any, Final, TypeVar, cast
+from typing import IO, Any, Final, Generic, TypeVar, cast
 
 from PIL import Image, JpegImagePlugin, PngImagePlugin, WebPImagePlugin
 from PIL.ImageFile import ImageFile
@@ -110,9 +109,8 @@ class PillowImageCodec:
         # Decoding is CPU-bound (more threads than cores gain nothing) and a 4K image
         # needs ~50 MB decoded: bounding it keeps memory flat under bursts.
         self._decode_slots = threading.BoundedSemaphore(max_concurrent_decodes)
-        self._helpers = ThreadPoolExecutor(
-            max_workers=2 * max_concurrent_decodes, thread_name_prefix="codec-helper"
-        )
+        # Early decodes wait on downloads: slots of their own, as many again.
+        self._early_slots = threading.BoundedSemaphore(max_concurrent_decodes)
         for name, value in (
             ("max_pixels", max_pixels),
             ("max_preview_bytes", max_preview_bytes),
@@ -137,13 +135,17 @@ class PillowImageCodec:
         # bytes; it only matters when the backend sent JPEG or WebP.
         self._png_compress_level = png_compress_level
 
-    def decode_slot_free(self) -> bool:
-        """Take a decode slot if one is free now; ``release_decode_slot`` gives it back."""
-        return self._decode_slots.acquire(blocking=False)
+    def early_slot_free(self) -> bool:
+        """Take an early-decode slot if one is free now; ``release_early_slot`` gives it back."""
+        return self._early_slots.acquire(blocking=False)
 
-    def release_decode_slot(self) -> None:
-        """Give back a slot taken by ``decode_slot_free``."""
-        self._decode_slots.release()
+    def release_early_slot(self) -> None:
+        """Give back a slot taken by ``early_slot_free``."""
+        self._early_slots.release()
+
+    def decode_slot(self) -> threading.BoundedSemaphore:
+        """The slots bounding image work on the CPU, to hold while doing such work."""
+        return self._decode_slots
 
     @property
     def max_pixels(self) -> int:
@@ -186,15 +188,11 @@ class PillowImageCodec:
         """
         # Strictly smaller than the image itself: at 1K the preview is not the image again.
         preview_side = min(preview_max_side, max(1, max(display.size) * 3 // 4))
-        thumbnail = self._helpers.submit(
+        thumbnail = _beside(
             lambda: self._encode_thumbnail(_flatten(_fit(display, thumbnail_max_side)))
         )
         preview = self._encode_preview(_flatten(_fit(display, preview_side)))
         return preview, thumbnail.result()
-
-    def in_helper(self, call: Callable[[], T]) -> Future[T]:
-        """Run ``call`` in one of the codec's helper threads (Pillow lets go of the GIL)."""
-        return self._helpers.submit(call)
 
     def begin(self, preview_max_side: int, thumbnail_max_side: int) -> ImageProcessing:
         """Processing that decodes a PNG while it arrives, in a thread of its own.
@@ -359,88 +357,143 @@ class PillowImageCodec:
         return EncodedImage(data=data, mime_type=_Format.WEBP.value)
 
 
+class _Attempt:
+    """One early decode: the arriving file, its thread, and what the thread decoded."""
+
+    def __init__(self, head: bytes) -> None:
+        self.file = ArrivingFile()
+        self.file.append(head)
+        self.decoded: Image.Image | None = None
+        self.thread: threading.Thread | None = None
+
+
 class _EarlyPngProcessing:
     """One generated image: a PNG is decoded by its own thread while its bytes arrive.
 
-    The thread starts at the first bytes when they are a PNG's and a decode slot is free
-    at once (so a slow download never holds others up); otherwise nothing happens until
-    ``finish``, which then does what ``process`` does. Work done early is used only when
-    the bytes that arrived are exactly the image handed to ``finish``.
+    The thread starts at the first bytes when they are a PNG's and an early-decode slot
+    is free at once; otherwise nothing happens until ``finish``, which then does what
+    ``process`` does. Early decodes have slots of their own, so a slow download never
+    holds up the decoding other work needs. Work done early is used only when the bytes
+    that arrived are exactly the image handed to ``finish``; ``start_over`` drops it
+    (the backend found that what it sent was not the image after all).
     """
 
     def __init__(self, codec: PillowImageCodec, preview_max_side: int, thumbnail_max_side: int):
         self._codec = codec
         self._sides = (preview_max_side, thumbnail_max_side)
+        self._lock = threading.Lock()  # write, start_over and close may come from two threads
         self._head = b""
-        self._file: ArrivingFile | None = None
-        self._thread: threading.Thread | None = None
-        self._decoded: Image.Image | None = None
+        self._attempt: _Attempt | None = None
         self._given_up = False
+        self._closed = False
 
     def write(self, chunk: bytes) -> None:
-        if self._file is not None:
-            self._file.append(chunk)
-            return
-        if self._given_up:
-            return
-        self._head += chunk
-        if len(self._head) < len(_PNG_SIGNATURE):
-            return
-        head, self._head = self._head, b""
-        if not head.startswith(_PNG_SIGNATURE) or not self._codec.decode_slot_free():
-            self._given_up = True
-            return
-        self._file = ArrivingFile()
-        self._file.append(head)
-        self._thread = threading.Thread(
-            target=self._decode, args=(self._file,), name="png-early-decode", daemon=True
-        )
-        self._thread.start()
+        with self._lock:
+            if self._attempt is not None:
+                self._attempt.file.append(chunk)
+            elif not self._given_up:
+                self._head += chunk
+                if len(self._head) >= len(_PNG_SIGNATURE):
+                    self._start()
+
+    def start_over(self) -> None:
+        with self._lock:
+            self._drop()
+            self._head = b""
+            self._given_up = self._closed
 
     def finish(self, data: bytes) -> ProcessedImage:
-        if self._file is None or self._thread is None:
+        with self._lock:
+            attempt, self._attempt, self._given_up = self._attempt, None, True
+        if attempt is None or attempt.thread is None:
             return self._codec.process(data, *self._sides)
-        self._file.end()
-        self._thread.join()
-        decoded, self._decoded = self._decoded, None
-        if decoded is None:
-            self._file.drop()
-            return self._codec.process(data, *self._sides)  # says what is wrong
-        # The checks run beside the preview; the preview is wasted only if they fail.
-        intact = self._codec.in_helper(lambda: self._intact_png(data))
-        preview, thumbnail = self._codec._derive(decoded, *self._sides)
-        png = intact.result()
-        if png is None:  # what arrived was not this image: start again from it
-            return self._codec.process(data, *self._sides)
+        attempt.file.end()
+        attempt.thread.join()
+        decoded = attempt.decoded
+        if decoded is None or not attempt.file.holds(data):
+            attempt.file.drop()
+            return self._codec.process(data, *self._sides)  # says what is wrong, if anything
+        attempt.file.drop()
+        with self._codec.decode_slot():
+            # The checksums are checked beside the preview, which is wasted if they fail.
+            intact = _beside(lambda: data[: _verify_png_chunks(data, _GENERATED)])
+            preview, thumbnail = self._codec._derive(decoded, *self._sides)
+            png = intact.result()
         return ProcessedImage(png, decoded.width, decoded.height, preview, thumbnail)
 
-    def _intact_png(self, data: bytes) -> bytes | None:
-        """The PNG to store, if ``data`` is what arrived; its chunks must all check out."""
-        assert self._file is not None
-        arrived_whole = self._file.holds(data)
-        self._file.drop()
-        if not arrived_whole:
-            return None
-        return data[: _verify_png_chunks(data, _GENERATED)]
-
     def close(self) -> None:
-        self._given_up = True
-        if self._file is not None:
-            self._file.drop()  # the thread's next read ends, and so does the thread
+        with self._lock:
+            self._closed = self._given_up = True
+            self._drop()
 
-    def _decode(self, file: ArrivingFile) -> None:
+    def _start(self) -> None:
+        """The head is in: start decoding early if it is a PNG and a slot is free."""
+        head, self._head = self._head, b""
+        if not head.startswith(_PNG_SIGNATURE) or not self._codec.early_slot_free():
+            self._given_up = True
+            return
+        attempt = _Attempt(head)
+        attempt.thread = threading.Thread(
+            target=self._decode, args=(attempt,), name="png-early-decode", daemon=True
+        )
+        try:
+            attempt.thread.start()
+        except RuntimeError:  # no thread to be had: decode at ``finish`` instead
+            self._codec.release_early_slot()
+            self._given_up = True
+            return
+        self._attempt = attempt
+
+    def _drop(self) -> None:
+        """Let the current early decode go (its thread ends at its next read)."""
+        if self._attempt is not None:
+            self._attempt.file.drop()
+            self._attempt = None
+
+    def _decode(self, attempt: _Attempt) -> None:
         try:
             with _decoding(_GENERATED, _Format.PNG):
                 # A raw binary file, which is all Pillow reads through.
-                joined = cast("IO[bytes]", JoinedImageData(file))
+                joined = cast("IO[bytes]", JoinedImageData(attempt.file))
                 image = self._codec._open_png(joined, _GENERATED)
                 image.decodermaxblock = _EARLY_READ
                 image.load()
-                self._decoded = _displayable(image)
+                attempt.decoded = _displayable(image)
         except InvalidImage:
-            file.drop()  # ``finish`` decodes again from the whole image and says why
+            attempt.file.drop()  # ``finish`` decodes again from the whole image and says why
+        except Exception:
+            attempt.file.drop()
+            _log.exception("the early decode of a generated image failed; decoding it again")
         finally:
-            self._codec.release_decode_slot()
+            self._codec.release_early_slot()
+
+
+class _Beside(Generic[T]):
+    """``call`` running in a short-lived thread of its own; ``result`` waits for it."""
+
+    def __init__(self, call: Callable[[], T]) -> None:
+        self._call = call
+        self._value: T | None = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="codec-beside", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            self._value = self._call()
+        except BaseException as exc:  # handed to the thread that asks for the result
+            self._error = exc
+
+    def result(self) -> T:
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        return cast("T", self._value)
+
+
+def _beside(call: Callable[[], T]) -> _Beside[T]:
+    """Run ``call`` beside the current thread (Pillow lets go of the GIL while it works)."""
+    return _Beside(call)
 
 
 @contextmanager
