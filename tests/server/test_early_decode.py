@@ -36,15 +36,15 @@ def all_early_threads_end() -> None:
 
 @pytest.fixture
 def codec() -> Iterator[PillowImageCodec]:
-    yield PillowImageCodec()
+    yield PillowImageCodec(max_concurrent_decodes=4)  # two early decodes at once
     all_early_threads_end()
 
 
 class CountingCodec(PillowImageCodec):
     """Counts whole-image decodes (``process``), which the early path avoids."""
 
-    def __init__(self) -> None:
-        super().__init__()
+    def __init__(self, max_concurrent_decodes: int = 2) -> None:
+        super().__init__(max_concurrent_decodes=max_concurrent_decodes)
         self.whole_decodes = 0
 
     def process(
@@ -88,16 +88,14 @@ def test_closing_halfway_ends_the_decoding_thread(codec: PillowImageCodec) -> No
 
 
 def test_a_busy_codec_decodes_at_finish_instead() -> None:
-    codec = CountingCodec()
-    held = [codec.begin(768, 256) for _ in range(2)]  # the default two decode slots
-    for processing in held:
-        processing.write(PHOTO_2K[:STEP])
-    third = codec.begin(768, 256)
-    arrive(third, PHOTO_2K)
-    assert len(early_threads()) == 2  # the third did not start a thread
-    for processing in held:
-        processing.close()
-    assert third.finish(PHOTO_2K).width == 2048
+    codec = CountingCodec()  # two decode slots, so one early decode at a time
+    held = codec.begin(768, 256)
+    held.write(PHOTO_2K[:STEP])
+    second = codec.begin(768, 256)
+    arrive(second, PHOTO_2K)
+    assert len(early_threads()) == 1  # the second did not start a thread
+    held.close()
+    assert second.finish(PHOTO_2K).width == 2048
     assert codec.whole_decodes == 1
     all_early_threads_end()
 
@@ -124,12 +122,12 @@ def test_a_corrupt_pixel_stream_is_refused_at_finish(codec: PillowImageCodec) ->
 
 
 def test_downloads_decoding_early_never_hold_up_other_image_work() -> None:
-    """Two stalled downloads: thumbnails and whole decodes still run at once."""
-    codec = PillowImageCodec()
-    stalled = [codec.begin(768, 256) for _ in range(2)]
+    """A stalled download holds no slot that thumbnails and whole decodes need."""
+    codec = PillowImageCodec(max_concurrent_decodes=1)
+    stalled = [codec.begin(768, 256)]
     for processing in stalled:
         processing.write(PHOTO_2K[: len(PHOTO_2K) // 2])
-    assert len(early_threads()) == 2
+    assert len(early_threads()) == 1
     small = photo_bytes(300, 200, seed=1)
     other_work = threading.Thread(
         target=lambda: (codec.thumbnail(small, 96), codec.process(small, 256, 96))
@@ -161,7 +159,7 @@ def test_a_draft_then_the_image_decodes_the_image_early() -> None:
 
 def test_closing_while_bytes_arrive_from_another_thread_leaks_no_slot() -> None:
     """The transport thread may still write when the service closes: no thread is left."""
-    codec = PillowImageCodec()
+    codec = PillowImageCodec(max_concurrent_decodes=4)
     for round_ in range(30):
         processing = codec.begin(768, 256)
         pieces = [PHOTO_2K[start : start + STEP] for start in range(0, 40 * STEP, STEP)]

@@ -109,8 +109,9 @@ class PillowImageCodec:
         # Decoding is CPU-bound (more threads than cores gain nothing) and a 4K image
         # needs ~50 MB decoded: bounding it keeps memory flat under bursts.
         self._decode_slots = threading.BoundedSemaphore(max_concurrent_decodes)
-        # Early decodes wait on downloads: slots of their own, as many again.
-        self._early_slots = threading.BoundedSemaphore(max_concurrent_decodes)
+        # Early decodes wait on downloads, so they get slots of their own: half as many,
+        # since each holds a whole decoded image (64 MB at 4K) while the rest arrives.
+        self._early_slots = threading.BoundedSemaphore(max(1, max_concurrent_decodes // 2))
         for name, value in (
             ("max_pixels", max_pixels),
             ("max_preview_bytes", max_preview_bytes),
@@ -398,9 +399,12 @@ class _EarlyPngProcessing:
 
     def start_over(self) -> None:
         with self._lock:
+            attempt = self._attempt
             self._drop()
             self._head = b""
             self._given_up = self._closed
+        if attempt is not None and attempt.thread is not None:
+            attempt.thread.join()  # ends at its next read; then its slot is free again
 
     def finish(self, data: bytes) -> ProcessedImage:
         with self._lock:
