@@ -166,7 +166,8 @@ def make_service(
         ids=SequentialIds(10_000),
     )
     plan: list[tuple[str, str, int, str, ImageSize, AspectRatio | None]] = []
-    sizes, ratios = list(ImageSize), [AspectRatio.R1_1, AspectRatio.R16_9, None, AspectRatio.R3_4]
+    sizes = [ImageSize.S1K, ImageSize.S2K, ImageSize.S4K]
+    ratios = [AspectRatio.R1_1, AspectRatio.R16_9, None, AspectRatio.R3_4]
     for n in range(user_images):
         prompt = XSS_PROMPT if n == 0 else _PROMPTS[n % len(_PROMPTS)]
         model = "pro" if n % 3 == 0 else "flash"
