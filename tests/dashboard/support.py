@@ -12,7 +12,7 @@ import io
 import json
 import random
 import uuid
-from collections.abc import Coroutine, Iterable
+from collections.abc import Callable, Coroutine, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
@@ -234,7 +234,10 @@ def dashboard_config(
 
 
 def outer_app(
-    seeded: Seeded, config: DashboardConfig, sign_outs: SignOuts | None = None
+    seeded: Seeded,
+    config: DashboardConfig,
+    sign_outs: SignOuts | None = None,
+    model_notices: Callable[[], tuple[str, ...]] | None = None,
 ) -> Starlette:
     """The dashboard mounted at /ui as the composition root does, plus /i/{name}."""
 
@@ -248,7 +251,10 @@ def outer_app(
     return Starlette(
         routes=[
             Route("/i/{name}", full_image),
-            Mount("/ui", app=build_dashboard(seeded.service, config, sign_outs)),
+            Mount(
+                "/ui",
+                app=build_dashboard(seeded.service, config, sign_outs, model_notices=model_notices),
+            ),
         ]
     )
 

@@ -26,6 +26,8 @@ from image_server.model_settings import model_variable
 log = logging.getLogger("image_server.models")
 
 CHECK_EVERY_SECONDS: Final = 24 * 3600
+MAX_NAMED_IDS: Final = 8
+"""At most this many listed image ids are named in one hint."""
 RETRY_FAILED_SECONDS: Final = 3600
 """A check that could not be made is tried again sooner than the daily one."""
 
@@ -93,7 +95,7 @@ def missing_hint(catalog: ModelCatalog, spec: ModelSpec, listed: frozenset[str])
             f"{gone}; its known successor {model_id} ({name}) is available: set "
             f"{variable}={model_id} and restart."
         )
-    images = sorted(i for i in listed if "image" in i)
+    images = sorted(i for i in listed if "image" in i)[:MAX_NAMED_IDS]
     offer = f" Image models the key can use: {', '.join(images)}." if images else ""
     return (
         f"{gone}, and no known successor is listed: set {variable} to a current image "
