@@ -18,6 +18,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+import anyio
 import httpx2
 import pytest
 from fastmcp import Client
@@ -160,6 +161,42 @@ def test_the_fake_returns_grounding_metadata_when_asked_to_search(gemini: FakeGe
     assert grounding["groundingChunks"][0]["web"]["uri"].startswith("https://")
 
 
+async def test_the_check_repeats_and_follows_the_list_as_it_changes(gemini: FakeGemini) -> None:
+    """Flash listed, then gone, then back: each later check replaces what the last one said;
+    a failed check in between keeps the last answer (sooner retried, here at once)."""
+    settings = dev_settings(Path("unused"), gemini)
+    async with GeminiImageBackend(api_key=KEY, base_url=gemini.base_url) as backend:
+        watch = ModelWatch(settings.catalog, backend, every_seconds=0.05, retry_seconds=0.05)
+
+        async def checks_after(count: int) -> None:
+            for _ in range(1000):  # at most 10 s
+                if len(gemini.list_requests) >= count:
+                    await anyio.sleep(0.02)  # the report follows the last page
+                    return
+                await anyio.sleep(0.01)
+            raise AssertionError(f"fewer than {count} models-list requests")
+
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(watch.run)
+            await checks_after(3)  # one whole check: 7 models, 3 a page
+            assert watch.missing(FLASH_ID) is None
+            gemini.listed_models = WITHOUT_FLASH
+            seen = len(gemini.list_requests)
+            await checks_after(seen + 4)
+            assert watch.missing(FLASH_ID) is not None
+            gemini.list_fault = 503
+            seen = len(gemini.list_requests)
+            await checks_after(seen + 2)
+            assert watch.missing(FLASH_ID) is not None  # no answer changes nothing
+            gemini.list_fault = None
+            gemini.listed_models = list(LISTED_MODELS)
+            seen = len(gemini.list_requests)
+            await checks_after(seen + 6)
+            assert watch.missing(FLASH_ID) is None
+            assert watch.notices() == ()
+            tasks.cancel_scope.cancel()
+
+
 # --- a whole server ------------------------------------------------------------------------
 
 
@@ -283,7 +320,7 @@ def test_serve_start_up_logs_the_missing_flash_and_keeps_serving(
     try:
         wait_for(lambda: len(gemini.list_requests) >= 2, seconds=30)  # 6 models, 3 a page
         time.sleep(1)  # the log lines follow the last page
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=10) as answer:  # noqa: S310
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=10) as answer:
             assert answer.status == 200
     finally:
         process.terminate()

@@ -51,9 +51,7 @@ def test_a_toml_file_reprices_a_model_adds_one_and_changes_a_known_successor(
     tmp_path: Path,
 ) -> None:
     """Only the fields given change; a new alias is offered; 2.1's new prices follow IMG_MODEL_*."""
-    settings = settings_with(
-        tmp_path, "models.toml", GOOD_TOML, IMG_MODEL_FLASH=NANO_BANANA_2_1
-    )
+    settings = settings_with(tmp_path, "models.toml", GOOD_TOML, IMG_MODEL_FLASH=NANO_BANANA_2_1)
     catalog = settings.catalog  # type: ignore[attr-defined]
     pro = catalog.resolve("pro")
     assert pro.price(ImageSize.S4K).usd == Decimal("0.26")
@@ -116,7 +114,11 @@ def test_a_json_file_works_the_same_and_can_replace_what_an_alias_offers(tmp_pat
         ),
         ("m.toml", "[[models]]\nid = 'new-model'\nalias = 'x'\n", "'display_name'"),
         ("m.toml", "[[models]]\nalias = 'x'\n", "'id'"),
-        ("m.toml", "[[models]]\nid = 'gemini-3-pro-image'\nmax_references = 99\n", "'max_references'"),
+        (
+            "m.toml",
+            "[[models]]\nid = 'gemini-3-pro-image'\nmax_references = 99\n",
+            "'max_references'",
+        ),
         ("m.toml", "[[models]\nid = 1", "not valid TOML"),
         ("m.json", '{"models": [', "not valid JSON"),
         ("m.json", '{"model": []}', "'models'"),

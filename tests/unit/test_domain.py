@@ -414,8 +414,10 @@ def test_a_model_offers_the_sizes_it_prices_unless_told_otherwise() -> None:
     assert spec.sizes_in_order == [ImageSize.S512, ImageSize.S4K]
 
 
-@pytest.mark.parametrize(("raw", "size"), [("512", "512"), ("0.5K", "512"), ("0.5k", "512"),
-                                           (" 1k ", "1K"), ("4K", "4K")])
+@pytest.mark.parametrize(
+    ("raw", "size"),
+    [("512", "512"), ("0.5K", "512"), ("0.5k", "512"), (" 1k ", "1K"), ("4K", "4K")],
+)
 def test_image_size_spellings_include_0_5k_for_512(raw: str, size: str) -> None:
     """``0.5K`` is another way to ask for 512."""
     assert GenerationRequest.parse("x", image_size=raw).image_size is ImageSize(size)

@@ -16,6 +16,7 @@ import attrs
 from image_core.domain import (
     ALL_RATIOS,
     STANDARD_RATIOS,
+    AspectRatio,
     CostEstimate,
     ImageSize,
     ModelSpec,
@@ -183,12 +184,15 @@ class ModelCatalog:
                 return spec
         return None
 
-    def offering(self, *sizes_or_ratios: object) -> tuple[ModelSpec, ...]:
-        """The offered models that take every size and ratio given, in catalog order."""
+    def offering(
+        self, size: ImageSize | None = None, ratio: AspectRatio | None = None
+    ) -> tuple[ModelSpec, ...]:
+        """The offered models that take ``size`` and ``ratio`` (when given), in catalog order."""
         return tuple(
             spec
             for spec in self.models
-            if all(x in spec.sizes or x in spec.aspect_ratios for x in sizes_or_ratios)
+            if (size is None or size in spec.sizes)
+            and (ratio is None or ratio in spec.aspect_ratios)
         )
 
     def replaced(

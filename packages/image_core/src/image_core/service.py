@@ -551,11 +551,11 @@ def _unsupported_error(
     if isinstance(problem, AspectRatio):
         asked = f"aspect ratio {problem.value}"
         takes = "it supports: " + ", ".join(r.value for r in spec.ratios_in_order)
-        others = catalog.offering(problem)
+        others = catalog.offering(ratio=problem)
     elif isinstance(problem, ImageSize):
         asked = f"image size {problem.value}"
         takes = "use " + ", ".join(s.value for s in spec.sizes_in_order)
-        others = catalog.offering(problem)
+        others = catalog.offering(size=problem)
     else:
         asked = f"{problem} reference images"
         takes = f"it takes at most {spec.max_references}"

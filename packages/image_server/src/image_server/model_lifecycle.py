@@ -125,6 +125,8 @@ class ModelWatch:
     catalog: ModelCatalog
     lister: ModelLister | None = None
     report: ModelReport | None = None
+    every_seconds: float = CHECK_EVERY_SECONDS
+    retry_seconds: float = RETRY_FAILED_SECONDS
 
     def missing(self, model_id: str) -> str | None:
         """The hint for a configured id the last check found missing, else ``None``."""
@@ -178,4 +180,4 @@ class ModelWatch:
         """Check now, then every day (sooner after a failed check), until cancelled."""
         while True:
             report = await self.check()
-            await anyio.sleep(RETRY_FAILED_SECONDS if report.error else CHECK_EVERY_SECONDS)
+            await anyio.sleep(self.retry_seconds if report.error else self.every_seconds)
