@@ -168,31 +168,29 @@ async def test_the_check_repeats_and_follows_the_list_as_it_changes(gemini: Fake
     async with GeminiImageBackend(api_key=KEY, base_url=gemini.base_url) as backend:
         watch = ModelWatch(settings.catalog, backend, every_seconds=0.05, retry_seconds=0.05)
 
-        async def checks_after(count: int) -> None:
+        async def until(condition: Any) -> None:
             for _ in range(1000):  # at most 10 s
-                if len(gemini.list_requests) >= count:
-                    await anyio.sleep(0.02)  # the report follows the last page
+                if condition():
                     return
                 await anyio.sleep(0.01)
-            raise AssertionError(f"fewer than {count} models-list requests")
+            raise AssertionError("the watch never got there")
+
+        def flash_missing() -> bool:
+            return watch.missing(FLASH_ID) is not None
 
         async with anyio.create_task_group() as tasks:
             tasks.start_soon(watch.run)
-            await checks_after(3)  # one whole check: 7 models, 3 a page
-            assert watch.missing(FLASH_ID) is None
+            await until(lambda: watch.report is not None)
+            assert not flash_missing()
             gemini.listed_models = WITHOUT_FLASH
-            seen = len(gemini.list_requests)
-            await checks_after(seen + 4)
-            assert watch.missing(FLASH_ID) is not None
+            await until(flash_missing)
             gemini.list_fault = 503
             seen = len(gemini.list_requests)
-            await checks_after(seen + 2)
-            assert watch.missing(FLASH_ID) is not None  # no answer changes nothing
+            await until(lambda: len(gemini.list_requests) >= seen + 3)
+            assert flash_missing()  # no answer changes nothing
             gemini.list_fault = None
             gemini.listed_models = list(LISTED_MODELS)
-            seen = len(gemini.list_requests)
-            await checks_after(seen + 6)
-            assert watch.missing(FLASH_ID) is None
+            await until(lambda: not flash_missing())
             assert watch.notices() == ()
             tasks.cancel_scope.cancel()
 
