@@ -308,23 +308,29 @@ def test_serve_start_up_logs_the_missing_flash_and_keeps_serving(
     """A real process: the warning with the fix is in its log, and /health still answers."""
     gemini.listed_models = WITHOUT_FLASH
     port = free_port()
-    process = subprocess.Popen(
-        [str(IMAGE_MCP), "dev", "--port", str(port)],
-        env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), **cli_env(tmp_path, gemini)},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        wait_for(lambda: len(gemini.list_requests) >= 2, seconds=30)  # 6 models, 3 a page
-        time.sleep(1)  # the log lines follow the last page
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=10) as answer:
-            assert answer.status == 200
-    finally:
-        process.terminate()
-        _, stderr = process.communicate(timeout=15)
-    lines = [json.loads(line) for line in stderr.splitlines() if line.startswith("{")]
-    missing = [r for r in lines if r.get("event") == "model_check" and r.get("alias") == "flash"]
-    assert missing, stderr
+    log_file = tmp_path / "stderr.log"
+
+    def flash_lines() -> list[dict[str, Any]]:
+        # Whole lines only: the last one may still be being written.
+        done = log_file.read_text().rpartition("\n")[0]
+        lines = [json.loads(x) for x in done.splitlines() if x.startswith("{")]
+        return [r for r in lines if r.get("event") == "model_check" and r.get("alias") == "flash"]
+
+    with log_file.open("w") as stderr:
+        process = subprocess.Popen(
+            [str(IMAGE_MCP), "dev", "--port", str(port)],
+            env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), **cli_env(tmp_path, gemini)},
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+            text=True,
+        )
+        try:
+            wait_for(lambda: bool(flash_lines()), seconds=30)
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=10) as answer:
+                assert answer.status == 200
+        finally:
+            process.terminate()
+            process.wait(timeout=15)
+    missing = flash_lines()
     assert missing[0]["level"] == "WARNING"
     assert f"set IMG_MODEL_FLASH={NANO_BANANA_2_1}" in missing[0]["msg"]
