@@ -10,7 +10,7 @@ import pytest
 
 from image_core.catalog import NANO_BANANA_2_1
 from image_core.domain import ALL_RATIOS, STANDARD_RATIOS, AspectRatio, ImageSize
-from image_server.settings import SettingsError, load_settings
+from image_server.settings import Settings, SettingsError, load_settings
 
 GOOD_TOML = """
 [[models]]
@@ -34,7 +34,7 @@ prices = { "1K" = 0.04, "2K" = 0.06, "4K" = 0.09 }
 """
 
 
-def settings_with(tmp_path: Path, name: str, text: str, **extra: str) -> object:
+def settings_with(tmp_path: Path, name: str, text: str, **extra: str) -> Settings:
     path = tmp_path / name
     path.write_text(text)
     env = {"IMG_ROOT": str(tmp_path / "data"), "IMG_MODELS_FILE": str(path), **extra}
@@ -52,7 +52,7 @@ def test_a_toml_file_reprices_a_model_adds_one_and_changes_a_known_successor(
 ) -> None:
     """Only the fields given change; a new alias is offered; 2.1's new prices follow IMG_MODEL_*."""
     settings = settings_with(tmp_path, "models.toml", GOOD_TOML, IMG_MODEL_FLASH=NANO_BANANA_2_1)
-    catalog = settings.catalog  # type: ignore[attr-defined]
+    catalog = settings.catalog
     pro = catalog.resolve("pro")
     assert pro.price(ImageSize.S4K).usd == Decimal("0.26")
     assert pro.aspect_ratios == STANDARD_RATIOS  # untouched fields stay as shipped
@@ -86,7 +86,7 @@ def test_a_json_file_works_the_same_and_can_replace_what_an_alias_offers(tmp_pat
             ]
         }
     )
-    catalog = settings_with(tmp_path, "models.json", text).catalog  # type: ignore[attr-defined]
+    catalog = settings_with(tmp_path, "models.json", text).catalog
     lite = catalog.resolve("lite")
     assert lite.model_id == "gemini-3.2-flash-lite-image"
     assert lite.aspect_ratios == {AspectRatio.R1_1, AspectRatio.R16_9}
@@ -147,3 +147,23 @@ def test_a_missing_file_is_refused_by_name(tmp_path: Path) -> None:
         load_settings(env, dev=True)
     assert "IMG_MODELS_FILE" in caught.value.problems[0]
     assert "cannot be read" in caught.value.problems[0]
+
+
+def test_an_alias_from_the_file_answers_to_its_own_variables_without_a_warning(
+    tmp_path: Path,
+) -> None:
+    """``next`` from the file: IMG_MODEL_NEXT and IMG_COST_NEXT_1K apply and are not typos."""
+    settings = settings_with(
+        tmp_path,
+        "models.toml",
+        GOOD_TOML,
+        IMG_MODEL_NEXT="gemini-4.1-flash-image",
+        IMG_COST_NEXT_1K="0.07",
+        IMG_COST_NEXT_8K="1",
+    )
+    catalog = settings.catalog
+    assert catalog.resolve("next").model_id == "gemini-4.1-flash-image"
+    assert catalog.resolve("next").price(ImageSize.S1K).usd == Decimal("0.07")
+    warnings = settings.warnings
+    assert not any("IMG_MODEL_NEXT" in w or "IMG_COST_NEXT_1K" in w for w in warnings)
+    assert any("IMG_COST_NEXT_8K" in w for w in warnings)

@@ -25,6 +25,19 @@ def cost_variable(alias: str, size: ImageSize) -> str:
     return f"IMG_COST_{alias.upper()}_{size.value}"
 
 
+def model_variables(catalog: ModelCatalog) -> frozenset[str]:
+    """Every ``IMG_MODEL_*`` and ``IMG_COST_*`` the catalog's aliases answer to (a models
+    file may add aliases, and with them variables)."""
+    return frozenset(
+        name
+        for spec in catalog.models
+        for name in (
+            model_variable(spec.alias),
+            *(cost_variable(spec.alias, size) for size in spec.sizes),
+        )
+    )
+
+
 def catalog_from_environment(
     env: Mapping[str, str], base: ModelCatalog | None = None
 ) -> ModelCatalog:

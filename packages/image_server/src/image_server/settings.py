@@ -27,7 +27,7 @@ from image_server.edge import (
     check_redirect_patterns,
     is_loopback,
 )
-from image_server.model_settings import catalog_from_environment
+from image_server.model_settings import catalog_from_environment, model_variables
 from image_server.models_file import VARIABLE as MODELS_FILE_VARIABLE
 from image_server.models_file import load_models_file
 
@@ -191,7 +191,7 @@ def load_settings(
     )
     catalog = _catalog(env, problems)
     log_level = _log_level(env, problems)
-    notes.extend(_unknown_variables(env))
+    notes.extend(_unknown_variables(env, model_variables(catalog)))
     if problems:
         raise SettingsError(problems)
     return Settings(
@@ -325,11 +325,11 @@ def _log_level(env: Mapping[str, str], problems: list[str]) -> str:
     return log_level
 
 
-def _unknown_variables(env: Mapping[str, str]) -> list[str]:
+def _unknown_variables(env: Mapping[str, str], also_known: frozenset[str]) -> list[str]:
     return [
         f"{key} is not a setting this server knows; check its spelling."
         for key in sorted(env)
-        if key.startswith("IMG_") and key not in KNOWN_VARIABLES
+        if key.startswith("IMG_") and key not in KNOWN_VARIABLES and key not in also_known
     ]
 
 
