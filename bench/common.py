@@ -32,7 +32,7 @@ import PIL
 from tests.support.photos import draw_photo
 
 from image_core.domain import BackendImage, BackendRequest
-from image_core.ports import ImageBackend
+from image_core.ports import ImageBackend, ImageSink
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS_DIR = ROOT / "bench" / "results"
@@ -252,7 +252,9 @@ class PrerenderedBackend:
     delay_seconds: float = 0.0
     name: str = "bench"
 
-    async def generate(self, request: BackendRequest) -> BackendImage:
+    async def generate(
+        self, request: BackendRequest, sink: ImageSink | None = None
+    ) -> BackendImage:
         """Wait ``delay_seconds`` (a model thinking), then return the PNG."""
         if self.delay_seconds:
             await asyncio.sleep(self.delay_seconds)

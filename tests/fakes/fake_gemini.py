@@ -29,7 +29,10 @@ when the queue is empty):
   (Google's answer to a wrong key); ``bad_request_400``.
 - ``slow:SECONDS`` waits, then answers ``ok``; ``slow_error:SECONDS:FAULT`` waits, then
   answers as FAULT (a slow 503, say); ``disconnect`` closes the connection
-  without an answer.
+  without an answer; ``cut_image`` sends half of an image answer, then hangs up.
+
+``google_wire=True`` writes answers the way Google's front ends may: ``=`` escaped as
+``\\u003d``, ``/`` as ``\\/``, and gzip when the client accepts it.
 
 Besides generating, it answers the models list (``GET /v1beta/models``, paginated with
 ``pageSize`` and ``pageToken`` like Google, at most ``models_page_size`` a page):
@@ -45,6 +48,7 @@ from __future__ import annotations
 import base64
 import collections
 import contextlib
+import gzip
 import hashlib
 import json
 import re
@@ -107,6 +111,7 @@ _SIMPLE = frozenset(
         "jpeg",
         "jpeg_labelled_png",
         "thoughts",
+        "cut_image",
         "text_only",
         "safety_prompt",
         "safety_candidate",
@@ -236,6 +241,7 @@ class FakeGemini:
         image_format: Literal["png", "jpeg"] = "png",
         emit_thoughts: bool = False,
         text_reply: str = DEFAULT_TEXT_REPLY,
+        google_wire: bool = False,
         listed_models: Collection[str] | None = None,
         capabilities: dict[str, Capabilities] | None = None,
         models_page_size: int = 3,
@@ -253,6 +259,7 @@ class FakeGemini:
         self.image_format: Literal["png", "jpeg"] = image_format
         self.emit_thoughts = emit_thoughts
         self.text_reply = text_reply
+        self.google_wire = google_wire
         self._lock = threading.Lock()
         self._script: collections.deque[str] = collections.deque()
         self._requests: list[RecordedRequest] = []
@@ -369,15 +376,28 @@ class FakeGemini:
         if (delay > 0 and self._stopping.wait(delay)) or reply is None:
             handler.close_connection = True
             return
-        self._send(handler, reply)
+        self._send(handler, reply, behaviour)
 
-    def _send(self, handler: _Handler, reply: _Reply) -> None:
+    def _send(self, handler: _Handler, reply: _Reply, behaviour: str = "ok") -> None:
+        body = reply.body
+        gzipped = self.google_wire and "gzip" in handler.headers.get("Accept-Encoding", "")
+        if self.google_wire:
+            body = body.replace(b"=", b"\\u003d").replace(b"/", b"\\/")
+        if gzipped:
+            body = gzip.compress(body, compresslevel=1)
         try:
             handler.send_response(reply.status)
             handler.send_header("Content-Type", "application/json; charset=UTF-8")
-            handler.send_header("Content-Length", str(len(reply.body)))
+            handler.send_header("Content-Length", str(len(body)))
+            if gzipped:
+                handler.send_header("Content-Encoding", "gzip")
             handler.end_headers()
-            handler.wfile.write(reply.body)
+            if behaviour == "cut_image":
+                handler.wfile.write(body[: len(body) // 2])
+                handler.wfile.flush()
+                handler.close_connection = True
+                return
+            handler.wfile.write(body)
         except OSError:
             handler.close_connection = True
 

@@ -529,3 +529,75 @@ def test_without_a_base_url_requests_go_to_googles_gemini_api(
     client = GeminiImageBackend(api_key=KEY)._client
 
     assert client._api_client._http_options.base_url == DEFAULT_BASE_URL
+
+
+class Pieces:
+    """An ``ImageSink`` that keeps each piece it is handed."""
+
+    def __init__(self) -> None:
+        self.pieces: list[bytes] = []
+
+    def write(self, chunk: bytes) -> None:
+        self.pieces.append(chunk)
+
+
+@pytest.mark.parametrize("google_wire", [False, True])
+async def test_the_image_reaches_the_sink_in_pieces_while_it_arrives(
+    fake: FakeGemini, google_wire: bool
+) -> None:
+    """Compact, escaped or gzipped JSON: the sink gets the PNG, in order, in many pieces."""
+    fake.google_wire = google_wire
+    sink = Pieces()
+
+    async with make_backend(fake) as gemini:
+        image = await gemini.generate(ask(ImageSize.S2K), sink)
+
+    expected = render(PROMPT, "1:1", "2K", "PNG")
+    assert image.data == expected
+    assert b"".join(sink.pieces) == expected
+    assert len(sink.pieces) > 10
+    assert image.mime_type == "image/png"
+    assert image.token_usage is not None
+    assert image.token_usage.output_tokens
+
+
+async def test_a_jpeg_answer_is_returned_whole_and_the_sink_is_not_used(
+    fake: FakeGemini,
+) -> None:
+    """Only PNGs are decoded early; a JPEG comes back as before."""
+    fake.script("jpeg")
+    sink = Pieces()
+
+    async with make_backend(fake) as gemini:
+        image = await gemini.generate(ask(), sink)
+
+    assert image.mime_type == "image/jpeg"
+    assert decoded(image).format == "JPEG"
+    assert sink.pieces == []
+
+
+async def test_an_answer_cut_inside_the_image_may_have_been_billed_and_is_not_resent(
+    fake: FakeGemini,
+) -> None:
+    """Half an image and a closed connection: one request, an error that says it may cost."""
+    fake.script("cut_image")
+
+    async with make_backend(fake) as gemini:
+        with pytest.raises(BackendUnavailable) as caught:
+            await gemini.generate(ask(), Pieces())
+
+    assert caught.value.may_be_billed
+    assert len(fake.requests) == 1
+    assert_no_key(caught.value)
+
+
+async def test_thought_images_before_the_answer_do_not_replace_it(fake: FakeGemini) -> None:
+    """A draft image comes first; the image returned is still the final one."""
+    fake.script("thoughts")
+    sink = Pieces()
+
+    async with make_backend(fake) as gemini:
+        image = await gemini.generate(ask(), sink)
+
+    assert image.data == render(PROMPT, "1:1", "1K", "PNG")
+    assert decoded(image).size == (1024, 1024)

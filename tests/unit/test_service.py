@@ -50,7 +50,7 @@ from image_core.errors import (
     UnsupportedByModel,
 )
 from image_core.names import parse_image_name
-from image_core.ports import ImageBackend, ImageStore, OpenedFile, PublicImageFiles
+from image_core.ports import ImageBackend, ImageSink, ImageStore, OpenedFile, PublicImageFiles
 from image_core.service import MAX_PAGE_SIZE, ImageService
 from image_core.testing import (
     FakeImageBackend,
@@ -161,7 +161,9 @@ class CountingCodec(PassthroughImageCodec):
 class TinyImageBackend(FakeImageBackend):
     """The scripted fake, but always a 4x4 PNG: for tests about money, not pixels."""
 
-    async def generate(self, request: BackendRequest) -> BackendImage:
+    async def generate(
+        self, request: BackendRequest, sink: ImageSink | None = None
+    ) -> BackendImage:
         """Record the request, wait ``delay_seconds``, then fail or return a tiny PNG."""
         self.requests.append(request)
         if self.delay_seconds:
@@ -178,7 +180,9 @@ class JunkBackend:
     requests: list[BackendRequest] = attrs.field(factory=list)
     name: str = "junk"
 
-    async def generate(self, request: BackendRequest) -> BackendImage:
+    async def generate(
+        self, request: BackendRequest, sink: ImageSink | None = None
+    ) -> BackendImage:
         """Return garbage."""
         self.requests.append(request)
         return BackendImage(b"<html>oops</html>", "text/html")

@@ -132,6 +132,14 @@ class PrefStore(Protocol):
         ...
 
 
+class ImageSink(Protocol):
+    """Takes an image's bytes, in order, while they arrive."""
+
+    def write(self, chunk: bytes) -> None:
+        """The next bytes of the image."""
+        ...
+
+
 class ImageBackend(Protocol):
     """Something that turns a prompt (and reference images) into an image."""
 
@@ -140,8 +148,34 @@ class ImageBackend(Protocol):
         """Short name recorded in each generation, e.g. ``gemini`` or ``placeholder``."""
         ...
 
-    async def generate(self, request: BackendRequest) -> BackendImage:
-        """Produce one image, or raise a ``BackendError`` subclass."""
+    async def generate(
+        self, request: BackendRequest, sink: ImageSink | None = None
+    ) -> BackendImage:
+        """Produce one image, or raise a ``BackendError`` subclass.
+
+        A backend that receives the image in pieces may write them to ``sink`` as they
+        come, so processing starts before the last byte; one that does not may ignore
+        it. Either way the returned ``BackendImage`` holds the whole image.
+        """
+        ...
+
+
+class ImageProcessing(ImageSink, Protocol):
+    """One image being processed: bytes written as they arrive, then ``finish``.
+
+    Always ``close`` it, finished or not, so that work started early is let go.
+    """
+
+    def finish(self, data: bytes) -> ProcessedImage:
+        """What ``ImageCodec.process`` returns for ``data``, the whole image.
+
+        Work already done on the written bytes is used only when they are exactly
+        ``data``; anything else is processed from ``data`` afresh.
+        """
+        ...
+
+    def close(self) -> None:
+        """Let go of whatever was started; harmless after ``finish`` or twice."""
         ...
 
 
@@ -155,6 +189,10 @@ class ImageCodec(Protocol):
 
         Raises ``InvalidImage`` for corrupt, empty or oversized input.
         """
+        ...
+
+    def begin(self, preview_max_side: int, thumbnail_max_side: int) -> ImageProcessing:
+        """Start processing an image whose bytes are still arriving (see ``process``)."""
         ...
 
     def thumbnail(self, png: bytes, max_side: int) -> EncodedImage:

@@ -13,7 +13,7 @@ import threading
 import uuid
 import zlib
 from collections import defaultdict
-from collections.abc import Collection, Iterable
+from collections.abc import Callable, Collection, Iterable
 from datetime import UTC, date, datetime, timedelta
 
 import attrs
@@ -33,6 +33,7 @@ from image_core.domain import (
     UserUsage,
 )
 from image_core.errors import BackendError, InvalidImage, StorageError
+from image_core.ports import ImageProcessing, ImageSink
 
 PNG_SIGNATURE = _png.PNG_SIGNATURE
 png_size = _png.png_size
@@ -55,6 +56,30 @@ def make_png(width: int, height: int, rgb: tuple[int, int, int] = (200, 120, 40)
     )
 
 
+@attrs.define
+class ProcessedWhenWhole:
+    """An ``ImageProcessing`` that ignores what arrives early and processes at ``finish``.
+
+    It also counts the bytes written, so tests can see that a backend fed its sink.
+    """
+
+    process: Callable[[bytes], ProcessedImage]
+    written: int = 0
+    closed: bool = False
+
+    def write(self, chunk: bytes) -> None:
+        """Count the bytes; nothing else happens before ``finish``."""
+        self.written += len(chunk)
+
+    def finish(self, data: bytes) -> ProcessedImage:
+        """``process(data)``."""
+        return self.process(data)
+
+    def close(self) -> None:
+        """Nothing to let go."""
+        self.closed = True
+
+
 class PassthroughImageCodec:
     """An ``ImageCodec`` for PNG input only: stores and previews the bytes unchanged."""
 
@@ -65,6 +90,12 @@ class PassthroughImageCodec:
         width, height = png_size(data)
         encoded = EncodedImage(data, "image/png")
         return ProcessedImage(data, width, height, encoded, encoded)
+
+    def begin(self, preview_max_side: int, thumbnail_max_side: int) -> ImageProcessing:
+        """Processing that waits for the whole image, then runs ``process``."""
+        return ProcessedWhenWhole(
+            lambda data: self.process(data, preview_max_side, thumbnail_max_side)
+        )
 
     def thumbnail(self, png: bytes, max_side: int) -> EncodedImage:
         """The PNG itself."""
@@ -261,8 +292,13 @@ class FakeImageBackend:
     delay_seconds: float = 0.0
     text: str | None = None
 
-    async def generate(self, request: BackendRequest) -> BackendImage:
-        """Record the request, wait ``delay_seconds``, then fail or return a solid PNG."""
+    async def generate(
+        self, request: BackendRequest, sink: ImageSink | None = None
+    ) -> BackendImage:
+        """Record the request, wait ``delay_seconds``, then fail or return a solid PNG.
+
+        The PNG goes to ``sink`` too, in two pieces, as a backend that streams would.
+        """
         self.requests.append(request)
         if self.delay_seconds:
             await asyncio.sleep(self.delay_seconds)
@@ -270,7 +306,11 @@ class FakeImageBackend:
             raise self.failures.pop(0)
         ratio = request.aspect_ratio
         width, height = ratio.dimensions(request.image_size) if ratio else (1024, 1024)
-        return BackendImage(make_png(width, height), "image/png", self.token_usage, self.text)
+        png = make_png(width, height)
+        if sink is not None:
+            sink.write(png[:64])
+            sink.write(png[64:])
+        return BackendImage(png, "image/png", self.token_usage, self.text)
 
 
 @attrs.define

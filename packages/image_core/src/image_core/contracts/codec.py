@@ -147,6 +147,51 @@ class ImageCodecContract:
         sent = within_time(lambda: codec.prepare_reference(png, REFERENCE_BUDGET))
         assert sent == EncodedImage(png, "image/png")
 
+    @pytest.mark.parametrize("piece", [1, 7, 4096, 1 << 20])
+    def test_an_image_written_in_pieces_finishes_as_process_makes_it(
+        self, codec: ImageCodec, piece: int
+    ) -> None:
+        """Bytes handed over while they arrive change nothing in the result."""
+        png = photo_png()
+        processing = codec.begin(PREVIEW_MAX_SIDE, THUMBNAIL_MAX_SIDE)
+        try:
+            for start in range(0, len(png), piece):
+                processing.write(png[start : start + piece])
+            finished = within_time(lambda: processing.finish(png))
+        finally:
+            processing.close()
+        assert finished == self.process(codec, png)
+
+    @pytest.mark.parametrize("written", ["other", "half", "nothing", "two images"])
+    def test_finish_goes_by_the_whole_image_whatever_was_written(
+        self, codec: ImageCodec, written: str
+    ) -> None:
+        """Another image, a part of it or nothing written first: ``finish`` follows its data."""
+        png, other = photo_png(seed=4), photo_png(300, 200, seed=5)
+        early = {
+            "other": [other],
+            "half": [png[: len(png) // 2]],
+            "nothing": [],
+            "two images": [other, png],
+        }[written]
+        processing = codec.begin(PREVIEW_MAX_SIDE, THUMBNAIL_MAX_SIDE)
+        try:
+            for chunk in early:
+                processing.write(chunk)
+            finished = within_time(lambda: processing.finish(png))
+        finally:
+            processing.close()
+        assert finished == self.process(codec, png)
+
+    def test_a_processing_closed_unfinished_can_be_closed_again(self, codec: ImageCodec) -> None:
+        """A download that failed halfway: ``close`` lets go, twice is harmless."""
+        png = photo_png()
+        processing = codec.begin(PREVIEW_MAX_SIDE, THUMBNAIL_MAX_SIDE)
+        processing.write(png[: len(png) // 3])
+        processing.close()
+        processing.close()
+        processing.write(png[len(png) // 3 :])  # late bytes after close are ignored
+
 
 class DecodingImageCodecContract(ImageCodecContract):
     """What a codec that decodes images must also do (``PillowImageCodec``, say)."""
@@ -157,12 +202,20 @@ class DecodingImageCodecContract(ImageCodecContract):
         whole = photo_png() if kind == "png" else PHOTO_JPEG
         cut = whole[: len(whole) // 2]
         refuses(lambda: codec.process(cut, PREVIEW_MAX_SIDE, THUMBNAIL_MAX_SIDE))
+        arriving = codec.begin(PREVIEW_MAX_SIDE, THUMBNAIL_MAX_SIDE)
+        arriving.write(cut)
+        refuses(lambda: arriving.finish(cut))
+        arriving.close()
         refuses(lambda: codec.prepare_reference(cut, REFERENCE_BUDGET))
 
     def test_a_decompression_bomb_is_refused_before_it_is_decoded(self, codec: ImageCodec) -> None:
         """A header claiming 50,000 x 50,000 pixels is refused promptly, in every method."""
         bomb = bomb_png()
         refuses(lambda: codec.process(bomb, PREVIEW_MAX_SIDE, THUMBNAIL_MAX_SIDE))
+        arriving = codec.begin(PREVIEW_MAX_SIDE, THUMBNAIL_MAX_SIDE)
+        arriving.write(bomb)
+        refuses(lambda: arriving.finish(bomb))
+        arriving.close()
         refuses(lambda: codec.thumbnail(bomb, THUMBNAIL_MAX_SIDE))
         refuses(lambda: codec.prepare_reference(bomb, REFERENCE_BUDGET))
 

@@ -1,0 +1,123 @@
+"""The Pillow codec decodes a PNG in its own thread while the PNG arrives.
+
+What is observable: ``finish`` does not decode again when the early decode succeeded,
+the thread always ends (finished, closed or refused), and a busy codec simply decodes
+at ``finish`` as before.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from image_core.contracts.pictures import bomb_png
+from image_core.domain import ProcessedImage
+from image_core.errors import InvalidImage
+from image_server.adapters.pillow_codec import PillowImageCodec
+from tests.support.photos import photo_bytes
+
+PHOTO_2K = photo_bytes(2048, 2048, seed=6)
+STEP = 64 * 1024
+
+
+def early_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == "png-early-decode"]
+
+
+def all_early_threads_end() -> None:
+    deadline = time.monotonic() + 20
+    while early_threads() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert early_threads() == []
+
+
+@pytest.fixture
+def codec() -> Iterator[PillowImageCodec]:
+    yield PillowImageCodec()
+    all_early_threads_end()
+
+
+class CountingCodec(PillowImageCodec):
+    """Counts whole-image decodes (``process``), which the early path avoids."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.whole_decodes = 0
+
+    def process(
+        self, data: bytes, preview_max_side: int, thumbnail_max_side: int
+    ) -> ProcessedImage:
+        self.whole_decodes += 1
+        return super().process(data, preview_max_side, thumbnail_max_side)
+
+
+def arrive(processing: object, data: bytes) -> None:
+    for start in range(0, len(data), STEP):
+        processing.write(data[start : start + STEP])  # type: ignore[attr-defined]
+
+
+def test_a_png_that_arrived_in_pieces_is_not_decoded_a_second_time() -> None:
+    codec = CountingCodec()
+    processing = codec.begin(768, 256)
+    arrive(processing, PHOTO_2K)
+    assert len(early_threads()) == 1  # decoding while the bytes come
+    finished = processing.finish(PHOTO_2K)
+    processing.close()
+    assert codec.whole_decodes == 0
+    reference = PillowImageCodec().process(PHOTO_2K, 768, 256)
+    assert finished == reference
+    all_early_threads_end()
+
+
+def test_closing_halfway_ends_the_decoding_thread(codec: PillowImageCodec) -> None:
+    processing = codec.begin(768, 256)
+    arrive(processing, PHOTO_2K[: len(PHOTO_2K) // 2])
+    assert len(early_threads()) == 1
+    processing.close()
+    all_early_threads_end()
+    # The slot it held is free again: two decodes at once still start early.
+    first, second = codec.begin(768, 256), codec.begin(768, 256)
+    first.write(PHOTO_2K[:STEP])
+    second.write(PHOTO_2K[:STEP])
+    assert len(early_threads()) == 2
+    first.close()
+    second.close()
+
+
+def test_a_busy_codec_decodes_at_finish_instead() -> None:
+    codec = CountingCodec()
+    held = [codec.begin(768, 256) for _ in range(2)]  # the default two decode slots
+    for processing in held:
+        processing.write(PHOTO_2K[:STEP])
+    third = codec.begin(768, 256)
+    arrive(third, PHOTO_2K)
+    assert len(early_threads()) == 2  # the third did not start a thread
+    for processing in held:
+        processing.close()
+    assert third.finish(PHOTO_2K).width == 2048
+    assert codec.whole_decodes == 1
+    all_early_threads_end()
+
+
+def test_a_bomb_is_refused_from_its_header_and_its_thread_ends(codec: PillowImageCodec) -> None:
+    bomb = bomb_png()
+    processing = codec.begin(768, 256)
+    processing.write(bomb)
+    all_early_threads_end()  # refused from the header, not after inflating anything
+    with pytest.raises(InvalidImage, match="megapixels"):
+        processing.finish(bomb)
+    processing.close()
+
+
+def test_a_corrupt_pixel_stream_is_refused_at_finish(codec: PillowImageCodec) -> None:
+    broken = bytearray(PHOTO_2K)
+    middle = len(broken) // 2
+    broken[middle : middle + 64] = bytes(64)  # image data damaged, checksum now wrong
+    processing = codec.begin(768, 256)
+    arrive(processing, bytes(broken))
+    with pytest.raises(InvalidImage):
+        processing.finish(bytes(broken))
+    processing.close()
