@@ -81,6 +81,8 @@ async def test_the_models_list_is_read_across_pages_with_the_key(gemini: FakeGem
     pages = gemini.list_requests
     assert len(pages) == 3
     assert {r.api_key for r in pages} == {KEY}
+    assert all("key" not in r.body for r in pages)  # in a header, never in the URL
+    assert all(r.headers.get("x-goog-api-key") == KEY for r in pages)
     assert gemini.requests == []  # nothing generated, nothing billed
 
 

@@ -167,3 +167,11 @@ def test_an_alias_from_the_file_answers_to_its_own_variables_without_a_warning(
     warnings = settings.warnings
     assert not any("IMG_MODEL_NEXT" in w or "IMG_COST_NEXT_1K" in w for w in warnings)
     assert any("IMG_COST_NEXT_8K" in w for w in warnings)
+
+
+def test_a_file_larger_than_a_megabyte_is_refused_unparsed(tmp_path: Path) -> None:
+    """A models file is a few lines; a huge one is a mistake: read no further, not parsed."""
+    text = "# " + "x" * 1_000_001 + "\n[[models]]\nid = 'gemini-3-pro-image'\n"
+    message = problems_for(tmp_path, "big.toml", text)
+    assert "IMG_MODELS_FILE=" in message
+    assert "larger than 1000000 bytes" in message

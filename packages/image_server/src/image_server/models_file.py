@@ -100,7 +100,8 @@ def load_models_file(path: Path, base: ModelCatalog) -> ModelCatalog:
 
 def _entries(path: Path, where: str) -> list[Any]:
     try:
-        raw = path.read_bytes()
+        with path.open("rb") as file:  # at most one byte past the limit is ever read
+            raw = file.read(MAX_FILE_BYTES + 1)
     except OSError as exc:
         raise InvalidConfiguration(f"{where} cannot be read ({exc.strerror}).") from None
     if len(raw) > MAX_FILE_BYTES:
