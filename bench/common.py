@@ -32,7 +32,7 @@ import PIL
 from tests.support.photos import draw_photo
 
 from image_core.domain import BackendImage, BackendRequest
-from image_core.ports import ImageBackend, ImageSink
+from image_core.ports import ImageSink, StreamingImageBackend
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS_DIR = ROOT / "bench" / "results"
@@ -252,16 +252,26 @@ class PrerenderedBackend:
     delay_seconds: float = 0.0
     name: str = "bench"
 
-    async def generate(
-        self, request: BackendRequest, sink: ImageSink | None = None
-    ) -> BackendImage:
+    async def generate(self, request: BackendRequest) -> BackendImage:
         """Wait ``delay_seconds`` (a model thinking), then return the PNG."""
         if self.delay_seconds:
             await asyncio.sleep(self.delay_seconds)
         return BackendImage(self.png, "image/png")
 
+    async def generate_streaming(self, request: BackendRequest, sink: ImageSink) -> BackendImage:
+        """As ``generate``, handing the PNG over in 64 KiB pieces as a download would.
 
-_: type[ImageBackend] = PrerenderedBackend
+        So the figures include the codec's early decode, as with Gemini.
+        """
+        image = await self.generate(request)
+        for start in range(0, len(image.data), STREAM_PIECE):
+            sink.write(image.data[start : start + STREAM_PIECE])
+            await asyncio.sleep(0)
+        return image
+
+
+STREAM_PIECE = 64 * 1024
+_: type[StreamingImageBackend] = PrerenderedBackend
 
 
 # -- servers on loopback -------------------------------------------------------------------

@@ -48,7 +48,7 @@ from image_core.domain import (  # noqa: E402
     GenerationRequest,
     Identity,
 )
-from image_core.ports import Clock, IdSource, ImageBackend, ImageSink  # noqa: E402
+from image_core.ports import Clock, IdSource, ImageBackend  # noqa: E402
 from image_server.app import build_app, build_service  # noqa: E402
 from image_server.auth import GoogleEndpoints  # noqa: E402
 from image_server.settings import Settings  # noqa: E402
@@ -259,9 +259,7 @@ class SceneBackend:
 
     name: str = "demo"
 
-    async def generate(
-        self, request: BackendRequest, sink: ImageSink | None = None
-    ) -> BackendImage:
+    async def generate(self, request: BackendRequest) -> BackendImage:
         """One picture per request; the same prompt paints the same scene."""
         width, height = (request.aspect_ratio or AspectRatio.R1_1).dimensions(request.image_size)
         png = await anyio.to_thread.run_sync(render_png, width, height, request.prompt)

@@ -27,7 +27,6 @@ from image_core.domain import (
     GenerationStatus,
 )
 from image_core.names import LOCAL_OWNER
-from image_core.ports import ImageSink
 from image_core.testing import FakeImageBackend
 from image_server.adapters.atomic_files import write_atomic
 from image_server.adapters.fs_images import FilesystemImageStore
@@ -59,9 +58,7 @@ def settings(tmp_path: Path) -> Settings:
 class CrashingBackend(FakeImageBackend):
     """Dies while Gemini works: only the pending record exists."""
 
-    async def generate(
-        self, request: BackendRequest, sink: ImageSink | None = None
-    ) -> BackendImage:
+    async def generate(self, request: BackendRequest) -> BackendImage:
         self.requests.append(request)
         raise Crash
 

@@ -550,7 +550,7 @@ async def test_the_image_reaches_the_sink_in_pieces_while_it_arrives(
     sink = Pieces()
 
     async with make_backend(fake) as gemini:
-        image = await gemini.generate(ask(ImageSize.S2K), sink)
+        image = await gemini.generate_streaming(ask(ImageSize.S2K), sink)
 
     expected = render(PROMPT, "1:1", "2K", "PNG")
     assert image.data == expected
@@ -569,7 +569,7 @@ async def test_a_jpeg_answer_is_returned_whole_and_the_sink_is_not_used(
     sink = Pieces()
 
     async with make_backend(fake) as gemini:
-        image = await gemini.generate(ask(), sink)
+        image = await gemini.generate_streaming(ask(), sink)
 
     assert image.mime_type == "image/jpeg"
     assert decoded(image).format == "JPEG"
@@ -584,7 +584,7 @@ async def test_an_answer_cut_inside_the_image_may_have_been_billed_and_is_not_re
 
     async with make_backend(fake) as gemini:
         with pytest.raises(BackendUnavailable) as caught:
-            await gemini.generate(ask(), Pieces())
+            await gemini.generate_streaming(ask(), Pieces())
 
     assert caught.value.may_be_billed
     assert len(fake.requests) == 1
@@ -597,7 +597,7 @@ async def test_thought_images_before_the_answer_do_not_replace_it(fake: FakeGemi
     sink = Pieces()
 
     async with make_backend(fake) as gemini:
-        image = await gemini.generate(ask(), sink)
+        image = await gemini.generate_streaming(ask(), sink)
 
     assert image.data == render(PROMPT, "1:1", "1K", "PNG")
     assert decoded(image).size == (1024, 1024)

@@ -28,7 +28,6 @@ from image_core.domain import (
     GenerationStatus,
 )
 from image_core.errors import BackendError
-from image_core.ports import ImageSink
 from image_core.service import ImageService
 from image_core.testing import (
     FixedClock,
@@ -52,9 +51,7 @@ class AnswersWith:
     mime_type: str = "image/png"
     name: str = "fixed"
 
-    async def generate(
-        self, request: BackendRequest, sink: ImageSink | None = None
-    ) -> BackendImage:
+    async def generate(self, request: BackendRequest) -> BackendImage:
         """The bytes it was given."""
         return BackendImage(self.data, self.mime_type)
 

@@ -50,7 +50,7 @@ from image_core.errors import (
     UnsupportedByModel,
 )
 from image_core.names import parse_image_name
-from image_core.ports import ImageBackend, ImageSink, ImageStore, OpenedFile, PublicImageFiles
+from image_core.ports import ImageBackend, ImageStore, OpenedFile, PublicImageFiles
 from image_core.service import MAX_PAGE_SIZE, ImageService
 from image_core.testing import (
     FakeImageBackend,
@@ -59,6 +59,7 @@ from image_core.testing import (
     InMemoryMetadataRepository,
     InMemoryPrefStore,
     PassthroughImageCodec,
+    ProcessedWhenWhole,
     SequentialIds,
     make_png,
     png_size,
@@ -161,9 +162,7 @@ class CountingCodec(PassthroughImageCodec):
 class TinyImageBackend(FakeImageBackend):
     """The scripted fake, but always a 4x4 PNG: for tests about money, not pixels."""
 
-    async def generate(
-        self, request: BackendRequest, sink: ImageSink | None = None
-    ) -> BackendImage:
+    async def generate(self, request: BackendRequest) -> BackendImage:
         """Record the request, wait ``delay_seconds``, then fail or return a tiny PNG."""
         self.requests.append(request)
         if self.delay_seconds:
@@ -180,9 +179,7 @@ class JunkBackend:
     requests: list[BackendRequest] = attrs.field(factory=list)
     name: str = "junk"
 
-    async def generate(
-        self, request: BackendRequest, sink: ImageSink | None = None
-    ) -> BackendImage:
+    async def generate(self, request: BackendRequest) -> BackendImage:
         """Return garbage."""
         self.requests.append(request)
         return BackendImage(b"<html>oops</html>", "text/html")
@@ -1287,3 +1284,53 @@ async def test_a_model_the_last_check_found_gone_fails_before_any_call() -> None
     assert world.nothing_stored()
     result = await generate(world, model="pro")
     assert result.generation.model_alias == "pro"
+
+
+class WatchedCodec(PassthroughImageCodec):
+    """Keeps each processing it begins, to see what a backend wrote into it."""
+
+    def __init__(self) -> None:
+        self.begun: list[ProcessedWhenWhole] = []
+
+    def begin(self, preview_max_side: int, thumbnail_max_side: int) -> ProcessedWhenWhole:
+        processing = ProcessedWhenWhole(
+            lambda data: self.process(data, preview_max_side, thumbnail_max_side)
+        )
+        self.begun.append(processing)
+        return processing
+
+
+@attrs.define
+class PlainBackend:
+    """A backend with ``generate`` only, as library users write them."""
+
+    name: str = "plain"
+
+    async def generate(self, request: BackendRequest) -> BackendImage:
+        return BackendImage(make_png(8, 8), "image/png")
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("streams", [True, False])
+async def test_a_streaming_backend_feeds_the_codec_and_a_plain_one_still_works(
+    streams: bool,
+) -> None:
+    codec = WatchedCodec()
+    backend: ImageBackend = FakeImageBackend() if streams else PlainBackend()
+    service = ImageService(
+        catalog=ModelCatalog(),
+        policy=AccessPolicy.open_policy(),
+        images=InMemoryImageStore(),
+        metadata=InMemoryMetadataRepository(),
+        prefs=InMemoryPrefStore(),
+        backend=backend,
+        codec=codec,
+        clock=FixedClock(),
+        ids=SequentialIds(),
+    )
+    result = await service.generate(
+        Identity("ada@example.com", email_verified=True), GenerationRequest.parse("a fox")
+    )
+    [processing] = codec.begun
+    assert processing.written == (len(result.preview.data) if streams else 0)
+    assert processing.closed

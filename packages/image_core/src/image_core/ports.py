@@ -14,7 +14,7 @@ import os
 import uuid
 from collections.abc import Collection
 from datetime import date, datetime
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from image_core.domain import (
     BackendImage,
@@ -148,14 +148,24 @@ class ImageBackend(Protocol):
         """Short name recorded in each generation, e.g. ``gemini`` or ``placeholder``."""
         ...
 
-    async def generate(
-        self, request: BackendRequest, sink: ImageSink | None = None
-    ) -> BackendImage:
-        """Produce one image, or raise a ``BackendError`` subclass.
+    async def generate(self, request: BackendRequest) -> BackendImage:
+        """Produce one image, or raise a ``BackendError`` subclass."""
+        ...
 
-        A backend that receives the image in pieces may write them to ``sink`` as they
-        come, so processing starts before the last byte; one that does not may ignore
-        it. Either way the returned ``BackendImage`` holds the whole image.
+
+@runtime_checkable
+class StreamingImageBackend(ImageBackend, Protocol):
+    """A backend that can hand an image over while it downloads (optional for backends).
+
+    The service prefers ``generate_streaming`` when a backend has it, so decoding starts
+    before the last byte is in.
+    """
+
+    async def generate_streaming(self, request: BackendRequest, sink: ImageSink) -> BackendImage:
+        """As ``generate``; the image's bytes also go to ``sink``, in order, as they arrive.
+
+        The returned ``BackendImage`` still holds the whole image. Writing to ``sink`` is
+        allowed to stop short (or not start) where the answer cannot be streamed.
         """
         ...
 

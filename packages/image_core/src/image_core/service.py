@@ -68,6 +68,7 @@ from image_core.ports import (
     OpenedFile,
     PrefStore,
     PublicImageFiles,
+    StreamingImageBackend,
 )
 
 MAX_PAGE_SIZE = 200
@@ -248,7 +249,7 @@ class ImageService:
         # Decoding starts while the image still downloads, when the backend streams it.
         processing = self._codec.begin(self.preview_max_side, self.thumbnail_max_side)
         try:
-            image = await self._backend.generate(request, processing)
+            image = await self._ask_backend(request, processing)
             processed = await self._process_and_store(pending.id, image, processing)
             stored = True
             done = attrs.evolve(
@@ -283,6 +284,14 @@ class ImageService:
         finally:
             processing.close()
         return GenerationResult(done, processed.preview, note=image.text)
+
+    async def _ask_backend(
+        self, request: BackendRequest, processing: ImageProcessing
+    ) -> BackendImage:
+        """The backend's image, streamed into ``processing`` when the backend can."""
+        if isinstance(self._backend, StreamingImageBackend):
+            return await self._backend.generate_streaming(request, processing)
+        return await self._backend.generate(request)
 
     async def _process_and_store(
         self, image_id: uuid.UUID, image: BackendImage, processing: ImageProcessing

@@ -292,13 +292,8 @@ class FakeImageBackend:
     delay_seconds: float = 0.0
     text: str | None = None
 
-    async def generate(
-        self, request: BackendRequest, sink: ImageSink | None = None
-    ) -> BackendImage:
-        """Record the request, wait ``delay_seconds``, then fail or return a solid PNG.
-
-        The PNG goes to ``sink`` too, in two pieces, as a backend that streams would.
-        """
+    async def generate(self, request: BackendRequest) -> BackendImage:
+        """Record the request, wait ``delay_seconds``, then fail or return a solid PNG."""
         self.requests.append(request)
         if self.delay_seconds:
             await asyncio.sleep(self.delay_seconds)
@@ -306,11 +301,14 @@ class FakeImageBackend:
             raise self.failures.pop(0)
         ratio = request.aspect_ratio
         width, height = ratio.dimensions(request.image_size) if ratio else (1024, 1024)
-        png = make_png(width, height)
-        if sink is not None:
-            sink.write(png[:64])
-            sink.write(png[64:])
-        return BackendImage(png, "image/png", self.token_usage, self.text)
+        return BackendImage(make_png(width, height), "image/png", self.token_usage, self.text)
+
+    async def generate_streaming(self, request: BackendRequest, sink: ImageSink) -> BackendImage:
+        """``generate`` (or a subclass's), then its image to ``sink`` in two pieces."""
+        image = await self.generate(request)
+        sink.write(image.data[:64])
+        sink.write(image.data[64:])
+        return image
 
 
 @attrs.define

@@ -276,13 +276,15 @@ class GeminiImageBackend:
         """Recorded in each generation."""
         return "gemini"
 
-    async def generate(
-        self, request: BackendRequest, sink: ImageSink | None = None
-    ) -> BackendImage:
-        """Ask Gemini for one image, retrying passing failures a bounded number of times.
+    async def generate(self, request: BackendRequest) -> BackendImage:
+        """Ask Gemini for one image, retrying passing failures a bounded number of times."""
+        return await self._generate(request, None)
 
-        The image's bytes go to ``sink`` while they arrive.
-        """
+    async def generate_streaming(self, request: BackendRequest, sink: ImageSink) -> BackendImage:
+        """As ``generate``; a PNG's bytes also go to ``sink`` while they arrive."""
+        return await self._generate(request, sink)
+
+    async def _generate(self, request: BackendRequest, sink: ImageSink | None) -> BackendImage:
         references = [
             types.Part.from_bytes(data=r.data, mime_type=r.mime_type) for r in request.references
         ]

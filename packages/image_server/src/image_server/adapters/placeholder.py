@@ -19,7 +19,6 @@ from anyio import to_thread
 from PIL import Image, ImageDraw, ImageFont
 
 from image_core.domain import AspectRatio, BackendImage, BackendRequest
-from image_core.ports import ImageSink
 
 # Pillow's built-in font covers ASCII only (no em dash), hence the plain hyphen.
 BANNER_TEXT: Final = "PLACEHOLDER - not a real generation"
@@ -46,9 +45,7 @@ class PlaceholderImageBackend:
         """Recorded in each generation so the dashboard can mark placeholders."""
         return "placeholder"
 
-    async def generate(
-        self, request: BackendRequest, sink: ImageSink | None = None
-    ) -> BackendImage:
+    async def generate(self, request: BackendRequest) -> BackendImage:
         """A PNG of exactly the requested dimensions; same request, same bytes."""
         if self._delay_seconds:
             await anyio.sleep(self._delay_seconds)
