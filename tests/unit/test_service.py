@@ -1334,3 +1334,14 @@ async def test_a_streaming_backend_feeds_the_codec_and_a_plain_one_still_works(
     [processing] = codec.begun
     assert processing.written == (len(result.preview.data) if streams else 0)
     assert processing.closed
+
+
+@pytest.mark.anyio
+async def test_a_stale_preference_is_not_called_the_persons_choice() -> None:
+    """A remembered alias the catalog no longer has: the catalog default applies, and says so."""
+    world = make_world(catalog=ModelCatalog(default_alias="lite"), tiny=True)
+    world.prefs.set_default_model("alice@example.com", "retired-alias")
+    with pytest.raises(UnsupportedByModel) as caught:
+        await generate(world, image_size="4K")
+    assert not caught.value.chosen_default
+    assert caught.value.message.startswith("Lite (gemini-3.1-flash-lite-image)")

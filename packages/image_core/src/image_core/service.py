@@ -335,13 +335,16 @@ class ImageService:
         spec = self._choose_model(email, request.model)
         problem = _unsupported(spec, request)
         if problem is not None:
-            raise _unsupported_error(spec, problem, self._catalog, self._chose(email, request))
+            chosen = self._chose(email, request, spec)
+            raise _unsupported_error(spec, problem, self._catalog, chosen)
         _check_available(self._availability, spec)
         return spec, self._load_references(request.references)
 
-    def _chose(self, email: str, request: GenerationRequest) -> bool:
-        """Whether the model in use is the person's own default choice (not named, not ours)."""
-        return request.model is None and bool(self._prefs.get_default_model(owner_key(email)))
+    def _chose(self, email: str, request: GenerationRequest, spec: ModelSpec) -> bool:
+        """Whether ``spec`` is the person's own default choice (not named, not the catalog's)."""
+        alias = self._prefs.get_default_model(owner_key(email)) if request.model is None else None
+        chosen = self._catalog.find(alias) if alias else None
+        return chosen is not None and chosen.alias == spec.alias
 
     def _process(self, image: BackendImage, processing: ImageProcessing) -> ProcessedImage:
         try:
