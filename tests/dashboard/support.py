@@ -12,7 +12,7 @@ import io
 import json
 import random
 import uuid
-from collections.abc import Coroutine, Iterable
+from collections.abc import Callable, Coroutine, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
@@ -166,7 +166,8 @@ def make_service(
         ids=SequentialIds(10_000),
     )
     plan: list[tuple[str, str, int, str, ImageSize, AspectRatio | None]] = []
-    sizes, ratios = list(ImageSize), [AspectRatio.R1_1, AspectRatio.R16_9, None, AspectRatio.R3_4]
+    sizes = [ImageSize.S1K, ImageSize.S2K, ImageSize.S4K]
+    ratios = [AspectRatio.R1_1, AspectRatio.R16_9, None, AspectRatio.R3_4]
     for n in range(user_images):
         prompt = XSS_PROMPT if n == 0 else _PROMPTS[n % len(_PROMPTS)]
         model = "pro" if n % 3 == 0 else "flash"
@@ -233,7 +234,10 @@ def dashboard_config(
 
 
 def outer_app(
-    seeded: Seeded, config: DashboardConfig, sign_outs: SignOuts | None = None
+    seeded: Seeded,
+    config: DashboardConfig,
+    sign_outs: SignOuts | None = None,
+    model_notices: Callable[[], tuple[str, ...]] | None = None,
 ) -> Starlette:
     """The dashboard mounted at /ui as the composition root does, plus /i/{name}."""
 
@@ -247,7 +251,10 @@ def outer_app(
     return Starlette(
         routes=[
             Route("/i/{name}", full_image),
-            Mount("/ui", app=build_dashboard(seeded.service, config, sign_outs)),
+            Mount(
+                "/ui",
+                app=build_dashboard(seeded.service, config, sign_outs, model_notices=model_notices),
+            ),
         ]
     )
 

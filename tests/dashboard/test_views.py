@@ -18,6 +18,7 @@ from image_core.domain import MAX_PRICE_USD, CostEstimate, UsageReport
 from image_core.testing import InMemoryMetadataRepository
 from image_server.adapters.fs_metadata import FilesystemMetadataRepository
 from image_server.adapters.pillow_codec import PillowImageCodec
+from image_server.dashboard import DashboardConfig
 from image_server.dashboard.pages import STATIC
 from tests.dashboard.conftest import PUBLIC_URL, Login, csrf_token, log_in
 from tests.dashboard.support import (
@@ -323,3 +324,20 @@ def test_static_links_change_when_the_file_does(
     link = f"/ui/static/{name}?v={version}"
     assert f'"{link}"' in html
     assert client.get(link).content == content
+
+
+def test_a_model_notice_shows_to_admins_on_every_page_and_never_to_others(
+    seeded: SeededService, config: DashboardConfig, google: FakeGoogle
+) -> None:
+    """What the models check found is for the people who can fix it; it is escaped text."""
+    notice = "Model flash: set IMG_MODEL_FLASH=gemini-nano-banana-2.1 <b>now</b>"
+    app = outer_app(seeded, config, model_notices=lambda: (notice,))
+    shown = "Model flash: set IMG_MODEL_FLASH=gemini-nano-banana-2.1 &lt;b&gt;now&lt;/b&gt;"
+    with TestClient(app, base_url=PUBLIC_URL) as admin:
+        log_in(admin, google, ADMIN)
+        for path in ("/ui/", "/ui/prefs", f"/ui/gallery/{ADMIN}"):
+            assert shown in admin.get(path).text
+    with TestClient(app, base_url=PUBLIC_URL) as user:
+        log_in(user, google, USER)
+        for path in ("/ui/", "/ui/prefs"):
+            assert "IMG_MODEL_FLASH" not in user.get(path).text

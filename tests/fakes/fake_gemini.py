@@ -31,6 +31,14 @@ when the queue is empty):
   answers as FAULT (a slow 503, say); ``disconnect`` closes the connection
   without an answer; ``cut_image`` sends half of an image answer, then hangs up.
 
+Besides generating, it answers the models list (``GET /v1beta/models``, paginated with
+``pageSize`` and ``pageToken`` like Google, at most ``models_page_size`` a page):
+``listed_models`` is what it lists, so a test can make a model disappear;
+``list_fault`` (an HTTP status) makes the list fail. Like the real API it refuses, with
+400 INVALID_ARGUMENT and Google's error body, a size or ratio the model does not offer
+(``capabilities``, by model id; ids it has no entry for take everything). A request with
+the ``googleSearch`` tool gets ``groundingMetadata`` in its candidate.
+
 ``google_wire=True`` writes answers the way Google's front ends may: ``=`` escaped as
 ``\\u003d``, ``/`` as ``\\/``, and gzip when the client accepts it.
 """
@@ -58,13 +66,44 @@ from urllib.parse import parse_qs, urlsplit
 from tests.support.photos import photo_bytes
 
 _PATH = re.compile(r"^/(?P<version>v1|v1beta)/models/(?P<model>[^/:]+):generateContent$")
-_LONG_SIDE = {"1K": 1024, "2K": 2048, "4K": 4096}
+_LIST_PATH = re.compile(r"^/(?P<version>v1|v1beta)/models/?$")
+_LONG_SIDE = {"512": 512, "1K": 1024, "2K": 2048, "4K": 4096}
 # Image output tokens as Google bills them for Pro (flash is close enough for a fake).
-_IMAGE_TOKENS = {"1K": 1120, "2K": 1120, "4K": 2000}
+_IMAGE_TOKENS = {"512": 747, "1K": 1120, "2K": 1120, "4K": 2000}
 _THOUGHT_TOKENS = 96
 _RATIOS = frozenset(
     {"1:1", "2:3", "3:2", "3:4", "4:3", "4:5", "5:4", "9:16", "16:9", "21:9"}
     | {"1:4", "4:1", "1:8", "8:1"}
+)
+_STANDARD_RATIOS = frozenset(
+    {"1:1", "2:3", "3:2", "3:4", "4:3", "4:5", "5:4", "9:16", "16:9", "21:9"}
+)
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """The sizes and ratios one model takes (Google answers 400 to others)."""
+
+    sizes: frozenset[str]
+    ratios: frozenset[str]
+
+
+#: What the real models take, as Google documents them (late 2026).
+CAPABILITIES: dict[str, Capabilities] = {
+    "gemini-3.1-flash-image": Capabilities(frozenset({"512", "1K", "2K", "4K"}), _RATIOS),
+    "gemini-3-pro-image": Capabilities(frozenset({"1K", "2K", "4K"}), _STANDARD_RATIOS),
+    "gemini-3.1-flash-lite-image": Capabilities(frozenset({"1K"}), _STANDARD_RATIOS),
+    "gemini-nano-banana-2.1": Capabilities(frozenset({"1K", "2K", "4K"}), _RATIOS),
+}
+#: What the models list names by default: the image models and a few text models.
+LISTED_MODELS: tuple[str, ...] = (
+    "gemini-2.5-flash",
+    "gemini-2.5-pro",
+    "gemini-3-pro-image",
+    "gemini-3.1-flash-image",
+    "gemini-3.1-flash-lite-image",
+    "gemini-nano-banana-2.1",
+    "gemini-embedding-001",
 )
 _SIMPLE = frozenset(
     {
@@ -202,9 +241,19 @@ class FakeGemini:
         image_format: Literal["png", "jpeg"] = "png",
         emit_thoughts: bool = False,
         text_reply: str = DEFAULT_TEXT_REPLY,
+        listed_models: Collection[str] | None = None,
+        capabilities: dict[str, Capabilities] | None = None,
+        models_page_size: int = 3,
         google_wire: bool = False,
     ) -> None:
         self.api_key = api_key
+        self.listed_models: list[str] = list(
+            listed_models if listed_models is not None else known_models or LISTED_MODELS
+        )
+        self.capabilities = dict(CAPABILITIES if capabilities is None else capabilities)
+        self.models_page_size = models_page_size
+        self.list_fault: int | None = None
+        self._list_requests: list[RecordedRequest] = []
         self.known_models = frozenset(known_models) if known_models is not None else None
         self.delay_seconds = delay_seconds
         self.image_format: Literal["png", "jpeg"] = image_format
@@ -292,10 +341,17 @@ class FakeGemini:
         with self._lock:
             return list(self._requests)
 
+    @property
+    def list_requests(self) -> list[RecordedRequest]:
+        """Every models-list request so far (kept apart from ``requests``), oldest first."""
+        with self._lock:
+            return list(self._list_requests)
+
     def reset(self) -> None:
         """Forget recorded requests and the remaining script."""
         with self._lock:
             self._requests.clear()
+            self._list_requests.clear()
             self._script.clear()
 
     # -- serving ---------------------------------------------------------------------
@@ -303,6 +359,9 @@ class FakeGemini:
     def _serve(self, handler: _Handler) -> None:
         length = int(handler.headers.get("Content-Length") or 0)
         raw = handler.rfile.read(length) if length else b""
+        if handler.command == "GET" and _LIST_PATH.match(urlsplit(handler.path).path):
+            self._send(handler, self._list_models(handler))
+            return
         with self._lock:
             behaviour = self._script.popleft() if self._script else "ok"
         delay = self.delay_seconds
@@ -317,6 +376,10 @@ class FakeGemini:
         if (delay > 0 and self._stopping.wait(delay)) or reply is None:
             handler.close_connection = True
             return
+        self._send(handler, reply, cut=behaviour == "cut_image")
+
+    def _send(self, handler: _Handler, reply: _Reply, *, cut: bool = False) -> None:
+        """The reply as Google would write it; ``cut`` sends half of it and hangs up."""
         body = reply.body
         gzipped = self.google_wire and "gzip" in handler.headers.get("Accept-Encoding", "")
         if self.google_wire:
@@ -330,7 +393,7 @@ class FakeGemini:
             if gzipped:
                 handler.send_header("Content-Encoding", "gzip")
             handler.end_headers()
-            if behaviour == "cut_image":
+            if cut:
                 handler.wfile.write(body[: len(body) // 2])
                 handler.wfile.flush()
                 handler.close_connection = True
@@ -338,6 +401,42 @@ class FakeGemini:
             handler.wfile.write(body)
         except OSError:
             handler.close_connection = True
+
+    def _list_models(self, handler: _Handler) -> _Reply:
+        """``models.list``: one page of ``listed_models``, with ``nextPageToken`` while more."""
+        url = urlsplit(handler.path)
+        key = handler.headers.get("x-goog-api-key") or _query_key(url.query)
+        record = RecordedRequest(
+            method="GET",
+            path=url.path,
+            api_version=url.path.split("/")[1],
+            model=None,
+            api_key=key,
+            headers={k.lower(): v for k, v in handler.headers.items()},
+            prompt="",
+            config={},
+            images=(),
+            body=dict(parse_qs(url.query)),
+            behaviour="list",
+            client_port=int(handler.client_address[1]),
+        )
+        with self._lock:
+            self._list_requests.append(record)
+            listed = list(self.listed_models)
+            fault = self.list_fault
+        if fault is not None:
+            return _error(fault, "UNAVAILABLE", "The service is currently unavailable.")
+        if self.api_key is not None and key != self.api_key:
+            return _invalid_key()
+        query = parse_qs(url.query)
+        asked = int(query.get("pageSize", ["50"])[0] or 50)
+        size = max(1, min(asked, self.models_page_size))
+        start = int(query.get("pageToken", ["0"])[0] or 0)
+        page = listed[start : start + size]
+        body: dict[str, Any] = {"models": [_model_entry(m) for m in page]}
+        if start + size < len(listed):
+            body["nextPageToken"] = str(start + size)
+        return _json(200, body)
 
     def _answer(
         self, handler: _Handler, raw: bytes, behaviour: str
@@ -435,10 +534,19 @@ class FakeGemini:
         image_config = _field(record.config, "imageConfig") or {}
         size = _field(image_config, "imageSize") or "1K"
         ratio = _field(image_config, "aspectRatio") or "1:1"
-        if size not in _LONG_SIDE:
-            return _error(400, "INVALID_ARGUMENT", f"Unsupported image size: {size}.")
-        if ratio not in _RATIOS:
-            return _error(400, "INVALID_ARGUMENT", f"Unsupported aspect ratio: {ratio}.")
+        takes = self.capabilities.get(
+            record.model or "", Capabilities(frozenset(_LONG_SIDE), _RATIOS)
+        )
+        if size not in _LONG_SIDE or size not in takes.sizes:
+            return _invalid_argument(
+                f"Unsupported image size: {size} is not supported by models/{record.model}.",
+                "generation_config.image_config.image_size",
+            )
+        if ratio not in _RATIOS or ratio not in takes.ratios:
+            return _invalid_argument(
+                f"Unsupported aspect ratio: {ratio} is not supported by models/{record.model}.",
+                "generation_config.image_config.aspect_ratio",
+            )
         modalities = _field(record.config, "responseModalities") or ["TEXT", "IMAGE"]
         if "IMAGE" not in modalities:
             usage = _usage(record, image_tokens=0)
@@ -465,7 +573,11 @@ class FakeGemini:
             }
         )
         usage = _usage(record, image_tokens=_IMAGE_TOKENS[size], thoughts=thoughts)
-        return _ok(_candidate(parts, "STOP"), usage, record)
+        candidate = _candidate(parts, "STOP")
+        if _asks_for_search(record.body):
+            candidate["groundingMetadata"] = _grounding(record.prompt)
+            usage["toolUsePromptTokenCount"] = 42
+        return _ok(candidate, usage, record)
 
 
 def dimensions(ratio: str, size: str | None) -> tuple[int, int]:
@@ -612,6 +724,57 @@ def _not_found(model: str, version: str) -> _Reply:
         "generateContent. Call ListModels to see the list of available models and their "
         "supported methods.",
     )
+
+
+def _invalid_argument(message: str, field: str) -> _Reply:
+    """Google's answer to a field value the model does not take."""
+    return _error(
+        400,
+        "INVALID_ARGUMENT",
+        message,
+        [
+            {
+                "@type": "type.googleapis.com/google.rpc.BadRequest",
+                "fieldViolations": [{"field": field, "description": message}],
+            }
+        ],
+    )
+
+
+def _model_entry(model_id: str) -> dict[str, Any]:
+    """One ``Model`` of the models list, shaped like Google's."""
+    image = "image" in model_id
+    return {
+        "name": f"models/{model_id}",
+        "version": "001",
+        "displayName": model_id.replace("-", " ").title(),
+        "inputTokenLimit": 65536 if image else 1048576,
+        "outputTokenLimit": 32768 if image else 65536,
+        "supportedGenerationMethods": ["generateContent", "countTokens"],
+    }
+
+
+def _asks_for_search(body: dict[str, Any]) -> bool:
+    tools = body.get("tools")
+    return isinstance(tools, list) and any(
+        isinstance(t, dict) and ("googleSearch" in t or "google_search" in t) for t in tools
+    )
+
+
+def _grounding(prompt: str) -> dict[str, Any]:
+    """What Google returns when it searched the web for a prompt."""
+    query = " ".join(prompt.split()[:6]) or "image"
+    return {
+        "webSearchQueries": [query],
+        "searchEntryPoint": {"renderedContent": f"<div class='search'>{query}</div>"},
+        "groundingChunks": [
+            {"web": {"uri": "https://example.org/source-1", "title": "example.org"}},
+            {"web": {"uri": "https://example.com/source-2", "title": "example.com"}},
+        ],
+        "groundingSupports": [
+            {"segment": {"startIndex": 0, "endIndex": 10}, "groundingChunkIndices": [0, 1]}
+        ],
+    }
 
 
 def _invalid_key() -> _Reply:

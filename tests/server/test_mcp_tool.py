@@ -300,7 +300,7 @@ async def test_everyone_else_is_refused_before_anything_is_sent(
 
 def test_image_sizes_cover_the_tool_schema() -> None:
     """The Literal in the tool schema and the domain enum agree."""
-    assert set(get_args(SizeChoice)) == {s.value for s in ImageSize}
+    assert set(get_args(SizeChoice)) == {s.value for s in ImageSize} | {"0.5K"}
     assert set(get_args(AspectRatioChoice)) == {r.value for r in AspectRatio}
 
 
@@ -308,6 +308,68 @@ _RATIOS_AS_BEFORE = [
     *("1:1", "2:3", "3:2", "3:4", "4:3", "4:5", "5:4", "9:16", "16:9", "21:9"),
     *("1:4", "4:1", "1:8", "8:1"),
 ]
+
+
+async def test_the_description_says_which_sizes_and_ratios_each_model_takes(
+    client: Client[Any],
+) -> None:
+    """The calling model reads per model its sizes with prices and its ratios."""
+    tool, _ = await client.list_tools()
+    description = tool.description or ""
+    lines = {
+        line.split("'")[1]: line for line in description.splitlines() if line.startswith("- '")
+    }
+    assert "512 $0.045, 1K $0.067, 2K $0.101, 4K $0.151; every ratio" in lines["flash"]
+    assert "1K $0.134, 2K $0.134, 4K $0.24; ratios 1:1" in lines["pro"]
+    assert "21:9 only" in lines["pro"] and "1:8" not in lines["pro"]
+    assert "1K $0.034;" in lines["lite"]
+    assert "512 or 0.5K (flash only)" in description
+
+
+async def test_a_default_of_pro_asked_for_1_8_names_flash_and_the_dashboard_choice(
+    client: Client[Any], settings: Settings, backend: FakeImageBackend
+) -> None:
+    """The person's default cannot do it: the error says who can and where the default is set."""
+    await build_service(settings).set_default_model(None, "pro")
+    result = await client.call_tool(
+        "generate_image", {"prompt": "a tall tower", "aspect_ratio": "1:8"}, raise_on_error=False
+    )
+    assert result.is_error
+    text = texts(result)
+    assert "Your default model pro (gemini-3-pro-image) does not support aspect ratio 1:8" in text
+    assert "'flash' (Nano Banana 2) can: pass model 'flash'" in text
+    assert "your own choice on the dashboard's Default model page (/ui/prefs)" in text
+    assert backend.requests == []
+
+
+async def test_512_on_a_model_without_it_names_the_model_that_offers_it(
+    client: Client[Any], backend: FakeImageBackend
+) -> None:
+    """Named explicitly, the model is the caller's choice: no word about the default."""
+    result = await client.call_tool(
+        "generate_image",
+        {"prompt": "x", "model": "pro", "image_size": "0.5K"},
+        raise_on_error=False,
+    )
+    text = texts(result)
+    assert "Pro (gemini-3-pro-image) does not support image size 512" in text
+    assert "'flash' (Nano Banana 2) can" in text
+    assert "default" not in text
+    assert backend.requests == []
+
+
+async def test_512_and_lite_are_generated_and_priced(
+    client: Client[Any], backend: FakeImageBackend
+) -> None:
+    """flash at 0.5K is a 512 image at $0.045; lite at 1K costs $0.034."""
+    small = await client.call_tool("generate_image", {"prompt": "x", "image_size": "0.5K"})
+    assert small.structured_content is not None
+    assert small.structured_content["estimated_cost_usd"] == "0.045"
+    assert backend.requests[-1].image_size is ImageSize.S512
+    lite = await client.call_tool("generate_image", {"prompt": "x", "model": "lite"})
+    assert lite.structured_content is not None
+    assert lite.structured_content["model"] == "lite"
+    assert lite.structured_content["estimated_cost_usd"] == "0.034"
 
 
 async def test_the_schema_lists_the_enum_values_in_their_order(client: Client[Any]) -> None:
@@ -318,7 +380,7 @@ async def test_the_schema_lists_the_enum_values_in_their_order(client: Client[An
     ratios = properties["aspect_ratio"]["anyOf"][0]["enum"]
     sizes = properties["image_size"]["anyOf"][0]["enum"]
     assert ratios == [r.value for r in AspectRatio] == _RATIOS_AS_BEFORE
-    assert sizes == [s.value for s in ImageSize] == ["1K", "2K", "4K"]
+    assert sizes == [*(s.value for s in ImageSize), "0.5K"] == ["512", "1K", "2K", "4K", "0.5K"]
 
 
 async def test_the_tool_is_an_importable_callable_taking_its_collaborators(
@@ -362,7 +424,10 @@ async def test_each_generation_logs_one_structured_line_without_the_prompt(
             {"prompt": "a fox", "aspect_ratio": "7:3"},
             "aspect_ratio '7:3' is not one of: 1:1, 2:3, 3:2,",
         ),
-        ({"prompt": "a fox", "image_size": "8K"}, "image_size '8K' is not one of: 1K, 2K, 4K"),
+        (
+            {"prompt": "a fox", "image_size": "8K"},
+            "image_size '8K' is not one of: 512, 1K, 2K, 4K, 0.5K",
+        ),
         (
             {"prompt": "a fox", "style": "watercolour"},
             "style is not a parameter of generate_image; it takes prompt, aspect_ratio, "

@@ -8,7 +8,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from image_core.catalog import DEFAULT_ALIAS, ModelCatalog, default_models
+from image_core.catalog import (
+    DEFAULT_ALIAS,
+    NANO_BANANA_2_1,
+    ModelCatalog,
+    default_models,
+    known_models,
+)
 from image_core.domain import (
     ALL_RATIOS,
     STANDARD_RATIOS,
@@ -22,6 +28,7 @@ from image_server.model_settings import catalog_from_environment
 
 FLASH_ID = "gemini-3.1-flash-image"
 PRO_ID = "gemini-3-pro-image"
+LITE_ID = "gemini-3.1-flash-lite-image"
 FLASH_PREVIEW_ID = "gemini-3.1-flash-image-preview"
 PRO_PREVIEW_ID = "gemini-3-pro-image-preview"
 
@@ -32,7 +39,7 @@ SPEC_TABLE: dict[str, tuple[str, str, str, str, dict[str, str]]] = {
         FLASH_PREVIEW_ID,
         "Nano Banana 2",
         "drafts, iterations, simple scenes",
-        {"1K": "0.067", "2K": "0.101", "4K": "0.151"},
+        {"512": "0.045", "1K": "0.067", "2K": "0.101", "4K": "0.151"},
     ),
     "pro": (
         PRO_ID,
@@ -41,7 +48,15 @@ SPEC_TABLE: dict[str, tuple[str, str, str, str, dict[str, str]]] = {
         "final renders, text in image, complex compositions",
         {"1K": "0.134", "2K": "0.134", "4K": "0.24"},
     ),
+    "lite": (
+        LITE_ID,
+        LITE_ID,
+        "Nano Banana 2 Lite",
+        "the fastest and cheapest: quick sketches at 1K",
+        {"1K": "0.034"},
+    ),
 }
+PRICED = [(alias, ImageSize(size)) for alias, row in SPEC_TABLE.items() for size in row[4]]
 
 # Every spelling the product documents, with the alias it must resolve to.
 SPELLINGS: list[tuple[str, str]] = [
@@ -53,6 +68,9 @@ SPELLINGS: list[tuple[str, str]] = [
     (PRO_ID, "pro"),
     (PRO_PREVIEW_ID, "pro"),
     ("Nano Banana Pro", "pro"),
+    ("lite", "lite"),
+    (LITE_ID, "lite"),
+    ("Nano Banana 2 Lite", "lite"),
 ]
 
 BAD_PRICES = ["abc", "-1", "-0.01", "NaN", "nan", "sNaN", "inf", "-inf", "Infinity", "$", "1,5"]
@@ -74,10 +92,12 @@ def _choices_in(message: str, catalog: ModelCatalog) -> None:
 # --- the spec's table ------------------------------------------------------------
 
 
-def test_the_catalog_offers_flash_then_pro_and_defaults_to_flash(catalog: ModelCatalog) -> None:
-    """The two aliases are offered in table order and flash is the default."""
-    assert catalog.aliases == ("flash", "pro")
-    assert [spec.alias for spec in catalog] == ["flash", "pro"]
+def test_the_catalog_offers_flash_pro_and_lite_and_defaults_to_flash(
+    catalog: ModelCatalog,
+) -> None:
+    """The three aliases are offered in table order and flash is the default."""
+    assert catalog.aliases == ("flash", "pro", "lite")
+    assert [spec.alias for spec in catalog] == ["flash", "pro", "lite"]
     assert DEFAULT_ALIAS == "flash"
     assert catalog.default.alias == "flash"
     assert catalog.default.model_id == FLASH_ID
@@ -96,8 +116,7 @@ def test_each_model_has_the_spec_id_display_name_and_use_for_line(
     assert spec.use_for == use_for
 
 
-@pytest.mark.parametrize("alias", sorted(SPEC_TABLE))
-@pytest.mark.parametrize("size", list(ImageSize))
+@pytest.mark.parametrize(("alias", "size"), PRICED)
 def test_each_price_is_the_exact_list_price_as_a_decimal(
     catalog: ModelCatalog, alias: str, size: ImageSize
 ) -> None:
@@ -113,7 +132,7 @@ def test_each_price_is_the_exact_list_price_as_a_decimal(
 def test_every_model_prices_every_size_it_offers(catalog: ModelCatalog) -> None:
     """No model offers a size it cannot put a price on."""
     for spec in catalog:
-        assert spec.sizes == frozenset(ImageSize)
+        assert spec.sizes == {ImageSize(s) for s in SPEC_TABLE[spec.alias][4]}
         assert set(spec.prices) == set(spec.sizes)
 
 
@@ -218,7 +237,7 @@ def test_a_name_inside_a_spelling_is_not_a_prefix_match(catalog: ModelCatalog) -
 
 def test_two_models_claiming_the_same_name_are_refused() -> None:
     """A catalog whose spellings overlap cannot be built."""
-    flash, pro = default_models()
+    flash, pro, _ = default_models()
     clash = ModelSpec(
         alias="other",
         model_id="other-id",
@@ -297,15 +316,14 @@ def test_a_price_override_accepts_plain_and_dollar_forms(raw: str, expected: str
     assert catalog.resolve("flash").price(ImageSize.S2K).usd == Decimal(expected)
 
 
-@pytest.mark.parametrize("alias", ["flash", "pro"])
-@pytest.mark.parametrize("size", list(ImageSize))
+@pytest.mark.parametrize(("alias", "size"), PRICED)
 def test_each_price_override_changes_exactly_its_own_cell(alias: str, size: ImageSize) -> None:
-    """IMG_COST_<ALIAS>_<SIZE> changes one price and leaves the other five as listed."""
+    """IMG_COST_<ALIAS>_<SIZE> changes one price and leaves every other as listed."""
     variable = f"IMG_COST_{alias.upper()}_{size.value}"
     catalog = catalog_from_environment({variable: "9.99"})
     shipped = ModelCatalog()
     for spec in catalog:
-        for other in ImageSize:
+        for other in spec.sizes:
             changed = spec.alias == alias and other is size
             expected = Decimal("9.99") if changed else shipped.resolve(spec.alias).price(other).usd
             assert spec.price(other).usd == expected
@@ -407,15 +425,78 @@ def test_any_string_resolves_to_a_model_that_owns_it_or_raises_unknown_model(nam
 
 
 @given(
-    st.sampled_from(["FLASH", "PRO"]),
-    st.sampled_from(list(ImageSize)),
+    st.sampled_from(PRICED),
     st.decimals(min_value=0, max_value=1000, places=6, allow_nan=False, allow_infinity=False),
     st.booleans(),
 )
 def test_any_non_negative_price_override_is_kept_exactly(
-    alias: str, size: ImageSize, amount: Decimal, dollar_sign: bool
+    cell: tuple[str, ImageSize], amount: Decimal, dollar_sign: bool
 ) -> None:
     """Whatever valid price is configured is the price charged, to the last digit."""
+    alias, size = cell
     raw = ("$" if dollar_sign else "") + str(amount)
-    catalog = catalog_from_environment({f"IMG_COST_{alias}_{size.value}": raw})
+    catalog = catalog_from_environment({f"IMG_COST_{alias.upper()}_{size.value}": raw})
     assert catalog.resolve(alias).price(size).usd == amount
+
+
+# --- the lineup: 512, lite and known successors ---------------------------------------
+
+
+def test_flash_offers_512_at_its_token_price_and_pro_and_lite_do_not(
+    catalog: ModelCatalog,
+) -> None:
+    """512 costs $0.045 on flash (747 tokens at $60 per million, rounded as Google lists it)."""
+    flash = catalog.resolve("flash")
+    assert flash.sizes_in_order == [ImageSize.S512, ImageSize.S1K, ImageSize.S2K, ImageSize.S4K]
+    assert flash.image_tokens[ImageSize.S512] == 747
+    assert flash.token_prices.image_output == Decimal(60)
+    derived = flash.token_prices.image_price(flash.image_tokens[ImageSize.S1K])
+    assert derived is not None and derived.display() == flash.price(ImageSize.S1K).display()
+    assert ImageSize.S512 not in catalog.resolve("pro").sizes
+    assert catalog.resolve("lite").sizes == {ImageSize.S1K}
+    assert [m.alias for m in catalog.offering(ImageSize.S512)] == ["flash"]
+
+
+def test_the_table_records_thinking_levels_grounding_and_successors(
+    catalog: ModelCatalog,
+) -> None:
+    """Facts for later controls: Nano Banana 2-family models take a thinking level."""
+    flash = catalog.resolve("flash")
+    assert flash.thinking_levels and flash.search_grounding
+    assert flash.successor == NANO_BANANA_2_1
+    successor = catalog.facts(NANO_BANANA_2_1)
+    assert successor is not None
+    assert successor.thinking_levels == ("minimal", "medium", "high")
+    assert catalog.find(NANO_BANANA_2_1) is None  # known, but no alias offers it
+    assert {m.model_id for m in known_models()} >= {FLASH_ID, PRO_ID, LITE_ID, NANO_BANANA_2_1}
+
+
+def test_pointing_flash_at_nano_banana_2_1_brings_its_sizes_and_prices() -> None:
+    """IMG_MODEL_FLASH=gemini-nano-banana-2.1: $30 per million tokens, 1K to 4K, no 512."""
+    catalog = catalog_from_environment({"IMG_MODEL_FLASH": NANO_BANANA_2_1})
+    flash = catalog.resolve("flash")
+    assert (flash.model_id, flash.display_name) == (NANO_BANANA_2_1, "Nano Banana 2.1")
+    assert flash.sizes_in_order == [ImageSize.S1K, ImageSize.S2K, ImageSize.S4K]
+    assert flash.price(ImageSize.S1K).usd == Decimal("0.0336")  # 1120 tokens
+    assert flash.price(ImageSize.S2K).usd == Decimal("0.0504")  # 1680 tokens
+    assert flash.price(ImageSize.S4K).usd == Decimal("0.0756")  # 2520 tokens
+    assert flash.aspect_ratios == ALL_RATIOS
+    assert catalog.resolve(FLASH_ID).alias == "flash"  # the old id still resolves
+
+
+def test_a_price_for_a_size_the_model_does_not_offer_is_refused_by_name() -> None:
+    """IMG_COST_PRO_512 names a size pro has not: the message says which it has."""
+    with pytest.raises(InvalidConfiguration) as caught:
+        catalog_from_environment({"IMG_COST_PRO_512": "0.05"})
+    assert "IMG_COST_PRO_512" in caught.value.message
+    assert "1K, 2K, 4K" in caught.value.message
+
+
+def test_a_price_override_applies_to_the_model_an_alias_was_pointed_at() -> None:
+    """IMG_MODEL_FLASH first, then IMG_COST_FLASH_*: the successor's table is repriced."""
+    catalog = catalog_from_environment(
+        {"IMG_MODEL_FLASH": NANO_BANANA_2_1, "IMG_COST_FLASH_1K": "0.04"}
+    )
+    assert catalog.resolve("flash").price(ImageSize.S1K).usd == Decimal("0.04")
+    with pytest.raises(InvalidConfiguration, match="IMG_COST_FLASH_512"):
+        catalog_from_environment({"IMG_MODEL_FLASH": NANO_BANANA_2_1, "IMG_COST_FLASH_512": "1"})

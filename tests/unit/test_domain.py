@@ -213,8 +213,8 @@ def test_the_model_name_is_trimmed_and_blank_means_none(raw: str | None, model: 
 
 
 def test_image_sizes_name_their_long_side() -> None:
-    """1K, 2K and 4K are 1024, 2048 and 4096 pixels on the long side."""
-    assert [s.long_side for s in ImageSize] == [1024, 2048, 4096]
+    """512, 1K, 2K and 4K are 512, 1024, 2048 and 4096 pixels on the long side."""
+    assert [s.long_side for s in ImageSize] == [512, 1024, 2048, 4096]
 
 
 def test_the_standard_ratios_are_the_ten_common_ones() -> None:
@@ -398,7 +398,29 @@ def test_generations_are_immutable() -> None:
 def test_a_model_without_a_price_for_a_supported_size_is_rejected() -> None:
     """Every size a model offers must have a price; the message names the missing size."""
     with pytest.raises(ValueError, match="4K"):
-        ModelSpec("m", "m-id", "M", "tests", prices(ImageSize.S1K, ImageSize.S2K))
+        ModelSpec(
+            "m",
+            "m-id",
+            "M",
+            "tests",
+            prices(ImageSize.S1K, ImageSize.S2K),
+            sizes=frozenset({ImageSize.S1K, ImageSize.S2K, ImageSize.S4K}),
+        )
+
+
+def test_a_model_offers_the_sizes_it_prices_unless_told_otherwise() -> None:
+    """Without ``sizes``, the priced sizes are the offered ones, smallest first."""
+    spec = ModelSpec("m", "m-id", "M", "tests", prices(ImageSize.S4K, ImageSize.S512))
+    assert spec.sizes_in_order == [ImageSize.S512, ImageSize.S4K]
+
+
+@pytest.mark.parametrize(
+    ("raw", "size"),
+    [("512", "512"), ("0.5K", "512"), ("0.5k", "512"), (" 1k ", "1K"), ("4K", "4K")],
+)
+def test_image_size_spellings_include_0_5k_for_512(raw: str, size: str) -> None:
+    """``0.5K`` is another way to ask for 512."""
+    assert GenerationRequest.parse("x", image_size=raw).image_size is ImageSize(size)
 
 
 def test_a_model_may_price_only_the_sizes_it_offers() -> None:

@@ -47,6 +47,7 @@ from image_core.errors import (
     ReferenceNotFound,
     StorageError,
     UnknownModel,
+    UnsupportedByModel,
 )
 from image_core.names import parse_image_name
 from image_core.ports import ImageBackend, ImageSink, ImageStore, OpenedFile, PublicImageFiles
@@ -1220,3 +1221,69 @@ async def test_open_public_image_is_none_without_public_files_or_a_file() -> Non
     assert await make_world().service.open_public_image(f"{KNOWN}.png") is None
     service = attrs.evolve(make_world().service, public_files=OneFile(None))
     assert await service.open_public_image("../prefs.json") is None
+
+
+# --- the lineup: who can do what, and models that are gone ---------------------------------
+
+
+@pytest.mark.anyio
+async def test_a_chosen_default_that_cannot_do_it_says_so_and_names_who_can(world: World) -> None:
+    """Default pro, 1:8 asked: the error is marked as the person's choice and names flash."""
+    await world.service.set_default_model(ALICE, "pro")
+    with pytest.raises(UnsupportedByModel) as caught:
+        await generate(world, aspect_ratio="1:8")
+    assert caught.value.chosen_default
+    assert caught.value.message.startswith("Your default model pro (gemini-3-pro-image)")
+    assert "'flash' (Nano Banana 2) can: pass model 'flash', or change your default" in (
+        caught.value.message
+    )
+    assert world.requests() == []
+
+
+@pytest.mark.anyio
+async def test_a_named_model_that_cannot_do_it_is_not_called_a_default(world: World) -> None:
+    """pro asked for 512 by name: flash is named; nothing about a default."""
+    with pytest.raises(UnsupportedByModel) as caught:
+        await generate(world, model="pro", image_size="512")
+    assert not caught.value.chosen_default
+    assert "image size 512 ('flash' (Nano Banana 2) can" in caught.value.message
+    assert "use 1K, 2K, 4K" in caught.value.message
+    assert "default" not in caught.value.message
+
+
+@pytest.mark.anyio
+async def test_the_catalog_default_is_not_the_persons_choice() -> None:
+    """No preference: lite asked by nobody, flash is the catalog's default, not theirs."""
+    catalog = ModelCatalog(default_alias="lite")
+    lite_world = make_world(catalog=catalog, tiny=True)
+    with pytest.raises(UnsupportedByModel) as caught:
+        await generate(lite_world, image_size="2K")
+    assert not caught.value.chosen_default
+    assert "'flash' (Nano Banana 2) or 'pro' (Nano Banana Pro) can" in caught.value.message
+
+
+FLASH_ID = "gemini-3.1-flash-image"
+
+
+@attrs.frozen
+class GoneModels:
+    """A ``ModelAvailability`` whose last check found ``gone`` missing."""
+
+    gone: frozenset[str]
+
+    def missing(self, model_id: str) -> str | None:
+        return f"{model_id} is gone: set IMG_MODEL_FLASH" if model_id in self.gone else None
+
+
+@pytest.mark.anyio
+async def test_a_model_the_last_check_found_gone_fails_before_any_call() -> None:
+    """The hint is the error; nothing is sent, recorded or billed; other models still run."""
+    world = make_world(tiny=True)
+    service = attrs.evolve(world.service, availability=GoneModels(frozenset({FLASH_ID})))
+    world = attrs.evolve(world, service=service)
+    with pytest.raises(BackendMisconfigured, match="gemini-3.1-flash-image is gone"):
+        await generate(world)
+    assert world.requests() == []
+    assert world.nothing_stored()
+    result = await generate(world, model="pro")
+    assert result.generation.model_alias == "pro"

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import enum
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
 from decimal import Context, Decimal
 from types import MappingProxyType
@@ -31,8 +31,13 @@ _WIDE = Context(prec=60)
 
 
 class ImageSize(enum.StrEnum):
-    """Output resolution tier; Gemini names them by the long side in pixels."""
+    """Output resolution tier; Gemini names them by the long side in pixels.
 
+    Not every model offers every size: each ``ModelSpec`` lists its own (``512`` is
+    Nano Banana 2's only, for now).
+    """
+
+    S512 = "512"
     S1K = "1K"
     S2K = "2K"
     S4K = "4K"
@@ -40,7 +45,28 @@ class ImageSize(enum.StrEnum):
     @property
     def long_side(self) -> int:
         """Pixels on the longer side of an image of this tier."""
-        return {"1K": 1024, "2K": 2048, "4K": 4096}[self.value]
+        return _LONG_SIDES[self.value]
+
+    @classmethod
+    def parse(cls, raw: str) -> ImageSize | None:
+        """Any accepted spelling (``1k``, ``0.5K``, ``512``), or ``None`` for none of them."""
+        cleaned = raw.strip().upper()
+        cleaned = _SIZE_SPELLINGS.get(cleaned, cleaned)
+        try:
+            return cls(cleaned)
+        except ValueError:
+            return None
+
+
+_LONG_SIDES: Final = {"512": 512, "1K": 1024, "2K": 2048, "4K": 4096}
+_SIZE_SPELLINGS: Final = {"0.5K": "512", "512PX": "512"}
+#: How much longer than a 1K image one of each size usually takes.
+_SLOWER: Final = {"512": 0.8, "1K": 1.0, "2K": 1.5, "4K": 2.5}
+
+
+def by_long_side(sizes: Iterable[ImageSize]) -> list[ImageSize]:
+    """``sizes`` from the smallest to the largest (their names do not sort that way)."""
+    return sorted(sizes, key=lambda s: s.long_side)
 
 
 class AspectRatio(enum.StrEnum):
@@ -150,9 +176,41 @@ def _price_table(prices: Mapping[ImageSize, CostEstimate]) -> Mapping[ImageSize,
     return MappingProxyType(dict(prices))
 
 
+def _size_set(sizes: Iterable[ImageSize]) -> frozenset[ImageSize]:
+    return frozenset(sizes)
+
+
+def _token_table(tokens: Mapping[ImageSize, int]) -> Mapping[ImageSize, int]:
+    return MappingProxyType(dict(tokens))
+
+
+@attrs.frozen
+class TokenPrices:
+    """Google's prices per million tokens, where known (``None``: not published or not known).
+
+    Per-image list prices (``ModelSpec.prices``) are what the product records; these are
+    the facts they come from, kept so a price per image can be checked or derived.
+    """
+
+    image_output: Decimal | None = None
+    text_input: Decimal | None = None
+    text_output: Decimal | None = None
+
+    def image_price(self, tokens: int) -> CostEstimate | None:
+        """What ``tokens`` image output tokens cost, if the price per token is known."""
+        if self.image_output is None:
+            return None
+        return CostEstimate.price(self.image_output * tokens / Decimal(1_000_000))
+
+
 @attrs.frozen
 class ModelSpec:
-    """One image model as the product offers it: names, prices and what it can do."""
+    """One image model as the product offers it: names, prices and what it can do.
+
+    ``sizes`` defaults to the sizes ``prices`` names. ``thinking_levels`` and
+    ``search_grounding`` are facts about the model (what Gemini lets it do);
+    ``successor`` is the id of the model Google offers in its place, when one is known.
+    """
 
     alias: str = attrs.field(validator=_non_empty)
     model_id: str = attrs.field(validator=_non_empty)
@@ -162,10 +220,21 @@ class ModelSpec:
         converter=_price_table, validator=_prices_cover_sizes
     )
     aspect_ratios: frozenset[AspectRatio] = ALL_RATIOS
-    sizes: frozenset[ImageSize] = ALL_SIZES
+    sizes: frozenset[ImageSize] = attrs.field(converter=_size_set)
     also_known_as: frozenset[str] = frozenset()
     typical_seconds: int = 30
     """How long one 1K image usually takes; larger sizes take longer (``usual_seconds``)."""
+    token_prices: TokenPrices = TokenPrices()
+    image_tokens: Mapping[ImageSize, int] = attrs.field(factory=dict, converter=_token_table)
+    """Image output tokens one image of each size is billed, where known."""
+    max_references: int = MAX_REFERENCE_IMAGES
+    thinking_levels: tuple[str, ...] = ()
+    search_grounding: bool = False
+    successor: str | None = None
+
+    @sizes.default
+    def _priced_sizes(self) -> frozenset[ImageSize]:
+        return frozenset(self.prices)
 
     def price(self, size: ImageSize) -> CostEstimate:
         """List price of one image at ``size``."""
@@ -173,7 +242,17 @@ class ModelSpec:
 
     def usual_seconds(self, size: ImageSize) -> int:
         """About how long one image at ``size`` usually takes, end to end."""
-        return round(self.typical_seconds * {"1K": 1.0, "2K": 1.5, "4K": 2.5}[size.value])
+        return round(self.typical_seconds * _SLOWER[size.value])
+
+    @property
+    def sizes_in_order(self) -> list[ImageSize]:
+        """The sizes it offers, smallest first."""
+        return by_long_side(self.sizes)
+
+    @property
+    def ratios_in_order(self) -> list[AspectRatio]:
+        """The aspect ratios it takes, in the order ``AspectRatio`` lists them."""
+        return [r for r in AspectRatio if r in self.aspect_ratios]
 
     def names(self) -> frozenset[str]:
         """Every spelling that resolves to this model, lower-cased."""
@@ -245,7 +324,7 @@ class GenerationRequest:
         """
         _check_prompt(prompt)
         ratio = _parse_enum(AspectRatio, aspect_ratio, "aspect_ratio")
-        size = _parse_enum(ImageSize, image_size, "image_size") or ImageSize.S1K
+        size = _parse_size(image_size) or ImageSize.S1K
         refs = tuple(r.strip() for r in references or () if r.strip())
         wanted_model = model.strip() if model and model.strip() else None
         return cls(prompt, ratio, size, wanted_model, refs)
@@ -268,6 +347,18 @@ def _is_encodable(text: str) -> bool:
     except UnicodeEncodeError:
         return False
     return True
+
+
+def _parse_size(raw: str | None) -> ImageSize | None:
+    if raw is None or not raw.strip():
+        return None
+    size = ImageSize.parse(raw)
+    if size is None:
+        choices = ", ".join(s.value for s in ImageSize)
+        raise InvalidRequest(
+            f"image_size {raw!r} is not supported; choose one of: {choices} (0.5K means 512)."
+        )
+    return size
 
 
 def _parse_enum(kind: type[_E], raw: str | None, field: str) -> _E | None:

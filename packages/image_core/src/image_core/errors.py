@@ -25,6 +25,18 @@ class UnknownModel(InvalidRequest):
     """A model name that the catalog does not know (the message lists the choices)."""
 
 
+class UnsupportedByModel(InvalidRequest):
+    """The model in use does not take the size or ratio asked for (the message says who does).
+
+    ``chosen_default`` is true when nobody named the model in the request: it is the
+    person's own default choice, which the shell can say where to change.
+    """
+
+    def __init__(self, message: str, *, chosen_default: bool = False) -> None:
+        super().__init__(message)
+        self.chosen_default = chosen_default
+
+
 class ReferenceNotFound(InvalidRequest):
     """A reference image name that is not an earlier generation."""
 

@@ -227,3 +227,11 @@ class IdSource(Protocol):
     def new_id(self) -> uuid.UUID:
         """A new random uuid4."""
         ...
+
+
+class ModelAvailability(Protocol):
+    """Whether Gemini still offers a model id, as the last check of its models list found."""
+
+    def missing(self, model_id: str) -> str | None:
+        """``None`` when the id is offered (or nobody knows); else what to tell the person."""
+        ...

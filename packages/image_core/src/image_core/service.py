@@ -35,6 +35,7 @@ from image_core.domain import (
     GenerationResult,
     GenerationStatus,
     Identity,
+    ImageSize,
     ModelSpec,
     PendingGeneration,
     ProcessedImage,
@@ -44,6 +45,7 @@ from image_core.domain import (
 )
 from image_core.errors import (
     BackendError,
+    BackendMisconfigured,
     ImageMcpError,
     InvalidImage,
     InvalidRequest,
@@ -51,6 +53,7 @@ from image_core.errors import (
     NotAllowedReason,
     ReferenceNotFound,
     StorageError,
+    UnsupportedByModel,
 )
 from image_core.png import PNG_SIGNATURE, png_size
 from image_core.ports import (
@@ -61,6 +64,7 @@ from image_core.ports import (
     ImageProcessing,
     ImageStore,
     MetadataRepository,
+    ModelAvailability,
     OpenedFile,
     PrefStore,
     PublicImageFiles,
@@ -112,6 +116,8 @@ class ImageService:
     """What all references of one request may weigh: under 20 MB once base64-encoded."""
     _public_files: PublicImageFiles | None = attrs.field(default=None, alias="public_files")
     _background: BackgroundWork = attrs.field(factory=BackgroundWork, alias="background")
+    _availability: ModelAvailability | None = attrs.field(default=None, alias="availability")
+    """What the last check of the backend's models list found (``None``: no check)."""
 
     # --- decisions that touch no storage: plain methods ---------------------------------
 
@@ -318,8 +324,15 @@ class ImageService:
     ) -> tuple[ModelSpec, tuple[ReferenceImage, ...]]:
         """The model to use and the references to send, in one worker-thread hop."""
         spec = self._choose_model(email, request.model)
-        _check_supported(spec, request)
+        problem = _unsupported(spec, request)
+        if problem is not None:
+            raise _unsupported_error(spec, problem, self._catalog, self._chose(email, request))
+        _check_available(self._availability, spec)
         return spec, self._load_references(request.references)
+
+    def _chose(self, email: str, request: GenerationRequest) -> bool:
+        """Whether the model in use is the person's own default choice (not named, not ours)."""
+        return request.model is None and bool(self._prefs.get_default_model(owner_key(email)))
 
     def _process(self, image: BackendImage, processing: ImageProcessing) -> ProcessedImage:
         try:
@@ -523,19 +536,51 @@ def not_allowed(identity: Identity | None) -> NotAllowed:
     )
 
 
-def _check_supported(spec: ModelSpec, request: GenerationRequest) -> None:
+def _unsupported(
+    spec: ModelSpec, request: GenerationRequest
+) -> AspectRatio | ImageSize | int | None:
+    """What of ``request`` the model cannot do: a ratio, a size, a count of references."""
     if request.aspect_ratio is not None and request.aspect_ratio not in spec.aspect_ratios:
-        ratios = ", ".join(r.value for r in sorted(spec.aspect_ratios, key=_ratio_order))
-        raise InvalidRequest(
-            f"{spec.alias} ({spec.model_id}) does not support aspect ratio "
-            f"{request.aspect_ratio.value}; it supports: {ratios}."
-        )
+        return request.aspect_ratio
     if request.image_size not in spec.sizes:
-        sizes = ", ".join(sorted(s.value for s in spec.sizes))
-        raise InvalidRequest(
-            f"{spec.alias} does not support image size {request.image_size.value}; use {sizes}."
-        )
+        return request.image_size
+    if len(request.references) > spec.max_references:
+        return len(request.references)
+    return None
 
 
-def _ratio_order(ratio: AspectRatio) -> int:
-    return list(AspectRatio).index(ratio)
+def _unsupported_error(
+    spec: ModelSpec,
+    problem: AspectRatio | ImageSize | int,
+    catalog: ModelCatalog,
+    chosen_default: bool,
+) -> UnsupportedByModel:
+    """Says what the model takes instead, which other model takes it, and whose choice it was."""
+    if isinstance(problem, AspectRatio):
+        asked = f"aspect ratio {problem.value}"
+        takes = "it supports: " + ", ".join(r.value for r in spec.ratios_in_order)
+        others = catalog.offering(problem)
+    elif isinstance(problem, ImageSize):
+        asked = f"image size {problem.value}"
+        takes = "use " + ", ".join(s.value for s in spec.sizes_in_order)
+        others = catalog.offering(problem)
+    else:
+        asked = f"{problem} reference images"
+        takes = f"it takes at most {spec.max_references}"
+        others = tuple(m for m in catalog if m.max_references >= problem)
+    whose = "your default model " if chosen_default else ""
+    others = tuple(m for m in others if m.alias != spec.alias)
+    can = ""
+    if others:
+        names = " or ".join(f"'{m.alias}' ({m.display_name})" for m in others)
+        change = ", or change your default model" if chosen_default else ""
+        can = f" ({names} can: pass model {others[0].alias!r}{change})"
+    message = f"{whose}{spec.alias} ({spec.model_id}) does not support {asked}{can}; {takes}."
+    return UnsupportedByModel(message[0].upper() + message[1:], chosen_default=chosen_default)
+
+
+def _check_available(availability: ModelAvailability | None, spec: ModelSpec) -> None:
+    """Fail before any call when the last models-list check found the model gone."""
+    hint = availability.missing(spec.model_id) if availability is not None else None
+    if hint is not None:
+        raise BackendMisconfigured(hint)

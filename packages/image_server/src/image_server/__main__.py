@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import errno
 import logging
 import os
@@ -14,7 +15,7 @@ import uvicorn
 
 from image_core.errors import ImageMcpError, InvalidConfiguration
 from image_server.about import PRODUCT_NAME, product_version
-from image_server.app import build_app
+from image_server.app import build_app, check_models_once
 from image_server.logging_setup import configure_logging
 from image_server.process_tuning import freeze_what_was_built, tune_process
 from image_server.routes import DASHBOARD_MOUNT, MCP_PATH
@@ -54,8 +55,13 @@ def _parser() -> argparse.ArgumentParser:
         help="run locally with login disabled, on 127.0.0.1, data in ./.localdata; "
         "uses Gemini if GEMINI_API_KEY is set, else offline placeholder images",
     )
-    commands.add_parser(
+    check = commands.add_parser(
         "check", parents=[where], help="validate the environment's configuration and exit"
+    )
+    check.add_argument(
+        "--online",
+        action="store_true",
+        help="also ask Gemini's models list whether each configured model id still exists",
     )
     return parser
 
@@ -81,7 +87,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         log.warning(warning, extra={"event": "config_warning"})
     if args.command == "check":
         print("Configuration is valid.")
-        return 0
+        return asyncio.run(check_models(settings)) if args.online else 0
     tune_process()
     try:
         app = build_app(settings)
@@ -110,6 +116,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     uvicorn.Server(config).run(sockets=[listener])
     return 0
+
+
+async def check_models(settings: Settings) -> int:
+    """``check --online``: one line per configured model; 1 when one is missing or unknown."""
+    if settings.backend != "gemini" or not settings.gemini_api_key:
+        print("Models not checked: the offline placeholder backend makes no Gemini calls.")
+        return 0
+    report = await check_models_once(settings)
+    if report.error is not None:
+        print(f"Models not checked: {report.error}.")
+        return 1
+    for status in report.statuses:
+        print(("ok       " if status.available else "MISSING  ") + status.line())
+    return 1 if report.missing else 0
 
 
 def banner(settings: Settings) -> str:

@@ -29,6 +29,7 @@ from image_core.ports import (
     ImageCodec,
     ImageStore,
     MetadataRepository,
+    ModelAvailability,
     PrefStore,
     PublicImageFiles,
 )
@@ -52,6 +53,7 @@ from image_server.dashboard import SIGN_OUTS_DIR, DashboardConfig, FileSignOuts,
 from image_server.edge import SecurityHeaders
 from image_server.login_gate import LoginGate
 from image_server.mcp import build_mcp_server
+from image_server.model_lifecycle import ModelLister, ModelReport, ModelWatch
 from image_server.routes import (
     DASHBOARD_MOUNT,
     DASHBOARD_PATH,
@@ -190,10 +192,14 @@ def build_metadata(
 
 
 def service_for(
-    settings: Settings, adapters: Adapters, background: BackgroundWork | None = None
+    settings: Settings,
+    adapters: Adapters,
+    background: BackgroundWork | None = None,
+    availability: ModelAvailability | None = None,
 ) -> ImageService:
     """The core service over ``adapters``, with the policy and catalog ``settings`` name."""
     return ImageService(
+        availability=availability,
         background=background or BackgroundWork(),
         catalog=settings.catalog,
         policy=build_policy(settings),
@@ -259,18 +265,35 @@ def build_app(
     google = google or GoogleEndpoints.google()
     closing = contextlib.AsyncExitStack()
     background = BackgroundWork()
-    service = build_service(settings, closing=closing, background=background, **given)
+    adapters = build_adapters(settings, closing, **given)
+    watch = model_watch(settings, adapters.backend)
+    service = service_for(settings, adapters, background, availability=watch)
     auth = build_auth(settings, google, cimd_fetcher)
     security = transport_security(settings.public_url, dev=settings.dev or settings.auth_disabled)
     mcp_app = build_mcp_app(settings, service, auth, security, session_limits or SessionLimits())
     dashboard = build_dashboard(
-        service, dashboard_config(settings, google), FileSignOuts(settings.root / SIGN_OUTS_DIR)
+        service,
+        dashboard_config(settings, google),
+        FileSignOuts(settings.root / SIGN_OUTS_DIR),
+        model_notices=watch.notices,
     )
     return Starlette(
         routes=public_routes(service, dashboard, mcp_app),
         middleware=edge_middleware(security),
-        lifespan=lifespan_for(mcp_app, auth, closing, Running(service, background)),
+        lifespan=lifespan_for(mcp_app, auth, closing, Running(service, background), watch),
     )
+
+
+def model_watch(settings: Settings, backend: ImageBackend) -> ModelWatch:
+    """The models-list check: it asks the backend when the backend can list its models."""
+    lister = backend if isinstance(backend, ModelLister) else None
+    return ModelWatch(settings.catalog, lister)
+
+
+async def check_models_once(settings: Settings) -> ModelReport:
+    """One models-list check with the configured backend (``image-mcp check --online``)."""
+    async with contextlib.AsyncExitStack() as closing:
+        return await model_watch(settings, build_backend(settings, closing)).check()
 
 
 def build_mcp_app(
@@ -382,8 +405,10 @@ def lifespan_for(
     auth: ImageMcpOAuthProxy | None,
     closing: contextlib.AsyncExitStack,
     running: Running | None = None,
+    watch: ModelWatch | None = None,
 ) -> Callable[[Starlette], contextlib.AbstractAsyncContextManager[None]]:
-    """Settle, run the MCP app's lifespan and the OAuth clean-up; drain, close what was built."""
+    """Settle, run the MCP app's lifespan, the OAuth clean-up and the daily models check
+    (which never holds up start-up); drain, close what was built."""
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -394,6 +419,8 @@ def lifespan_for(
                 async with mcp_app.lifespan(app), anyio.create_task_group() as tasks:
                     if auth is not None:
                         tasks.start_soon(_cull_periodically, auth)
+                    if watch is not None and watch.lister is not None:
+                        tasks.start_soon(watch.run)
                     yield
                     tasks.cancel_scope.cancel()
             finally:

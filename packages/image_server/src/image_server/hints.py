@@ -8,15 +8,22 @@ errors through ``user_message`` so they all say the same thing.
 
 from __future__ import annotations
 
-from image_core.errors import ImageMcpError, NotAllowed, NotAllowedReason
+from image_core.errors import ImageMcpError, NotAllowed, NotAllowedReason, UnsupportedByModel
 
 ALLOWED_EMAILS_SETTING = "IMG_ALLOWED_EMAILS"
+DEFAULT_MODEL_PAGE = "/ui/prefs"
+"""Where a person picks their default model (the dashboard's Default model page)."""
 
 
 def user_message(error: ImageMcpError) -> str:
     """The text to show for ``error``: the core's message, with a hint where one helps."""
     if isinstance(error, NotAllowed):
         return _not_allowed(error)
+    if isinstance(error, UnsupportedByModel) and error.chosen_default:
+        return (
+            f"{error.message} The default is your own choice on the dashboard's Default "
+            f"model page ({DEFAULT_MODEL_PAGE})."
+        )
     return error.message
 
 

@@ -36,6 +36,7 @@ from image_core.domain import (
     ImageSize,
     ModelSpec,
     PendingGeneration,
+    by_long_side,
 )
 from image_core.errors import ImageMcpError
 from image_core.service import ImageService, not_allowed
@@ -62,6 +63,9 @@ REPLY_MARGIN_SECONDS = 0.2
 
 __all__ = ["GET_TOOL_NAME", "TOOL_NAME", "GenerateImageTool", "GetImageTool", "reply"]
 
+SIZE_SPELLINGS = ("0.5K",)
+"""Other spellings the tool accepts for a size (``0.5K`` is 512)."""
+
 if TYPE_CHECKING:
     AspectRatioChoice = str
     SizeChoice = str
@@ -69,7 +73,7 @@ else:
     #: The tool's choices are the core's enums, in their order: the client's JSON schema
     #: lists exactly these values, and a new ratio or size reaches it without an edit here.
     AspectRatioChoice = Literal[tuple(ratio.value for ratio in AspectRatio)]
-    SizeChoice = Literal[tuple(size.value for size in ImageSize)]
+    SizeChoice = Literal[(*(size.value for size in ImageSize), *SIZE_SPELLINGS)]
 
 
 def identity_from_token() -> Identity | None:
@@ -117,12 +121,15 @@ class AllowedEmailsMiddleware(Middleware):
 
 
 def tool_description(models_offered: Iterable[ModelSpec]) -> str:
-    """Teaches the calling model the contract, including when (not) to pick a model."""
-    models = "\n".join(
-        f"- '{m.alias}' = {m.display_name} ({m.model_id}): {m.use_for}; "
-        + ", ".join(f"{s.value} {m.price(s).display()}" for s in sorted(m.prices))
-        for m in models_offered
-    )
+    """Teaches the calling model the contract, including when (not) to pick a model.
+
+    Every model's sizes (with prices) and ratios are spelt out, so the calling model
+    never has to guess which model takes what it is asked for.
+    """
+    offered = list(models_offered)
+    models = "\n".join(_model_line(m) for m in offered)
+    sizes = by_long_side({s for m in offered for s in m.sizes})
+    size_text = ", ".join(_size_choice(s, offered) for s in sizes)
     return (
         "Generate an image from a text prompt with Google's Gemini image models, store it, "
         "and return a small preview plus the URL of the full-size PNG.\n\n"
@@ -130,20 +137,40 @@ def tool_description(models_offered: Iterable[ModelSpec]) -> str:
         "- prompt: a full description of the picture (subject, style, composition, any "
         "text to render).\n"
         "- aspect_ratio: width:height, e.g. 16:9 for landscape, 9:16 for a phone "
-        "wallpaper; default 1:1 (or follows the reference image when editing).\n"
-        "- image_size: 1K (default), 2K or 4K; bigger costs more and takes longer.\n"
+        "wallpaper; default 1:1 (or follows the reference image when editing). Each model "
+        "takes the ratios listed below.\n"
+        f"- image_size: {size_text}; bigger costs more and takes longer. 1K is the "
+        "default.\n"
         "- reference_images: to iterate on or edit earlier results ('same scene but at "
         "night'), pass the file names this tool returned before (e.g. '<uuid>.png'); "
         "their URLs also work.\n"
         "- model: ONLY pass this when the human explicitly asked for a specific model. "
         "Otherwise leave it out: the person's default model (chosen in the dashboard) "
-        "applies, and without one, flash.\n\n"
-        f"Models (estimated list price per image):\n{models}\n\n"
+        "applies, and without one, flash. If the default cannot do what was asked, the "
+        "error names the model that can.\n\n"
+        f"Models (estimated list price per image; sizes; ratios):\n{models}\n\n"
         "Show the returned URL to the person; it is the full-resolution image. A large "
         "image may answer 'still rendering' with its URL and file name: it is paid for and "
         f"will appear there; call {GET_TOOL_NAME} with the file name later instead of "
         "generating it again."
     )
+
+
+def _model_line(m: ModelSpec) -> str:
+    prices = ", ".join(f"{s.value} {m.price(s).display()}" for s in m.sizes_in_order)
+    every = len(m.aspect_ratios) == len(AspectRatio)
+    ratios = ", ".join(r.value for r in m.ratios_in_order)
+    ratio_text = f"every ratio ({ratios})" if every else f"ratios {ratios} only"
+    return f"- '{m.alias}' = {m.display_name} ({m.model_id}): {m.use_for}; {prices}; {ratio_text}"
+
+
+def _size_choice(size: ImageSize, offered: list[ModelSpec]) -> str:
+    """``512 (also 0.5K; flash only)``: who takes a size, when not every model does."""
+    takers = [m.alias for m in offered if size in m.sizes]
+    spelt = " or 0.5K" if size is ImageSize.S512 else ""
+    if len(takers) == len(offered):
+        return f"{size.value}{spelt}"
+    return f"{size.value}{spelt} ({', '.join(takers)} only)"
 
 
 GET_DESCRIPTION = (
@@ -205,10 +232,11 @@ class GenerateImageTool:
         ] = None,
         model: Annotated[
             str | None,
-            Field(description="Only when the human explicitly asked: 'flash' or 'pro'."),
+            Field(description="Only when the human explicitly asked for one, e.g. 'pro'."),
         ] = None,
         image_size: Annotated[
-            SizeChoice | None, Field(description="1K (default), 2K or 4K.")
+            SizeChoice | None,
+            Field(description="512 (or 0.5K), 1K (default), 2K or 4K; see each model's sizes."),
         ] = None,
         ctx: Context | None = None,
     ) -> ToolResult:

@@ -25,28 +25,40 @@ def cost_variable(alias: str, size: ImageSize) -> str:
     return f"IMG_COST_{alias.upper()}_{size.value}"
 
 
-def catalog_from_environment(env: Mapping[str, str]) -> ModelCatalog:
-    """The default catalog with the environment's renames and prices applied.
+def catalog_from_environment(
+    env: Mapping[str, str], base: ModelCatalog | None = None
+) -> ModelCatalog:
+    """``base`` (the shipped catalog by default) with the environment's renames and prices.
 
     Unrelated keys are ignored, so the whole environment may be passed in; blank values
-    count as unset. Raises ``InvalidConfiguration`` naming the variable at fault.
+    count as unset. An id whose facts the catalog knows (``IMG_MODEL_FLASH=`` Nano Banana
+    2.1's id) brings that model's sizes, ratios and prices. Raises
+    ``InvalidConfiguration`` naming the variable at fault.
     """
-    catalog = ModelCatalog()
-    for spec in ModelCatalog().models:
+    catalog = base or ModelCatalog()
+    for spec in catalog.models:
         new_id = env.get(model_variable(spec.alias), "").strip() or None
-        prices = {
-            size: _parse_price(
-                cost_variable(spec.alias, size), env[cost_variable(spec.alias, size)]
-            )
-            for size in ImageSize
-            if env.get(cost_variable(spec.alias, size), "").strip()
-        }
         try:
-            catalog = catalog.replaced(spec.alias, model_id=new_id, prices=prices)
+            catalog = catalog.replaced(spec.alias, model_id=new_id)
         except InvalidConfiguration as exc:
             named = [model_variable(m.alias) for m in catalog.models]
             given = ", ".join(f"{k}={env[k]!r}" for k in named if env.get(k, "").strip())
             raise InvalidConfiguration(f"{exc.message}; check {given or 'IMG_MODEL_*'}.") from None
+        current = catalog.resolve(spec.alias)
+        prices = {}
+        for size in ImageSize:
+            key = cost_variable(spec.alias, size)
+            if not env.get(key, "").strip():
+                continue
+            if size not in current.sizes:
+                offered = ", ".join(s.value for s in current.sizes_in_order)
+                msg = (
+                    f"{key} prices a size {spec.alias} ({current.model_id}) does not offer; "
+                    f"it offers {offered}. Remove {key}."
+                )
+                raise InvalidConfiguration(msg)
+            prices[size] = _parse_price(key, env[key])
+        catalog = catalog.replaced(spec.alias, prices=prices)
     return catalog
 
 

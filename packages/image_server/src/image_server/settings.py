@@ -28,6 +28,8 @@ from image_server.edge import (
     is_loopback,
 )
 from image_server.model_settings import catalog_from_environment
+from image_server.models_file import VARIABLE as MODELS_FILE_VARIABLE
+from image_server.models_file import load_models_file
 
 BackendChoice = Literal["auto", "gemini", "placeholder"]
 
@@ -48,12 +50,16 @@ KNOWN_VARIABLES: Mapping[str, str] = {
     "IMG_ADMIN_EMAILS": "comma-separated emails that see every user in the dashboard",
     "IMG_MODEL_FLASH": "model id used for the flash alias",
     "IMG_MODEL_PRO": "model id used for the pro alias",
+    "IMG_MODEL_LITE": "model id used for the lite alias",
+    "IMG_MODELS_FILE": "TOML or JSON file that changes or adds models (checked at start-up)",
+    "IMG_COST_FLASH_512": "estimated USD per flash image at 512",
     "IMG_COST_FLASH_1K": "estimated USD per flash image at 1K",
     "IMG_COST_FLASH_2K": "estimated USD per flash image at 2K",
     "IMG_COST_FLASH_4K": "estimated USD per flash image at 4K",
     "IMG_COST_PRO_1K": "estimated USD per pro image at 1K",
     "IMG_COST_PRO_2K": "estimated USD per pro image at 2K",
     "IMG_COST_PRO_4K": "estimated USD per pro image at 4K",
+    "IMG_COST_LITE_1K": "estimated USD per lite image at 1K",
     "IMG_ROOT": "data folder for images, records and OAuth state",
     "IMG_AUTH_DISABLED": "1 to run without any login (local development only)",
     "IMG_GEMINI_BASE_URL": "alternative Gemini API base URL (gateway or test server)",
@@ -301,8 +307,11 @@ def _on_off(env: Mapping[str, str], key: str, default: bool, problems: list[str]
 
 
 def _catalog(env: Mapping[str, str], problems: list[str]) -> ModelCatalog:
+    """The shipped table, then ``IMG_MODELS_FILE``, then ``IMG_MODEL_*`` and ``IMG_COST_*``."""
+    models_file = _clean(env, MODELS_FILE_VARIABLE)
     try:
-        return catalog_from_environment(env)
+        base = load_models_file(Path(models_file), ModelCatalog()) if models_file else None
+        return catalog_from_environment(env, base)
     except InvalidConfiguration as exc:
         problems.append(exc.message)
         return ModelCatalog()

@@ -503,6 +503,40 @@ class GeminiImageBackend:
         cleaned = " ".join(text.replace(self._api_key, "[redacted]").split())
         return cleaned if len(cleaned) <= limit else cleaned[: limit - 1].rstrip() + "…"
 
+    async def list_models(self, timeout_seconds: float = 30.0) -> frozenset[str]:
+        """Every model id the key may use, from Gemini's models list (all pages).
+
+        Raises ``BackendUnavailable`` (its message free of the key) when the list cannot
+        be had: no connection, a refusal, an unreadable answer, or no answer in time.
+        """
+        ids: set[str] = set()
+        try:
+            with anyio.fail_after(timeout_seconds):
+                pager = await self._client.aio.models.list(config={"page_size": 100})
+                async for model in pager:
+                    if model.name:
+                        ids.add(model.name.removeprefix("models/"))
+        except genai_errors.APIError as exc:
+            status = f"HTTP {exc.code} {exc.status}" if exc.status else f"HTTP {exc.code}"
+            said = self._quote(exc.message or "", 200)
+            raise BackendUnavailable(f"Gemini's models list answered {status}: {said}") from None
+        except (TimeoutError, httpx2.TimeoutException):
+            msg = f"Gemini's models list did not answer within {timeout_seconds:g} s"
+            raise BackendUnavailable(msg) from None
+        except httpx2.HTTPError as exc:
+            raise BackendUnavailable(
+                f"Could not reach Gemini's models list ({type(exc).__name__})"
+            ) from None
+        except (
+            json.JSONDecodeError,
+            pydantic.ValidationError,
+            genai_errors.UnknownApiResponseError,
+        ):
+            raise BackendUnavailable(
+                "Gemini's models list sent an answer that could not be read"
+            ) from None
+        return frozenset(ids)
+
 
 def _enum_name(value: object) -> str:
     """The wire name of an SDK enum (or of an unknown value the SDK passed through)."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import attrs
@@ -134,13 +135,22 @@ def dashboard_middleware(config: DashboardConfig) -> list[Middleware]:
     ]
 
 
+def _no_notices() -> tuple[str, ...]:
+    return ()
+
+
 def build_dashboard(
-    service: ImageService, config: DashboardConfig, sign_outs: SignOuts | None = None
+    service: ImageService,
+    config: DashboardConfig,
+    sign_outs: SignOuts | None = None,
+    *,
+    model_notices: Callable[[], tuple[str, ...]] | None = None,
 ) -> Starlette:
     """The dashboard app, to be mounted at ``/ui`` by the composition root.
 
     ``sign_outs`` remembers server-side sign-outs (``FileSignOuts`` under the data
     folder in production); without it they last as long as this process.
+    ``model_notices`` says what admins must fix about the models (a retired id).
     """
     sessions = Sessions(
         service=service,
@@ -148,7 +158,11 @@ def build_dashboard(
         max_age_seconds=config.session_max_age_seconds,
         sign_outs=sign_outs or MemorySignOuts(),
     )
-    renderer = Renderer(auth_disabled=config.auth_disabled, open_on_network=config.open_on_network)
+    renderer = Renderer(
+        auth_disabled=config.auth_disabled,
+        open_on_network=config.open_on_network,
+        model_notices=model_notices or _no_notices,
+    )
     views = Views(service=service, config=config, sessions=sessions, renderer=renderer)
     login = GoogleLogin(config=config, service=service, sessions=sessions, renderer=renderer)
     return Starlette(

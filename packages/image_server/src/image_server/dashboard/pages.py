@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Final
@@ -133,6 +134,8 @@ class Renderer:
     env: jinja2.Environment = attrs.field(factory=make_environment)
     auth_disabled: bool = False
     open_on_network: bool = False
+    model_notices: Callable[[], tuple[str, ...]] = attrs.field(default=lambda: ())
+    """What admins must fix about the models (shown to admins only, on every page)."""
 
     def page(
         self,
@@ -150,6 +153,9 @@ class Renderer:
             "nav": "",
         }
         values.update(context or {})
+        viewer = values["viewer"]
+        admin = viewer is not None and bool(getattr(viewer, "is_admin", False))
+        values["model_notices"] = self.model_notices() if admin else ()
         html = self.env.get_template(template).render(values)
         return HTMLResponse(html, status_code=status_code)
 

@@ -1,0 +1,149 @@
+"""IMG_MODELS_FILE: a deployer changes or adds models without a code change, checked at start."""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from image_core.catalog import NANO_BANANA_2_1
+from image_core.domain import ALL_RATIOS, STANDARD_RATIOS, AspectRatio, ImageSize
+from image_server.settings import SettingsError, load_settings
+
+GOOD_TOML = """
+[[models]]
+id = "gemini-3-pro-image"
+prices = { "1K" = 0.15, "2K" = 0.15, "4K" = "0.26" }
+
+[[models]]
+id = "gemini-4-flash-image"
+alias = "next"
+display_name = "Nano Banana 4"
+use_for = "trying the next model"
+prices = { "0.5K" = 0.03, "1K" = 0.05 }
+aspect_ratios = "all"
+thinking_levels = ["low", "high"]
+search_grounding = true
+max_references = 6
+
+[[models]]
+id = "gemini-nano-banana-2.1"
+prices = { "1K" = 0.04, "2K" = 0.06, "4K" = 0.09 }
+"""
+
+
+def settings_with(tmp_path: Path, name: str, text: str, **extra: str) -> object:
+    path = tmp_path / name
+    path.write_text(text)
+    env = {"IMG_ROOT": str(tmp_path / "data"), "IMG_MODELS_FILE": str(path), **extra}
+    return load_settings(env, dev=True)
+
+
+def problems_for(tmp_path: Path, name: str, text: str) -> str:
+    with pytest.raises(SettingsError) as caught:
+        settings_with(tmp_path, name, text)
+    return "\n".join(caught.value.problems)
+
+
+def test_a_toml_file_reprices_a_model_adds_one_and_changes_a_known_successor(
+    tmp_path: Path,
+) -> None:
+    """Only the fields given change; a new alias is offered; 2.1's new prices follow IMG_MODEL_*."""
+    settings = settings_with(tmp_path, "models.toml", GOOD_TOML, IMG_MODEL_FLASH=NANO_BANANA_2_1)
+    catalog = settings.catalog  # type: ignore[attr-defined]
+    pro = catalog.resolve("pro")
+    assert pro.price(ImageSize.S4K).usd == Decimal("0.26")
+    assert pro.aspect_ratios == STANDARD_RATIOS  # untouched fields stay as shipped
+    assert catalog.aliases == ("flash", "pro", "lite", "next")
+    new = catalog.resolve("Nano Banana 4")
+    assert new.sizes_in_order == [ImageSize.S512, ImageSize.S1K]
+    assert new.aspect_ratios == ALL_RATIOS
+    assert (new.thinking_levels, new.search_grounding, new.max_references) == (
+        ("low", "high"),
+        True,
+        6,
+    )
+    flash = catalog.resolve("flash")
+    assert flash.model_id == NANO_BANANA_2_1
+    assert flash.price(ImageSize.S1K).usd == Decimal("0.04")
+
+
+def test_a_json_file_works_the_same_and_can_replace_what_an_alias_offers(tmp_path: Path) -> None:
+    """An entry with an alias already offered takes its place; the old id still resolves."""
+    text = json.dumps(
+        {
+            "models": [
+                {
+                    "id": "gemini-3.2-flash-lite-image",
+                    "alias": "lite",
+                    "display_name": "Nano Banana 3 Lite",
+                    "use_for": "quick sketches",
+                    "prices": {"1K": 0.02},
+                    "aspect_ratios": ["1:1", "16:9"],
+                }
+            ]
+        }
+    )
+    catalog = settings_with(tmp_path, "models.json", text).catalog  # type: ignore[attr-defined]
+    lite = catalog.resolve("lite")
+    assert lite.model_id == "gemini-3.2-flash-lite-image"
+    assert lite.aspect_ratios == {AspectRatio.R1_1, AspectRatio.R16_9}
+    assert catalog.resolve("gemini-3.1-flash-lite-image").alias == "lite"
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "expected"),
+    [
+        ("m.toml", "[[models]]\nid = 'gemini-3-pro-image'\ncolour = 'red'\n", "'colour'"),
+        (
+            "m.toml",
+            "[[models]]\nid = 'gemini-3-pro-image'\nprices = { '1K' = -1 }\n",
+            "'prices.1K'",
+        ),
+        (
+            "m.toml",
+            "[[models]]\nid = 'gemini-3-pro-image'\nprices = { '3K' = 1 }\n",
+            "'prices.3K'",
+        ),
+        (
+            "m.toml",
+            "[[models]]\nid = 'gemini-3-pro-image'\naspect_ratios = ['7:3']\n",
+            "'aspect_ratios'",
+        ),
+        ("m.toml", "[[models]]\nid = 'new-model'\nalias = 'x'\n", "'display_name'"),
+        ("m.toml", "[[models]]\nalias = 'x'\n", "'id'"),
+        (
+            "m.toml",
+            "[[models]]\nid = 'gemini-3-pro-image'\nmax_references = 99\n",
+            "'max_references'",
+        ),
+        ("m.toml", "[[models]\nid = 1", "not valid TOML"),
+        ("m.json", '{"models": [', "not valid JSON"),
+        ("m.json", '{"model": []}', "'models'"),
+        ("m.yaml", "models: []", ".toml or .json"),
+        (
+            "m.toml",
+            "[[models]]\nid = 'gemini-3.1-flash-image'\nalias = 'pro'\n",
+            "claimed by both",
+        ),
+    ],
+)
+def test_a_bad_file_stops_start_up_naming_the_file_and_the_field(
+    tmp_path: Path, name: str, text: str, expected: str
+) -> None:
+    """One line says which file, which entry and which field, and what is accepted."""
+    message = problems_for(tmp_path, name, text)
+    assert "IMG_MODELS_FILE=" in message
+    assert name in message
+    assert expected in message
+
+
+def test_a_missing_file_is_refused_by_name(tmp_path: Path) -> None:
+    """A file that is not there is not silently skipped."""
+    env = {"IMG_ROOT": str(tmp_path / "data"), "IMG_MODELS_FILE": str(tmp_path / "nope.toml")}
+    with pytest.raises(SettingsError) as caught:
+        load_settings(env, dev=True)
+    assert "IMG_MODELS_FILE" in caught.value.problems[0]
+    assert "cannot be read" in caught.value.problems[0]
