@@ -27,6 +27,7 @@ from image_core.domain import (
     EncodedImage,
     GalleryPage,
     Generation,
+    Grounding,
     ProcessedImage,
     TokenUsage,
     UsageReport,
@@ -291,6 +292,8 @@ class FakeImageBackend:
     name: str = "fake"
     delay_seconds: float = 0.0
     text: str | None = None
+    grounding: Grounding | None = None
+    """What a request with ``search_grounding`` gets back as the search's findings."""
 
     async def generate(
         self, request: BackendRequest, sink: ImageSink | None = None
@@ -310,7 +313,8 @@ class FakeImageBackend:
         if sink is not None:
             sink.write(png[:64])
             sink.write(png[64:])
-        return BackendImage(png, "image/png", self.token_usage, self.text)
+        grounding = self.grounding if request.search_grounding else None
+        return BackendImage(png, "image/png", self.token_usage, self.text, grounding)
 
 
 @attrs.define
