@@ -28,7 +28,13 @@ from google import genai
 from google.genai import errors as genai_errors
 from google.genai import types
 
-from image_core.domain import BackendImage, BackendRequest, TokenUsage
+from image_core.domain import (
+    BackendImage,
+    BackendRequest,
+    Grounding,
+    GroundingSource,
+    TokenUsage,
+)
 from image_core.errors import (
     BackendError,
     BackendMisconfigured,
@@ -294,6 +300,10 @@ class GeminiImageBackend:
                 aspect_ratio=request.aspect_ratio.value if request.aspect_ratio else None,
                 image_size=request.image_size.value,
             ),
+            thinking_config=_thinking(request.thinking_level),
+            tools=[types.Tool(google_search=types.GoogleSearch())]
+            if request.search_grounding
+            else None,
         )
         lifted = _Lifted(sink)
         token = _LIFTED.set(lifted)
@@ -484,6 +494,7 @@ class GeminiImageBackend:
                     mime_type=_sniff_mime(data, blob.mime_type),
                     token_usage=_token_usage(response.usage_metadata),
                     text=self._quote(said, NOTE_CHARS) if said else None,
+                    grounding=_grounding(candidate.grounding_metadata),
                 )
         reason = _enum_name(candidate.finish_reason)
         if reason in _FINISH_REFUSALS:
@@ -536,6 +547,26 @@ class GeminiImageBackend:
                 "Gemini's models list sent an answer that could not be read"
             ) from None
         return frozenset(ids)
+
+
+def _thinking(level: str | None) -> types.ThinkingConfig | None:
+    """The SDK's thinking config for a level the catalog names (``high`` is ``HIGH``)."""
+    if level is None:
+        return None
+    return types.ThinkingConfig(thinking_level=types.ThinkingLevel(level.upper()))
+
+
+def _grounding(metadata: types.GroundingMetadata | None) -> Grounding | None:
+    """The search queries Gemini ran and the web pages it drew on, when it searched."""
+    if metadata is None:
+        return None
+    queries = tuple(q for q in metadata.web_search_queries or [] if q.strip())
+    sources = tuple(
+        GroundingSource(uri=chunk.web.uri, title=chunk.web.title or None)
+        for chunk in metadata.grounding_chunks or []
+        if chunk.web is not None and chunk.web.uri
+    )
+    return Grounding(queries=queries, sources=sources)
 
 
 def _enum_name(value: object) -> str:
