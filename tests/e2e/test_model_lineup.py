@@ -283,7 +283,7 @@ def test_serve_start_up_logs_the_missing_flash_and_keeps_serving(
     try:
         wait_for(lambda: len(gemini.list_requests) >= 2, seconds=30)  # 6 models, 3 a page
         time.sleep(1)  # the log lines follow the last page
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=10) as answer:  # noqa: S310
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=10) as answer:
             assert answer.status == 200
     finally:
         process.terminate()

@@ -321,7 +321,8 @@ async def test_the_description_says_which_sizes_and_ratios_each_model_takes(
     }
     assert "512 $0.045, 1K $0.067, 2K $0.101, 4K $0.151; every ratio" in lines["flash"]
     assert "1K $0.134, 2K $0.134, 4K $0.24; ratios 1:1" in lines["pro"]
-    assert "21:9 only" in lines["pro"] and "1:8" not in lines["pro"]
+    assert "21:9 only" in lines["pro"]
+    assert "1:8" not in lines["pro"]
     assert "1K $0.034;" in lines["lite"]
     assert "512 or 0.5K (flash only)" in description
 

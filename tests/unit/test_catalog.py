@@ -451,7 +451,8 @@ def test_flash_offers_512_at_its_token_price_and_pro_and_lite_do_not(
     assert flash.image_tokens[ImageSize.S512] == 747
     assert flash.token_prices.image_output == Decimal(60)
     derived = flash.token_prices.image_price(flash.image_tokens[ImageSize.S1K])
-    assert derived is not None and derived.display() == flash.price(ImageSize.S1K).display()
+    assert derived is not None
+    assert derived.display() == flash.price(ImageSize.S1K).display()
     assert ImageSize.S512 not in catalog.resolve("pro").sizes
     assert catalog.resolve("lite").sizes == {ImageSize.S1K}
     assert [m.alias for m in catalog.offering(ImageSize.S512)] == ["flash"]
@@ -462,7 +463,8 @@ def test_the_table_records_thinking_levels_grounding_and_successors(
 ) -> None:
     """Facts for later controls: Nano Banana 2-family models take a thinking level."""
     flash = catalog.resolve("flash")
-    assert flash.thinking_levels and flash.search_grounding
+    assert flash.thinking_levels
+    assert flash.search_grounding
     assert flash.successor == NANO_BANANA_2_1
     successor = catalog.facts(NANO_BANANA_2_1)
     assert successor is not None
