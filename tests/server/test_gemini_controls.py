@@ -87,4 +87,5 @@ async def test_grounding_and_thinking_go_together(
 ) -> None:
     image = await backend.generate(ask(search_grounding=True, thinking_level="minimal"))
     assert thinking_sent(fake) == "MINIMAL"
-    assert image.grounding is not None and len(image.grounding.queries) == 1
+    assert image.grounding is not None
+    assert len(image.grounding.queries) == 1

@@ -61,7 +61,8 @@ async def test_count_three_makes_three_calls_records_and_costs(world: World) -> 
     assert len(ids) == 3
     for image_id in ids:
         record = world.metadata.get(image_id)
-        assert record is not None and record.status is GenerationStatus.DONE
+        assert record is not None
+        assert record.status is GenerationStatus.DONE
         assert world.images.exists(image_id)
     assert batch.cost == CostEstimate(Decimal("0.067") * 3)
     assert world.metadata.usage().total_cost == batch.cost
@@ -97,7 +98,8 @@ async def test_one_failure_of_three_keeps_and_bills_the_other_two(world: World) 
     batch = await world.service.generate_images(ALICE, ask(count=3), on_settled=seen)
     failed = [o for o in batch.outcomes if isinstance(o, FailedImage)]
     done = [o for o in batch.outcomes if isinstance(o, GenerationResult)]
-    assert len(failed) == 1 and len(done) == 2
+    assert len(failed) == 1
+    assert len(done) == 2
     assert "safety filter" in failed[0].message
     assert failed[0].generation is None  # a refusal is not billed, nothing kept
     assert world.metadata.usage().total_count == 2
@@ -171,8 +173,10 @@ async def test_thinking_on_a_model_without_levels_names_the_models_that_have_the
     with pytest.raises(InvalidRequest) as refused:
         await world.service.generate(ALICE, ask(thinking="high", model="pro"))
     message = refused.value.message
-    assert "pro" in message and "takes no thinking level" in message
-    assert "'flash'" in message and "'lite'" in message
+    assert "pro" in message
+    assert "takes no thinking level" in message
+    assert "'flash'" in message
+    assert "'lite'" in message
     assert world.requests() == []
 
 
@@ -205,7 +209,8 @@ async def test_grounding_on_a_model_without_it_is_refused_naming_who_can(world: 
         await world.service.generate(ALICE, ask(search_grounding=True, model="lite"))
     message = refused.value.message
     assert "Google Search" in message
-    assert "'flash'" in message and "'pro'" in message
+    assert "'flash'" in message
+    assert "'pro'" in message
     assert world.requests() == []
 
 
@@ -222,9 +227,7 @@ async def test_a_record_with_the_controls_round_trips(world: World) -> None:
     world.backend.grounding = Grounding(
         queries=("q",), sources=(GroundingSource("https://example.org/a", None),)
     )
-    result = await world.service.generate(
-        ALICE, ask(search_grounding=True, thinking="minimal")
-    )
+    result = await world.service.generate(ALICE, ask(search_grounding=True, thinking="minimal"))
     assert isinstance(result, GenerationResult)
     serializer = RecordCodec()
     raw = serializer.dump_generation(result.generation)
