@@ -10,9 +10,10 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
+from google.genai import types
 
 from image_core.domain import BackendRequest, GroundingSource, ImageSize
-from image_server.adapters.gemini import GeminiImageBackend
+from image_server.adapters.gemini import MAX_SOURCES, GeminiImageBackend, grounding_of
 from tests.fakes.fake_gemini import FakeGemini
 
 KEY = "AIzaSyFAKE-controls-key-0123456789"
@@ -89,3 +90,22 @@ async def test_grounding_and_thinking_go_together(
     assert thinking_sent(fake) == "MINIMAL"
     assert image.grounding is not None
     assert len(image.grounding.queries) == 1
+
+
+def test_what_grounding_keeps_is_bounded() -> None:
+    """Every query counts (each is billed); what is kept of the text and the pages is capped."""
+    metadata = types.GroundingMetadata(
+        web_search_queries=["q" * 5000, "second"],
+        grounding_chunks=[
+            types.GroundingChunk(
+                web=types.GroundingChunkWeb(uri=f"https://e.org/{i}", title="t" * 900)
+            )
+            for i in range(50)
+        ],
+    )
+    grounding = grounding_of(metadata)
+    assert grounding is not None
+    assert len(grounding.queries) == 2
+    assert max(len(q) for q in grounding.queries) <= 200
+    assert len(grounding.sources) == MAX_SOURCES
+    assert all(len(s.title or "") <= 200 for s in grounding.sources)

@@ -246,3 +246,9 @@ def test_an_old_sidecar_without_the_controls_still_loads(sample: str) -> None:
     assert loaded.search_grounding is False
     assert loaded.grounding is None
     assert isinstance(loaded.id, uuid.UUID)
+
+
+def test_a_thinking_value_that_cannot_be_a_level_is_refused_without_echoing_it() -> None:
+    with pytest.raises(InvalidRequest, match="not a thinking level") as refused:
+        ask(thinking="x" * 5000)
+    assert len(refused.value.message) < 200

@@ -23,6 +23,8 @@ MAX_PROMPT_CHARS = 32_000
 MAX_REFERENCE_IMAGES = 14
 MAX_IMAGES_PER_CALL = 4
 """The most images one request may ask for (``count``): each is a paid call of its own."""
+MAX_LEVEL_CHARS = 20
+"""Longer than any thinking level's name: anything longer is refused unread."""
 #: What Google bills per Google Search query a grounded request runs ($14 per 1000, for
 #: the Gemini 3 family after the free monthly allowance, which the estimate ignores).
 SEARCH_QUERY_PRICE: Final = Decimal("0.014")
@@ -301,10 +303,18 @@ class GenerationRequest:
     references: tuple[str, ...] = attrs.field(default=())
     count: int = attrs.field(default=1)
     """How many images to make, each its own paid call (1 to ``MAX_IMAGES_PER_CALL``)."""
-    thinking: str | None = None
+    thinking: str | None = attrs.field(default=None)
     """A thinking level the model offers (lower-case), or ``None`` for the model's own."""
     search_grounding: bool = False
     """Ground the image in Google Search results (billed per search query)."""
+
+    @thinking.validator
+    def _check_thinking(self, _: attrs.Attribute[str | None], value: str | None) -> None:
+        if value is not None and (not value.strip() or len(value) > MAX_LEVEL_CHARS):
+            raise InvalidRequest(
+                "thinking is not a thinking level: pass a short level such as 'high', or "
+                "leave it out."
+            )
 
     @count.validator
     def _check_count(self, _: attrs.Attribute[int], value: int) -> None:

@@ -54,6 +54,12 @@ QUOTE_CHARS: Final = 300
 """How much of a text-only answer is quoted back to the person."""
 NOTE_CHARS: Final = 200
 """How much of the text beside an image becomes the one-line note of the tool reply."""
+MAX_SOURCES: Final = 10
+"""How many of the web pages a grounded answer names are kept."""
+GROUNDING_CHARS: Final = 200
+"""How much of a search query or a page title is kept."""
+MAX_URI_CHARS: Final = 2048
+"""A source address longer than this is dropped, not kept."""
 
 _PROMPT_BLOCKS: Final = {
     "SAFETY": "it tripped Gemini's safety filter",
@@ -494,7 +500,7 @@ class GeminiImageBackend:
                     mime_type=_sniff_mime(data, blob.mime_type),
                     token_usage=_token_usage(response.usage_metadata),
                     text=self._quote(said, NOTE_CHARS) if said else None,
-                    grounding=_grounding(candidate.grounding_metadata),
+                    grounding=grounding_of(candidate.grounding_metadata),
                 )
         reason = _enum_name(candidate.finish_reason)
         if reason in _FINISH_REFUSALS:
@@ -556,17 +562,26 @@ def _thinking(level: str | None) -> types.ThinkingConfig | None:
     return types.ThinkingConfig(thinking_level=types.ThinkingLevel(level.upper()))
 
 
-def _grounding(metadata: types.GroundingMetadata | None) -> Grounding | None:
-    """The search queries Gemini ran and the web pages it drew on, when it searched."""
+def grounding_of(metadata: types.GroundingMetadata | None) -> Grounding | None:
+    """The search queries Gemini ran and the web pages it drew on, when it searched.
+
+    Every query is kept (each is billed), cut to ``GROUNDING_CHARS``; of the pages, the
+    first ``MAX_SOURCES``, their titles cut alike: a record stays small whatever comes.
+    """
     if metadata is None:
         return None
-    queries = tuple(q for q in metadata.web_search_queries or [] if q.strip())
+    queries = tuple(_cut(q) for q in metadata.web_search_queries or [] if q.strip())
     sources = tuple(
-        GroundingSource(uri=chunk.web.uri, title=chunk.web.title or None)
+        GroundingSource(uri=chunk.web.uri, title=_cut(chunk.web.title) if chunk.web.title else None)
         for chunk in metadata.grounding_chunks or []
-        if chunk.web is not None and chunk.web.uri
+        if chunk.web is not None and chunk.web.uri and len(chunk.web.uri) <= MAX_URI_CHARS
     )
-    return Grounding(queries=queries, sources=sources)
+    return Grounding(queries=queries, sources=sources[:MAX_SOURCES])
+
+
+def _cut(text: str) -> str:
+    folded = " ".join(text.split())
+    return folded if len(folded) <= GROUNDING_CHARS else folded[: GROUNDING_CHARS - 1] + "…"
 
 
 def _enum_name(value: object) -> str:
