@@ -226,6 +226,9 @@ def batch_reply(batch: GenerationBatch, public_url: str) -> ToolResult:
 
 def _relabelled(block: mt.ContentBlock, label: str) -> mt.ContentBlock:
     """A text block of one image's reply, headed with which image of the call it is."""
-    if isinstance(block, mt.TextContent):
-        return mt.TextContent(type="text", text=f"{label}: {block.text}")
-    return block
+    if not isinstance(block, mt.TextContent):
+        return block
+    ready = "Image ready: "
+    if block.text.startswith(ready):
+        return mt.TextContent(type="text", text=f"{label} ready: {block.text[len(ready) :]}")
+    return mt.TextContent(type="text", text=f"{label}: {block.text}")
