@@ -226,6 +226,10 @@ async def test_grounding_is_sent_and_its_queries_and_cost_are_recorded(
         result = await client.call_tool(
             "generate_image", {"prompt": "the Eiffel tower today", "search_grounding": True}
         )
+        assert result.structured_content is not None
+        again = await client.call_tool(
+            "get_image", {"name": result.structured_content["file_name"]}
+        )
     assert gemini.requests[0].body["tools"] == [{"googleSearch": {}}]
     data = result.structured_content
     assert data is not None
@@ -241,6 +245,9 @@ async def test_grounding_is_sent_and_its_queries_and_cost_are_recorded(
     text = texts(result)
     assert "Grounded in Google Search: 1 search query" in text
     assert "https://example.org/source-1" in text
+    assert "Grounded in Google Search: 1 search query" in texts(again)
+    assert again.structured_content is not None
+    assert again.structured_content["search_cost_usd"] == "0.014"
 
 
 async def test_grounding_is_refused_for_lite_naming_who_can(
