@@ -9,7 +9,9 @@ their cost land in the sidecar and the reply.
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
@@ -102,7 +104,7 @@ async def test_count_three_returns_three_previews_urls_and_records_whose_costs_a
     assert data["estimated_cost_usd"] == "0.201"
     for number, url in enumerate(urls, start=1):
         assert f"Image {number} of 3 ready: {url}" in texts(result)
-    per_image = [s for s in seen if s[2] and " ready: " in s[2]]
+    per_image = [s for s in seen if s[2] and "; ready: " in s[2]]
     assert [(p, t) for p, t, _ in per_image] == [(1, 3), (2, 3), (3, 3)]
     assert all(url in " ".join(m or "" for _, _, m in per_image) for url in urls)
     values = [p for p, _, _ in seen]
@@ -278,3 +280,35 @@ async def test_the_tool_describes_the_controls_as_on_request_only(base_url: str)
         assert "ONLY" in line
     assert "minimal, high" in description
     assert "$0.014" in description
+
+
+async def test_at_the_deadline_each_image_answers_as_it_stands(
+    tmp_path: Path, gemini: FakeGemini
+) -> None:
+    """One quick, one slow past IMG_TOOL_DEADLINE: one preview, one 'still rendering' URL
+    that serves the image once it is done; both billed."""
+    env = {
+        "IMG_ROOT": str(tmp_path / "data"),
+        "GEMINI_API_KEY": KEY,
+        "IMG_GEMINI_BASE_URL": gemini.base_url,
+        "IMG_TOOL_DEADLINE": "1.5",
+    }
+    settings = load_settings(env, dev=True)
+    gemini.script("ok", "slow:3")
+    with live_server(build_app(settings)) as base_url:
+        async with Client(f"{base_url}/mcp") as client:
+            result = await client.call_tool("generate_image", {"prompt": "a fox", "count": 2})
+        data = result.structured_content
+        assert data is not None
+        assert (data["ready"], data["rendering"], data["failed"]) == (1, 1, 0)
+        later = next(i for i in data["images"] if i["status"] == "rendering")
+        assert "Still rendering" in texts(result)
+        deadline = time.monotonic() + 15
+        async with httpx2.AsyncClient() as http:
+            while True:
+                answer = await http.get(later["url"].replace(settings.public_url, base_url))
+                if answer.status_code == 200 or time.monotonic() > deadline:
+                    break
+                await asyncio.sleep(0.1)
+        assert answer.status_code == 200
+    assert sorted(r["status"] for r in sidecars(settings)) == ["done", "done"]

@@ -252,3 +252,20 @@ def test_a_thinking_value_that_cannot_be_a_level_is_refused_without_echoing_it()
     with pytest.raises(InvalidRequest, match="not a thinking level") as refused:
         ask(thinking="x" * 5000)
     assert len(refused.value.message) < 200
+
+
+@pytest.mark.anyio
+async def test_a_caller_that_leaves_mid_count_leaves_every_image_rendering_on(
+    world: World,
+) -> None:
+    """Cancelling the caller ends only its wait: each paid image is stored and counted."""
+    world.backend.delay_seconds = 0.3
+    caller = asyncio.create_task(world.service.generate_images(ALICE, ask(count=3)))
+    await asyncio.sleep(0.1)
+    caller.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await caller
+    await asyncio.sleep(0.6)
+    assert len(world.requests()) == 3
+    assert world.metadata.usage().total_count == 3
+    assert world.metadata.usage().total_cost == CostEstimate(Decimal("0.067") * 3)

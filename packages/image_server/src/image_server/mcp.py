@@ -239,12 +239,12 @@ class ImageProgress:
         """One image is done, rendering on or failed: say which, with its URL."""
         async with self._lock:
             self.settled_count += 1
-            number = f"Image {self.settled_count} of {self.total}"
+            so_far = f"{self.settled_count} of {self.total} images settled"
             if isinstance(outcome, FailedImage):
-                message = f"{number} failed: {outcome.message}"
+                message = f"{so_far}; this one failed: {outcome.message}"
             else:
                 url = image_url(self.public_url, outcome.generation.file_name)
-                message = f"{number} ready: {url}"
+                message = f"{so_far}; ready: {url}"
             await self._send(float(self.settled_count), message)
 
     async def beat(self, label: str) -> None:
