@@ -281,6 +281,9 @@ class ImageService:
                 waiting[work][2].left = True
         for work in unsettled:
             index, pending, waiter = waiting[work]
+            if work.done():  # finished since the wait ended
+                outcomes[index] = _settled(work, waiter)
+                continue
             if waiter.refused is not None:  # refused just now, and being forgotten
                 outcomes[index] = FailedImage(waiter.refused, waiter.refused.message)
                 continue
