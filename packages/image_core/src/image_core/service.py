@@ -279,16 +279,10 @@ class ImageService:
         finally:
             for work in unsettled:
                 waiting[work][2].left = True
+        usual = spec.usual_seconds(request.image_size) - (time.monotonic() - started)
         for work in unsettled:
             index, pending, waiter = waiting[work]
-            if work.done():  # finished since the wait ended
-                outcomes[index] = _settled(work, waiter)
-                continue
-            if waiter.refused is not None:  # refused just now, and being forgotten
-                outcomes[index] = FailedImage(waiter.refused, waiter.refused.message)
-                continue
-            usual = spec.usual_seconds(request.image_size) - (time.monotonic() - started)
-            outcomes[index] = PendingGeneration(pending, max(MIN_EXPECTED_SECONDS, round(usual)))
+            outcomes[index] = _unsettled(work, waiter, pending, usual)
         batch = GenerationBatch(tuple(outcomes[i] for i in range(request.count)))
         if all(isinstance(o, FailedImage) for o in batch.outcomes):
             first = batch.outcomes[0]
@@ -581,6 +575,17 @@ def _settled(work: asyncio.Future[GenerationResult], waiter: _Waiter) -> ImageOu
     if not isinstance(error, Exception):  # pragma: no cover - a BaseException escapes
         raise error
     return FailedImage(error, message, waiter.recorded)
+
+
+def _unsettled(
+    work: asyncio.Future[GenerationResult], waiter: _Waiter, pending: Generation, usual: float
+) -> ImageOutcome:
+    """An image the wait ended before: rendering on (about ``usual`` s more), or just settled."""
+    if work.done():  # finished since the wait ended
+        return _settled(work, waiter)
+    if waiter.refused is not None:  # refused just now, and being forgotten
+        return FailedImage(waiter.refused, waiter.refused.message)
+    return PendingGeneration(pending, max(MIN_EXPECTED_SECONDS, round(usual)))
 
 
 def _priced(grounding: Grounding | None, query_price: CostEstimate) -> Grounding | None:
