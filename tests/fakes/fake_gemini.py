@@ -376,9 +376,10 @@ class FakeGemini:
         if (delay > 0 and self._stopping.wait(delay)) or reply is None:
             handler.close_connection = True
             return
-        self._send(handler, reply, behaviour)
+        self._send(handler, reply, cut=behaviour == "cut_image")
 
-    def _send(self, handler: _Handler, reply: _Reply, behaviour: str = "ok") -> None:
+    def _send(self, handler: _Handler, reply: _Reply, *, cut: bool = False) -> None:
+        """The reply as Google would write it; ``cut`` sends half of it and hangs up."""
         body = reply.body
         gzipped = self.google_wire and "gzip" in handler.headers.get("Accept-Encoding", "")
         if self.google_wire:
@@ -392,7 +393,7 @@ class FakeGemini:
             if gzipped:
                 handler.send_header("Content-Encoding", "gzip")
             handler.end_headers()
-            if behaviour == "cut_image":
+            if cut:
                 handler.wfile.write(body[: len(body) // 2])
                 handler.wfile.flush()
                 handler.close_connection = True

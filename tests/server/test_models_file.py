@@ -175,3 +175,22 @@ def test_a_file_larger_than_a_megabyte_is_refused_unparsed(tmp_path: Path) -> No
     message = problems_for(tmp_path, "big.toml", text)
     assert "IMG_MODELS_FILE=" in message
     assert "larger than 1000000 bytes" in message
+
+
+def test_the_price_of_a_search_query_can_be_set_per_model(tmp_path: Path) -> None:
+    """Google's grounding price changes apart from image prices: the file can follow it."""
+    settings = settings_with(
+        tmp_path,
+        "m.toml",
+        "[[models]]\nid = 'gemini-3.1-flash-image'\nsearch_query_price = 0.035\n",
+    )
+    flash = settings.catalog.resolve("flash")
+    assert flash.search_query_price.usd == Decimal("0.035")
+    assert settings.catalog.resolve("pro").search_query_price.usd == Decimal("0.014")
+
+
+def test_a_search_query_price_that_is_not_a_price_is_refused(tmp_path: Path) -> None:
+    message = problems_for(
+        tmp_path, "m.toml", "[[models]]\nid = 'gemini-3-pro-image'\nsearch_query_price = -1\n"
+    )
+    assert "'search_query_price'" in message

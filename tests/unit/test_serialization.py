@@ -19,6 +19,8 @@ from image_core.domain import (
     CostEstimate,
     Generation,
     GenerationStatus,
+    Grounding,
+    GroundingSource,
     ImageSize,
     TokenUsage,
 )
@@ -68,7 +70,22 @@ GENERATIONS = st.builds(
     backend=st.sampled_from(["gemini", "placeholder", "fake"]) | _TEXT,
     width=st.none() | st.integers(min_value=1, max_value=8192),
     height=st.none() | st.integers(min_value=1, max_value=8192),
+    thinking_level=st.none() | st.sampled_from(["minimal", "medium", "high"]),
+    search_grounding=st.booleans(),
+    grounding=st.none()
+    | st.builds(
+        Grounding,
+        queries=st.lists(_TEXT, max_size=3).map(tuple),
+        sources=st.lists(st.builds(GroundingSource, _TEXT, st.none() | _TEXT), max_size=3).map(
+            tuple
+        ),
+        cost=st.decimals(min_value=0, max_value=100, places=3).map(CostEstimate),
+    ),
 )
+
+
+#: What a record of a request that used none of the controls holds for them.
+CONTROLS_UNUSED = {"thinking_level": None, "search_grounding": False, "grounding": None}
 
 
 @pytest.fixture
@@ -145,6 +162,9 @@ def test_the_sidecar_has_one_key_per_field_plus_the_version(codec: RecordCodec) 
         "height",
         "status",
         "failure",
+        "thinking_level",
+        "search_grounding",
+        "grounding",
     }
     assert data["status"] == "done"
     assert data["failure"] is None
@@ -427,7 +447,7 @@ def test_a_version_1_sidecar_is_migrated_to_a_done_version_2_record(codec: Recor
     """Version 1 recorded stored images only: re-written, it is the v1 body plus done."""
     generation = codec.load_generation(SAMPLE_V1.read_bytes())
     expected = {**json.loads(SAMPLE_V1.read_bytes()), "schema_version": 2}
-    expected |= {"status": "done", "failure": None}
+    expected |= {"status": "done", "failure": None, **CONTROLS_UNUSED}
     assert json.loads(codec.dump_generation(generation)) == expected
     fields = codec.load_indexed_fields(SAMPLE_V1.read_bytes())
     assert fields.status is GenerationStatus.DONE
@@ -454,9 +474,13 @@ def test_the_version_2_sample_sidecar_loads(codec: RecordCodec) -> None:
 
 
 def test_the_version_2_sample_is_what_the_codec_writes_today(codec: RecordCodec) -> None:
-    """Re-dumping the sample reproduces the file, so the sample really is the v2 shape."""
+    """Re-dumping the sample reproduces the file, so the sample really is the v2 shape.
+
+    The controls came later within version 2: the sample has none, and gets them unused.
+    """
     generation = codec.load_generation(SAMPLE_V2.read_bytes())
-    assert json.loads(codec.dump_generation(generation)) == json.loads(SAMPLE_V2.read_bytes())
+    expected = {**json.loads(SAMPLE_V2.read_bytes()), **CONTROLS_UNUSED}
+    assert json.loads(codec.dump_generation(generation)) == expected
 
 
 @pytest.mark.parametrize("status", list(GenerationStatus))

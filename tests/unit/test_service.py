@@ -169,7 +169,8 @@ class TinyImageBackend(FakeImageBackend):
             await asyncio.sleep(self.delay_seconds)
         if self.failures:
             raise self.failures.pop(0)
-        return BackendImage(make_png(4, 4), "image/png", self.token_usage, self.text)
+        grounding = self.grounding if request.search_grounding else None
+        return BackendImage(make_png(4, 4), "image/png", self.token_usage, self.text, grounding)
 
 
 @attrs.define

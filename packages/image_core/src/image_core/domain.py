@@ -21,6 +21,13 @@ from image_core.errors import InvalidRequest
 
 MAX_PROMPT_CHARS = 32_000
 MAX_REFERENCE_IMAGES = 14
+MAX_IMAGES_PER_CALL = 4
+"""The most images one request may ask for (``count``): each is a paid call of its own."""
+MAX_LEVEL_CHARS = 20
+"""Longer than any thinking level's name: anything longer is refused unread."""
+#: What Google bills per Google Search query a grounded request runs ($14 per 1000, for
+#: the Gemini 3 family after the free monthly allowance, which the estimate ignores).
+SEARCH_QUERY_PRICE: Final = Decimal("0.014")
 #: The most one price may be (an image's, as recorded or configured): far above any
 #: list price, yet small enough that every sum stays exact and every page can format it.
 MAX_PRICE_USD: Final = Decimal(1_000_000)
@@ -231,6 +238,8 @@ class ModelSpec:
     thinking_levels: tuple[str, ...] = ()
     search_grounding: bool = False
     successor: str | None = None
+    search_query_price: CostEstimate = CostEstimate(SEARCH_QUERY_PRICE)
+    """What one Google Search query of a grounded request costs (``search_grounding``)."""
 
     @sizes.default
     def _priced_sizes(self) -> frozenset[ImageSize]:
@@ -292,6 +301,28 @@ class GenerationRequest:
     image_size: ImageSize = ImageSize.S1K
     model: str | None = None
     references: tuple[str, ...] = attrs.field(default=())
+    count: int = attrs.field(default=1)
+    """How many images to make, each its own paid call (1 to ``MAX_IMAGES_PER_CALL``)."""
+    thinking: str | None = attrs.field(default=None)
+    """A thinking level the model offers (lower-case), or ``None`` for the model's own."""
+    search_grounding: bool = False
+    """Ground the image in Google Search results (billed per search query)."""
+
+    @thinking.validator
+    def _check_thinking(self, _: attrs.Attribute[str | None], value: str | None) -> None:
+        if value is not None and (not value.strip() or len(value) > MAX_LEVEL_CHARS):
+            raise InvalidRequest(
+                "thinking is not a thinking level: pass a short level such as 'high', or "
+                "leave it out."
+            )
+
+    @count.validator
+    def _check_count(self, _: attrs.Attribute[int], value: int) -> None:
+        if isinstance(value, bool) or not 1 <= value <= MAX_IMAGES_PER_CALL:
+            raise InvalidRequest(
+                f"count {value!r} is out of range: one call makes 1 to "
+                f"{MAX_IMAGES_PER_CALL} images."
+            )
 
     @prompt.validator
     def _check_prompt(self, _: attrs.Attribute[str], value: str) -> None:
@@ -316,6 +347,9 @@ class GenerationRequest:
         image_size: str | None = None,
         model: str | None = None,
         references: list[str] | tuple[str, ...] | None = None,
+        count: int | None = None,
+        thinking: str | None = None,
+        search_grounding: bool | None = None,
     ) -> GenerationRequest:
         """Convert loosely typed input; the validators refuse what is wrong (``InvalidRequest``).
 
@@ -327,7 +361,17 @@ class GenerationRequest:
         size = _parse_size(image_size) or ImageSize.S1K
         refs = tuple(r.strip() for r in references or () if r.strip())
         wanted_model = model.strip() if model and model.strip() else None
-        return cls(prompt, ratio, size, wanted_model, refs)
+        level = thinking.strip().lower() if thinking and thinking.strip() else None
+        return cls(
+            prompt,
+            ratio,
+            size,
+            wanted_model,
+            refs,
+            count=1 if count is None else count,
+            thinking=level,
+            search_grounding=bool(search_grounding),
+        )
 
 
 def _check_prompt(value: str) -> None:
@@ -383,6 +427,27 @@ class GenerationStatus(enum.StrEnum):
 
 
 @attrs.frozen
+class GroundingSource:
+    """One web page a grounded image drew on."""
+
+    uri: str
+    title: str | None = None
+
+
+@attrs.frozen
+class Grounding:
+    """What Google Search did for a grounded request: its queries, the pages, their cost.
+
+    ``cost`` is the queries' estimated price (``ModelSpec.search_query_price`` each); it
+    is part of the generation's ``cost`` too, so totals need nothing else.
+    """
+
+    queries: tuple[str, ...] = ()
+    sources: tuple[GroundingSource, ...] = ()
+    cost: CostEstimate = CostEstimate(Decimal(0))
+
+
+@attrs.frozen
 class Generation:
     """One generation and everything the dashboard needs to know about it.
 
@@ -407,6 +472,12 @@ class Generation:
     height: int | None = None
     status: GenerationStatus = GenerationStatus.DONE
     failure: str | None = None
+    thinking_level: str | None = None
+    """The thinking level asked for, if one was (``None``: the model's own)."""
+    search_grounding: bool = False
+    """Whether the image was to be grounded in Google Search."""
+    grounding: Grounding | None = None
+    """What the search found, once known: its queries, sources and their cost."""
 
     @id.validator
     def _check_id(self, _: attrs.Attribute[uuid.UUID], value: uuid.UUID) -> None:
@@ -522,6 +593,8 @@ class BackendRequest:
     image_size: ImageSize
     aspect_ratio: AspectRatio | None
     references: tuple[ReferenceImage, ...] = ()
+    thinking_level: str | None = None
+    search_grounding: bool = False
 
 
 @attrs.frozen
@@ -533,6 +606,8 @@ class BackendImage:
     token_usage: TokenUsage | None = None
     text: str | None = None
     """What the model said beside the image, if anything (one trimmed line)."""
+    grounding: Grounding | None = None
+    """What Google Search found, for a grounded request (``cost`` left at zero)."""
 
 
 @attrs.frozen
@@ -552,6 +627,39 @@ class PendingGeneration:
     generation: Generation
     expected_seconds: int
     """About how many more seconds it usually takes (never less than a few)."""
+
+
+@attrs.frozen
+class FailedImage:
+    """One image of a request that did not come: why, and its record if one was kept.
+
+    ``generation`` is the ``FAILED`` record when the attempt may have been billed (its
+    cost counts); ``None`` when nothing was kept (a refusal, not billed).
+    """
+
+    error: Exception
+    message: str
+    generation: Generation | None = None
+
+
+ImageOutcome = GenerationResult | PendingGeneration | FailedImage
+"""What became of one image of a request."""
+
+
+@attrs.frozen
+class GenerationBatch:
+    """Every image one request asked for (``count``), in order, whatever became of each."""
+
+    outcomes: tuple[ImageOutcome, ...]
+
+    @property
+    def cost(self) -> CostEstimate:
+        """What the request's images are estimated to cost, failures that may be billed too."""
+        total = CostEstimate.zero()
+        for outcome in self.outcomes:
+            if outcome.generation is not None:
+                total += outcome.generation.cost
+        return total
 
 
 @attrs.frozen

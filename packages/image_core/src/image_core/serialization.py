@@ -7,7 +7,9 @@ older server can still read them, and a missing required field is a clear error.
 
 Sidecar versions: 1 held finished images only; 2 adds ``status`` (``rendering``, ``done``,
 ``failed``) and ``failure``, because the record is now written before the paid call.
-An older record is migrated on read (version 1 records are ``done``).
+An older record is migrated on read (version 1 records are ``done``). Version 2 records
+may also hold the controls a request used (``thinking_level``, ``search_grounding``,
+``grounding``); they are optional, so records written before them load unchanged.
 """
 
 from __future__ import annotations
@@ -137,6 +139,12 @@ def _strict_int(value: Any, _: type) -> int:
     return value
 
 
+def _strict_bool(value: Any, _: type) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError(f"expected true or false, got {type(value).__name__}")
+    return value
+
+
 def _enum(value: Any, kind: type[enum.Enum]) -> enum.Enum:
     return kind(_strict_str(value, str))
 
@@ -146,6 +154,7 @@ def make_record_converter() -> JsonConverter:
     converter = make_converter(forbid_extra_keys=False)
     converter.register_structure_hook(str, _strict_str)
     converter.register_structure_hook(int, _strict_int)
+    converter.register_structure_hook(bool, _strict_bool)  # the int hook would refuse it
     # The str hook would otherwise also capture the str-based enums.
     for kind in (ImageSize, AspectRatio, GenerationStatus):
         converter.register_structure_hook(kind, _enum)

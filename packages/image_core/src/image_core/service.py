@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from datetime import date, timedelta
 from typing import overload
 
@@ -28,13 +29,17 @@ from image_core.domain import (
     CostEstimate,
     DailySpend,
     EncodedImage,
+    FailedImage,
     FoundGeneration,
     GalleryPage,
     Generation,
+    GenerationBatch,
     GenerationRequest,
     GenerationResult,
     GenerationStatus,
+    Grounding,
     Identity,
+    ImageOutcome,
     ImageSize,
     ModelSpec,
     PendingGeneration,
@@ -74,6 +79,7 @@ from image_core.ports import (
 MAX_PAGE_SIZE = 200
 MIN_EXPECTED_SECONDS = 5
 INTERRUPTED = "Interrupted by a restart before the image was stored."
+UNEXPECTED = "An unexpected error stopped it."
 
 
 @attrs.define
@@ -82,6 +88,8 @@ class _Waiter:
 
     left: bool = False
     refused: ImageMcpError | None = None
+    recorded: Generation | None = None
+    """The ``FAILED`` record kept for a failure that may have been billed."""
 
 
 @attrs.frozen
@@ -181,17 +189,40 @@ class ImageService:
         *,
         wait_seconds: float | None = None,
     ) -> GenerationResult | PendingGeneration:
-        """Check, record it as rendering, then render it detached from the caller.
+        """One image (``count`` 1): ``generate_images`` with its one outcome, or its error."""
+        if request.count != 1:
+            raise InvalidRequest(
+                f"generate makes one image; use generate_images for {request.count}."
+            )
+        batch = await self.generate_images(identity, request, wait_seconds=wait_seconds)
+        outcome = batch.outcomes[0]
+        if isinstance(outcome, FailedImage):  # pragma: no cover - raised by generate_images
+            raise outcome.error
+        return outcome
 
-        The record is written before the paid call is sent, and the call runs as
-        background work the caller only waits for: cancelling the caller (a client that
-        went away) never cancels it, and its result is stored and its cost recorded
-        whatever happens. After ``wait_seconds`` (from the start of this call) the
-        caller gets a ``PendingGeneration`` instead: where the image will appear.
+    async def generate_images(
+        self,
+        identity: Identity | None,
+        request: GenerationRequest,
+        *,
+        wait_seconds: float | None = None,
+        on_settled: Callable[[ImageOutcome], Awaitable[None]] | None = None,
+    ) -> GenerationBatch:
+        """Check, record each image as rendering, then render them detached from the caller.
 
-        A refusal while the caller waits keeps nothing and raises; a failure that may
-        have been billed (timeout, broken connection, an image that could not be
-        stored) is recorded as ``FAILED`` with its estimated cost, then raised.
+        ``request.count`` images are made by as many independent backend calls, run at
+        once, each with its own id, record, processing and cost. Each record is written
+        before its paid call is sent, and each call runs as background work the caller
+        only waits for: cancelling the caller (a client that went away) never cancels
+        it, and its result is stored and its cost recorded whatever happens. After
+        ``wait_seconds`` (from the start of this call) an image not done yet is a
+        ``PendingGeneration``: where it will appear. ``on_settled`` is awaited as each
+        image settles while the caller waits.
+
+        A refusal while the caller waits keeps nothing; a failure that may have been
+        billed (timeout, broken connection, an image that could not be stored) is
+        recorded as ``FAILED`` with its estimated cost. Either is a ``FailedImage`` beside
+        the images that came; when every image failed, the first error is raised.
         """
         started = time.monotonic()
         if not self._policy.may_generate(identity):
@@ -204,44 +235,75 @@ class ImageService:
             image_size=request.image_size,
             aspect_ratio=request.aspect_ratio,
             references=references,
+            thinking_level=request.thinking,
+            search_grounding=request.search_grounding,
         )
-        pending = Generation(
-            id=self._ids.new_id(),
-            email=email,
-            prompt=request.prompt,
-            model_alias=spec.alias,
-            model_id=spec.model_id,
-            image_size=request.image_size,
-            aspect_ratio=request.aspect_ratio,
-            created_at=self._clock.now(),
-            cost=spec.price(request.image_size),
-            reference_ids=tuple(r.id for r in references),
-            backend=self._backend.name,
-            status=GenerationStatus.RENDERING,
-        )
-        waiter = _Waiter()
-        work = self._background.start(self._render(pending, backend_request, waiter))
-        remaining = None if wait_seconds is None else wait_seconds - (time.monotonic() - started)
+        waiting: dict[asyncio.Future[GenerationResult], tuple[int, Generation, _Waiter]] = {}
+        for index in range(request.count):
+            pending = Generation(
+                id=self._ids.new_id(),
+                email=email,
+                prompt=request.prompt,
+                model_alias=spec.alias,
+                model_id=spec.model_id,
+                image_size=request.image_size,
+                aspect_ratio=request.aspect_ratio,
+                created_at=self._clock.now(),
+                cost=spec.price(request.image_size),
+                reference_ids=tuple(r.id for r in references),
+                backend=self._backend.name,
+                status=GenerationStatus.RENDERING,
+                thinking_level=request.thinking,
+                search_grounding=request.search_grounding,
+            )
+            waiter = _Waiter()
+            render = self._render(pending, backend_request, waiter, spec.search_query_price)
+            waiting[self._background.start(render)] = (index, pending, waiter)
+        outcomes: dict[int, ImageOutcome] = {}
+        unsettled = set(waiting)
         try:
-            # asyncio.wait neither cancels the work on timeout nor when this caller is cancelled.
-            await asyncio.wait({work}, timeout=None if remaining is None else max(0, remaining))
+            while unsettled:
+                remaining = None
+                if wait_seconds is not None:
+                    remaining = max(0.0, wait_seconds - (time.monotonic() - started))
+                # asyncio.wait neither cancels the work on timeout nor when the caller is.
+                settled, unsettled = await asyncio.wait(
+                    unsettled, timeout=remaining, return_when=asyncio.FIRST_COMPLETED
+                )
+                if not settled:
+                    break
+                for work in settled:
+                    index, pending, waiter = waiting[work]
+                    outcomes[index] = _settled(work, waiter)
+                    if on_settled is not None:
+                        await on_settled(outcomes[index])
         finally:
-            if not work.done():
-                waiter.left = True
-        if work.done():
-            return work.result()
-        if waiter.refused is not None:  # refused just now, and being forgotten
-            raise waiter.refused
-        expected = spec.usual_seconds(request.image_size) - (time.monotonic() - started)
-        return PendingGeneration(pending, max(MIN_EXPECTED_SECONDS, round(expected)))
+            for work in unsettled:
+                waiting[work][2].left = True
+        usual = spec.usual_seconds(request.image_size) - (time.monotonic() - started)
+        for work in unsettled:
+            index, pending, waiter = waiting[work]
+            outcomes[index] = _unsettled(work, waiter, pending, usual)
+        batch = GenerationBatch(tuple(outcomes[i] for i in range(request.count)))
+        if all(isinstance(o, FailedImage) for o in batch.outcomes):
+            first = batch.outcomes[0]
+            assert isinstance(first, FailedImage)
+            raise first.error
+        return batch
 
     async def _render(
-        self, pending: Generation, request: BackendRequest, waiter: _Waiter
+        self,
+        pending: Generation,
+        request: BackendRequest,
+        waiter: _Waiter,
+        query_price: CostEstimate,
     ) -> GenerationResult:
         """Record it as rendering, call the backend, store the PNG, settle the record.
 
         The pending record is written here, inside the detached work, so a caller
         cancelled at any moment never leaves a record without its call (or the reverse).
+        A grounded image's search queries are priced at ``query_price`` each and added to
+        its cost.
         """
         await asyncio.to_thread(self._metadata.add, pending)
         image: BackendImage | None = None
@@ -253,12 +315,15 @@ class ImageService:
             image = await self._ask_backend(request, processing)
             processed = await self._process_and_store(pending.id, image, processing)
             stored = True
+            grounding = _priced(image.grounding, query_price)
             done = attrs.evolve(
                 pending,
                 status=GenerationStatus.DONE,
                 token_usage=image.token_usage,
                 width=processed.width,
                 height=processed.height,
+                grounding=grounding,
+                cost=pending.cost + grounding.cost if grounding else pending.cost,
             )
             await asyncio.to_thread(self._settle, done, processed)
         except Exception as exc:
@@ -275,6 +340,7 @@ class ImageService:
                     cost=pending.cost if billed else CostEstimate.zero(),
                     token_usage=image.token_usage if image else None,
                 )
+                waiter.recorded = failed
                 with contextlib.suppress(StorageError):  # the next start-up settles it then
                     await asyncio.to_thread(self._metadata.replace, failed)
                 raise
@@ -341,6 +407,7 @@ class ImageService:
         if problem is not None:
             chosen = self._chose(email, request, spec)
             raise _unsupported_error(spec, problem, self._catalog, chosen)
+        _check_controls(spec, request, self._catalog, self._chose(email, request, spec))
         _check_available(self._availability, spec)
         return spec, self._load_references(request.references)
 
@@ -515,6 +582,36 @@ class ImageService:
         return spec
 
 
+def _settled(work: asyncio.Future[GenerationResult], waiter: _Waiter) -> ImageOutcome:
+    """What a finished render came to: its result, or why it failed and what was kept."""
+    error = work.exception()
+    if error is None:
+        return work.result()
+    message = error.message if isinstance(error, ImageMcpError) else UNEXPECTED
+    if not isinstance(error, Exception):  # pragma: no cover - a BaseException escapes
+        raise error
+    return FailedImage(error, message, waiter.recorded)
+
+
+def _unsettled(
+    work: asyncio.Future[GenerationResult], waiter: _Waiter, pending: Generation, usual: float
+) -> ImageOutcome:
+    """An image the wait ended before: rendering on (about ``usual`` s more), or just settled."""
+    if work.done():  # finished since the wait ended
+        return _settled(work, waiter)
+    if waiter.refused is not None:  # refused just now, and being forgotten
+        return FailedImage(waiter.refused, waiter.refused.message)
+    return PendingGeneration(pending, max(MIN_EXPECTED_SECONDS, round(usual)))
+
+
+def _priced(grounding: Grounding | None, query_price: CostEstimate) -> Grounding | None:
+    """``grounding`` with its queries priced: each search query costs ``query_price``."""
+    if grounding is None:
+        return None
+    cost = CostEstimate(query_price.usd * len(grounding.queries))
+    return attrs.evolve(grounding, cost=cost)
+
+
 def _may_be_billed(error: ImageMcpError) -> bool:
     return isinstance(error, BackendError) and error.may_be_billed
 
@@ -593,6 +690,42 @@ def _unsupported_error(
         can = f" ({names} can: pass model {others[0].alias!r}{change})"
     message = f"{whose}{spec.alias} ({spec.model_id}) does not support {asked}{can}; {takes}."
     return UnsupportedByModel(message[0].upper() + message[1:], chosen_default=chosen_default)
+
+
+def _check_controls(
+    spec: ModelSpec, request: GenerationRequest, catalog: ModelCatalog, chosen_default: bool
+) -> None:
+    """A thinking level the model offers and grounding only where the model has it."""
+    whose = "your default model " if chosen_default else ""
+    change = ", or change your default model" if chosen_default else ""
+    named = f"{whose}'{spec.alias}' ({spec.display_name})"
+    named = named[0].upper() + named[1:]
+    level = request.thinking
+    if level is not None and level not in spec.thinking_levels:
+        thinkers = [m for m in catalog if m.thinking_levels and m.alias != spec.alias]
+        others = "; ".join(f"'{m.alias}' takes {', '.join(m.thinking_levels)}" for m in thinkers)
+        elsewhere = f" ({others}{change})" if others else ""
+        if spec.thinking_levels:
+            message = (
+                f"Thinking level {level!r} is not offered by {named}: it takes "
+                f"{', '.join(spec.thinking_levels)}{elsewhere}. Leave thinking out for the "
+                "model's own."
+            )
+        else:
+            message = (
+                f"{named} takes no thinking level{elsewhere}. Leave thinking out, or pass "
+                "a model that takes one."
+            )
+        raise UnsupportedByModel(message, chosen_default=chosen_default)
+    if request.search_grounding and not spec.search_grounding:
+        groundable = [m.alias for m in catalog if m.search_grounding]
+        can = " or ".join(f"'{a}'" for a in groundable)
+        hint = f" ({can} can: pass model {groundable[0]!r}{change})" if groundable else ""
+        raise UnsupportedByModel(
+            f"{named} cannot ground images in Google Search results{hint}; leave "
+            "search_grounding out to generate without it.",
+            chosen_default=chosen_default,
+        )
 
 
 def _check_available(availability: ModelAvailability | None, spec: ModelSpec) -> None:

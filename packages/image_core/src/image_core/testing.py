@@ -27,6 +27,7 @@ from image_core.domain import (
     EncodedImage,
     GalleryPage,
     Generation,
+    Grounding,
     ProcessedImage,
     TokenUsage,
     UsageReport,
@@ -295,6 +296,8 @@ class FakeImageBackend:
     name: str = "fake"
     delay_seconds: float = 0.0
     text: str | None = None
+    grounding: Grounding | None = None
+    """What a request with ``search_grounding`` gets back as the search's findings."""
 
     async def generate(self, request: BackendRequest) -> BackendImage:
         """Record the request, wait ``delay_seconds``, then fail or return a solid PNG."""
@@ -305,7 +308,9 @@ class FakeImageBackend:
             raise self.failures.pop(0)
         ratio = request.aspect_ratio
         width, height = ratio.dimensions(request.image_size) if ratio else (1024, 1024)
-        return BackendImage(make_png(width, height), "image/png", self.token_usage, self.text)
+        grounding = self.grounding if request.search_grounding else None
+        png = make_png(width, height)
+        return BackendImage(png, "image/png", self.token_usage, self.text, grounding)
 
     async def generate_streaming(self, request: BackendRequest, sink: ImageSink) -> BackendImage:
         """``generate`` (or a subclass's), then its image to ``sink`` in two pieces."""

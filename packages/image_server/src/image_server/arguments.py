@@ -24,6 +24,7 @@ _MISSING = frozenset({"missing", "missing_argument"})
 _CHOICE = frozenset({"literal_error", "enum"})
 _UNKNOWN = frozenset({"unexpected_keyword_argument", "extra_forbidden"})
 _TOO_SHORT = frozenset({"string_too_short", "too_short"})
+_OUT_OF_RANGE = frozenset({"greater_than_equal", "less_than_equal", "greater_than", "less_than"})
 
 
 class ReadableArgumentErrors(Middleware):
@@ -64,6 +65,10 @@ def _problem(tool: str, error: Any, properties: Mapping[str, Any]) -> str:
         return f"{field} is not a parameter of {tool}; it takes {', '.join(properties)}"
     if kind in _TOO_SHORT:
         return f"{field} must not be empty"
+    if kind in _OUT_OF_RANGE:
+        low, high = _bounds(properties.get(str(error["loc"][0]), {}))
+        if low is not None and high is not None:
+            return f"{field} {_shown(error['input'])} is out of range: use {low} to {high}"
     if kind in _CHOICE:
         choices = _choices(properties.get(str(error["loc"][0]), {}))
         accepted = ", ".join(choices) if choices else error.get("ctx", {}).get("expected", "")
@@ -89,6 +94,17 @@ def _choices(prop: Mapping[str, Any]) -> list[str]:
         if found:
             return found
     return []
+
+
+def _bounds(prop: Mapping[str, Any]) -> tuple[Any, Any]:
+    """A number property's ``minimum`` and ``maximum``, also inside ``anyOf``."""
+    if "minimum" in prop or "maximum" in prop:
+        return prop.get("minimum"), prop.get("maximum")
+    for branch in prop.get("anyOf", []):
+        found = _bounds(branch)
+        if found != (None, None):
+            return found
+    return None, None
 
 
 def _shown(value: object) -> str:

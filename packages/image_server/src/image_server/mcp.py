@@ -28,11 +28,15 @@ from pydantic import Field
 
 from image_core.access import owner_key
 from image_core.domain import (
+    MAX_IMAGES_PER_CALL,
     AspectRatio,
+    FailedImage,
+    GenerationBatch,
     GenerationRequest,
     GenerationResult,
     GenerationStatus,
     Identity,
+    ImageOutcome,
     ImageSize,
     ModelSpec,
     PendingGeneration,
@@ -43,12 +47,12 @@ from image_core.service import ImageService, not_allowed
 from image_server.about import PRODUCT_NAME, product_version
 from image_server.arguments import ReadableArgumentErrors
 from image_server.hints import user_message
-from image_server.outcomes import outcome_of
-from image_server.references import reference_name
+from image_server.outcomes import FAILED, outcome_of
+from image_server.references import image_url, reference_name
 from image_server.replies import (
     GET_TOOL_NAME,
+    batch_reply,
     failed_reply,
-    pending_reply,
     rendering_reply,
     reply,
     stored_reply,
@@ -147,12 +151,45 @@ def tool_description(models_offered: Iterable[ModelSpec]) -> str:
         "- model: ONLY pass this when the human explicitly asked for a specific model. "
         "Otherwise leave it out: the person's default model (chosen in the dashboard) "
         "applies, and without one, flash. If the default cannot do what was asked, the "
-        "error names the model that can.\n\n"
+        "error names the model that can.\n"
+        f"- count: ONLY when the human asks for several images or variations ('show me "
+        f"three options'): 2 to {MAX_IMAGES_PER_CALL}. Each is generated, stored and billed as "
+        "one image of its own (three cost three times one) and comes with its own preview "
+        "and URL. Leave it out for one image.\n"
+        "- thinking: ONLY when the human asks the model to think harder or to be quick: "
+        f"a thinking level. {_thinking_text(offered)} Leave it out otherwise; the model's "
+        "own default applies.\n"
+        "- search_grounding: ONLY when the human asks for the picture to follow real or "
+        "current facts from the web (today's weather, a recent event, a real building): "
+        f"true grounds it in Google Search results. {_grounding_text(offered)} Leave it "
+        "out otherwise.\n\n"
         f"Models (estimated list price per image; sizes; ratios):\n{models}\n\n"
         "Show the returned URL to the person; it is the full-resolution image. A large "
         "image may answer 'still rendering' with its URL and file name: it is paid for and "
         f"will appear there; call {GET_TOOL_NAME} with the file name later instead of "
         "generating it again."
+    )
+
+
+def _thinking_text(offered: list[ModelSpec]) -> str:
+    """Which levels each model takes, and which take none."""
+    takes = [f"{m.alias}: {', '.join(m.thinking_levels)}" for m in offered if m.thinking_levels]
+    without = [m.alias for m in offered if not m.thinking_levels]
+    text = f"Levels per model: {'; '.join(takes)}." if takes else "No model takes one."
+    if takes and without:
+        text += f" {', '.join(without)} take{'s' if len(without) == 1 else ''} none."
+    return text
+
+
+def _grounding_text(offered: list[ModelSpec]) -> str:
+    """Which models ground, and what one search query adds."""
+    able = [m for m in offered if m.search_grounding]
+    if not able:
+        return "No model offered here can."
+    prices = sorted({m.search_query_price.display() for m in able})
+    return (
+        f"Models that can: {', '.join(m.alias for m in able)}; each search query Gemini "
+        f"runs adds about {' or '.join(prices)} to the cost."
     )
 
 
@@ -181,20 +218,68 @@ GET_DESCRIPTION = (
 )
 
 
+@attrs.define
+class ImageProgress:
+    """Progress of a call making several images: one notification as each one settles.
+
+    Progress is the number of images settled, of ``total``; the heartbeat in between
+    adds a fraction below one that grows with time, so the value only ever increases
+    (as MCP asks) and a client's bar moves while it waits. One image keeps the plain
+    heartbeat of seconds waited.
+    """
+
+    ctx: Context | None
+    total: int
+    public_url: str
+    settled_count: int = 0
+    started: float = attrs.field(factory=time.monotonic)
+    _lock: asyncio.Lock = attrs.field(factory=asyncio.Lock)
+
+    async def settled(self, outcome: ImageOutcome) -> None:
+        """One image is done, rendering on or failed: say which, with its URL."""
+        async with self._lock:
+            self.settled_count += 1
+            so_far = f"{self.settled_count} of {self.total} images settled"
+            if isinstance(outcome, FailedImage):
+                message = f"{so_far}; this one failed: {outcome.message}"
+            else:
+                url = image_url(self.public_url, outcome.generation.file_name)
+                message = f"{so_far}; ready: {url}"
+            await self._send(float(self.settled_count), message)
+
+    async def beat(self, label: str) -> None:
+        """A heartbeat: seconds waited, or images settled plus a growing fraction."""
+        async with self._lock:
+            elapsed = time.monotonic() - self.started
+            if self.total == 1:
+                await self._send(elapsed, f"{label} ({elapsed:.0f} s)", counted=False)
+                return
+            value = self.settled_count + elapsed / (elapsed + HEARTBEAT_SECONDS * 6)
+            text = f"{label} ({elapsed:.0f} s; {self.settled_count} of {self.total} settled)"
+            await self._send(value, text)
+
+    async def _send(self, value: float, message: str, *, counted: bool = True) -> None:
+        """``counted``: progress of ``total`` images; else seconds, with no total."""
+        if self.ctx is None:
+            return
+        with contextlib.suppress(Exception):  # progress is best effort
+            await self.ctx.report_progress(value, self.total if counted else None, message)
+
+
 @contextlib.asynccontextmanager
-async def heartbeat(ctx: Context | None, label: str) -> AsyncIterator[None]:
+async def heartbeat(
+    ctx: Context | None, label: str, progress: ImageProgress | None = None
+) -> AsyncIterator[None]:
     """Sends a progress notification every few seconds while a slow call runs."""
     if ctx is None:
         yield
         return
-    started = time.monotonic()
+    ticker = progress or ImageProgress(ctx, 1, "")
 
     async def beat() -> None:
         while True:
             await asyncio.sleep(HEARTBEAT_SECONDS)
-            elapsed = time.monotonic() - started
-            with contextlib.suppress(Exception):  # progress is best effort
-                await ctx.report_progress(elapsed, None, f"{label} ({elapsed:.0f} s)")
+            await ticker.beat(label)
 
     task = asyncio.create_task(beat())
     try:
@@ -238,9 +323,32 @@ class GenerateImageTool:
             SizeChoice | None,
             Field(description="512 (or 0.5K), 1K (default), 2K or 4K; see each model's sizes."),
         ] = None,
+        count: Annotated[
+            int | None,
+            Field(
+                ge=1,
+                le=MAX_IMAGES_PER_CALL,
+                description="Only when the human asks for several images: 2 to 4, each "
+                "billed as one image. Leave out for one.",
+            ),
+        ] = None,
+        thinking: Annotated[
+            str | None,
+            Field(
+                description="Only when the human asks the model to think more or less: a "
+                "thinking level the model offers (see the description)."
+            ),
+        ] = None,
+        search_grounding: Annotated[
+            bool | None,
+            Field(
+                description="Only when the human asks for real-world or current facts from "
+                "the web: ground the image in Google Search (each query costs extra)."
+            ),
+        ] = None,
         ctx: Context | None = None,
     ) -> ToolResult:
-        """Generate one image for the caller the token names."""
+        """Generate ``count`` images (one by default) for the caller the token names."""
         identity = identity_from_token()
         started = time.monotonic()
         fields: dict[str, Any] = {
@@ -256,33 +364,41 @@ class GenerateImageTool:
                 image_size=image_size,
                 model=model,
                 references=[reference_name(r) for r in reference_images or ()],
+                count=count,
+                thinking=thinking,
+                search_grounding=search_grounding,
             )
             fields["size"] = request.image_size.value
-            async with heartbeat(ctx, "Waiting for the image model"):
-                result = await self._generate(identity, request, started)
+            if request.count > 1:
+                fields["count"] = request.count
+            progress = ImageProgress(ctx, request.count, self.public_url)
+            async with heartbeat(ctx, "Waiting for the image model", progress):
+                batch = await self._generate(identity, request, started, progress)
         except ImageMcpError as exc:
             outcome = outcome_of(exc)
             fields.update(outcome=outcome.name, duration_ms=_ms(started), error=exc.message)
             log.log(outcome.level, "generation failed", extra=fields)
             # This line is the record of the failure: fastmcp's own one stays at DEBUG.
             raise ToolError(user_message(exc), log_level=logging.DEBUG) from None
-        if isinstance(result, PendingGeneration):
-            log.info(
-                "generation still rendering",
-                extra={**fields, **_stored_fields(result, started), "outcome": "rendering"},
-            )
-            return pending_reply(result, self.public_url)
-        log.info("generation stored", extra={**fields, **_stored_fields(result, started)})
-        return reply(result, self.public_url)
+        for result in batch.outcomes:
+            _log_outcome(result, fields, started)
+        return batch_reply(batch, self.public_url)
 
     async def _generate(
-        self, identity: Identity | None, request: GenerationRequest, started: float
-    ) -> GenerationResult | PendingGeneration:
+        self,
+        identity: Identity | None,
+        request: GenerationRequest,
+        started: float,
+        progress: ImageProgress,
+    ) -> GenerationBatch:
+        settled = progress.settled if request.count > 1 else None
         if self.deadline_seconds is None:
-            return await self.service.generate(identity, request)
+            return await self.service.generate_images(identity, request, on_settled=settled)
         spent = time.monotonic() - started
         wait = max(0.0, self.deadline_seconds - REPLY_MARGIN_SECONDS - spent)
-        return await self.service.generate(identity, request, wait_seconds=wait)
+        return await self.service.generate_images(
+            identity, request, wait_seconds=wait, on_settled=settled
+        )
 
 
 @attrs.frozen
@@ -317,6 +433,29 @@ class GetImageTool:
         if g.status is GenerationStatus.FAILED or found.preview is None:
             return failed_reply(g, self.public_url)
         return stored_reply(g, found.preview, self.public_url)
+
+
+def _log_outcome(result: ImageOutcome, fields: dict[str, Any], started: float) -> None:
+    """One ``generation`` line per image: stored, still rendering, or failed."""
+    if isinstance(result, FailedImage):
+        error = result.error
+        outcome = outcome_of(error) if isinstance(error, ImageMcpError) else FAILED
+        failed = {
+            **fields,
+            "outcome": outcome.name,
+            "duration_ms": _ms(started),
+            "error": result.message,
+        }
+        if result.generation is not None:
+            failed.update(id=str(result.generation.id), cost_usd=str(result.generation.cost.usd))
+        log.log(outcome.level, "generation failed", extra=failed)
+    elif isinstance(result, PendingGeneration):
+        log.info(
+            "generation still rendering",
+            extra={**fields, **_stored_fields(result, started), "outcome": "rendering"},
+        )
+    else:
+        log.info("generation stored", extra={**fields, **_stored_fields(result, started)})
 
 
 def _stored_fields(result: GenerationResult | PendingGeneration, started: float) -> dict[str, Any]:

@@ -63,6 +63,7 @@ _FIELDS: Final = frozenset(
         "max_references",
         "thinking_levels",
         "search_grounding",
+        "search_query_price",
         "typical_seconds",
         *_TEXT_FIELDS,
     }
@@ -197,6 +198,7 @@ _PARSERS: Final[Mapping[str, Callable[[Mapping[str, Any], str], Any]]] = {
     "typical_seconds": lambda raw, f: _whole(raw, f, 1, 3600),
     "thinking_levels": lambda raw, f: tuple(_texts(raw, f)),
     "search_grounding": _grounding,
+    "search_query_price": lambda raw, f: _one_price(raw[f], f),
 }
 
 
@@ -246,6 +248,13 @@ def _prices(raw: Any) -> dict[ImageSize, CostEstimate]:
         except ValueError:
             raise _Problem(field, f"{value!r} is not a price: {PRICE_RULE}") from None
     return prices
+
+
+def _one_price(raw: Any, field: str) -> CostEstimate:
+    try:
+        return CostEstimate.price(_amount(raw, field, PRICE_RULE))
+    except ValueError:
+        raise _Problem(field, f"{raw!r} is not a price: {PRICE_RULE}") from None
 
 
 def _ratios(raw: Any) -> frozenset[AspectRatio]:

@@ -12,11 +12,21 @@ import mcp.types as mt
 from fastmcp.tools.base import ToolResult
 from fastmcp.utilities.types import Image
 
-from image_core.domain import EncodedImage, Generation, GenerationResult, PendingGeneration
+from image_core.domain import (
+    EncodedImage,
+    FailedImage,
+    Generation,
+    GenerationBatch,
+    GenerationResult,
+    Grounding,
+    PendingGeneration,
+)
 from image_server.references import image_url
 
 GET_TOOL_NAME = "get_image"
 NOTE_CHARS = 200
+SOURCES_SHOWN = 3
+"""How many of the web pages a grounded image drew on the reply names."""
 
 
 def _one_line(text: str, limit: int = NOTE_CHARS) -> str:
@@ -87,9 +97,31 @@ def _facts(g: Generation) -> list[str]:
         f"aspect ratio {ratio}, {g.width}x{g.height} px",
         f"Estimated cost: {g.cost.display()}",
     ]
+    if g.thinking_level:
+        lines.append(f"Thinking level: {g.thinking_level}")
+    if g.grounding is not None:
+        lines.append(_grounding_line(g.grounding))
+    elif g.search_grounding:
+        lines.append("Google Search grounding was asked for; Gemini ran no search for it.")
     if g.is_placeholder:
         lines.append("Note: this server runs the offline placeholder backend; not a real image.")
     return lines
+
+
+def _grounding_line(grounding: Grounding) -> str:
+    """The search queries (how many, what they cost) and the first few sources, briefly."""
+    n = len(grounding.queries)
+    queries = "; ".join(_one_line(q, 60) for q in grounding.queries[:SOURCES_SHOWN])
+    said = f"{n} search {'query' if n == 1 else 'queries'}"
+    line = f"Grounded in Google Search: {said} ({queries}), {grounding.cost.display()}"
+    shown = [
+        f"{_one_line(s.title, 40)} <{_one_line(s.uri, 120)}>" if s.title else _one_line(s.uri, 120)
+        for s in grounding.sources[:SOURCES_SHOWN]
+    ]
+    more = len(grounding.sources) - len(shown)
+    if shown:
+        line += "; sources: " + ", ".join(shown) + (f" and {more} more" if more > 0 else "")
+    return line
 
 
 def _with_preview(
@@ -116,4 +148,87 @@ def _structured(g: Generation, public_url: str) -> dict[str, Any]:
         "height": g.height,
         "estimated_cost_usd": str(g.cost.usd),
         "placeholder": g.is_placeholder,
+        **_controls(g),
     }
+
+
+def _controls(g: Generation) -> dict[str, Any]:
+    """The controls the request used, only those (a plain request's reply is unchanged)."""
+    used: dict[str, Any] = {}
+    if g.thinking_level:
+        used["thinking_level"] = g.thinking_level
+    if g.search_grounding:
+        grounding = g.grounding or Grounding()
+        used["search_queries"] = list(grounding.queries)
+        used["search_cost_usd"] = str(grounding.cost.usd)
+        used["sources"] = [
+            {"uri": s.uri, "title": s.title} for s in grounding.sources[:SOURCES_SHOWN]
+        ]
+    return used
+
+
+def batch_reply(batch: GenerationBatch, public_url: str) -> ToolResult:
+    """Several images of one call: each with its preview and URL, or why it is missing.
+
+    One image is ``reply`` (or ``pending_reply``) exactly, so a plain call answers as it
+    always did.
+    """
+    outcomes = batch.outcomes
+    if len(outcomes) == 1 and not isinstance(outcomes[0], FailedImage):
+        only = outcomes[0]
+        if isinstance(only, PendingGeneration):
+            return pending_reply(only, public_url)
+        return reply(only, public_url)
+    total = len(outcomes)
+    ready = sum(isinstance(o, GenerationResult) for o in outcomes)
+    rendering = sum(isinstance(o, PendingGeneration) for o in outcomes)
+    failed = total - ready - rendering
+    summary = [f"{ready} of {total} images ready"]
+    if rendering:
+        summary.append(f"{rendering} still rendering")
+    if failed:
+        summary.append(f"{failed} failed")
+    head = ", ".join(summary) + f"; estimated cost {batch.cost.display()} in all."
+    content: list[mt.ContentBlock] = [mt.TextContent(type="text", text=head)]
+    images: list[dict[str, Any]] = []
+    for number, outcome in enumerate(outcomes, start=1):
+        label = f"Image {number} of {total}"
+        if isinstance(outcome, GenerationResult):
+            one = reply(outcome, public_url)
+            content += [_relabelled(block, label) for block in one.content]
+            images.append(one.structured_content or {})
+        elif isinstance(outcome, PendingGeneration):
+            one = pending_reply(outcome, public_url)
+            content += [_relabelled(block, label) for block in one.content]
+            images.append(one.structured_content or {})
+        else:
+            text = f"{label} failed: {outcome.message}"
+            if outcome.generation is not None and outcome.generation.cost.usd:
+                text += f" (estimated cost {outcome.generation.cost.display()}: it may be billed)"
+            content.append(mt.TextContent(type="text", text=text))
+            kept = outcome.generation
+            images.append(
+                {
+                    **(_structured(kept, public_url) if kept else {"status": "failed"}),
+                    "failure": outcome.message,
+                }
+            )
+    structured = {
+        "count": total,
+        "ready": ready,
+        "rendering": rendering,
+        "failed": failed,
+        "estimated_cost_usd": str(batch.cost.usd),
+        "images": images,
+    }
+    return ToolResult(content=content, structured_content=structured)
+
+
+def _relabelled(block: mt.ContentBlock, label: str) -> mt.ContentBlock:
+    """A text block of one image's reply, headed with which image of the call it is."""
+    if not isinstance(block, mt.TextContent):
+        return block
+    ready = "Image ready: "
+    if block.text.startswith(ready):
+        return mt.TextContent(type="text", text=f"{label} ready: {block.text[len(ready) :]}")
+    return mt.TextContent(type="text", text=f"{label}: {block.text}")

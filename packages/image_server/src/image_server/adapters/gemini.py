@@ -28,7 +28,13 @@ from google import genai
 from google.genai import errors as genai_errors
 from google.genai import types
 
-from image_core.domain import BackendImage, BackendRequest, TokenUsage
+from image_core.domain import (
+    BackendImage,
+    BackendRequest,
+    Grounding,
+    GroundingSource,
+    TokenUsage,
+)
 from image_core.errors import (
     BackendError,
     BackendMisconfigured,
@@ -48,6 +54,12 @@ QUOTE_CHARS: Final = 300
 """How much of a text-only answer is quoted back to the person."""
 NOTE_CHARS: Final = 200
 """How much of the text beside an image becomes the one-line note of the tool reply."""
+MAX_SOURCES: Final = 10
+"""How many of the web pages a grounded answer names are kept."""
+GROUNDING_CHARS: Final = 200
+"""How much of a search query or a page title is kept."""
+MAX_URI_CHARS: Final = 2048
+"""A source address longer than this is dropped, not kept."""
 
 _PROMPT_BLOCKS: Final = {
     "SAFETY": "it tripped Gemini's safety filter",
@@ -319,6 +331,10 @@ class GeminiImageBackend:
                 aspect_ratio=request.aspect_ratio.value if request.aspect_ratio else None,
                 image_size=request.image_size.value,
             ),
+            thinking_config=_thinking(request.thinking_level),
+            tools=[types.Tool(google_search=types.GoogleSearch())]
+            if request.search_grounding
+            else None,
         )
         lifted = _Lifted(sink)
         token = _LIFTED.set(lifted)
@@ -509,6 +525,7 @@ class GeminiImageBackend:
                     mime_type=_sniff_mime(data, blob.mime_type),
                     token_usage=_token_usage(response.usage_metadata),
                     text=self._quote(said, NOTE_CHARS) if said else None,
+                    grounding=grounding_of(candidate.grounding_metadata),
                 )
         reason = _enum_name(candidate.finish_reason)
         if reason in _FINISH_REFUSALS:
@@ -561,6 +578,35 @@ class GeminiImageBackend:
                 "Gemini's models list sent an answer that could not be read"
             ) from None
         return frozenset(ids)
+
+
+def _thinking(level: str | None) -> types.ThinkingConfig | None:
+    """The SDK's thinking config for a level the catalog names (``high`` is ``HIGH``)."""
+    if level is None:
+        return None
+    return types.ThinkingConfig(thinking_level=types.ThinkingLevel(level.upper()))
+
+
+def grounding_of(metadata: types.GroundingMetadata | None) -> Grounding | None:
+    """The search queries Gemini ran and the web pages it drew on, when it searched.
+
+    Every query is kept (each is billed), cut to ``GROUNDING_CHARS``; of the pages, the
+    first ``MAX_SOURCES``, their titles cut alike: a record stays small whatever comes.
+    """
+    if metadata is None:
+        return None
+    queries = tuple(_cut(q) for q in metadata.web_search_queries or [] if q.strip())
+    sources = tuple(
+        GroundingSource(uri=chunk.web.uri, title=_cut(chunk.web.title) if chunk.web.title else None)
+        for chunk in metadata.grounding_chunks or []
+        if chunk.web is not None and chunk.web.uri and len(chunk.web.uri) <= MAX_URI_CHARS
+    )
+    return Grounding(queries=queries, sources=sources[:MAX_SOURCES])
+
+
+def _cut(text: str) -> str:
+    folded = " ".join(text.split())
+    return folded if len(folded) <= GROUNDING_CHARS else folded[: GROUNDING_CHARS - 1] + "…"
 
 
 def _enum_name(value: object) -> str:
