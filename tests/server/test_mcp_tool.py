@@ -12,7 +12,7 @@ from typing import Any, get_args
 
 import httpx2
 import pytest
-from fastmcp import Client
+from fastmcp import Client, FastMCP
 from fastmcp.exceptions import ToolError
 from fastmcp.server.auth.providers.jwt import StaticTokenVerifier
 from mcp.types import ImageContent, TextContent
@@ -554,3 +554,36 @@ async def test_server_info_names_the_product_and_its_version(client: Client[Any]
     assert info.icons[0].src.endswith("/ui/static/favicon.svg")
     assert info.website_url is not None
     assert info.website_url.endswith("/ui/")
+
+
+async def test_a_tool_call_does_not_list_every_tool_first(
+    client: Client[Any], settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The transport checks a call's headers against the tool's schema, looked up directly.
+
+    Without the lookup it ran the whole tools/list handler before every call (about
+    10 ms of a 1K generation); the schema it finds must still be the listed one.
+    """
+    listed = {t.name: t.input_schema for t in await client.list_tools()}
+    listings = 0
+    original = FastMCP.list_tools
+
+    async def counting(self: FastMCP, *args: Any, **kwargs: Any) -> Any:
+        nonlocal listings
+        listings += 1
+        return await original(self, *args, **kwargs)
+
+    monkeypatch.setattr(FastMCP, "list_tools", counting)
+    await client.call_tool("get_image", {"name": "missing.png"}, raise_on_error=False)
+    await client.call_tool("generate_image", {"prompt": "a fox"})
+    assert listings == 0
+    await client.list_tools()
+    assert listings >= 1  # the counter does see a real listing
+    server = build_mcp_server(
+        build_service(settings, backend=FakeImageBackend()),
+        public_url="http://127.0.0.1",
+        auth=None,
+    )
+    lookup = server._mcp_server.get_tool_input_schema
+    assert lookup is not None
+    assert {name: lookup(name) for name in listed} == listed

@@ -503,22 +503,34 @@ def build_mcp_server(
         middleware=[AllowedEmailsMiddleware(service), ReadableArgumentErrors()],
         mask_error_details=True,
     )
-    server.add_tool(
-        FunctionTool.from_function(
-            GenerateImageTool(service, public_url, tool_deadline_seconds),
-            name=TOOL_NAME,
-            description=tool_description(service.offered_models()),
-        )
+    generate_tool = FunctionTool.from_function(
+        GenerateImageTool(service, public_url, tool_deadline_seconds),
+        name=TOOL_NAME,
+        description=tool_description(service.offered_models()),
     )
-    server.add_tool(
-        FunctionTool.from_function(
-            GetImageTool(service, public_url),
-            name=GET_TOOL_NAME,
-            description=GET_DESCRIPTION,
-            annotations=mt.ToolAnnotations(read_only_hint=True, idempotent_hint=True),
-        )
+    get_tool = FunctionTool.from_function(
+        GetImageTool(service, public_url),
+        name=GET_TOOL_NAME,
+        description=GET_DESCRIPTION,
+        annotations=mt.ToolAnnotations(read_only_hint=True, idempotent_hint=True),
     )
+    server.add_tool(generate_tool)
+    server.add_tool(get_tool)
+    _serve_input_schemas(server, [generate_tool, get_tool])
     return server
+
+
+def _serve_input_schemas(server: FastMCP, tools: list[FunctionTool]) -> None:
+    """Let the HTTP transport look a tool's input schema up instead of listing all tools.
+
+    The 2026-07-28 transport checks ``Mcp-Param-*`` headers against the called tool's
+    schema before each ``tools/call``; without a lookup it runs the whole ``tools/list``
+    handler (middleware, schemas, descriptions) first, about 10 ms of every call. The
+    tools here are the same for every caller, so their schemas are fixed at start-up.
+    """
+    schemas = {tool.name: dict(tool.parameters) for tool in tools}
+    # fastmcp has no public setter for this low-level option (pinned; tested).
+    server._mcp_server.get_tool_input_schema = schemas.get
 
 
 def _ms(started: float) -> int:
