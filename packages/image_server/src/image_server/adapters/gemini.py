@@ -466,16 +466,18 @@ class GeminiImageBackend:
             )
         if code == 404:
             _log.warning(
-                "Gemini answered 404 for model id %r: it is unknown or retired; set "
-                "IMG_MODEL_FLASH / IMG_MODEL_PRO to the current image model id",
+                "Gemini answered 404 for model id %r: it is unknown or retired; set its "
+                "alias's IMG_MODEL_<ALIAS> (IMG_MODEL_FLASH, IMG_MODEL_PRO, IMG_MODEL_LITE) to "
+                "the current image model id; `image-mcp check --online` lists what is gone",
                 model,
             )
             return _Failure(
                 BackendMisconfigured,
                 f"Gemini does not know the model id {model!r}: it is misspelled or retired "
                 f"({status})",
-                "An administrator should set IMG_MODEL_FLASH / IMG_MODEL_PRO to the current "
-                "Gemini image model id.",
+                "An administrator should set the model's IMG_MODEL_<ALIAS> variable (e.g. "
+                "IMG_MODEL_FLASH) to the current Gemini image model id; `image-mcp check "
+                "--online` shows which ids Gemini still offers.",
             )
         reasons = {str(d.get("reason", "")) for d in details}
         if code in (401, 403) or "API_KEY_INVALID" in reasons:
