@@ -16,7 +16,23 @@ if TYPE_CHECKING:
     from _typeshed import WriteableBuffer
 
 
-class ArrivingFile(io.RawIOBase):
+class _ReadableFile(io.RawIOBase):
+    """What both files here share: readable, seekable, ``readinto`` through ``read``."""
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: WriteableBuffer) -> int:
+        view = memoryview(buffer).cast("B")
+        data = self.read(len(view))
+        view[: len(data)] = data
+        return len(data)
+
+
+class ArrivingFile(_ReadableFile):
     """Bytes appended by one thread, read (forward, or sought in) by another.
 
     The pieces are kept as they came, never copied into one growing buffer: appending
@@ -69,18 +85,6 @@ class ArrivingFile(io.RawIOBase):
                 for start, piece in zip(self._starts, self._pieces, strict=True)
             )
 
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: WriteableBuffer) -> int:
-        view = memoryview(buffer).cast("B")
-        data = self.read(len(view))
-        view[: len(data)] = data
-        return len(data)
-
     def read(self, size: int = -1) -> bytes:
         with self._arrived:
             while not self._ended and (size < 0 or self._size - self._pos < size):
@@ -125,7 +129,7 @@ _PNG_HEAD: Final = 8
 _ALL_DATA: Final = 0x7FFFFFFF  # the largest chunk length PNG allows
 
 
-class JoinedImageData(io.RawIOBase):
+class JoinedImageData(_ReadableFile):
     """A PNG read as if all its image data were one IDAT chunk.
 
     A decoder is handed one chunk's data per read; PNG writers use chunks of 8 to 64 KiB,
@@ -144,12 +148,6 @@ class JoinedImageData(io.RawIOBase):
         self._state = "signature"  # then head, data, end
         self._pending = b""
 
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
     def tell(self) -> int:
         return self._pos
 
@@ -158,12 +156,6 @@ class JoinedImageData(io.RawIOBase):
         if whence == io.SEEK_END or target != self._pos:
             raise OSError("this view reads forward only")
         return self._pos
-
-    def readinto(self, buffer: WriteableBuffer) -> int:
-        view = memoryview(buffer).cast("B")
-        data = self.read(len(view))
-        view[: len(data)] = data
-        return len(data)
 
     def read(self, size: int = -1) -> bytes:
         wanted = _ALL_DATA if size < 0 else size
