@@ -1346,3 +1346,37 @@ async def test_a_stale_preference_is_not_called_the_persons_choice() -> None:
         await generate(world, image_size="4K")
     assert not caught.value.chosen_default
     assert caught.value.message.startswith("Lite (gemini-3.1-flash-lite-image)")
+
+
+class CountingPrefs(InMemoryPrefStore):
+    """Counts reads: on a real deployment each is a read of the preferences file."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reads = 0
+
+    def get_default_model(self, email: str) -> str | None:
+        self.reads += 1
+        return super().get_default_model(email)
+
+
+@pytest.mark.anyio
+async def test_a_generation_reads_the_persons_preferences_once() -> None:
+    """The default is looked up to pick the model; whose it was only for a refusal."""
+    prefs = CountingPrefs()
+    prefs.set_default_model("ada@example.com", "pro")
+    service = ImageService(
+        catalog=ModelCatalog(),
+        policy=AccessPolicy.open_policy(),
+        images=InMemoryImageStore(),
+        metadata=InMemoryMetadataRepository(),
+        prefs=prefs,
+        backend=FakeImageBackend(),
+        codec=PassthroughImageCodec(),
+        clock=FixedClock(),
+        ids=SequentialIds(),
+    )
+    ada = Identity("ada@example.com", email_verified=True)
+    result = await service.generate(ada, GenerationRequest.parse("a fox"))
+    assert result.generation.model_alias == "pro"
+    assert prefs.reads == 1

@@ -407,7 +407,8 @@ class ImageService:
         if problem is not None:
             chosen = self._chose(email, request, spec)
             raise _unsupported_error(spec, problem, self._catalog, chosen)
-        _check_controls(spec, request, self._catalog, self._chose(email, request, spec))
+        # Whose default it was is asked only for the refusal's wording (a preferences read).
+        _check_controls(spec, request, self._catalog, lambda: self._chose(email, request, spec))
         _check_available(self._availability, spec)
         return spec, self._load_references(request.references)
 
@@ -693,14 +694,26 @@ def _unsupported_error(
 
 
 def _check_controls(
-    spec: ModelSpec, request: GenerationRequest, catalog: ModelCatalog, chosen_default: bool
+    spec: ModelSpec,
+    request: GenerationRequest,
+    catalog: ModelCatalog,
+    was_chosen: Callable[[], bool],
 ) -> None:
-    """A thinking level the model offers and grounding only where the model has it."""
+    """A thinking level the model offers and grounding only where the model has it.
+
+    ``was_chosen`` says whether the model is the person's own default; it is called only
+    when something is refused.
+    """
+    level = request.thinking
+    if (level is None or level in spec.thinking_levels) and (
+        not request.search_grounding or spec.search_grounding
+    ):
+        return
+    chosen_default = was_chosen()
     whose = "your default model " if chosen_default else ""
     change = ", or change your default model" if chosen_default else ""
     named = f"{whose}'{spec.alias}' ({spec.display_name})"
     named = named[0].upper() + named[1:]
-    level = request.thinking
     if level is not None and level not in spec.thinking_levels:
         thinkers = [m for m in catalog if m.thinking_levels and m.alias != spec.alias]
         others = "; ".join(f"'{m.alias}' takes {', '.join(m.thinking_levels)}" for m in thinkers)
