@@ -544,8 +544,7 @@ class GeminiImageBackend:
 
     def _quote(self, text: str, limit: int = QUOTE_CHARS) -> str:
         """Text from Gemini made safe to show: key redacted, whitespace folded, truncated."""
-        cleaned = " ".join(text.replace(self._api_key, "[redacted]").split())
-        return cleaned if len(cleaned) <= limit else cleaned[: limit - 1].rstrip() + "…"
+        return _fold(text.replace(self._api_key, "[redacted]"), limit)
 
     async def list_models(self, timeout_seconds: float = 30.0) -> frozenset[str]:
         """Every model id the key may use, from Gemini's models list (all pages).
@@ -607,8 +606,13 @@ def grounding_of(metadata: types.GroundingMetadata | None) -> Grounding | None:
 
 
 def _cut(text: str) -> str:
+    return _fold(text, GROUNDING_CHARS)
+
+
+def _fold(text: str, limit: int) -> str:
+    """``text`` on one line, whitespace folded, cut to ``limit`` characters with an ellipsis."""
     folded = " ".join(text.split())
-    return folded if len(folded) <= GROUNDING_CHARS else folded[: GROUNDING_CHARS - 1] + "…"
+    return folded if len(folded) <= limit else folded[: limit - 1].rstrip() + "…"
 
 
 def _enum_name(value: object) -> str:
