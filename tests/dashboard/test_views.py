@@ -13,6 +13,7 @@ import attrs
 import pytest
 from starlette.testclient import TestClient
 
+from image_core.budgets import Period
 from image_core.contracts.samples import make_generation
 from image_core.domain import MAX_PRICE_USD, CostEstimate, UsageReport
 from image_core.testing import InMemoryMetadataRepository
@@ -220,7 +221,9 @@ def test_an_unexpected_error_is_a_product_page_without_details() -> None:
     """A storage failure deep in the core becomes a plain 500 page with the headers."""
 
     class BrokenMetadata(InMemoryMetadataRepository):
-        def usage(self, emails: Collection[str] | None = None) -> UsageReport:
+        def usage(
+            self, emails: Collection[str] | None = None, period: Period | None = None
+        ) -> UsageReport:
             raise RuntimeError("secret internal detail /srv/images")
 
     seeded = make_service(open_policy=True)

@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 from image_core.domain import (
     AspectRatio,
+    CostBasis,
     CostEstimate,
     Generation,
     GenerationStatus,
@@ -34,6 +35,7 @@ from image_core.serialization import (
 
 SAMPLE_V1 = Path(__file__).resolve().parents[1] / "data" / "sidecar_v1_sample.json"
 SAMPLE_V2 = Path(__file__).resolve().parents[1] / "data" / "sidecar_v2_sample.json"
+SAMPLE_V3 = Path(__file__).resolve().parents[1] / "data" / "sidecar_v3_sample.json"
 
 REQUIRED_FIELDS = [
     "id",
@@ -86,6 +88,8 @@ GENERATIONS = st.builds(
 
 #: What a record of a request that used none of the controls holds for them.
 CONTROLS_UNUSED = {"thinking_level": None, "search_grounding": False, "grounding": None}
+# What a record from before version 3 becomes: one cost, the list-price estimate.
+ONE_COST = {"estimate": None, "cost_basis": "list_price", "schema_version": 3}
 
 
 @pytest.fixture
@@ -140,9 +144,9 @@ def test_any_generation_round_trips_through_the_sidecar(generation: Generation) 
 
 @given(GENERATIONS)
 def test_any_sidecar_is_a_versioned_json_object_with_string_money(generation: Generation) -> None:
-    """Money is a string (no float rounding), time is UTC with "Z", the version is 2."""
+    """Money is a string (no float rounding), time is UTC with "Z", the version is 3."""
     data = json.loads(RecordCodec().dump_generation(generation))
-    assert data["schema_version"] == SIDECAR_SCHEMA_VERSION == 2
+    assert data["schema_version"] == SIDECAR_SCHEMA_VERSION == 3
     assert isinstance(data["cost"], str)
     assert Decimal(data["cost"]) == generation.cost.usd
     assert data["created_at"].endswith("Z")
@@ -165,6 +169,8 @@ def test_the_sidecar_has_one_key_per_field_plus_the_version(codec: RecordCodec) 
         "thinking_level",
         "search_grounding",
         "grounding",
+        "estimate",
+        "cost_basis",
     }
     assert data["status"] == "done"
     assert data["failure"] is None
@@ -443,10 +449,10 @@ def test_the_version_1_sample_sidecar_loads(codec: RecordCodec) -> None:
     )
 
 
-def test_a_version_1_sidecar_is_migrated_to_a_done_version_2_record(codec: RecordCodec) -> None:
+def test_a_version_1_sidecar_is_migrated_to_a_done_version_3_record(codec: RecordCodec) -> None:
     """Version 1 recorded stored images only: re-written, it is the v1 body plus done."""
     generation = codec.load_generation(SAMPLE_V1.read_bytes())
-    expected = {**json.loads(SAMPLE_V1.read_bytes()), "schema_version": 2}
+    expected = {**json.loads(SAMPLE_V1.read_bytes()), **ONE_COST}
     expected |= {"status": "done", "failure": None, **CONTROLS_UNUSED}
     assert json.loads(codec.dump_generation(generation)) == expected
     fields = codec.load_indexed_fields(SAMPLE_V1.read_bytes())
@@ -473,14 +479,27 @@ def test_the_version_2_sample_sidecar_loads(codec: RecordCodec) -> None:
     assert codec.load_indexed_fields(SAMPLE_V2.read_bytes()).status is GenerationStatus.FAILED
 
 
-def test_the_version_2_sample_is_what_the_codec_writes_today(codec: RecordCodec) -> None:
-    """Re-dumping the sample reproduces the file, so the sample really is the v2 shape.
+def test_the_version_2_sample_rewritten_is_its_body_as_version_3(codec: RecordCodec) -> None:
+    """Re-dumping the v2 sample keeps every field: its one cost is the estimate.
 
     The controls came later within version 2: the sample has none, and gets them unused.
     """
     generation = codec.load_generation(SAMPLE_V2.read_bytes())
-    expected = {**json.loads(SAMPLE_V2.read_bytes()), **CONTROLS_UNUSED}
+    assert generation.cost_basis is CostBasis.LIST_PRICE
+    assert generation.estimate is None
+    assert generation.list_price_estimate == generation.cost == CostEstimate(Decimal("0.24"))
+    expected = {**json.loads(SAMPLE_V2.read_bytes()), **CONTROLS_UNUSED, **ONE_COST}
     assert json.loads(codec.dump_generation(generation)) == expected
+
+
+def test_the_version_3_sample_keeps_cost_and_estimate_apart(codec: RecordCodec) -> None:
+    """A v3 record holds the cost from usage and the list-price estimate, both exactly."""
+    generation = codec.load_generation(SAMPLE_V3.read_bytes(), source=SAMPLE_V3.name)
+    assert generation.cost == CostEstimate(Decimal("0.067845"))
+    assert generation.estimate == CostEstimate(Decimal("0.067"))
+    assert generation.cost_basis is CostBasis.USAGE
+    assert json.loads(codec.dump_generation(generation)) == json.loads(SAMPLE_V3.read_bytes())
+    assert codec.load_indexed_fields(SAMPLE_V3.read_bytes()).cost == generation.cost
 
 
 @pytest.mark.parametrize("status", list(GenerationStatus))

@@ -16,6 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from image_core.access import AccessPolicy
+from image_core.budgets import Period
 from image_core.catalog import ModelCatalog
 from image_core.domain import (
     STANDARD_RATIOS,
@@ -1100,10 +1101,12 @@ class EmailRecordingMetadata(InMemoryMetadataRepository):
         self.seen.append(email)
         return super().page_for_user(email, offset, limit)
 
-    def usage(self, emails: Collection[str] | None = None) -> UsageReport:
+    def usage(
+        self, emails: Collection[str] | None = None, period: Period | None = None
+    ) -> UsageReport:
         """Note the emails asked for."""
         self.seen.extend(emails or ())
-        return super().usage(emails)
+        return super().usage(emails, period)
 
     def daily_spend(self, since: date, emails: Collection[str] | None = None) -> list[DailySpend]:
         """Note the emails asked for."""

@@ -447,6 +447,15 @@ class Grounding:
     cost: CostEstimate = CostEstimate(Decimal(0))
 
 
+class CostBasis(enum.StrEnum):
+    """Where a recorded cost comes from."""
+
+    USAGE = "usage"
+    """Gemini's own token counts for the answer, at the catalog's prices per token."""
+    LIST_PRICE = "list_price"
+    """The list price per image (no usage came back, or the record predates usage)."""
+
+
 @attrs.frozen
 class Generation:
     """One generation and everything the dashboard needs to know about it.
@@ -478,6 +487,11 @@ class Generation:
     """Whether the image was to be grounded in Google Search."""
     grounding: Grounding | None = None
     """What the search found, once known: its queries, sources and their cost."""
+    estimate: CostEstimate | None = None
+    """The list-price estimate made before the call, kept beside ``cost``; ``None`` in
+    records from before costs came from usage, whose ``cost`` is that estimate."""
+    cost_basis: CostBasis = CostBasis.LIST_PRICE
+    """Whether ``cost`` comes from Gemini's token counts or is the list-price estimate."""
 
     @id.validator
     def _check_id(self, _: attrs.Attribute[uuid.UUID], value: uuid.UUID) -> None:
@@ -498,6 +512,11 @@ class Generation:
     def is_settled(self) -> bool:
         """True once done or failed: only then does its cost count."""
         return self.status is not GenerationStatus.RENDERING
+
+    @property
+    def list_price_estimate(self) -> CostEstimate:
+        """The list-price estimate, also for records that kept only one cost."""
+        return self.estimate if self.estimate is not None else self.cost
 
     @property
     def is_placeholder(self) -> bool:

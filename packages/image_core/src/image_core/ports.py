@@ -16,6 +16,7 @@ from collections.abc import Collection
 from datetime import date, datetime
 from typing import Protocol, runtime_checkable
 
+from image_core.budgets import Period
 from image_core.domain import (
     BackendImage,
     BackendRequest,
@@ -103,11 +104,14 @@ class MetadataRepository(Protocol):
         """A page of one person's ``DONE`` generations (``email`` normalised), newest first."""
         ...
 
-    def usage(self, emails: Collection[str] | None = None) -> UsageReport:
+    def usage(
+        self, emails: Collection[str] | None = None, period: Period | None = None
+    ) -> UsageReport:
         """Image count and cost per person (only the normalised ``emails`` when given).
 
         Largest spend first. The count is of ``DONE`` images; the cost adds ``DONE`` and
         ``FAILED`` records (a failure may have been billed); ``RENDERING`` counts nothing.
+        With ``period``, only records created on its UTC days count.
         """
         ...
 

@@ -10,6 +10,9 @@ Sidecar versions: 1 held finished images only; 2 adds ``status`` (``rendering``,
 An older record is migrated on read (version 1 records are ``done``). Version 2 records
 may also hold the controls a request used (``thinking_level``, ``search_grounding``,
 ``grounding``); they are optional, so records written before them load unchanged.
+Version 3 keeps the list-price ``estimate`` beside ``cost`` and says where ``cost`` came
+from (``cost_basis``: Gemini's token counts, or the list price); a version 2 record's
+cost is its estimate, so it migrates unchanged.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from cattrs.preconf.json import JsonConverter, make_converter
 
 from image_core.domain import (
     AspectRatio,
+    CostBasis,
     CostEstimate,
     Generation,
     GenerationStatus,
@@ -35,7 +39,7 @@ from image_core.domain import (
 )
 from image_core.errors import CorruptRecord
 
-SIDECAR_SCHEMA_VERSION = 2
+SIDECAR_SCHEMA_VERSION = 3
 PREFS_SCHEMA_VERSION = 1
 
 _T = TypeVar("_T")
@@ -57,8 +61,16 @@ def _from_v1(data: dict[str, Any]) -> dict[str, Any]:
     return {**data, "status": GenerationStatus.DONE.value, "schema_version": 2}
 
 
+def _from_v2(data: dict[str, Any]) -> dict[str, Any]:
+    """Version 2 kept one cost, the list-price estimate: ``estimate`` stays unset."""
+    return {**data, "cost_basis": CostBasis.LIST_PRICE.value, "schema_version": 3}
+
+
 #: Each step turns a record of its version into one of the next version.
-_SIDECAR_MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {1: _from_v1}
+_SIDECAR_MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {
+    1: _from_v1,
+    2: _from_v2,
+}
 
 
 def _migrated(data: dict[str, Any]) -> dict[str, Any]:
@@ -156,7 +168,7 @@ def make_record_converter() -> JsonConverter:
     converter.register_structure_hook(int, _strict_int)
     converter.register_structure_hook(bool, _strict_bool)  # the int hook would refuse it
     # The str hook would otherwise also capture the str-based enums.
-    for kind in (ImageSize, AspectRatio, GenerationStatus):
+    for kind in (ImageSize, AspectRatio, GenerationStatus, CostBasis):
         converter.register_structure_hook(kind, _enum)
     converter.register_unstructure_hook(Decimal, str)
     converter.register_structure_hook(Decimal, _decimal)

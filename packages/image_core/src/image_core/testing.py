@@ -19,6 +19,7 @@ from datetime import UTC, date, datetime, timedelta
 import attrs
 
 from image_core import png as _png
+from image_core.budgets import Period
 from image_core.domain import (
     BackendImage,
     BackendRequest,
@@ -251,9 +252,14 @@ class InMemoryMetadataRepository:
         mine = newest_first(g for g in self._select([email]) if g.is_done)
         return GalleryPage(tuple(mine[offset : offset + limit]), len(mine), offset, limit)
 
-    def usage(self, emails: Collection[str] | None = None) -> UsageReport:
-        """Per-user totals."""
-        return summarise_usage(self._select(emails))
+    def usage(
+        self, emails: Collection[str] | None = None, period: Period | None = None
+    ) -> UsageReport:
+        """Per-user totals, of the records created within ``period`` when given."""
+        chosen = self._select(emails)
+        if period is not None:
+            chosen = [g for g in chosen if period.holds(g.created_at.astimezone(UTC).date())]
+        return summarise_usage(chosen)
 
     def daily_spend(self, since: date, emails: Collection[str] | None = None) -> list[DailySpend]:
         """Per-day, per-user totals."""

@@ -12,6 +12,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from image_core.budgets import Period
 from image_core.contracts.samples import (
     EXAMPLES,
     GENERATION_LISTS,
@@ -239,6 +240,39 @@ class MetadataRepositoryContract:
             DailySpend("2026-11-24", "bob@example.org", 1, CostEstimate(Decimal("0.067"))),
         ]
         assert metadata_repo.daily_spend(date(2026, 11, 25)) == []
+
+    def test_usage_of_a_period_counts_only_its_utc_days(
+        self,
+        metadata_repo: MetadataRepository,
+    ) -> None:
+        """A month is midnight to midnight UTC at both ends; rendering records never count."""
+        first = datetime(2026, 12, 1, tzinfo=UTC)
+        for email, at, cost, status in [
+            ("ann@example.com", first - timedelta(microseconds=1), "5", GenerationStatus.DONE),
+            ("ann@example.com", first, "0.1", GenerationStatus.DONE),
+            (
+                "ann@example.com",
+                first + timedelta(days=30, hours=23),
+                "0.2",
+                GenerationStatus.FAILED,
+            ),
+            ("ann@example.com", first + timedelta(days=31), "7", GenerationStatus.DONE),
+            ("ann@example.com", first + timedelta(days=2), "9", GenerationStatus.RENDERING),
+            ("bob@example.org", first + timedelta(days=3), "0.067", GenerationStatus.DONE),
+        ]:
+            metadata_repo.add(make_generation(email, at=at, cost=cost, status=status))
+        december = Period.month_of(date(2026, 12, 17))
+        assert metadata_repo.usage(period=december).rows == (
+            UserUsage("ann@example.com", 1, CostEstimate(Decimal("0.3"))),
+            UserUsage("bob@example.org", 1, CostEstimate(Decimal("0.067"))),
+        )
+        only_bob = metadata_repo.usage(["bob@example.org"], december)
+        assert only_bob.total_cost == CostEstimate(Decimal("0.067"))
+        day = metadata_repo.usage(["ann@example.com"], Period.day_of(date(2026, 11, 30)))
+        assert day.total_cost == CostEstimate(Decimal("5"))
+        assert metadata_repo.usage(period=Period()).total_cost == CostEstimate(Decimal("12.367"))
+        assert metadata_repo.usage(period=Period(start=date(2027, 1, 1))).total_count == 1
+        assert metadata_repo.usage(period=Period(end=date(2026, 12, 1))).total_count == 1
 
     def test_users_are_listed_once_each_and_sorted(
         self,

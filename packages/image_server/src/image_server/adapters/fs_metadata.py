@@ -15,6 +15,7 @@ from datetime import date
 from pathlib import Path
 from types import TracebackType
 
+from image_core.budgets import Period
 from image_core.domain import DailySpend, GalleryPage, Generation, UsageReport
 from image_core.names import is_image_id
 from image_core.ports import MetadataRepository
@@ -98,9 +99,11 @@ class FilesystemMetadataRepository:
         items = tuple(g for id_text in ids if (g := self._sidecars.load(id_text)) is not None)
         return GalleryPage(items, total, offset, limit)
 
-    def usage(self, emails: Collection[str] | None = None) -> UsageReport:
+    def usage(
+        self, emails: Collection[str] | None = None, period: Period | None = None
+    ) -> UsageReport:
         """Image count and exact cost per person, largest spend first, then by email."""
-        return self._index.usage(emails)
+        return self._index.usage(emails, period)
 
     def daily_spend(self, since: date, emails: Collection[str] | None = None) -> list[DailySpend]:
         """Spend per UTC day and person from ``since`` on, oldest day first."""

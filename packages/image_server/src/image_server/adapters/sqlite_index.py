@@ -27,6 +27,7 @@ from types import TracebackType
 from typing import Any, Protocol
 
 from image_core.access import owner_key
+from image_core.budgets import Period
 from image_core.domain import CostEstimate, DailySpend, GenerationStatus, UsageReport, UserUsage
 from image_core.errors import StorageError
 from image_core.serialization import IndexedFields
@@ -166,9 +167,19 @@ class SqliteIndex:
             ).fetchall()
         return int(total), [id_text for (id_text,) in ids]
 
-    def usage(self, emails: Collection[str] | None = None) -> UsageReport:
-        """Image count and exact cost per person, largest spend first, then by email."""
-        groups = self._totals("owner", *_owner_filter(emails))
+    def usage(
+        self, emails: Collection[str] | None = None, period: Period | None = None
+    ) -> UsageReport:
+        """Image count and exact cost per person, largest spend first, then by email.
+
+        With ``period``, only records of its UTC days (the ``day`` column) count.
+        """
+        where, params = _owner_filter(emails)
+        if period is not None and period.start is not None:
+            where, params = f"{where} AND day >= ?", (*params, period.start.isoformat())
+        if period is not None and period.end is not None:
+            where, params = f"{where} AND day < ?", (*params, period.end.isoformat())
+        groups = self._totals("owner", where, params)
         rows = [UserUsage(owner, count, cost) for (owner,), (count, cost) in groups.items()]
         rows.sort(key=lambda r: (-r.cost.usd, r.email))
         return UsageReport(tuple(rows))
