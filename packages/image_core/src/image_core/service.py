@@ -21,6 +21,7 @@ import attrs
 from image_core import names
 from image_core.access import AccessPolicy, owner_key
 from image_core.background import BackgroundWork
+from image_core.budgets import Budgets
 from image_core.catalog import ModelCatalog
 from image_core.domain import (
     AspectRatio,
@@ -127,6 +128,8 @@ class ImageService:
     _background: BackgroundWork = attrs.field(factory=BackgroundWork, alias="background")
     _availability: ModelAvailability | None = attrs.field(default=None, alias="availability")
     """What the last check of the backend's models list found (``None``: no check)."""
+    _budgets: Budgets = attrs.field(factory=Budgets, alias="budgets")
+    """The configured spending limits (none by default)."""
 
     # --- decisions that touch no storage: plain methods ---------------------------------
 
