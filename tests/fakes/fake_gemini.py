@@ -715,7 +715,8 @@ def _chosen(scripted: _Scripted | None, counted: dict[str, Any]) -> dict[str, An
 
 
 def text_tokens(text: str) -> int:
-    """How many tokens the fake counts for ``text``: one per four characters, at least one."""
+    """How many tokens the fake counts for ``text``: one per four characters, at least one
+    (none for no text)."""
     return max(1, len(text) // 4) if text else 0
 
 
