@@ -164,3 +164,29 @@ async def test_an_answer_without_usage_has_no_true_cost(
     assert image.token_usage is None
     assert cost_from_usage(FLASH, image.token_usage) is None
     assert fake.requests[0].behaviour == "ok"
+
+
+async def test_output_of_no_stated_modality_is_text(
+    fake: FakeGemini, backend: GeminiImageBackend
+) -> None:
+    """Unspecified (or absent) modality counts as text, as the SDK documents; entries add up."""
+    fake.script_usage(
+        {
+            "promptTokenCount": 10,
+            "candidatesTokenCount": 1128,
+            "candidatesTokensDetails": [
+                {"modality": "IMAGE", "tokenCount": 1120},
+                {"modality": "MODALITY_UNSPECIFIED", "tokenCount": 5},
+                {"tokenCount": 3},
+            ],
+            "totalTokenCount": 1138,
+        }
+    )
+
+    image = await backend.generate(ask(FLASH.model_id))
+
+    assert image.token_usage is not None
+    assert (image.token_usage.image_output_tokens, image.token_usage.text_output_tokens) == (
+        1120,
+        8,
+    )
