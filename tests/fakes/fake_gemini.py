@@ -41,6 +41,16 @@ Besides generating, it answers the models list (``GET /v1beta/models``, paginate
 400 INVALID_ARGUMENT and Google's error body, a size or ratio the model does not offer
 (``capabilities``, by model id; ids it has no entry for take everything). A request with
 the ``googleSearch`` tool gets ``groundingMetadata`` in its candidate.
+
+Every answer that carries ``usageMetadata`` counts tokens the way Gemini does:
+``promptTokenCount`` is the prompt's text (a token per four characters) plus
+``REFERENCE_TOKENS`` per reference image, broken down by modality in
+``promptTokensDetails``; ``candidatesTokenCount`` is the image's tokens
+(``IMAGE_TOKENS`` by size) plus the answer's text, broken down in
+``candidatesTokensDetails``; thinking (``thoughtsTokenCount``) and the search results of
+a grounded request (``toolUsePromptTokenCount``) are counted apart, and
+``totalTokenCount`` is the sum of all four. ``FakeGemini.script_usage`` queues exact
+``usageMetadata`` objects for the next answers instead.
 """
 
 from __future__ import annotations
@@ -68,9 +78,15 @@ from tests.support.photos import photo_bytes
 _PATH = re.compile(r"^/(?P<version>v1|v1beta)/models/(?P<model>[^/:]+):generateContent$")
 _LIST_PATH = re.compile(r"^/(?P<version>v1|v1beta)/models/?$")
 _LONG_SIDE = {"512": 512, "1K": 1024, "2K": 2048, "4K": 4096}
-# Image output tokens as Google bills them for Pro (flash is close enough for a fake).
-_IMAGE_TOKENS = {"512": 747, "1K": 1120, "2K": 1120, "4K": 2000}
-_THOUGHT_TOKENS = 96
+#: Image output tokens as Google bills them for Pro (flash is close enough for a fake).
+IMAGE_TOKENS: dict[str, int] = {"512": 747, "1K": 1120, "2K": 1120, "4K": 2000}
+#: Input tokens of one reference image: Gemini 3's budget for an image at medium media
+#: resolution (what a 1K reference costs), whatever its pixel size here.
+REFERENCE_TOKENS = 560
+THOUGHT_TOKENS = 96
+"""Thinking tokens of an answer with thoughts."""
+GROUNDING_TOKENS = 42
+"""Search-result tokens fed back to the model in a grounded answer."""
 _RATIOS = frozenset(
     {"1:1", "2:3", "3:2", "3:4", "4:3", "4:5", "5:4", "9:16", "16:9", "21:9"}
     | {"1:4", "4:1", "1:8", "8:1"}
@@ -262,6 +278,7 @@ class FakeGemini:
         self.google_wire = google_wire
         self._lock = threading.Lock()
         self._script: collections.deque[str] = collections.deque()
+        self._usages: collections.deque[dict[str, Any] | None] = collections.deque()
         self._requests: list[RecordedRequest] = []
         self._stopping = threading.Event()
         self._server: _Server | None = None
@@ -329,6 +346,16 @@ class FakeGemini:
         with self._lock:
             self._script.extend(behaviours)
 
+    def script_usage(self, *usages: dict[str, Any] | None) -> None:
+        """Queue exact ``usageMetadata`` for the next answers, one each, in order.
+
+        Each is sent as given (camelCase wire names, e.g. ``{"promptTokenCount": 1290}``)
+        in place of the counted one, whatever the behaviour; ``None`` sends an answer
+        without ``usageMetadata``. Answers without a body (errors) consume one too.
+        """
+        with self._lock:
+            self._usages.extend(usages)
+
     @property
     def pending(self) -> list[str]:
         """Scripted behaviours not consumed yet."""
@@ -353,6 +380,7 @@ class FakeGemini:
             self._requests.clear()
             self._list_requests.clear()
             self._script.clear()
+            self._usages.clear()
 
     # -- serving ---------------------------------------------------------------------
 
@@ -364,13 +392,14 @@ class FakeGemini:
             return
         with self._lock:
             behaviour = self._script.popleft() if self._script else "ok"
+            scripted = _Scripted(self._usages.popleft()) if self._usages else None
         delay = self.delay_seconds
         if behaviour.startswith("slow:"):
             delay += float(behaviour.removeprefix("slow:"))
         elif behaviour.startswith("slow_error:"):
             seconds, _, behaviour = behaviour.removeprefix("slow_error:").partition(":")
             delay += float(seconds)
-        record, reply = self._answer(handler, raw, behaviour)
+        record, reply = self._answer(handler, raw, behaviour, scripted)
         with self._lock:
             self._requests.append(record)
         if (delay > 0 and self._stopping.wait(delay)) or reply is None:
@@ -439,7 +468,7 @@ class FakeGemini:
         return _json(200, body)
 
     def _answer(
-        self, handler: _Handler, raw: bytes, behaviour: str
+        self, handler: _Handler, raw: bytes, behaviour: str, scripted: _Scripted | None
     ) -> tuple[RecordedRequest, _Reply | None]:
         url = urlsplit(handler.path)
         match = _PATH.match(url.path)
@@ -484,14 +513,17 @@ class FakeGemini:
         model = match["model"]
         if self.known_models is not None and model not in self.known_models:
             return record, _not_found(model, match["version"])
-        return record, self._behave(behaviour, record, key)
+        return record, self._behave(behaviour, record, key, scripted)
 
-    def _behave(self, behaviour: str, record: RecordedRequest, key: str) -> _Reply | None:
+    def _behave(
+        self, behaviour: str, record: RecordedRequest, key: str, scripted: _Scripted | None
+    ) -> _Reply | None:
         name, _, arg = behaviour.partition(":")
-        usage = _usage(record, image_tokens=0)
+        usage = _chosen(scripted, _usage(record))
+        text_usage = _chosen(scripted, _usage(record, text=self.text_reply))
         faults: dict[str, Callable[[], _Reply | None]] = {
             "text_only": lambda: _ok(
-                _candidate([{"text": self.text_reply}], "STOP"), usage, record
+                _candidate([{"text": self.text_reply}], "STOP"), text_usage, record
             ),
             "safety_prompt": lambda: _blocked_prompt("SAFETY", usage, record),
             "block_prompt": lambda: _blocked_prompt(arg, usage, record),
@@ -528,9 +560,11 @@ class FakeGemini:
             "disconnect": lambda: None,
         }
         fault = faults.get(name)
-        return fault() if fault else self._image_reply(behaviour, record)
+        return fault() if fault else self._image_reply(behaviour, record, scripted)
 
-    def _image_reply(self, behaviour: str, record: RecordedRequest) -> _Reply:
+    def _image_reply(
+        self, behaviour: str, record: RecordedRequest, scripted: _Scripted | None
+    ) -> _Reply:
         image_config = _field(record.config, "imageConfig") or {}
         size = _field(image_config, "imageSize") or "1K"
         ratio = _field(image_config, "aspectRatio") or "1:1"
@@ -549,8 +583,9 @@ class FakeGemini:
             )
         modalities = _field(record.config, "responseModalities") or ["TEXT", "IMAGE"]
         if "IMAGE" not in modalities:
-            usage = _usage(record, image_tokens=0)
-            return _ok(_candidate([{"text": "A picture, in words."}], "STOP"), usage, record)
+            words = "A picture, in words."
+            usage = _chosen(scripted, _usage(record, text=words))
+            return _ok(_candidate([{"text": words}], "STOP"), usage, record)
         jpeg = self.image_format == "jpeg" or behaviour in {"jpeg", "jpeg_labelled_png"}
         data = render(record.prompt, ratio, size, "JPEG" if jpeg else "PNG")
         declared = (
@@ -564,20 +599,23 @@ class FakeGemini:
                 {"text": "**Planning the composition**\nA first sketch.", "thought": True},
                 {"inlineData": {"mimeType": "image/png", "data": _b64(draft)}, "thought": True},
             ]
-        if "TEXT" in modalities:
-            parts.append({"text": "Here is the image you asked for."})
+        said = "Here is the image you asked for." if "TEXT" in modalities else ""
+        if said:
+            parts.append({"text": said})
         parts.append(
             {
                 "inlineData": {"mimeType": declared, "data": _b64(data)},
                 "thoughtSignature": _b64(b"fake-signature"),
             }
         )
-        usage = _usage(record, image_tokens=_IMAGE_TOKENS[size], thoughts=thoughts)
         candidate = _candidate(parts, "STOP")
-        if _asks_for_search(record.body):
+        grounded = _asks_for_search(record.body)
+        if grounded:
             candidate["groundingMetadata"] = _grounding(record.prompt)
-            usage["toolUsePromptTokenCount"] = 42
-        return _ok(candidate, usage, record)
+        counted = _usage(
+            record, image_tokens=IMAGE_TOKENS[size], text=said, thoughts=thoughts, grounded=grounded
+        )
+        return _ok(candidate, _chosen(scripted, counted), record)
 
 
 def dimensions(ratio: str, size: str | None) -> tuple[int, int]:
@@ -665,15 +703,53 @@ def _json(status: int, body: dict[str, Any]) -> _Reply:
     return _Reply(status, json.dumps(body, indent=2).encode())
 
 
-def _usage(record: RecordedRequest, *, image_tokens: int, thoughts: bool = False) -> dict[str, int]:
-    prompt_tokens = max(1, len(record.prompt) // 4) + 258 * len(record.images)
-    usage = {"promptTokenCount": prompt_tokens}
-    if image_tokens:
-        usage["candidatesTokenCount"] = image_tokens
+@dataclass(frozen=True)
+class _Scripted:
+    """The ``usageMetadata`` a test scripted for one answer (``None``: none at all)."""
+
+    usage: dict[str, Any] | None
+
+
+def _chosen(scripted: _Scripted | None, counted: dict[str, Any]) -> dict[str, Any] | None:
+    return counted if scripted is None else scripted.usage
+
+
+def text_tokens(text: str) -> int:
+    """How many tokens the fake counts for ``text``: one per four characters, at least one
+    (none for no text)."""
+    return max(1, len(text) // 4) if text else 0
+
+
+def _usage(
+    record: RecordedRequest,
+    *,
+    image_tokens: int = 0,
+    text: str = "",
+    thoughts: bool = False,
+    grounded: bool = False,
+) -> dict[str, Any]:
+    """``usageMetadata`` as Gemini writes it; like its JSON, zero counts are left out."""
+    prompt_text = text_tokens(record.prompt) or 1
+    prompt_images = REFERENCE_TOKENS * len(record.images)
+    output_text = text_tokens(text)
+    usage: dict[str, Any] = {
+        "promptTokenCount": prompt_text + prompt_images,
+        "promptTokensDetails": _details(TEXT=prompt_text, IMAGE=prompt_images),
+    }
+    if image_tokens + output_text:
+        usage["candidatesTokenCount"] = image_tokens + output_text
+        usage["candidatesTokensDetails"] = _details(IMAGE=image_tokens, TEXT=output_text)
     if thoughts:
-        usage["thoughtsTokenCount"] = _THOUGHT_TOKENS
-    usage["totalTokenCount"] = sum(usage.values())
+        usage["thoughtsTokenCount"] = THOUGHT_TOKENS
+    if grounded:
+        usage["toolUsePromptTokenCount"] = GROUNDING_TOKENS
+    usage["totalTokenCount"] = sum(v for v in usage.values() if isinstance(v, int))
     return usage
+
+
+def _details(**counts: int) -> list[dict[str, Any]]:
+    """A ``ModalityTokenCount`` list, one entry per modality with tokens."""
+    return [{"modality": m, "tokenCount": n} for m, n in counts.items() if n]
 
 
 def _candidate(parts: list[dict[str, Any]] | None, finish_reason: str) -> dict[str, Any]:
@@ -683,28 +759,20 @@ def _candidate(parts: list[dict[str, Any]] | None, finish_reason: str) -> dict[s
     return candidate
 
 
-def _ok(candidate: dict[str, Any], usage: dict[str, int], record: RecordedRequest) -> _Reply:
-    return _json(
-        200,
-        {
-            "candidates": [candidate],
-            "usageMetadata": usage,
-            "modelVersion": record.model,
-            "responseId": uuid.uuid4().hex[:22],
-        },
-    )
+def _ok(candidate: dict[str, Any], usage: dict[str, Any] | None, record: RecordedRequest) -> _Reply:
+    return _json(200, _answer_body({"candidates": [candidate]}, usage, record))
 
 
-def _blocked_prompt(reason: str, usage: dict[str, int], record: RecordedRequest) -> _Reply:
-    return _json(
-        200,
-        {
-            "promptFeedback": {"blockReason": reason},
-            "usageMetadata": usage,
-            "modelVersion": record.model,
-            "responseId": uuid.uuid4().hex[:22],
-        },
-    )
+def _blocked_prompt(reason: str, usage: dict[str, Any] | None, record: RecordedRequest) -> _Reply:
+    return _json(200, _answer_body({"promptFeedback": {"blockReason": reason}}, usage, record))
+
+
+def _answer_body(
+    body: dict[str, Any], usage: dict[str, Any] | None, record: RecordedRequest
+) -> dict[str, Any]:
+    if usage is not None:
+        body["usageMetadata"] = usage
+    return {**body, "modelVersion": record.model, "responseId": uuid.uuid4().hex[:22]}
 
 
 def _error(

@@ -27,7 +27,15 @@ from image_core.errors import (
     InvalidConfiguration,
 )
 from image_server.adapters.gemini import DEFAULT_BASE_URL, QUOTE_CHARS, GeminiImageBackend
-from tests.fakes.fake_gemini import DEFAULT_TEXT_REPLY, FakeGemini, InlineImage, render
+from tests.fakes.fake_gemini import (
+    DEFAULT_TEXT_REPLY,
+    IMAGE_TOKENS,
+    REFERENCE_TOKENS,
+    FakeGemini,
+    InlineImage,
+    render,
+    text_tokens,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -207,18 +215,65 @@ async def test_thought_parts_are_skipped_and_their_tokens_counted(
 
 
 async def test_token_usage_is_reported(backend: GeminiImageBackend) -> None:
-    """Token counts feed the cost record beside the list-price estimate."""
+    """Token counts, by modality, feed the true cost beside the list-price estimate."""
     reference = ReferenceImage(uuid.uuid4(), render("earlier", "1:1", None, "PNG"))
 
     image = await backend.generate(ask(ImageSize.S4K, references=(reference,)))
 
-    prompt_tokens = len(PROMPT) // 4 + 258
+    prompt_text = text_tokens(PROMPT)
+    said = text_tokens("Here is the image you asked for.")
+    prompt_tokens = prompt_text + REFERENCE_TOKENS
     assert image.token_usage == TokenUsage(
         prompt_tokens=prompt_tokens,
-        output_tokens=2000,
+        output_tokens=IMAGE_TOKENS["4K"] + said,
         thoughts_tokens=None,
-        total_tokens=prompt_tokens + 2000,
+        total_tokens=prompt_tokens + IMAGE_TOKENS["4K"] + said,
+        image_output_tokens=IMAGE_TOKENS["4K"],
+        text_output_tokens=said,
+        image_input_tokens=REFERENCE_TOKENS,
+        tool_use_prompt_tokens=None,
     )
+
+
+@pytest.mark.parametrize(
+    ("behaviour", "text"),
+    [
+        ("text_only", DEFAULT_TEXT_REPLY),
+        ("safety_prompt", ""),
+        ("block_prompt:PROHIBITED_CONTENT", ""),
+        ("safety_candidate", ""),
+        ("finish:MAX_TOKENS", ""),
+    ],
+)
+async def test_an_answer_without_an_image_still_reports_its_usage(
+    fake: FakeGemini, backend: GeminiImageBackend, behaviour: str, text: str
+) -> None:
+    """A refusal Gemini answered is billed for its tokens: the error carries them."""
+    fake.script(behaviour)
+
+    with pytest.raises(BackendError) as caught:
+        await backend.generate(ask())
+
+    prompt = text_tokens(PROMPT)
+    said = text_tokens(text)
+    assert caught.value.token_usage == TokenUsage(
+        prompt_tokens=prompt,
+        output_tokens=said or None,
+        total_tokens=prompt + said,
+        text_output_tokens=said or None,
+    )
+
+
+@pytest.mark.parametrize("behaviour", ["empty_response", "bad_request_400", "rate_limit"])
+async def test_an_answer_without_usage_reports_none(
+    fake: FakeGemini, backend: GeminiImageBackend, behaviour: str
+) -> None:
+    fake.script(behaviour, behaviour, behaviour)
+
+    with pytest.raises(BackendError) as caught:
+        await backend.generate(ask())
+
+    assert caught.value.token_usage is None
 
 
 @pytest.mark.parametrize(

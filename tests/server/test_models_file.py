@@ -9,7 +9,15 @@ from pathlib import Path
 import pytest
 
 from image_core.catalog import NANO_BANANA_2_1
-from image_core.domain import ALL_RATIOS, STANDARD_RATIOS, AspectRatio, ImageSize
+from image_core.domain import (
+    ALL_RATIOS,
+    STANDARD_RATIOS,
+    AspectRatio,
+    ImageSize,
+    TokenPrices,
+    TokenUsage,
+)
+from image_core.pricing import cost_from_usage
 from image_server.settings import Settings, SettingsError, load_settings
 
 GOOD_TOML = """
@@ -194,3 +202,57 @@ def test_a_search_query_price_that_is_not_a_price_is_refused(tmp_path: Path) -> 
         tmp_path, "m.toml", "[[models]]\nid = 'gemini-3-pro-image'\nsearch_query_price = -1\n"
     )
     assert "'search_query_price'" in message
+
+
+def test_token_prices_change_one_by_one_and_the_true_cost_follows(tmp_path: Path) -> None:
+    """Google raised flash's input price only: its other token prices stay as shipped."""
+    settings = settings_with(
+        tmp_path,
+        "m.toml",
+        "[[models]]\nid = 'gemini-3.1-flash-image'\ntoken_prices = { text_input = 1 }\n",
+    )
+    flash = settings.catalog.resolve("flash")
+    assert flash.token_prices == TokenPrices(
+        text_input=Decimal(1), text_output=Decimal(3), image_output=Decimal(60)
+    )
+    usage = TokenUsage(1290, 1120, None, 2410, image_output_tokens=1120)
+    priced = cost_from_usage(flash, usage)
+    assert priced is not None
+    assert priced.usd == Decimal("0.06849")  # 1290 * 1 + 1120 * 60, per million
+    pro = settings.catalog.resolve("pro").token_prices
+    assert pro.text_input == Decimal(2)
+
+
+def test_a_new_model_prices_every_kind_of_token_from_the_file(tmp_path: Path) -> None:
+    """Input (text and images alike), text and thinking output, image output."""
+    text = (
+        "[[models]]\nid = 'gemini-4-flash-image'\nalias = 'next'\ndisplay_name = 'N4'\n"
+        "use_for = 'trying'\nprices = { '1K' = 0.05 }\n"
+        "token_prices = { text_input = 0.4, text_output = '2.5', image_output = 40 }\n"
+    )
+    spec = settings_with(tmp_path, "m.toml", text).catalog.resolve("next")
+    assert spec.token_prices == TokenPrices(
+        text_input=Decimal("0.4"), text_output=Decimal("2.5"), image_output=Decimal(40)
+    )
+    usage = TokenUsage(1000, 1130, 100, 2230, image_output_tokens=1120, text_output_tokens=10)
+    priced = cost_from_usage(spec, usage)
+    assert priced is not None
+    assert priced.usd == Decimal("0.0004") + Decimal("0.0448") + Decimal("0.000275")
+
+
+@pytest.mark.parametrize(
+    ("table", "field"),
+    [
+        ("{ input = 0.5 }", "'token_prices'"),
+        ("{ text_input = -1 }", "'token_prices.text_input'"),
+        ("{ text_output = 'a lot' }", "'token_prices.text_output'"),
+        ("0.5", "'token_prices'"),
+    ],
+)
+def test_token_prices_that_are_not_prices_are_refused(
+    tmp_path: Path, table: str, field: str
+) -> None:
+    message = problems_for(
+        tmp_path, "m.toml", f"[[models]]\nid = 'gemini-3-pro-image'\ntoken_prices = {table}\n"
+    )
+    assert field in message

@@ -90,6 +90,12 @@ GENERATIONS = st.builds(
 CONTROLS_UNUSED = {"thinking_level": None, "search_grounding": False, "grounding": None}
 # What a record from before version 3 becomes: one cost, the list-price estimate.
 ONE_COST = {"estimate": None, "cost_basis": "list_price", "schema_version": 3}
+BREAKDOWN_FIELDS = (
+    "image_output_tokens",
+    "text_output_tokens",
+    "image_input_tokens",
+    "tool_use_prompt_tokens",
+)
 
 
 @pytest.fixture
@@ -454,6 +460,8 @@ def test_a_version_1_sidecar_is_migrated_to_a_done_version_3_record(codec: Recor
     generation = codec.load_generation(SAMPLE_V1.read_bytes())
     expected = {**json.loads(SAMPLE_V1.read_bytes()), **ONE_COST}
     expected |= {"status": "done", "failure": None, **CONTROLS_UNUSED}
+    # The usage breakdown by modality came later: v1 records have none to write.
+    expected["token_usage"] |= dict.fromkeys(BREAKDOWN_FIELDS)
     assert json.loads(codec.dump_generation(generation)) == expected
     fields = codec.load_indexed_fields(SAMPLE_V1.read_bytes())
     assert fields.status is GenerationStatus.DONE
@@ -509,3 +517,15 @@ def test_every_status_round_trips(codec: RecordCodec, status: GenerationStatus) 
         codec.load_generation(SAMPLE_V2.read_bytes()), status=status, failure=None
     )
     assert codec.load_generation(codec.dump_generation(generation)) == generation
+
+
+def test_the_usage_breakdown_round_trips_and_old_usage_still_loads(codec: RecordCodec) -> None:
+    """Every token count the true cost needs is kept; a record of the four totals loads."""
+    usage = TokenUsage(1850, 1150, 240, 3650, 1120, 30, 1120, 410)
+    generation = attrs.evolve(sample_generation(), token_usage=usage)
+    assert codec.load_generation(codec.dump_generation(generation)) == generation
+
+    old = sidecar_dict(codec)
+    old["token_usage"] = {"prompt_tokens": 10, "output_tokens": 20, "total_tokens": 30}
+    loaded = codec.load_generation(json.dumps(old).encode())
+    assert loaded.token_usage == TokenUsage(10, 20, None, 30)

@@ -39,8 +39,26 @@ def _per_token(tokens: Mapping[ImageSize, int], per_million: str) -> dict[ImageS
     return {size: rate.image_price(count) or CostEstimate.zero() for size, count in tokens.items()}
 
 
+def _rates(input_: str, text_output: str, image_output: str) -> TokenPrices:
+    """Dollars per million input, text-and-thinking output and image output tokens.
+
+    The image output prices are the ones Google lists with each model. The input and
+    text output prices are assumptions taken from Google's pricing page as last read
+    (late 2026); they only matter for the true cost computed from an answer's token
+    counts (``image_core.pricing``), and a deployer overrides any of them in
+    ``IMG_MODELS_FILE`` (``token_prices``).
+    """
+    return TokenPrices(
+        text_input=Decimal(input_),
+        text_output=Decimal(text_output),
+        image_output=Decimal(image_output),
+    )
+
+
 _FLASH_TOKENS = {ImageSize.S512: 747, ImageSize.S1K: 1120, ImageSize.S2K: 1680, ImageSize.S4K: 2520}
 _PRO_TOKENS = {ImageSize.S1K: 1120, ImageSize.S2K: 1120, ImageSize.S4K: 2000}
+# 1120 tokens at $30 per million: $0.0336, Google's $0.034 list price rounded.
+_LITE_TOKENS = {ImageSize.S1K: 1120}
 _NB2_THINKING = ("minimal", "high")
 
 
@@ -61,7 +79,7 @@ def default_models() -> tuple[ModelSpec, ...]:
         typical_seconds=20,
         # The preview id was retired on 2026-06-25; it still resolves to this alias.
         also_known_as=frozenset({"gemini-3.1-flash-image", "gemini-3.1-flash-image-preview"}),
-        token_prices=TokenPrices(image_output=Decimal(60)),
+        token_prices=_rates("0.50", "3", "60"),
         image_tokens=_FLASH_TOKENS,
         thinking_levels=_NB2_THINKING,
         search_grounding=True,
@@ -80,7 +98,7 @@ def default_models() -> tuple[ModelSpec, ...]:
         aspect_ratios=STANDARD_RATIOS,
         typical_seconds=40,
         also_known_as=frozenset({"gemini-3-pro-image", "gemini-3-pro-image-preview"}),
-        token_prices=TokenPrices(image_output=Decimal(120)),
+        token_prices=_rates("2", "12", "120"),
         image_tokens=_PRO_TOKENS,
         search_grounding=True,
     )
@@ -92,6 +110,8 @@ def default_models() -> tuple[ModelSpec, ...]:
         prices={ImageSize.S1K: _usd("0.034")},
         aspect_ratios=STANDARD_RATIOS,
         typical_seconds=12,
+        token_prices=_rates("0.25", "1.50", "30"),
+        image_tokens=_LITE_TOKENS,
         thinking_levels=_NB2_THINKING,
     )
     return (flash, pro, lite)
@@ -112,7 +132,7 @@ def known_successors() -> tuple[ModelSpec, ...]:
         ),
         aspect_ratios=ALL_RATIOS,
         typical_seconds=20,
-        token_prices=TokenPrices(image_output=Decimal(30)),
+        token_prices=_rates("0.25", "1.50", "30"),
         image_tokens={k: v for k, v in _FLASH_TOKENS.items() if k is not ImageSize.S512},
         thinking_levels=("minimal", "medium", "high"),
         search_grounding=True,

@@ -195,13 +195,23 @@ def _token_table(tokens: Mapping[ImageSize, int]) -> Mapping[ImageSize, int]:
 class TokenPrices:
     """Google's prices per million tokens, where known (``None``: not published or not known).
 
-    Per-image list prices (``ModelSpec.prices``) are what the product records; these are
-    the facts they come from, kept so a price per image can be checked or derived.
+    Per-image list prices (``ModelSpec.prices``) are what the product estimates before a
+    call; these are the facts they come from, and what ``image_core.pricing`` prices an
+    answer's token counts at. Three prices cover every token an image answer bills:
+
+    - ``text_input``: every input token. The image models bill text and images in the
+      prompt alike, so images sent as references are billed at this price too, and so
+      are the search results a grounded request feeds back to the model.
+    - ``text_output``: text the model writes beside the image, and its thinking tokens
+      (Google bills thinking as text output).
+    - ``image_output``: the generated image's tokens.
     """
 
     image_output: Decimal | None = None
     text_input: Decimal | None = None
+    """Every input token: prompt text, reference images, tool-use (search) results."""
     text_output: Decimal | None = None
+    """Text output and thinking tokens."""
 
     def image_price(self, tokens: int) -> CostEstimate | None:
         """What ``tokens`` image output tokens cost, if the price per token is known."""
@@ -271,12 +281,38 @@ class ModelSpec:
 
 @attrs.frozen
 class TokenUsage:
-    """Token counts reported by the backend; Pro also bills thinking tokens."""
+    """Token counts the backend reported for one answer, as Gemini's usage metadata has them.
+
+    The first four are the totals every answer carries (records written before the
+    breakdown existed hold only these, so they keep their names). The rest are the
+    breakdown by modality, which the true cost needs because each kind of token has its
+    own price; ``None`` means the answer did not say (Gemini leaves out zero counts too).
+    ``prompt_tokens`` already includes ``image_input_tokens``; ``output_tokens`` is
+    ``image_output_tokens`` plus ``text_output_tokens``; thinking tokens are counted in
+    ``thoughts_tokens`` only, and search results fed back to the model in
+    ``tool_use_prompt_tokens`` only.
+    """
 
     prompt_tokens: int | None = None
+    """Everything sent: prompt text and reference images (``promptTokenCount``)."""
     output_tokens: int | None = None
+    """Everything in the answer except thinking: image and text (``candidatesTokenCount``)."""
     thoughts_tokens: int | None = None
+    """Thinking, billed as text output; Pro always thinks (``thoughtsTokenCount``)."""
     total_tokens: int | None = None
+    """The sum of the others, as Gemini counted it (``totalTokenCount``)."""
+    image_output_tokens: int | None = None
+    """The image's share of ``output_tokens``, billed at the image output price (the
+    IMAGE entry of ``candidatesTokensDetails``)."""
+    text_output_tokens: int | None = None
+    """The text's share of ``output_tokens``, billed at the text output price (the TEXT
+    entry of ``candidatesTokensDetails``)."""
+    image_input_tokens: int | None = None
+    """The reference images' share of ``prompt_tokens`` (the IMAGE entry of
+    ``promptTokensDetails``): kept to show what references cost, never added again."""
+    tool_use_prompt_tokens: int | None = None
+    """Search results a grounded request feeds back to the model, billed as input on top
+    of ``prompt_tokens`` (``toolUsePromptTokenCount``)."""
 
 
 @attrs.frozen

@@ -7,6 +7,10 @@ secret, a stack trace or a file-system path.
 from __future__ import annotations
 
 import enum
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # domain imports this module; the annotation only needs the name
+    from image_core.domain import TokenUsage
 
 
 class ImageMcpError(Exception):
@@ -77,11 +81,20 @@ class BackendError(ImageMcpError):
 
     ``may_be_billed`` is true when the request may have been processed (and charged)
     although no image came back: a timeout, a broken connection, an unreadable answer.
+    ``token_usage`` is what an answer without an image (words, a safety block) reported
+    it billed, when the backend said.
     """
 
-    def __init__(self, message: str, *, may_be_billed: bool = False) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        may_be_billed: bool = False,
+        token_usage: TokenUsage | None = None,
+    ) -> None:
         super().__init__(message)
         self.may_be_billed = may_be_billed
+        self.token_usage = token_usage
 
 
 class BackendRefused(BackendError):

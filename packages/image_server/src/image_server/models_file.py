@@ -164,6 +164,9 @@ def _spec(raw: Mapping[str, Any], model_id: str, alias: str, known: ModelSpec | 
             changes[field] = parse(raw, field)
     if "prices" in raw and "sizes" not in raw:
         changes["sizes"] = frozenset(changes["prices"])
+    if "token_prices" in changes:  # each price given changes; the others stay as known
+        base = known.token_prices if known is not None else TokenPrices()
+        changes["token_prices"] = attrs.evolve(base, **changes["token_prices"])
     try:
         if known is not None:
             return attrs.evolve(known, **changes)
@@ -274,7 +277,12 @@ def _ratios(raw: Any) -> frozenset[AspectRatio]:
     return frozenset(ratios)
 
 
-def _token_prices(raw: Any) -> TokenPrices:
+def _token_prices(raw: Any) -> dict[str, Decimal]:
+    """The prices per million tokens the table gives, by ``TokenPrices`` field.
+
+    ``text_input`` is every input token (prompt text, reference images and search results
+    alike), ``text_output`` text and thinking output, ``image_output`` the image.
+    """
     rule = "US dollars per million tokens, 0 or more"
     if not isinstance(raw, Mapping) or set(raw) - _TOKEN_FIELDS:
         fields = ", ".join(sorted(_TOKEN_FIELDS))
@@ -285,7 +293,7 @@ def _token_prices(raw: Any) -> TokenPrices:
         if not amount.is_finite() or not 0 <= amount <= 1_000_000:
             raise _Problem(f"token_prices.{key}", f"{value!r} is not {rule}")
         values[key] = amount
-    return TokenPrices(**values)
+    return values
 
 
 def _image_tokens(raw: Any) -> dict[ImageSize, int]:

@@ -500,6 +500,16 @@ class GeminiImageBackend:
         )
 
     def _image_from(self, response: types.GenerateContentResponse, lifted: _Lifted) -> BackendImage:
+        usage = _token_usage(response.usage_metadata)
+        try:
+            return self._image_in(response, lifted, usage)
+        except BackendError as exc:  # answered without an image: its tokens are still billed
+            exc.token_usage = usage
+            raise
+
+    def _image_in(
+        self, response: types.GenerateContentResponse, lifted: _Lifted, usage: TokenUsage | None
+    ) -> BackendImage:
         feedback = response.prompt_feedback
         if feedback is not None and feedback.block_reason is not None:
             reason = _enum_name(feedback.block_reason)
@@ -525,7 +535,7 @@ class GeminiImageBackend:
                 return BackendImage(
                     data=data,
                     mime_type=_sniff_mime(data, blob.mime_type),
-                    token_usage=_token_usage(response.usage_metadata),
+                    token_usage=usage,
                     text=self._quote(said, NOTE_CHARS) if said else None,
                     grounding=grounding_of(candidate.grounding_metadata),
                 )
@@ -655,14 +665,42 @@ def _sniff_mime(data: bytes, declared: str | None) -> str:
 
 
 def _token_usage(usage: types.GenerateContentResponseUsageMetadata | None) -> TokenUsage | None:
+    """The counts as Gemini reported them, with the breakdown by modality each price needs.
+
+    ``prompt_token_count`` already includes the prompt's images (their share is
+    ``image_input_tokens``); thinking and tool-use prompt tokens are counted apart from
+    prompt and candidates, as the SDK documents ``total_token_count``.
+    """
     if usage is None:
         return None
+    output = _by_modality(usage.candidates_tokens_details)
+    prompt = _by_modality(usage.prompt_tokens_details)
     return TokenUsage(
         prompt_tokens=usage.prompt_token_count,
         output_tokens=usage.candidates_token_count,
         thoughts_tokens=usage.thoughts_token_count,
         total_tokens=usage.total_token_count,
+        image_output_tokens=output.get("IMAGE"),
+        text_output_tokens=output.get("TEXT"),
+        image_input_tokens=prompt.get("IMAGE"),
+        tool_use_prompt_tokens=usage.tool_use_prompt_token_count,
     )
+
+
+def _by_modality(details: list[types.ModalityTokenCount] | None) -> dict[str, int]:
+    """Tokens per modality's wire name (``IMAGE``, ``TEXT``); empty without a breakdown.
+
+    An unspecified modality is text, as the SDK documents; repeated entries add up.
+    """
+    counts: dict[str, int] = {}
+    for entry in details or []:
+        if entry.token_count is None:
+            continue
+        modality = _enum_name(entry.modality) or "TEXT"
+        if modality == types.MediaModality.MODALITY_UNSPECIFIED.value:
+            modality = "TEXT"
+        counts[modality] = counts.get(modality, 0) + entry.token_count
+    return counts
 
 
 _backend: type[ImageBackend] = GeminiImageBackend
