@@ -70,11 +70,11 @@ def stored_files(settings: Settings) -> list[str]:
     return sorted(p.name for p in settings.root.glob("*.*") if p.suffix in {".png", ".json"})
 
 
-async def test_the_server_offers_exactly_two_documented_tools(client: Client[Any]) -> None:
+async def test_the_server_offers_exactly_three_documented_tools(client: Client[Any]) -> None:
     """generate_image with enumerated ratios and sizes and the model-choice rule; get_image."""
     tools = await client.list_tools()
-    assert [t.name for t in tools] == ["generate_image", "get_image"]
-    tool, lookup = tools
+    assert [t.name for t in tools] == ["generate_image", "get_image", "list_images"]
+    tool, lookup, _ = tools
     assert lookup.description is not None
     assert "still rendering" in lookup.description
     assert lookup.input_schema["required"] == ["name"]
@@ -314,7 +314,7 @@ async def test_the_description_says_which_sizes_and_ratios_each_model_takes(
     client: Client[Any],
 ) -> None:
     """The calling model reads per model its sizes with prices and its ratios."""
-    tool, _ = await client.list_tools()
+    tool, *_ = await client.list_tools()
     description = tool.description or ""
     lines = {
         line.split("'")[1]: line for line in description.splitlines() if line.startswith("- '")
@@ -375,7 +375,7 @@ async def test_512_and_lite_are_generated_and_priced(
 
 async def test_the_schema_lists_the_enum_values_in_their_order(client: Client[Any]) -> None:
     """The client sees the core's enums, in order: exactly the list the tool always offered."""
-    tool, _ = await client.list_tools()
+    tool, *_ = await client.list_tools()
     assert tool.name == "generate_image"
     properties = tool.input_schema["properties"]
     ratios = properties["aspect_ratio"]["anyOf"][0]["enum"]

@@ -1096,10 +1096,12 @@ class EmailRecordingMetadata(InMemoryMetadataRepository):
         self.seen.append(generation.email)
         super().add(generation)
 
-    def page_for_user(self, email: str, offset: int, limit: int) -> GalleryPage:
+    def page_for_user(
+        self, email: str, offset: int, limit: int, containing: str | None = None
+    ) -> GalleryPage:
         """Note the owner asked for."""
         self.seen.append(email)
-        return super().page_for_user(email, offset, limit)
+        return super().page_for_user(email, offset, limit, containing)
 
     def usage(
         self, emails: Collection[str] | None = None, period: Period | None = None

@@ -586,6 +586,12 @@ class UsageReport:
         return sum((r.cost for r in self.rows), CostEstimate.zero())
 
 
+def prompt_matches(prompt: str, words: str) -> bool:
+    """Whether every word of ``words`` appears in ``prompt``, ignoring case (the text filter)."""
+    folded = prompt.casefold()
+    return all(word in folded for word in words.casefold().split())
+
+
 @attrs.frozen
 class DailySpend:
     """Estimated spend of one person on one UTC day."""

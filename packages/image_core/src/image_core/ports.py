@@ -100,8 +100,14 @@ class MetadataRepository(Protocol):
         """One record, or ``None``."""
         ...
 
-    def page_for_user(self, email: str, offset: int, limit: int) -> GalleryPage:
-        """A page of one person's ``DONE`` generations (``email`` normalised), newest first."""
+    def page_for_user(
+        self, email: str, offset: int, limit: int, containing: str | None = None
+    ) -> GalleryPage:
+        """A page of one person's ``DONE`` generations (``email`` normalised), newest first.
+
+        With ``containing``, only those whose prompt holds each of its words, ignoring
+        case (``domain.prompt_matches``); the total counts the matching ones.
+        """
         ...
 
     def usage(

@@ -461,6 +461,31 @@ class ImageService:
         Anyone who may generate may look up their own; admins anyone's. A done image
         comes with its inline preview, a rendering one with the time it usually needs.
         """
+        generation = await self.find_generation_record(viewer, name)
+        image_id = generation.id
+        if generation.status is GenerationStatus.RENDERING:
+            return FoundGeneration(generation, expected_seconds=self._expected(generation))
+        if generation.status is GenerationStatus.FAILED:
+            return FoundGeneration(generation)
+        return FoundGeneration(generation, await asyncio.to_thread(self._preview, image_id))
+
+    async def stored_image(self, viewer: Identity | None, name: str) -> tuple[Generation, bytes]:
+        """A finished generation and its full PNG, if the viewer may see it (as ``get_image``).
+
+        For clients that attach an earlier image as an MCP resource. A rendering or
+        failed generation has no PNG yet: ``ReferenceNotFound`` says which.
+        """
+        found = await self.find_generation_record(viewer, name)
+        if not found.is_done:
+            state = "still rendering" if found.status is GenerationStatus.RENDERING else "failed"
+            raise ReferenceNotFound(f"{found.file_name} has no image: it {state}.")
+        png = await asyncio.to_thread(self._images.get, found.id)
+        if png is None:
+            raise StorageError(f"The image file {found.file_name} is missing from the data folder.")
+        return found, png
+
+    async def find_generation_record(self, viewer: Identity | None, name: str) -> Generation:
+        """One generation's record by file name or id, if the viewer may see it (no preview)."""
         if not self._policy.may_generate(viewer):
             raise not_allowed(viewer)
         image_id = names.parse_image_name(name.strip())
@@ -474,11 +499,7 @@ class ImageService:
             raise ReferenceNotFound(f"There is no generation named {image_id}.png.")
         if not self._policy.may_view(viewer, generation.email):
             raise NotAllowed("You can only look up your own images.", NotAllowedReason.NOT_YOURS)
-        if generation.status is GenerationStatus.RENDERING:
-            return FoundGeneration(generation, expected_seconds=self._expected(generation))
-        if generation.status is GenerationStatus.FAILED:
-            return FoundGeneration(generation)
-        return FoundGeneration(generation, await asyncio.to_thread(self._preview, image_id))
+        return generation
 
     def _preview(self, image_id: uuid.UUID) -> EncodedImage:
         png = self._images.get(image_id)
@@ -537,16 +558,44 @@ class ImageService:
         return sorted(visible)
 
     async def gallery(
-        self, viewer: Identity | None, owner: str, offset: int = 0, limit: int = 24
+        self,
+        viewer: Identity | None,
+        owner: str,
+        offset: int = 0,
+        limit: int = 24,
+        containing: str | None = None,
     ) -> GalleryPage:
-        """A page of ``owner``'s images, newest first, if the viewer may see them."""
+        """A page of ``owner``'s images, newest first, if the viewer may see them.
+
+        ``containing`` keeps only the images whose prompt holds each of its words.
+        """
         if not self._policy.may_view(viewer, owner):
             raise NotAllowed("You can only see your own images.", NotAllowedReason.NOT_YOURS)
         if offset < 0 or not 1 <= limit <= MAX_PAGE_SIZE:
             raise InvalidRequest(f"Pages start at 0 and hold 1 to {MAX_PAGE_SIZE} images.")
+        words = " ".join(containing.split()) if containing else None
         return await asyncio.to_thread(
-            self._metadata.page_for_user, owner_key(owner), offset, limit
+            self._metadata.page_for_user, owner_key(owner), offset, limit, words or None
         )
+
+    async def list_images(
+        self,
+        viewer: Identity | None,
+        owner: str | None = None,
+        *,
+        offset: int = 0,
+        limit: int = 20,
+        containing: str | None = None,
+    ) -> GalleryPage:
+        """The viewer's own finished images (or ``owner``'s, for admins), newest first.
+
+        Only people who may generate may list; naming someone else is refused unless the
+        viewer is an admin, as in the dashboard.
+        """
+        if not self._policy.may_generate(viewer):
+            raise not_allowed(viewer)
+        whose = owner.strip() if owner and owner.strip() else _owner_email(viewer)
+        return await self.gallery(viewer, whose, offset, limit, containing)
 
     async def thumbnail(self, viewer: Identity | None, image_id: uuid.UUID) -> EncodedImage | None:
         """The gallery thumbnail, made now if the image predates thumbnails."""

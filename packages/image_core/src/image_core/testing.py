@@ -33,6 +33,7 @@ from image_core.domain import (
     TokenUsage,
     UsageReport,
     UserUsage,
+    prompt_matches,
 )
 from image_core.errors import BackendError, InvalidImage, StorageError
 from image_core.ports import ImageProcessing, ImageSink
@@ -245,11 +246,17 @@ class InMemoryMetadataRepository:
         with self._lock:
             return self._records.get(generation_id)
 
-    def page_for_user(self, email: str, offset: int, limit: int) -> GalleryPage:
+    def page_for_user(
+        self, email: str, offset: int, limit: int, containing: str | None = None
+    ) -> GalleryPage:
         """A slice of the person's finished generations, newest first."""
         if offset < 0 or limit < 0:
             raise ValueError("offset and limit must not be negative")
-        mine = newest_first(g for g in self._select([email]) if g.is_done)
+        mine = newest_first(
+            g
+            for g in self._select([email])
+            if g.is_done and (containing is None or prompt_matches(g.prompt, containing))
+        )
         return GalleryPage(tuple(mine[offset : offset + limit]), len(mine), offset, limit)
 
     def usage(

@@ -315,6 +315,7 @@ def build_mcp_app(
         icon_url=settings.public_url + LOGO_PATH,
         website_url=settings.public_url + DASHBOARD_PATH,
         tool_deadline_seconds=settings.tool_deadline_seconds,
+        tools=settings.tools,
     )
     gate = Middleware(
         SessionGate,

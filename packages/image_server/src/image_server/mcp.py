@@ -20,7 +20,6 @@ import mcp.types as mt
 from fastmcp import Context, FastMCP
 from fastmcp.exceptions import ToolError
 from fastmcp.server.auth import AuthProvider
-from fastmcp.server.dependencies import AccessToken, get_access_token
 from fastmcp.server.middleware import CallNext, Middleware, MiddlewareContext
 from fastmcp.tools.base import ToolResult
 from fastmcp.tools.function_tool import FunctionTool
@@ -43,29 +42,44 @@ from image_core.domain import (
     by_long_side,
 )
 from image_core.errors import ImageMcpError
+from image_core.names import LOCAL_OWNER
 from image_core.service import ImageService, not_allowed
 from image_server.about import PRODUCT_NAME, product_version
 from image_server.arguments import ReadableArgumentErrors
+from image_server.callers import identity_from_token, logged_email
 from image_server.hints import user_message
+from image_server.mcp_resources import add_image_resources
 from image_server.outcomes import FAILED, outcome_of
 from image_server.references import image_url, reference_name
 from image_server.replies import (
-    GET_TOOL_NAME,
     batch_reply,
     failed_reply,
+    list_reply,
     rendering_reply,
     reply,
     stored_reply,
+    with_json_text,
 )
+from image_server.tool_names import ALL_TOOLS, GET_TOOL_NAME, LIST_TOOL_NAME, TOOL_NAME
+from image_server.tool_schemas import GENERATE_OUTPUT, GET_OUTPUT, LIST_OUTPUT
 
 log = logging.getLogger("image_server.generation")
 
-TOOL_NAME = "generate_image"
 HEARTBEAT_SECONDS = 5.0
 REPLY_MARGIN_SECONDS = 0.2
 """Kept from the deadline for the answer itself to reach the client."""
 
-__all__ = ["GET_TOOL_NAME", "TOOL_NAME", "GenerateImageTool", "GetImageTool", "reply"]
+__all__ = [
+    "ALL_TOOLS",
+    "GET_TOOL_NAME",
+    "LIST_TOOL_NAME",
+    "TOOL_NAME",
+    "GenerateImageTool",
+    "GetImageTool",
+    "ListImagesTool",
+    "reply",
+]
+LIST_PAGE_MAX = 50
 
 SIZE_SPELLINGS = ("0.5K",)
 """Other spellings the tool accepts for a size (``0.5K`` is 512)."""
@@ -78,27 +92,6 @@ else:
     #: lists exactly these values, and a new ratio or size reaches it without an edit here.
     AspectRatioChoice = Literal[tuple(ratio.value for ratio in AspectRatio)]
     SizeChoice = Literal[(*(size.value for size in ImageSize), *SIZE_SPELLINGS)]
-
-
-def identity_from_token() -> Identity | None:
-    """The caller as the OAuth token describes them; ``None`` when there is no token."""
-    return identity_of(get_access_token())
-
-
-def identity_of(token: AccessToken | None) -> Identity | None:
-    """The person a verified access token names; ``None`` without a token or an email."""
-    if token is None:
-        return None
-    email = token.claims.get("email")
-    if not isinstance(email, str):
-        return None
-    verified = token.claims.get("email_verified")
-    return Identity(email=email, email_verified=verified is True or str(verified).lower() == "true")
-
-
-def logged_email(identity: Identity | None) -> str | None:
-    """The email as records store it (lower-cased), so logs and records spell it alike."""
-    return owner_key(identity.email) if identity is not None else None
 
 
 class AllowedEmailsMiddleware(Middleware):
@@ -124,7 +117,7 @@ class AllowedEmailsMiddleware(Middleware):
         return await call_next(context)
 
 
-def tool_description(models_offered: Iterable[ModelSpec]) -> str:
+def tool_description(models_offered: Iterable[ModelSpec], *, can_look_up: bool = True) -> str:
     """Teaches the calling model the contract, including when (not) to pick a model.
 
     Every model's sizes (with prices) and ratios are spelt out, so the calling model
@@ -166,8 +159,12 @@ def tool_description(models_offered: Iterable[ModelSpec]) -> str:
         f"Models (estimated list price per image; sizes; ratios):\n{models}\n\n"
         "Show the returned URL to the person; it is the full-resolution image. A large "
         "image may answer 'still rendering' with its URL and file name: it is paid for and "
-        f"will appear there; call {GET_TOOL_NAME} with the file name later instead of "
-        "generating it again."
+        "will appear there; "
+        + (
+            f"call {GET_TOOL_NAME} with the file name later instead of generating it again."
+            if can_look_up
+            else "do not generate it again."
+        )
     )
 
 
@@ -209,6 +206,15 @@ def _size_choice(size: ImageSize, offered: list[ModelSpec]) -> str:
         return f"{size.value}{spelt}"
     return f"{size.value}{spelt} ({', '.join(takers)} only)"
 
+
+LIST_DESCRIPTION = (
+    "List the images generate_image made earlier for this person, newest first: file "
+    "name, date (UTC), model, size, estimated cost and the start of each prompt. Use it "
+    "when the person refers to an earlier picture ('the lighthouse from yesterday'); then "
+    "pass its file name to get_image to see it, or in reference_images to iterate on it. "
+    "Read-only and free. 'containing' keeps the images whose prompt holds each of its "
+    "words; 'offset' pages on. Admins may pass another person's email as 'owner'."
+)
 
 GET_DESCRIPTION = (
     "Show an image generate_image made earlier again: a small preview, its URL, file "
@@ -304,6 +310,8 @@ class GenerateImageTool:
     public_url: str
     deadline_seconds: float | None = None
     """When the tool answers at the latest (``IMG_TOOL_DEADLINE``); ``None`` waits."""
+    can_look_up: bool = True
+    """Whether ``get_image`` is offered, so a 'still rendering' reply may point to it."""
 
     async def __call__(
         self,
@@ -382,7 +390,7 @@ class GenerateImageTool:
             raise ToolError(user_message(exc), log_level=logging.DEBUG) from None
         for result in batch.outcomes:
             _log_outcome(result, fields, started)
-        return batch_reply(batch, self.public_url)
+        return with_json_text(batch_reply(batch, self.public_url, can_look_up=self.can_look_up))
 
     async def _generate(
         self,
@@ -429,10 +437,56 @@ class GetImageTool:
             raise ToolError(user_message(exc), log_level=logging.DEBUG) from None
         g = found.generation
         if g.status is GenerationStatus.RENDERING:
-            return rendering_reply(g, found.expected_seconds or 0, self.public_url)
+            return with_json_text(rendering_reply(g, found.expected_seconds or 0, self.public_url))
         if g.status is GenerationStatus.FAILED or found.preview is None:
-            return failed_reply(g, self.public_url)
-        return stored_reply(g, found.preview, self.public_url)
+            return with_json_text(failed_reply(g, self.public_url))
+        return with_json_text(stored_reply(g, found.preview, self.public_url))
+
+
+@attrs.frozen
+class ListImagesTool:
+    """The read-only ``list_images`` tool: a page of the caller's earlier images."""
+
+    service: ImageService
+    public_url: str
+
+    async def __call__(
+        self,
+        containing: Annotated[
+            str | None,
+            Field(
+                description="Words the prompt must contain (any case, any order).",
+                max_length=200,
+            ),
+        ] = None,
+        offset: Annotated[int, Field(ge=0, le=100_000, description="Images to skip.")] = 0,
+        limit: Annotated[
+            int, Field(ge=1, le=LIST_PAGE_MAX, description="Images per page (default 20).")
+        ] = 20,
+        owner: Annotated[
+            str | None,
+            Field(description="Admins only: whose images to list (an email).", max_length=320),
+        ] = None,
+    ) -> ToolResult:
+        """List for the caller the token names."""
+        identity = identity_from_token()
+        try:
+            page = await self.service.list_images(
+                identity, owner, offset=offset, limit=limit, containing=containing
+            )
+        except ImageMcpError as exc:
+            outcome = outcome_of(exc)
+            log.log(
+                outcome.level,
+                "listing failed",
+                extra={"event": "listing", "email": logged_email(identity), "error": exc.message},
+            )
+            raise ToolError(user_message(exc), log_level=logging.DEBUG) from None
+        whose = (
+            owner.strip() if owner and owner.strip() else (logged_email(identity) or LOCAL_OWNER)
+        )
+        words = " ".join(containing.split()) if containing else None
+        return with_json_text(list_reply(page, owner_key(whose), words or None, self.public_url))
 
 
 def _log_outcome(result: ImageOutcome, fields: dict[str, Any], started: float) -> None:
@@ -484,18 +538,33 @@ def build_mcp_server(
     icon_url: str | None = None,
     website_url: str | None = None,
     tool_deadline_seconds: float | None = None,
+    tools: Iterable[str] = ALL_TOOLS,
 ) -> FastMCP:
-    """The FastMCP server with the tool and the allow-list middleware.
+    """The FastMCP server with the tools, the image resources and the allow-list middleware.
 
-    ``icon_url`` and ``website_url`` reach clients in ``serverInfo`` and brand the OAuth
-    consent page; the icon must be on this server's origin (the page's CSP allows no other).
+    ``icon_url`` and ``website_url`` reach clients in ``serverInfo`` and on every tool,
+    and brand the OAuth consent page; the icon must be on this server's origin (the
+    page's CSP allows no other). ``tools`` picks which tools are offered
+    (``IMG_TOOLS``); ``generate_image`` alone is the original one-tool contract, with no
+    resources and no mention of the other tools.
     """
+    offered = [name for name in ALL_TOOLS if name in set(tools)]
+    if TOOL_NAME not in offered:
+        raise ValueError(f"{TOOL_NAME} is always offered")
+    can_look_up = GET_TOOL_NAME in offered
+    later = (
+        f" After a 'still rendering' answer, call {GET_TOOL_NAME} with the file name."
+        if can_look_up
+        else ""
+    )
+    earlier = (
+        f" To find an earlier image, call {LIST_TOOL_NAME}." if LIST_TOOL_NAME in offered else ""
+    )
     server = FastMCP(
         name=PRODUCT_NAME,
         version=product_version(),
         instructions=(
-            "Generates images with Gemini. Use generate_image; show the returned URL. "
-            "After a 'still rendering' answer, call get_image with the file name."
+            f"Generates images with Gemini. Use {TOOL_NAME}; show the returned URL.{later}{earlier}"
         ),
         website_url=website_url,
         icons=_icons(icon_url),
@@ -503,21 +572,61 @@ def build_mcp_server(
         middleware=[AllowedEmailsMiddleware(service), ReadableArgumentErrors()],
         mask_error_details=True,
     )
-    generate_tool = FunctionTool.from_function(
-        GenerateImageTool(service, public_url, tool_deadline_seconds),
-        name=TOOL_NAME,
-        description=tool_description(service.offered_models()),
-    )
-    get_tool = FunctionTool.from_function(
-        GetImageTool(service, public_url),
-        name=GET_TOOL_NAME,
-        description=GET_DESCRIPTION,
-        annotations=mt.ToolAnnotations(read_only_hint=True, idempotent_hint=True),
-    )
-    server.add_tool(generate_tool)
-    server.add_tool(get_tool)
-    _serve_input_schemas(server, [generate_tool, get_tool])
+    icons = _icons(icon_url)
+    built = {
+        TOOL_NAME: FunctionTool.from_function(
+            GenerateImageTool(service, public_url, tool_deadline_seconds, can_look_up),
+            name=TOOL_NAME,
+            title="Generate image",
+            description=tool_description(service.offered_models(), can_look_up=can_look_up),
+            # Spends money and makes something new each time; reaches Google's models.
+            annotations=mt.ToolAnnotations(
+                title="Generate image",
+                read_only_hint=False,
+                destructive_hint=False,
+                idempotent_hint=False,
+                open_world_hint=True,
+            ),
+            output_schema=GENERATE_OUTPUT,
+            icons=icons,
+        ),
+        GET_TOOL_NAME: FunctionTool.from_function(
+            GetImageTool(service, public_url),
+            name=GET_TOOL_NAME,
+            title="Show an earlier image",
+            description=GET_DESCRIPTION,
+            annotations=_read_only("Show an earlier image"),
+            output_schema=GET_OUTPUT,
+            icons=icons,
+        ),
+        LIST_TOOL_NAME: FunctionTool.from_function(
+            ListImagesTool(service, public_url),
+            name=LIST_TOOL_NAME,
+            title="List earlier images",
+            description=LIST_DESCRIPTION,
+            annotations=_read_only("List earlier images"),
+            output_schema=LIST_OUTPUT,
+            icons=icons,
+        ),
+    }
+    chosen = [built[name] for name in offered]
+    for tool in chosen:
+        server.add_tool(tool)
+    _serve_input_schemas(server, chosen)
+    if can_look_up:
+        add_image_resources(server, service, public_url)
     return server
+
+
+def _read_only(title: str) -> mt.ToolAnnotations:
+    """A tool that only reads this server's own records: safe to call freely."""
+    return mt.ToolAnnotations(
+        title=title,
+        read_only_hint=True,
+        destructive_hint=False,
+        idempotent_hint=True,
+        open_world_hint=False,
+    )
 
 
 def _serve_input_schemas(server: FastMCP, tools: list[FunctionTool]) -> None:

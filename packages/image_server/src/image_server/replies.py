@@ -6,6 +6,7 @@ the way to the picture) and the same facts as structured data.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import mcp.types as mt
@@ -15,6 +16,7 @@ from fastmcp.utilities.types import Image
 from image_core.domain import (
     EncodedImage,
     FailedImage,
+    GalleryPage,
     Generation,
     GenerationBatch,
     GenerationResult,
@@ -22,9 +24,11 @@ from image_core.domain import (
     PendingGeneration,
 )
 from image_server.references import image_url
+from image_server.tool_names import GET_TOOL_NAME
 
-GET_TOOL_NAME = "get_image"
 NOTE_CHARS = 200
+LISTED_PROMPT_CHARS = 80
+"""How much of each prompt a listing shows (the record keeps it whole)."""
 SOURCES_SHOWN = 3
 """How many of the web pages a grounded image drew on the reply names."""
 
@@ -52,18 +56,25 @@ def stored_reply(generation: Generation, preview: EncodedImage, public_url: str)
     return _with_preview(generation, preview, lines, public_url)
 
 
-def pending_reply(pending: PendingGeneration, public_url: str) -> ToolResult:
+def pending_reply(
+    pending: PendingGeneration, public_url: str, *, can_look_up: bool = True
+) -> ToolResult:
     """The wait ended first: where the image will appear, and how to look again."""
-    return rendering_reply(pending.generation, pending.expected_seconds, public_url)
+    return rendering_reply(
+        pending.generation, pending.expected_seconds, public_url, can_look_up=can_look_up
+    )
 
 
-def rendering_reply(generation: Generation, expected_seconds: int, public_url: str) -> ToolResult:
+def rendering_reply(
+    generation: Generation, expected_seconds: int, public_url: str, *, can_look_up: bool = True
+) -> ToolResult:
     """Still rendering: the URL it will be at, the file name, and about how long."""
     url = image_url(public_url, generation.file_name)
+    look = f"Call {GET_TOOL_NAME} with the file name to see it then; it" if can_look_up else "It"
     text = (
         f"Still rendering; it will be at {url} (file name {generation.file_name}), usually "
-        f"within {expected_seconds} s. Call {GET_TOOL_NAME} with the file name to see it then; "
-        "it also appears in the dashboard. Do not generate it again: it is already paid for.\n"
+        f"within {expected_seconds} s. {look} also appears in the dashboard. Do not generate "
+        "it again: it is already paid for.\n"
         f"Model: {generation.model_alias} ({generation.model_id}), size "
         f"{generation.image_size.value}; estimated cost {generation.cost.display()}"
     )
@@ -167,7 +178,7 @@ def _controls(g: Generation) -> dict[str, Any]:
     return used
 
 
-def batch_reply(batch: GenerationBatch, public_url: str) -> ToolResult:
+def batch_reply(batch: GenerationBatch, public_url: str, *, can_look_up: bool = True) -> ToolResult:
     """Several images of one call: each with its preview and URL, or why it is missing.
 
     One image is ``reply`` (or ``pending_reply``) exactly, so a plain call answers as it
@@ -177,7 +188,7 @@ def batch_reply(batch: GenerationBatch, public_url: str) -> ToolResult:
     if len(outcomes) == 1 and not isinstance(outcomes[0], FailedImage):
         only = outcomes[0]
         if isinstance(only, PendingGeneration):
-            return pending_reply(only, public_url)
+            return pending_reply(only, public_url, can_look_up=can_look_up)
         return reply(only, public_url)
     total = len(outcomes)
     ready = sum(isinstance(o, GenerationResult) for o in outcomes)
@@ -198,7 +209,7 @@ def batch_reply(batch: GenerationBatch, public_url: str) -> ToolResult:
             content += [_relabelled(block, label) for block in one.content]
             images.append(one.structured_content or {})
         elif isinstance(outcome, PendingGeneration):
-            one = pending_reply(outcome, public_url)
+            one = pending_reply(outcome, public_url, can_look_up=can_look_up)
             content += [_relabelled(block, label) for block in one.content]
             images.append(one.structured_content or {})
         else:
@@ -222,6 +233,66 @@ def batch_reply(batch: GenerationBatch, public_url: str) -> ToolResult:
         "images": images,
     }
     return ToolResult(content=content, structured_content=structured)
+
+
+def with_json_text(result: ToolResult) -> ToolResult:
+    """The structured content also as JSON text, last, for clients that ignore it.
+
+    The MCP specification asks for this; the preview stays first and the readable
+    summary second, so a client that shows only the first blocks still shows those.
+    """
+    if result.structured_content is None:
+        return result
+    text = json.dumps(result.structured_content, ensure_ascii=False, separators=(",", ":"))
+    content = [*result.content, mt.TextContent(type="text", text=text)]
+    return ToolResult(content=content, structured_content=result.structured_content)
+
+
+def list_reply(
+    page: GalleryPage, owner: str, containing: str | None, public_url: str
+) -> ToolResult:
+    """A page of earlier images: one line each (file name, date, model, size, cost, prompt)."""
+    shown = f"{page.offset + 1} to {page.offset + len(page.items)} of {page.total}"
+    matching = f" matching {containing!r}" if containing else ""
+    if not page.items:
+        head = f"No images of {owner}{matching}" + (
+            f" after the first {page.offset}." if page.offset else "."
+        )
+    else:
+        head = f"Images of {owner}{matching}, newest first ({shown}):"
+    lines = [head]
+    entries: list[dict[str, Any]] = []
+    for g in page.items:
+        prompt = _one_line(g.prompt, LISTED_PROMPT_CHARS)
+        lines.append(
+            f"- {g.file_name} ({g.created_at:%Y-%m-%d %H:%M} UTC, {g.model_alias} "
+            f"{g.image_size.value}, {g.cost.display()}): {prompt}"
+        )
+        entries.append(
+            {
+                **_structured(g, public_url),
+                "created_at": g.created_at.isoformat().replace("+00:00", "Z"),
+                "prompt": prompt,
+            }
+        )
+    if page.has_next:
+        lines.append(f"More: pass offset {page.offset + len(page.items)}.")
+    if page.items:
+        lines.append(
+            f"Pass a file name to {GET_TOOL_NAME} to see it, or in reference_images to iterate."
+        )
+    structured = {
+        "owner": owner,
+        "total": page.total,
+        "offset": page.offset,
+        "has_more": page.has_next,
+        "filter": containing,
+        "images": entries,
+    }
+    return ToolResult(
+        content=[mt.TextContent(type="text", text="\n".join(lines))],
+        structured_content=structured,
+    )
 
 
 def _relabelled(block: mt.ContentBlock, label: str) -> mt.ContentBlock:

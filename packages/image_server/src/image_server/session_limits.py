@@ -39,8 +39,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from image_core.access import owner_key
 from image_core.domain import Identity
 from image_core.service import ImageService, not_allowed
+from image_server.callers import identity_of
 from image_server.hints import user_message
-from image_server.mcp import identity_of
 
 log = logging.getLogger("image_server")
 

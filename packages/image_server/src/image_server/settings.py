@@ -30,6 +30,7 @@ from image_server.edge import (
 from image_server.model_settings import catalog_from_environment, model_variables
 from image_server.models_file import VARIABLE as MODELS_FILE_VARIABLE
 from image_server.models_file import load_models_file
+from image_server.tool_names import ALL_TOOLS, TOOL_NAME
 
 BackendChoice = Literal["auto", "gemini", "placeholder"]
 
@@ -75,6 +76,7 @@ KNOWN_VARIABLES: Mapping[str, str] = {
     "IMG_HOST": "address to listen on",
     "IMG_PORT": "port to listen on",
     "IMG_LOG_LEVEL": "DEBUG, INFO, WARNING or ERROR",
+    "IMG_TOOLS": "comma-separated tools to offer (default all; generate_image is always on)",
     "IMG_LOGIN_REQUIRES_ACCESS": "1 to give connector tokens only to people who may generate",
 }
 
@@ -122,6 +124,8 @@ class Settings:
     oauth_client_idle_days: int = DEFAULT_OAUTH_CLIENT_IDLE_DAYS
     catalog: ModelCatalog = attrs.field(factory=ModelCatalog)
     log_level: str = "INFO"
+    tools: tuple[str, ...] = ALL_TOOLS
+    """The MCP tools offered (``IMG_TOOLS``), in listing order."""
     login_requires_access: bool = False
     warnings: tuple[str, ...] = ()
 
@@ -191,6 +195,7 @@ def load_settings(
     )
     catalog = _catalog(env, problems)
     log_level = _log_level(env, problems)
+    tools = _tools(env, problems)
     notes.extend(_unknown_variables(env, model_variables(catalog)))
     if problems:
         raise SettingsError(problems)
@@ -220,9 +225,32 @@ def load_settings(
         oauth_client_idle_days=idle_days,
         catalog=catalog,
         log_level=log_level,
+        tools=tools,
         login_requires_access=_flag(env.get("IMG_LOGIN_REQUIRES_ACCESS")),
         warnings=tuple(notes),
     )
+
+
+def _tools(env: Mapping[str, str], problems: list[str]) -> tuple[str, ...]:
+    """``IMG_TOOLS``: which tools to offer; unset or ``all`` is every tool."""
+    raw = _clean(env, "IMG_TOOLS")
+    if raw is None or raw.lower() == "all":
+        return ALL_TOOLS
+    wanted = {name.strip().lower() for name in raw.split(",") if name.strip()}
+    unknown = sorted(wanted - set(ALL_TOOLS))
+    if unknown:
+        problems.append(
+            f"IMG_TOOLS names {', '.join(unknown)}, which this server does not have; "
+            f"choose among {', '.join(ALL_TOOLS)} (or all)."
+        )
+        return ALL_TOOLS
+    if TOOL_NAME not in wanted:
+        problems.append(
+            f"IMG_TOOLS must include {TOOL_NAME}: it is the tool this server exists for "
+            f"(e.g. IMG_TOOLS={TOOL_NAME} for that tool alone)."
+        )
+        return ALL_TOOLS
+    return tuple(name for name in ALL_TOOLS if name in wanted)
 
 
 @attrs.frozen

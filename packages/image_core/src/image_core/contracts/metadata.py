@@ -274,6 +274,36 @@ class MetadataRepositoryContract:
         assert metadata_repo.usage(period=Period(start=date(2027, 1, 1))).total_count == 1
         assert metadata_repo.usage(period=Period(end=date(2026, 12, 1))).total_count == 1
 
+    def test_a_page_can_hold_only_the_prompts_that_contain_every_word(
+        self,
+        metadata_repo: MetadataRepository,
+    ) -> None:
+        """Words match anywhere, in any case and order; the total counts only the matches."""
+        prompts = [
+            "A red LIGHTHOUSE in a storm",
+            "a fox in the snow",
+            "Leuchtturm und Lighthouse, Aquarell",
+            "lighthouse",
+        ]
+        made = [
+            make_generation(prompt=p, at=NOON + timedelta(minutes=i)) for i, p in enumerate(prompts)
+        ]
+        for generation in made:
+            metadata_repo.add(generation)
+        metadata_repo.add(make_generation("bob@example.org", prompt="lighthouse"))
+        metadata_repo.add(
+            make_generation(prompt="lighthouse, rendering", status=GenerationStatus.RENDERING)
+        )
+        page = metadata_repo.page_for_user("ann@example.com", 0, 2, "lighthouse")
+        assert page.total == 3
+        assert page.items == (made[3], made[2])
+        rest = metadata_repo.page_for_user("ann@example.com", 2, 2, "lighthouse")
+        assert rest.items == (made[0],)
+        both = metadata_repo.page_for_user("ann@example.com", 0, 9, "storm  lighthouse")
+        assert both.items == (made[0],)
+        assert metadata_repo.page_for_user("ann@example.com", 0, 9, "whale").total == 0
+        assert metadata_repo.page_for_user("ann@example.com", 0, 9, "").total == 4
+
     def test_users_are_listed_once_each_and_sorted(
         self,
         metadata_repo: MetadataRepository,

@@ -16,7 +16,7 @@ from pathlib import Path
 from types import TracebackType
 
 from image_core.budgets import Period
-from image_core.domain import DailySpend, GalleryPage, Generation, UsageReport
+from image_core.domain import DailySpend, GalleryPage, Generation, UsageReport, prompt_matches
 from image_core.names import is_image_id
 from image_core.ports import MetadataRepository
 from image_core.serialization import IndexedFields, RecordCodec
@@ -25,6 +25,10 @@ from image_server.adapters.fs_sidecars import SidecarFiles
 from image_server.adapters.sqlite_index import INDEX_NAME, SqliteIndex
 
 __all__ = ["INDEX_NAME", "FilesystemMetadataRepository"]
+
+
+MAX_SCANNED = 100_000
+"""The most records of one person a prompt search reads."""
 
 
 class FilesystemMetadataRepository:
@@ -91,13 +95,28 @@ class FilesystemMetadataRepository:
             return None
         return self._sidecars.load(str(generation_id))
 
-    def page_for_user(self, email: str, offset: int, limit: int) -> GalleryPage:
+    def page_for_user(
+        self, email: str, offset: int, limit: int, containing: str | None = None
+    ) -> GalleryPage:
         """A page of one person's generations, newest first, ties broken by id."""
         if offset < 0 or limit < 0:
             raise ValueError("offset and limit must not be negative")
+        if containing is not None:
+            return self._matching_page(email, offset, limit, containing)
         total, ids = self._index.page(email, offset, limit)
         items = tuple(g for id_text in ids if (g := self._sidecars.load(id_text)) is not None)
         return GalleryPage(items, total, offset, limit)
+
+    def _matching_page(self, email: str, offset: int, limit: int, words: str) -> GalleryPage:
+        """The person's records read newest first, keeping those whose prompt matches."""
+        total, ids = self._index.page(email, 0, MAX_SCANNED)
+        del total
+        matching = [
+            g
+            for id_text in ids
+            if (g := self._sidecars.load(id_text)) is not None and prompt_matches(g.prompt, words)
+        ]
+        return GalleryPage(tuple(matching[offset : offset + limit]), len(matching), offset, limit)
 
     def usage(
         self, emails: Collection[str] | None = None, period: Period | None = None
