@@ -77,7 +77,7 @@ def test_the_inspector_lists_the_tools_in_strict_mode(mcp_url: str) -> None:
     result = node_tool("mcp-inspector", "--cli", mcp_url, "--method", "tools/list", "--strict")
     assert result.returncode == 0, result.stdout + result.stderr
     tools = json.loads(result.stdout)["tools"]
-    assert [t["name"] for t in tools] == ["generate_image", "get_image"]
+    assert [t["name"] for t in tools] == ["generate_image", "get_image", "list_images"]
     assert tools[1]["annotations"]["readOnlyHint"] is True
 
 
@@ -97,7 +97,7 @@ def test_the_inspector_can_generate_an_image(mcp_url: str) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
     reply = json.loads(result.stdout)
     assert reply["isError"] is False
-    assert [c["type"] for c in reply["content"]] == ["image", "text"]
+    assert [c["type"] for c in reply["content"]] == ["image", "text", "text"]
     assert reply["structuredContent"]["url"].endswith(".png")
     shown = node_tool(
         "mcp-inspector",
@@ -113,4 +113,4 @@ def test_the_inspector_can_generate_an_image(mcp_url: str) -> None:
     assert shown.returncode == 0, shown.stdout + shown.stderr
     again = json.loads(shown.stdout)
     assert again["isError"] is False
-    assert [c["type"] for c in again["content"]] == ["image", "text"]
+    assert [c["type"] for c in again["content"]] == ["image", "text", "text"]
