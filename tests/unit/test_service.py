@@ -23,6 +23,7 @@ from image_core.domain import (
     AspectRatio,
     BackendImage,
     BackendRequest,
+    CostBasis,
     CostEstimate,
     DailySpend,
     EncodedImage,
@@ -31,6 +32,7 @@ from image_core.domain import (
     GenerationRequest,
     GenerationResult,
     GenerationStatus,
+    Grounding,
     Identity,
     ImageSize,
     TokenUsage,
@@ -224,13 +226,17 @@ def make_world(
     codec: PassthroughImageCodec | None = None,
     step: timedelta = timedelta(minutes=1),
     tiny: bool = False,
+    usage: TokenUsage | None = None,
 ) -> World:
-    """A service wired to fresh in-memory doubles (``tiny``: skip real-size PNGs)."""
+    """A service wired to fresh in-memory doubles (``tiny``: skip real-size PNGs).
+
+    The backend reports ``usage`` with every image; without it, costs are list prices.
+    """
     world_images = images or InMemoryImageStore()
     world_metadata = metadata or InMemoryMetadataRepository()
     prefs = InMemoryPrefStore()
     kind = TinyImageBackend if tiny else FakeImageBackend
-    fake = kind(token_usage=TokenUsage(5, 6, 7, 18))
+    fake = kind(token_usage=usage)
     clock = FixedClock(START, step)
     ids = SequentialIds()
     service = ImageService(
@@ -299,7 +305,7 @@ async def test_generate_stores_the_png_and_its_record_and_returns_the_public_nam
 @pytest.mark.anyio
 async def test_the_record_holds_who_what_when_which_model_and_the_cost() -> None:
     """Everything the dashboard needs is in the stored generation."""
-    world = make_world()
+    world = make_world(usage=TokenUsage(5, 6, 7, 18))
     result = await generate(world, prompt="  a fox  ", aspect_ratio="3:4", image_size="2k")
     generation = result.generation
     assert generation.email == "alice@example.com"
@@ -309,7 +315,10 @@ async def test_the_record_holds_who_what_when_which_model_and_the_cost() -> None
     assert generation.image_size is ImageSize.S2K
     assert generation.aspect_ratio is AspectRatio.R3_4
     assert generation.created_at == START
-    assert generation.cost.usd == Decimal("0.101")
+    # 5 input tokens at $0.50, 6 image tokens at $60, 7 thinking at $3 per million.
+    assert generation.cost.usd == Decimal("0.000384")
+    assert generation.cost_basis is CostBasis.USAGE
+    assert generation.estimate == CostEstimate(Decimal("0.101"))
     assert generation.token_usage == TokenUsage(5, 6, 7, 18)
     assert generation.backend == "fake"
     assert (generation.width, generation.height) == (1536, 2048)
@@ -1385,3 +1394,57 @@ async def test_a_generation_reads_the_persons_preferences_once() -> None:
     result = await service.generate(ada, GenerationRequest.parse("a fox"))
     assert result.generation.model_alias == "pro"
     assert prefs.reads == 1
+
+
+# --- the true cost -------------------------------------------------------------------------
+
+
+@pytest.mark.anyio
+async def test_the_cost_comes_from_the_token_counts_with_the_list_price_beside_it() -> None:
+    """flash 1K: 1290 input tokens at $0.50 and 1120 image tokens at $60 per million."""
+    usage = TokenUsage(1290, 1120, None, 2410, image_output_tokens=1120)
+    world = make_world(usage=usage, tiny=True)
+    result = await generate(world)
+    g = result.generation
+    assert g.cost == CostEstimate(Decimal("0.067845"))
+    assert g.estimate == CostEstimate(Decimal("0.067"))
+    assert g.cost_basis is CostBasis.USAGE
+    assert world.metadata.get(g.id) == g
+    assert world.metadata.usage().total_cost == CostEstimate(Decimal("0.067845"))
+
+
+@pytest.mark.anyio
+async def test_without_token_counts_the_list_price_is_the_cost_and_says_so() -> None:
+    """No usage came back: the estimate is what counts, marked as a list price."""
+    world = make_world(tiny=True)
+    g = (await generate(world, image_size="4K")).generation
+    assert g.cost == g.estimate == CostEstimate(Decimal("0.151"))
+    assert g.cost_basis is CostBasis.LIST_PRICE
+
+
+@pytest.mark.anyio
+async def test_grounded_queries_are_counted_once_in_the_true_cost() -> None:
+    """Two queries at $0.014 are added to the token cost, and to the estimate, once each."""
+    usage = TokenUsage(1290, 1120, None, 2452, image_output_tokens=1120, tool_use_prompt_tokens=42)
+    world = make_world(usage=usage, tiny=True)
+    world.backend.grounding = Grounding(queries=("lighthouse dusk", "lighthouse photo"))
+    request = GenerationRequest.parse("a lighthouse", search_grounding=True)
+    g = (await world.service.generate(ALICE, request)).generation
+    # (1290 + 42) * 0.5 + 1120 * 60 per million, plus 2 * 0.014.
+    assert g.cost == CostEstimate(Decimal("0.000666") + Decimal("0.0672") + Decimal("0.028"))
+    assert g.estimate == CostEstimate(Decimal("0.067") + Decimal("0.028"))
+
+
+@pytest.mark.anyio
+async def test_an_image_that_could_not_be_stored_keeps_its_true_cost() -> None:
+    """The answer came and was billed by its tokens; the failed record says so."""
+    usage = TokenUsage(1290, 1120, None, 2410, image_output_tokens=1120)
+    world = make_world(images=FailingImageStore(), usage=usage, tiny=True)
+    with pytest.raises(StorageError):
+        await generate(world)
+    failed = world.metadata.get(FIRST_ID)
+    assert failed is not None
+    assert failed.status is GenerationStatus.FAILED
+    assert failed.cost == CostEstimate(Decimal("0.067845"))
+    assert failed.cost_basis is CostBasis.USAGE
+    assert failed.estimate == CostEstimate(Decimal("0.067"))

@@ -27,6 +27,7 @@ from image_core.domain import (
     AspectRatio,
     BackendImage,
     BackendRequest,
+    CostBasis,
     CostEstimate,
     DailySpend,
     EncodedImage,
@@ -47,6 +48,7 @@ from image_core.domain import (
     ProcessedImage,
     ReconcileReport,
     ReferenceImage,
+    TokenUsage,
     UsageReport,
 )
 from image_core.errors import (
@@ -76,6 +78,7 @@ from image_core.ports import (
     PublicImageFiles,
     StreamingImageBackend,
 )
+from image_core.pricing import cost_from_usage
 
 MAX_PAGE_SIZE = 200
 MIN_EXPECTED_SECONDS = 5
@@ -253,6 +256,7 @@ class ImageService:
                 aspect_ratio=request.aspect_ratio,
                 created_at=self._clock.now(),
                 cost=spec.price(request.image_size),
+                estimate=spec.price(request.image_size),
                 reference_ids=tuple(r.id for r in references),
                 backend=self._backend.name,
                 status=GenerationStatus.RENDERING,
@@ -260,7 +264,7 @@ class ImageService:
                 search_grounding=request.search_grounding,
             )
             waiter = _Waiter()
-            render = self._render(pending, backend_request, waiter, spec.search_query_price)
+            render = self._render(pending, backend_request, waiter, spec)
             waiting[self._background.start(render)] = (index, pending, waiter)
         outcomes: dict[int, ImageOutcome] = {}
         unsettled = set(waiting)
@@ -299,13 +303,16 @@ class ImageService:
         pending: Generation,
         request: BackendRequest,
         waiter: _Waiter,
-        query_price: CostEstimate,
+        spec: ModelSpec,
     ) -> GenerationResult:
         """Record it as rendering, call the backend, store the PNG, settle the record.
 
         The pending record is written here, inside the detached work, so a caller
         cancelled at any moment never leaves a record without its call (or the reverse).
-        A grounded image's search queries are priced at ``query_price`` each and added to
+        The cost recorded is the true one, from the answer's token counts at the model's
+        prices per token (``pricing.cost_from_usage``), with the list-price estimate kept
+        beside it; without usage the estimate is the cost. A grounded image's search
+        queries are priced at the model's ``search_query_price`` each and added to
         its cost.
         """
         await asyncio.to_thread(self._metadata.add, pending)
@@ -318,15 +325,21 @@ class ImageService:
             image = await self._ask_backend(request, processing)
             processed = await self._process_and_store(pending.id, image, processing)
             stored = True
-            grounding = _priced(image.grounding, query_price)
-            done = attrs.evolve(
-                pending,
-                status=GenerationStatus.DONE,
-                token_usage=image.token_usage,
-                width=processed.width,
-                height=processed.height,
-                grounding=grounding,
-                cost=pending.cost + grounding.cost if grounding else pending.cost,
+            grounding = _priced(image.grounding, spec.search_query_price)
+            estimate = pending.cost + grounding.cost if grounding else pending.cost
+            queries = len(grounding.queries) if grounding else 0
+            true_cost = cost_from_usage(spec, image.token_usage, queries)
+            done = _with_cost(
+                attrs.evolve(
+                    pending,
+                    status=GenerationStatus.DONE,
+                    token_usage=image.token_usage,
+                    width=processed.width,
+                    height=processed.height,
+                    grounding=grounding,
+                    estimate=estimate,
+                ),
+                true_cost,
             )
             await asyncio.to_thread(self._settle, done, processed)
         except Exception as exc:
@@ -336,13 +349,17 @@ class ImageService:
             # Billed once an image arrived, or when the backend says it may have been.
             billed = image is not None or (error is not None and _may_be_billed(error))
             if billed or waiter.left:
+                usage = image.token_usage if image else _usage_of(error)
+                true_cost = cost_from_usage(spec, usage, image_came=image is not None)
                 failed = attrs.evolve(
                     pending,
                     status=GenerationStatus.FAILED,
                     failure=error.message if error else "An unexpected error stopped it.",
+                    token_usage=usage,
                     cost=pending.cost if billed else CostEstimate.zero(),
-                    token_usage=image.token_usage if image else None,
                 )
+                if billed:
+                    failed = _with_cost(failed, true_cost)
                 waiter.recorded = failed
                 with contextlib.suppress(StorageError):  # the next start-up settles it then
                     await asyncio.to_thread(self._metadata.replace, failed)
@@ -663,6 +680,19 @@ def _priced(grounding: Grounding | None, query_price: CostEstimate) -> Grounding
         return None
     cost = CostEstimate(query_price.usd * len(grounding.queries))
     return attrs.evolve(grounding, cost=cost)
+
+
+def _with_cost(generation: Generation, true_cost: CostEstimate | None) -> Generation:
+    """The record costing ``true_cost`` when it is known; else its estimate stays the cost."""
+    if true_cost is None:
+        estimate = generation.list_price_estimate
+        return attrs.evolve(generation, cost=estimate, cost_basis=CostBasis.LIST_PRICE)
+    return attrs.evolve(generation, cost=true_cost, cost_basis=CostBasis.USAGE)
+
+
+def _usage_of(error: ImageMcpError | None) -> TokenUsage | None:
+    """The token counts a failed answer still reported (a refusal in words has some)."""
+    return error.token_usage if isinstance(error, BackendError) else None
 
 
 def _may_be_billed(error: ImageMcpError) -> bool:
