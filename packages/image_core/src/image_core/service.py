@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -61,6 +62,7 @@ from image_core.errors import (
     StorageError,
     UnsupportedByModel,
 )
+from image_core.limits import Admission, CallLimits, Gate
 from image_core.png import PNG_SIGNATURE, png_size
 from image_core.ports import (
     Clock,
@@ -130,6 +132,23 @@ class ImageService:
     """What the last check of the backend's models list found (``None``: no check)."""
     _budgets: Budgets = attrs.field(factory=Budgets, alias="budgets")
     """The configured spending limits (none by default)."""
+    _limits: CallLimits = attrs.field(factory=CallLimits, alias="limits")
+    """How many images one person may have made a minute and at once, and the server."""
+    _gate: Gate = attrs.field(
+        init=False,
+        repr=False,
+        default=attrs.Factory(lambda self: self._new_gate(), takes_self=True),
+    )
+    """Admission: the one home of the budget, rate and concurrency rules (``limits``)."""
+
+    def _new_gate(self) -> Gate:
+        return Gate(
+            budgets=self._budgets,
+            limits=self._limits,
+            catalog=self._catalog,
+            metadata=self._metadata,
+            clock=self._clock,
+        )
 
     # --- decisions that touch no storage: plain methods ---------------------------------
 
@@ -241,6 +260,11 @@ class ImageService:
             thinking_level=request.thinking,
             search_grounding=request.search_grounding,
         )
+        # Admitted, or refused with the reason before anything is recorded or sent.
+        admin = self._policy.is_admin(identity)
+        admission = await asyncio.to_thread(self._gate.admit, email, spec, request, admin=admin)
+        # Images beyond the places the request holds wait for its own earlier ones.
+        turns = asyncio.Semaphore(admission.places)
         waiting: dict[asyncio.Future[GenerationResult], tuple[int, Generation, _Waiter]] = {}
         for index in range(request.count):
             pending = Generation(
@@ -260,7 +284,9 @@ class ImageService:
                 search_grounding=request.search_grounding,
             )
             waiter = _Waiter()
-            render = self._render(pending, backend_request, waiter, spec.search_query_price)
+            render = self._render(
+                pending, backend_request, waiter, spec.search_query_price, admission, turns
+            )
             waiting[self._background.start(render)] = (index, pending, waiter)
         outcomes: dict[int, ImageOutcome] = {}
         unsettled = set(waiting)
@@ -287,7 +313,9 @@ class ImageService:
         for work in unsettled:
             index, pending, waiter = waiting[work]
             outcomes[index] = _unsettled(work, waiter, pending, usual)
-        batch = GenerationBatch(tuple(outcomes[i] for i in range(request.count)))
+        batch = GenerationBatch(
+            tuple(outcomes[i] for i in range(request.count)), standing=admission.standing
+        )
         if all(isinstance(o, FailedImage) for o in batch.outcomes):
             first = batch.outcomes[0]
             assert isinstance(first, FailedImage)
@@ -300,15 +328,38 @@ class ImageService:
         request: BackendRequest,
         waiter: _Waiter,
         query_price: CostEstimate,
+        admission: Admission,
+        turns: asyncio.Semaphore,
     ) -> GenerationResult:
-        """Record it as rendering, call the backend, store the PNG, settle the record.
+        """Record it as rendering, wait for the request's turn, then make and settle it.
 
         The pending record is written here, inside the detached work, so a caller
         cancelled at any moment never leaves a record without its call (or the reverse).
         A grounded image's search queries are priced at ``query_price`` each and added to
-        its cost.
+        its cost. However it ends, the image's place is given back (``Gate.finished``);
+        its reservation is given back with the record that settles it, or when nothing
+        is owed.
         """
-        await asyncio.to_thread(self._metadata.add, pending)
+        try:
+            try:
+                await asyncio.to_thread(self._metadata.add, pending)
+            except BaseException:
+                self._gate.release(admission)  # nothing was sent
+                raise
+            async with turns:
+                return await self._make(pending, request, waiter, query_price, admission)
+        finally:
+            self._gate.finished(admission)
+
+    async def _make(
+        self,
+        pending: Generation,
+        request: BackendRequest,
+        waiter: _Waiter,
+        query_price: CostEstimate,
+        admission: Admission,
+    ) -> GenerationResult:
+        """Call the backend, store the PNG, settle the record (and the reservation with it)."""
         image: BackendImage | None = None
         processing: ImageProcessing | None = None
         stored = False
@@ -328,10 +379,10 @@ class ImageService:
                 grounding=grounding,
                 cost=pending.cost + grounding.cost if grounding else pending.cost,
             )
-            await asyncio.to_thread(self._settle, done, processed)
+            await asyncio.to_thread(self._settle, done, processed, admission)
         except Exception as exc:
             if stored:  # the PNG is kept; the record stays rendering until start-up settles it
-                raise
+                raise  # and its reservation stays counted: it was paid for
             error = exc if isinstance(exc, ImageMcpError) else None
             # Billed once an image arrived, or when the backend says it may have been.
             billed = image is not None or (error is not None and _may_be_billed(error))
@@ -344,12 +395,15 @@ class ImageService:
                     token_usage=image.token_usage if image else None,
                 )
                 waiter.recorded = failed
-                with contextlib.suppress(StorageError):  # the next start-up settles it then
-                    await asyncio.to_thread(self._metadata.replace, failed)
+                # Unwritten, the next start-up settles it, and the reservation stays meanwhile.
+                with contextlib.suppress(StorageError):
+                    write = functools.partial(self._metadata.replace, failed)
+                    await asyncio.to_thread(self._gate.settle, admission, write)
                 raise
             waiter.refused = error
             with contextlib.suppress(StorageError):
                 await asyncio.to_thread(self._metadata.remove, pending.id)
+            await asyncio.to_thread(self._gate.release, admission)  # refused: nothing owed
             raise
         finally:
             if processing is not None:
@@ -395,11 +449,14 @@ class ImageService:
             await asyncio.to_thread(self._images.put, image_id, decoded.png, None)
         return decoded
 
-    def _settle(self, done: Generation, processed: ProcessedImage) -> None:
-        """The thumbnail (best effort: the gallery remakes a missing one), then the record."""
+    def _settle(self, done: Generation, processed: ProcessedImage, admission: Admission) -> None:
+        """The thumbnail (best effort: the gallery remakes a missing one), then the record.
+
+        The record is written by the gate, which gives the reservation back with it.
+        """
         with contextlib.suppress(StorageError):
             self._images.put_thumbnail(done.id, processed.thumbnail)
-        self._metadata.replace(done)
+        self._gate.settle(admission, functools.partial(self._metadata.replace, done))
 
     def _prepare(
         self, email: str, request: GenerationRequest
