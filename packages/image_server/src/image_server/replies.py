@@ -20,10 +20,15 @@ from image_core.domain import (
     GenerationResult,
     Grounding,
     PendingGeneration,
+    Standing,
 )
 from image_server.references import image_url
 
 GET_TOOL_NAME = "get_image"
+PLACEHOLDER_NOTE = (
+    "Note: this server runs the offline placeholder backend; not a real image. Its cost is "
+    "the list price, counted (nothing is billed) so that budgets and limits can be tried out."
+)
 NOTE_CHARS = 200
 SOURCES_SHOWN = 3
 """How many of the web pages a grounded image drew on the reply names."""
@@ -104,7 +109,7 @@ def _facts(g: Generation) -> list[str]:
     elif g.search_grounding:
         lines.append("Google Search grounding was asked for; Gemini ran no search for it.")
     if g.is_placeholder:
-        lines.append("Note: this server runs the offline placeholder backend; not a real image.")
+        lines.append(PLACEHOLDER_NOTE)
     return lines
 
 
@@ -177,8 +182,53 @@ def batch_reply(batch: GenerationBatch, public_url: str) -> ToolResult:
     if len(outcomes) == 1 and not isinstance(outcomes[0], FailedImage):
         only = outcomes[0]
         if isinstance(only, PendingGeneration):
-            return pending_reply(only, public_url)
-        return reply(only, public_url)
+            return _with_standing(pending_reply(only, public_url), batch.standing, 1)
+        return _with_standing(reply(only, public_url), batch.standing, 1)
+    return _with_standing(_several(batch, public_url), batch.standing, len(outcomes))
+
+
+def standing_line(standing: Standing, count: int = 1) -> str:
+    """Where the call left the tightest budget, e.g. "This image ≈ $0.067; you have used
+    $3.20 of your $10.00 this month (UTC)."
+    """
+    asked = "This image" if count == 1 else f"These {count} images"
+    who, whose = ("you have", "your") if standing.kind.personal else ("this server has", "its")
+    return (
+        f"{asked} ≈ {standing.this_request.display()}; {who} used {standing.used.display()} "
+        f"of {whose} {standing.limit.display()} {standing.kind.period_words} (UTC)."
+    )
+
+
+def _with_standing(result: ToolResult, standing: Standing | None, count: int) -> ToolResult:
+    """``result`` with the budget standing in its text and in its data."""
+    if standing is None:
+        return result
+    line = standing_line(standing, count)
+    content = list(result.content)
+    # One image: after its facts; several: in the summary that heads them.
+    order = range(len(content) - 1, -1, -1) if count == 1 else range(len(content))
+    for at in order:
+        block = content[at]
+        if isinstance(block, mt.TextContent):
+            content[at] = mt.TextContent(type="text", text=f"{block.text}\n{line}")
+            break
+    structured = {
+        **(result.structured_content or {}),
+        "budget": {
+            "kind": standing.kind.value,
+            "this_request_usd": str(standing.this_request.usd),
+            "used_usd": str(standing.used.usd),
+            "limit_usd": str(standing.limit.usd),
+            "left_usd": str(standing.left.usd),
+            "resets_at": standing.resets_at.isoformat(),
+        },
+    }
+    return ToolResult(content=content, structured_content=structured)
+
+
+def _several(batch: GenerationBatch, public_url: str) -> ToolResult:
+    """The reply to a call that asked for several images (or whose one image failed)."""
+    outcomes = batch.outcomes
     total = len(outcomes)
     ready = sum(isinstance(o, GenerationResult) for o in outcomes)
     rendering = sum(isinstance(o, PendingGeneration) for o in outcomes)
