@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 import pytest
 
@@ -27,6 +28,7 @@ from image_core.domain import (
     GenerationStatus,
     Identity,
     ImageSize,
+    UsageReport,
 )
 from image_core.errors import (
     BackendRefused,
@@ -86,6 +88,7 @@ def make_service(
     backend: FakeImageBackend | None = None,
     metadata: InMemoryMetadataRepository | None = None,
     clock: FixedClock | None = None,
+    ids: SequentialIds | None = None,
 ) -> ImageService:
     return ImageService(
         catalog=ModelCatalog(),
@@ -98,7 +101,7 @@ def make_service(
         backend=backend or CountingBackend(),
         codec=PassthroughImageCodec(),
         clock=clock or FixedClock(),
-        ids=SequentialIds(),
+        ids=ids or SequentialIds(),
         budgets=budgets or Budgets(),
         limits=limits,
     )
@@ -468,3 +471,68 @@ async def test_what_is_reserved_is_the_list_price_of_the_size_asked() -> None:
     made = await service.generate_images(ALICE, request("4K"))
     assert made.standing is not None
     assert made.standing.this_request == ModelCatalog().default.price(ImageSize.S4K)
+
+
+class CountedReads(InMemoryMetadataRepository):
+    """Counts how often the settled spend is read from the records."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reads = 0
+
+    def usage(self, *args: Any, **kwargs: Any) -> UsageReport:
+        self.reads += 1
+        return super().usage(*args, **kwargs)
+
+
+async def test_each_periods_spend_is_read_once_and_kept_in_step_with_what_settles() -> None:
+    metadata = CountedReads()
+    service = make_service(
+        Budgets(user_monthly=usd("0.20"), total_monthly=usd("0.30")), metadata=metadata
+    )
+    for _ in range(2):
+        await service.generate_images(ALICE, request())
+    made = await service.generate_images(BOB, request())
+    assert made.standing is not None
+    # One read of everyone's month served Alice's, Bob's and the server's figures ...
+    assert metadata.reads == 1
+    # ... and what settled since is counted: $0.201 of the server's $0.30.
+    assert made.standing.kind is BudgetKind.SERVER_MONTHLY
+    assert made.standing.used == usd("0.201")
+    refusal = await refused(service, ALICE, request())
+    assert "You have used $0.134 of $0.20" in refusal.message  # Alice's is the tighter now
+    assert metadata.reads == 1
+
+
+async def test_a_new_day_is_read_from_the_records_again() -> None:
+    metadata = CountedReads()
+    clock = FixedClock(datetime(2026, 11, 24, 23, 0, tzinfo=UTC))
+    service = make_service(Budgets(user_daily=usd("1")), metadata=metadata, clock=clock)
+    await service.generate_images(ALICE, request())
+    await service.generate_images(ALICE, request())
+    assert metadata.reads == 1
+    clock.current += timedelta(hours=2)
+    made = await service.generate_images(ALICE, request())
+    assert metadata.reads == 2
+    assert made.standing is not None
+    assert made.standing.used == usd("0.067")
+
+
+async def test_what_start_up_settles_is_counted() -> None:
+    """A record an earlier run left rendering becomes a maybe-billed failure at reconcile."""
+    metadata = CountedReads()
+    backend = CountingBackend(delay_seconds=5)
+    ids = SequentialIds()
+    earlier = make_service(
+        Budgets(user_monthly=usd("1")), metadata=metadata, backend=backend, ids=ids
+    )
+    await earlier.generate_images(ALICE, request(), wait_seconds=0)  # killed mid-call, say
+    service = make_service(Budgets(user_monthly=usd("1")), metadata=metadata, ids=ids)
+    before = await service.generate_images(ALICE, request())
+    assert before.standing is not None
+    assert before.standing.used == usd("0.067")  # the rendering one counts nothing yet
+    report = await service.reconcile()
+    assert report.failed == 1
+    after = await service.generate_images(ALICE, request())
+    assert after.standing is not None
+    assert after.standing.used == usd("0.201")

@@ -37,6 +37,7 @@ from image_core.catalog import ModelCatalog
 from image_core.domain import (
     BudgetKind,
     CostEstimate,
+    Generation,
     GenerationRequest,
     ImageSize,
     ModelSpec,
@@ -135,6 +136,7 @@ class Gate:
         self._sent: dict[str, collections.deque[float]] = {}
         self._in_flight: dict[str, int] = {}
         self._in_flight_total = 0
+        self._settled = _SettledSpend(metadata)
 
     @property
     def budgets(self) -> Budgets:
@@ -166,16 +168,26 @@ class Gate:
             self._reserved_total += each * count
         return Admission(email, each, count, places, count, standing)
 
-    def settle(self, admission: Admission, write: Callable[[], None]) -> None:
-        """Write one image's settled record (``write``), then give its reservation back.
+    def settle(
+        self, admission: Admission, settled: Generation, write: Callable[[Generation], None]
+    ) -> None:
+        """Write one image's settled record (``write(settled)``), then give its reservation back.
 
         Both under the admission lock, so no admission sees the cost twice or not at
-        all. A write that fails (``StorageError``, raised on) keeps the reservation:
-        the cost may be owed, and the records do not show it until start-up settles it.
+        all; the settled spend read from the records is kept in step with the write. A
+        write that fails (``StorageError``, raised on) keeps the reservation: the cost
+        may be owed, and the records do not show it until start-up settles it.
         """
         with self._money:
-            write()
+            write(settled)
+            self._settled.count(settled)
             self._give_back(admission)
+
+    def forget_spend(self) -> None:
+        """Read the settled spend from the records again at the next check (they changed
+        behind the gate's back: start-up settled what an earlier run left)."""
+        with self._money:
+            self._settled = _SettledSpend(self._metadata)
 
     def release(self, admission: Admission) -> None:
         """Give one image's reservation back: nothing is owed for it (refused, unsent)."""
@@ -226,7 +238,7 @@ class Gate:
         measures: list[_Measure] = []
         daily = self._budgets.daily_for(email)
         if daily is not None:
-            spent = self._metadata.usage({email}, Period.day_of(today)).total_cost.usd
+            spent = self._settled.of(email, Period.day_of(today), today)
             tomorrow = _midnight(today + timedelta(days=1))
             measures.append(
                 _Measure(BudgetKind.PERSONAL_DAILY, daily.usd, spent + mine, mine, tomorrow)
@@ -234,10 +246,10 @@ class Gate:
         monthly = self._budgets.monthly_for(email)
         total = self._budgets.total_monthly
         if monthly is not None or total is not None:
-            emails = None if total is not None else {email}
-            report = self._metadata.usage(emails, month)
+            if total is not None:  # one read of the month gives everyone's spend
+                self._settled.of(None, month, today)
             if monthly is not None:
-                spent = sum((r.cost.usd for r in report.rows if r.email == email), Decimal(0))
+                spent = self._settled.of(email, month, today)
                 measures.append(
                     _Measure(
                         BudgetKind.PERSONAL_MONTHLY, monthly.usd, spent + mine, mine, month_end
@@ -249,7 +261,7 @@ class Gate:
                     _Measure(
                         BudgetKind.SERVER_MONTHLY,
                         total.usd,
-                        report.total_cost.usd + everyone,
+                        self._settled.of(None, month, today) + everyone,
                         everyone,
                         month_end,
                     )
@@ -332,6 +344,60 @@ class Gate:
         self._in_flight[email] = mine + places
         self._in_flight_total += places
         return places
+
+
+class _SettledSpend:
+    """What the records settled per period, read once per period and kept in step.
+
+    Reading a period's spend from the records costs an index query (hundreds of
+    milliseconds for a busy month at 100,000 records), so each (person or everyone,
+    period) is read once, then every settled record written through the gate adds its
+    cost. A read of everyone's month gives each person's month too. Periods that have
+    ended are forgotten as new ones are read. Not thread-safe: the gate's lock guards it.
+    """
+
+    def __init__(self, metadata: MetadataRepository) -> None:
+        self._metadata = metadata
+        self._spent: dict[tuple[str | None, Period], Decimal] = {}
+        self._everyone_read: set[Period] = set()
+        """Periods read for everyone: a person without a row there spent nothing."""
+
+    def of(self, email: str | None, period: Period, today: date) -> Decimal:
+        """The settled spend of ``email`` (``None``: everyone) in ``period``."""
+        key = (email, period)
+        if key in self._spent:
+            return self._spent[key]
+        if email is not None and period in self._everyone_read:
+            return Decimal(0)
+        self._forget_before(today)
+        if email is None:
+            report = self._metadata.usage(None, period)
+            self._spent[key] = report.total_cost.usd
+            for row in report.rows:
+                self._spent.setdefault((row.email, period), row.cost.usd)
+            self._everyone_read.add(period)
+        else:
+            self._spent[key] = self._metadata.usage({email}, period).total_cost.usd
+        return self._spent[key]
+
+    def count(self, settled: Generation) -> None:
+        """Add a just-written settled record's cost to the periods read that hold its day."""
+        day = settled.created_at.date()
+        cost = settled.cost.usd
+        periods = {p for _, p in self._spent if p.holds(day)}
+        for period in periods:
+            for key in ((None, period), (settled.email, period)):
+                if key in self._spent:
+                    self._spent[key] += cost
+                elif key[0] is not None and period in self._everyone_read:
+                    self._spent[key] = cost
+
+    def _forget_before(self, today: date) -> None:
+        """Drop the periods that ended before ``today``."""
+        ended = {p for _, p in self._spent if p.end is not None and p.end <= today}
+        if ended:
+            self._spent = {k: v for k, v in self._spent.items() if k[1] not in ended}
+            self._everyone_read -= ended
 
 
 def _unit(spec: ModelSpec, size: ImageSize, grounded: bool) -> Decimal:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -397,8 +396,8 @@ class ImageService:
                 waiter.recorded = failed
                 # Unwritten, the next start-up settles it, and the reservation stays meanwhile.
                 with contextlib.suppress(StorageError):
-                    write = functools.partial(self._metadata.replace, failed)
-                    await asyncio.to_thread(self._gate.settle, admission, write)
+                    settle = self._gate.settle
+                    await asyncio.to_thread(settle, admission, failed, self._metadata.replace)
                 raise
             waiter.refused = error
             with contextlib.suppress(StorageError):
@@ -456,7 +455,7 @@ class ImageService:
         """
         with contextlib.suppress(StorageError):
             self._images.put_thumbnail(done.id, processed.thumbnail)
-        self._gate.settle(admission, functools.partial(self._metadata.replace, done))
+        self._gate.settle(admission, done, self._metadata.replace)
 
     def _prepare(
         self, email: str, request: GenerationRequest
@@ -572,6 +571,8 @@ class ImageService:
                 settled = attrs.evolve(pending, status=GenerationStatus.FAILED, failure=INTERRUPTED)
                 failed += 1
             self._metadata.replace(settled)
+        if done or failed:  # costs the gate has not seen: it reads the records again
+            self._gate.forget_spend()
         return ReconcileReport(done=done, failed=failed)
 
     async def usage_for(self, viewer: Identity | None) -> UsageReport:
