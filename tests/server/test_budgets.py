@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
 
 from image_core.domain import GenerationBatch, GenerationRequest
-from image_core.errors import LimitReached, LimitReason
+from image_core.errors import BackendUnavailable, LimitReached, LimitReason
 from image_server.app import build_service
 from image_server.settings import Settings, load_settings
 from tests.fakes.fake_gemini import FakeGemini
@@ -79,3 +80,28 @@ async def test_twenty_calls_against_thirty_cents_send_four_and_a_restart_remembe
         assert caught.value.facts["reserved_usd"] == "0"
         assert caught.value.facts["spent_usd"] == str(sum(b.cost.usd for b in made))
         assert len(gemini.requests) == 4
+
+
+async def test_a_timed_out_call_frees_its_place_and_keeps_its_cost_counted(
+    tmp_path: Path,
+) -> None:
+    """A hung Gemini answer holds its place only until IMG_GEMINI_TIMEOUT ends it; the
+    timeout may have been billed, so its estimate stays spent."""
+    with FakeGemini(api_key=GEMINI_KEY) as gemini:
+        gemini.script("slow:10")
+        settings = settings_for(
+            tmp_path,
+            gemini,
+            IMG_GEMINI_TIMEOUT="1",
+            IMG_MAX_CONCURRENT="1",
+            IMG_BUDGET_USER_MONTHLY="0.20",
+        )
+        async with contextlib.AsyncExitStack() as closing:
+            service = build_service(settings, closing=closing)
+            with pytest.raises(BackendUnavailable) as caught:
+                await service.generate_images(None, GenerationRequest.parse("a hung call"))
+            assert caught.value.may_be_billed
+            made = await service.generate_images(None, GenerationRequest.parse("next"))
+        assert made.standing is not None
+        assert made.standing.used.usd == Decimal("0.134")  # the timed-out one and this one
+        assert len(gemini.requests) == 2
