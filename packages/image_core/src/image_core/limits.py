@@ -3,8 +3,9 @@
 Three kinds of limit, all per person unless said otherwise:
 
 - **Budgets** in US dollars (``budgets.Budgets``): a day, a month, the whole server's
-  month. Spend is what the records of the period settled (so it survives a restart) plus
-  what calls in flight reserved. A request reserves its list-price estimate when it is
+  month. Spend is what the records of the period settled (so it survives a restart;
+  read once per period, then kept in step with each settled record written through the
+  gate) plus what calls in flight reserved. A request reserves its list-price estimate when it is
   admitted; each image gives its share back once its settled record (which carries the
   cost) is written, or at once when nothing is owed (the backend refused it). The write
   and the give-back happen under the same lock as every admission, so a cost is never
@@ -17,7 +18,9 @@ A request for several images (``count``) is admitted as a whole or not at all: i
 estimate and its images in the rate window count in full. It needs one free place to
 start and takes as many as are free (up to ``count``); its other images wait for those
 places and run as its earlier ones finish, so four images still come with a limit of
-two at once. Nobody else can take the places a request is waiting for.
+two at once. A place the request holds passes to its own next image, not to anyone else.
+
+Rate and places are kept in this process's memory: one server process per data folder.
 """
 
 from __future__ import annotations
@@ -204,17 +207,6 @@ class Gate:
                 if not self._in_flight[admission.email]:
                     del self._in_flight[admission.email]
                 self._in_flight_total -= 1
-
-    def in_flight(self, email: str | None = None) -> int:
-        """Places held now: by ``email``, or by everyone."""
-        with self._calls:
-            return self._in_flight_total if email is None else self._in_flight.get(email, 0)
-
-    def reserved(self, email: str | None = None) -> CostEstimate:
-        """What calls in flight reserved: by ``email``, or by everyone."""
-        with self._money:
-            amount = self._reserved_total if email is None else self._reserved.get(email)
-            return CostEstimate(amount or Decimal(0))
 
     # --- under the locks ---------------------------------------------------------------
 
