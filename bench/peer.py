@@ -30,6 +30,7 @@ from tests.fakes.fake_gemini import FakeGemini
 
 from bench.common import (
     LOOPBACK,
+    UNLIMITED_CALLS,
     Target,
     base_parser,
     free_port,
@@ -145,6 +146,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "IMG_PORT": str(ours_port),
             "GEMINI_API_KEY": KEY,
             "IMG_GEMINI_BASE_URL": gemini.base_url,
+            **UNLIMITED_CALLS,
         }
         peer_env = {
             **base,

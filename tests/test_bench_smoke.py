@@ -22,6 +22,7 @@ TINY_RUNS = {
     "serving": ["--side", "256", "--requests", "40", "--seconds", "1"],
     "memory": ["--side", "256", "--count", "2"],
     "soak": ["--calls", "20", "--concurrency", "4"],
+    "budget": ["--sizes", "300", "--no-cache"],
 }
 RESULT_KEYS = {"benchmark", "quick", "measured_at", "duration_s", "machine", "results", "targets"}
 TARGET_KEYS = {"name", "value", "limit", "unit", "comparison", "met"}

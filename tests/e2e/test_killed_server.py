@@ -65,6 +65,8 @@ def server(
         "IMG_GEMINI_BASE_URL": gemini.base_url,
         "IMG_TOOL_DEADLINE": "1",
         "IMG_LOG_LEVEL": "INFO",
+        # Eight calls at once by the one local person: above the default of two at once.
+        "IMG_MAX_CONCURRENT": str(len(DELAYS)),
     }
     with log.open("wb") as out:
         process = subprocess.Popen([str(IMAGE_MCP), "dev"], env=env, stdout=out, stderr=out)

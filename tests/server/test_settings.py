@@ -321,3 +321,100 @@ def test_the_oauth_state_limits_have_defaults_and_can_be_set() -> None:
 )
 def test_a_bad_oauth_state_limit_is_refused_by_name(variable: str, raw: str) -> None:
     assert any(variable in p for p in problems({**PROD, variable: raw}))
+
+
+# -- budgets, rate and concurrency ---------------------------------------------------------
+
+
+def test_spending_limits_default_to_none_and_call_limits_to_ten_two_and_eight() -> None:
+    s = load_settings(PROD)
+    assert not s.budgets.any
+    assert s.budgets.admins_exempt is False
+    limits = s.call_limits
+    assert (limits.rate_per_minute, limits.max_concurrent, limits.max_concurrent_total) == (
+        10,
+        2,
+        8,
+    )
+
+
+def test_every_budget_and_limit_is_read() -> None:
+    s = load_settings(
+        {
+            **PROD,
+            "IMG_BUDGET_USER_DAILY": "2",
+            "IMG_BUDGET_USER_MONTHLY": "$10.50",
+            "IMG_BUDGET_TOTAL_MONTHLY": "50",
+            "IMG_BUDGETS": " Alice@Example.com=20 , bob@example.com=0,",
+            "IMG_BUDGET_ADMINS_EXEMPT": "yes",
+            "IMG_RATE_PER_MINUTE": "30",
+            "IMG_MAX_CONCURRENT": "4",
+            "IMG_MAX_CONCURRENT_TOTAL": "16",
+        }
+    )
+    b = s.budgets
+    assert b.user_daily is not None
+    assert b.user_daily.usd == Decimal(2)
+    assert b.user_monthly is not None
+    assert b.user_monthly.usd == Decimal("10.50")
+    assert b.total_monthly is not None
+    assert b.total_monthly.usd == Decimal(50)
+    assert {k: v.usd for k, v in b.per_person_monthly.items()} == {
+        "alice@example.com": Decimal(20),
+        "bob@example.com": Decimal(0),
+    }
+    assert b.admins_exempt is True
+    assert (
+        s.call_limits.rate_per_minute,
+        s.call_limits.max_concurrent,
+        s.call_limits.max_concurrent_total,
+    ) == (30, 4, 16)
+
+
+@pytest.mark.parametrize(
+    "variable", ["IMG_BUDGET_USER_DAILY", "IMG_BUDGET_USER_MONTHLY", "IMG_BUDGET_TOTAL_MONTHLY"]
+)
+@pytest.mark.parametrize("raw", ["-1", "ten", "NaN", "Infinity", "1000001", "1e9"])
+def test_a_budget_that_is_not_an_amount_of_dollars_is_refused_by_name(
+    variable: str, raw: str
+) -> None:
+    found = problems({**PROD, variable: raw})
+    assert found == [
+        f"{variable}={raw!r} must be an amount of US dollars from 0 to 1000000, such as 10 "
+        "or 2.50 (0 lets nothing be spent)."
+    ]
+
+
+@pytest.mark.parametrize(
+    "entry", ["alice@example.com", "alice=5", "alice@example.com=lots", "=5", "bob@example.com=-2"]
+)
+def test_a_bad_per_person_budget_is_refused_naming_the_entry(entry: str) -> None:
+    found = problems({**PROD, "IMG_BUDGETS": f"carol@example.com=3,{entry}"})
+    assert len(found) == 1
+    assert found[0].startswith(f"IMG_BUDGETS entry {entry!r} is not email=dollars")
+
+
+def test_a_person_named_twice_in_the_budgets_is_refused() -> None:
+    found = problems({**PROD, "IMG_BUDGETS": "alice@example.com=3,ALICE@example.com=4"})
+    assert found == ["IMG_BUDGETS names alice@example.com twice; keep one entry."]
+
+
+@pytest.mark.parametrize(
+    ("variable", "raw", "bounds"),
+    [
+        ("IMG_RATE_PER_MINUTE", "0", "1 to 100000"),
+        ("IMG_MAX_CONCURRENT", "-1", "1 to 1000"),
+        ("IMG_MAX_CONCURRENT_TOTAL", "many", "1 to 10000"),
+        ("IMG_MAX_CONCURRENT", "2.5", "1 to 1000"),
+    ],
+)
+def test_a_bad_call_limit_is_refused_by_name(variable: str, raw: str, bounds: str) -> None:
+    assert problems({**PROD, variable: raw}) == [
+        f"{variable}={raw!r} must be a whole number from {bounds}."
+    ]
+
+
+def test_an_unclear_admins_exempt_value_is_refused_by_name() -> None:
+    assert problems({**PROD, "IMG_BUDGET_ADMINS_EXEMPT": "maybe"}) == [
+        "IMG_BUDGET_ADMINS_EXEMPT='maybe' must be 1 (on) or 0 (off)."
+    ]

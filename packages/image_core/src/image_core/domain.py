@@ -707,19 +707,68 @@ ImageOutcome = GenerationResult | PendingGeneration | FailedImage
 """What became of one image of a request."""
 
 
+class BudgetKind(enum.StrEnum):
+    """Which budget a figure is measured against."""
+
+    PERSONAL_DAILY = "personal_daily"
+    PERSONAL_MONTHLY = "personal_monthly"
+    SERVER_MONTHLY = "server_monthly"
+
+    @property
+    def personal(self) -> bool:
+        """The person's own budget (else the whole server's)."""
+        return self is not BudgetKind.SERVER_MONTHLY
+
+    @property
+    def period_words(self) -> str:
+        """``today`` or ``this month``: the UTC span it covers, as a reply says it."""
+        return "today" if self is BudgetKind.PERSONAL_DAILY else "this month"
+
+
+@attrs.frozen
+class Standing:
+    """Where a request leaves its budget: the tightest one that applies, this request counted.
+
+    ``used`` is what the period's records settled plus what calls in flight reserved,
+    this request's ``this_request`` included; ``resets_at`` is midnight UTC.
+    """
+
+    kind: BudgetKind
+    this_request: CostEstimate
+    used: CostEstimate
+    limit: CostEstimate
+    resets_at: datetime = attrs.field(validator=_aware)
+
+    @property
+    def left(self) -> CostEstimate:
+        """What is left of the budget after this request (never below zero)."""
+        return CostEstimate(max(Decimal(0), self.limit.usd - self.used.usd))
+
+
 @attrs.frozen
 class GenerationBatch:
     """Every image one request asked for (``count``), in order, whatever became of each."""
 
     outcomes: tuple[ImageOutcome, ...]
+    standing: Standing | None = None
+    """Where the request left the tightest budget that applies (``None``: no budget)."""
 
     @property
     def cost(self) -> CostEstimate:
-        """What the request's images are estimated to cost, failures that may be billed too."""
+        """What the request's images cost as recorded, failures that may be billed too."""
         total = CostEstimate.zero()
         for outcome in self.outcomes:
             if outcome.generation is not None:
                 total += outcome.generation.cost
+        return total
+
+    @property
+    def estimate(self) -> CostEstimate:
+        """The list-price estimate of the same images."""
+        total = CostEstimate.zero()
+        for outcome in self.outcomes:
+            if outcome.generation is not None:
+                total += outcome.generation.list_price_estimate
         return total
 
 

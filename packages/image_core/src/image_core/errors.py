@@ -117,5 +117,34 @@ class CorruptRecord(StorageError):
     """A stored record (sidecar, prefs) could not be read back."""
 
 
+class LimitReason(enum.StrEnum):
+    """Which limit refused a request before anything was sent."""
+
+    BUDGET = "budget"
+    RATE = "rate"
+    CONCURRENCY = "concurrency"
+
+
+class LimitReached(ImageMcpError):
+    """A budget, the rate limit or the concurrency limit refused the request unsent.
+
+    Nothing reached the backend and nothing was recorded; asking later (or for less)
+    may work. ``reason`` says which limit, ``email`` whose request it was, and
+    ``facts`` the figures behind it (plain strings, safe to log).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        reason: LimitReason,
+        email: str,
+        facts: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.email = email
+        self.facts = dict(facts or {})
+
+
 class InvalidConfiguration(ImageMcpError):
     """A setting has a value that cannot work; the message names the setting."""

@@ -63,6 +63,7 @@ from image_core.errors import (
     StorageError,
     UnsupportedByModel,
 )
+from image_core.limits import Admission, CallLimits, Gate
 from image_core.png import PNG_SIGNATURE, png_size
 from image_core.ports import (
     Clock,
@@ -133,6 +134,23 @@ class ImageService:
     """What the last check of the backend's models list found (``None``: no check)."""
     _budgets: Budgets = attrs.field(factory=Budgets, alias="budgets")
     """The configured spending limits (none by default)."""
+    _limits: CallLimits = attrs.field(factory=CallLimits, alias="limits")
+    """How many images one person may have made a minute and at once, and the server."""
+    _gate: Gate = attrs.field(
+        init=False,
+        repr=False,
+        default=attrs.Factory(lambda self: self._new_gate(), takes_self=True),
+    )
+    """Admission: the one home of the budget, rate and concurrency rules (``limits``)."""
+
+    def _new_gate(self) -> Gate:
+        return Gate(
+            budgets=self._budgets,
+            limits=self._limits,
+            catalog=self._catalog,
+            metadata=self._metadata,
+            clock=self._clock,
+        )
 
     # --- decisions that touch no storage: plain methods ---------------------------------
 
@@ -244,6 +262,11 @@ class ImageService:
             thinking_level=request.thinking,
             search_grounding=request.search_grounding,
         )
+        # Admitted, or refused with the reason before anything is recorded or sent.
+        admin = self._policy.is_admin(identity)
+        admission = await asyncio.to_thread(self._gate.admit, email, spec, request, admin=admin)
+        # Images beyond the places the request holds wait for its own earlier ones.
+        turns = asyncio.Semaphore(admission.places)
         waiting: dict[asyncio.Future[GenerationResult], tuple[int, Generation, _Waiter]] = {}
         for index in range(request.count):
             pending = Generation(
@@ -264,7 +287,7 @@ class ImageService:
                 search_grounding=request.search_grounding,
             )
             waiter = _Waiter()
-            render = self._render(pending, backend_request, waiter, spec)
+            render = self._render(pending, backend_request, waiter, spec, admission, turns)
             waiting[self._background.start(render)] = (index, pending, waiter)
         outcomes: dict[int, ImageOutcome] = {}
         unsettled = set(waiting)
@@ -291,7 +314,9 @@ class ImageService:
         for work in unsettled:
             index, pending, waiter = waiting[work]
             outcomes[index] = _unsettled(work, waiter, pending, usual)
-        batch = GenerationBatch(tuple(outcomes[i] for i in range(request.count)))
+        batch = GenerationBatch(
+            tuple(outcomes[i] for i in range(request.count)), standing=admission.standing
+        )
         if all(isinstance(o, FailedImage) for o in batch.outcomes):
             first = batch.outcomes[0]
             assert isinstance(first, FailedImage)
@@ -304,18 +329,43 @@ class ImageService:
         request: BackendRequest,
         waiter: _Waiter,
         spec: ModelSpec,
+        admission: Admission,
+        turns: asyncio.Semaphore,
     ) -> GenerationResult:
-        """Record it as rendering, call the backend, store the PNG, settle the record.
+        """Record it as rendering, wait for the request's turn, then make and settle it.
 
         The pending record is written here, inside the detached work, so a caller
         cancelled at any moment never leaves a record without its call (or the reverse).
+        However it ends, the image's place is given back (``Gate.finished``); its
+        reservation is given back with the record that settles it, or when nothing is
+        owed.
+        """
+        try:
+            try:
+                await asyncio.to_thread(self._metadata.add, pending)
+            except BaseException:
+                self._gate.release(admission)  # nothing was sent
+                raise
+            async with turns:
+                return await self._make(pending, request, waiter, spec, admission)
+        finally:
+            self._gate.finished(admission)
+
+    async def _make(
+        self,
+        pending: Generation,
+        request: BackendRequest,
+        waiter: _Waiter,
+        spec: ModelSpec,
+        admission: Admission,
+    ) -> GenerationResult:
+        """Call the backend, store the PNG, settle the record (and the reservation with it).
+
         The cost recorded is the true one, from the answer's token counts at the model's
         prices per token (``pricing.cost_from_usage``), with the list-price estimate kept
         beside it; without usage the estimate is the cost. A grounded image's search
-        queries are priced at the model's ``search_query_price`` each and added to
-        its cost.
+        queries are priced at the model's ``search_query_price`` each and added to both.
         """
-        await asyncio.to_thread(self._metadata.add, pending)
         image: BackendImage | None = None
         processing: ImageProcessing | None = None
         stored = False
@@ -341,10 +391,10 @@ class ImageService:
                 ),
                 true_cost,
             )
-            await asyncio.to_thread(self._settle, done, processed)
+            await asyncio.to_thread(self._settle, done, processed, admission)
         except Exception as exc:
             if stored:  # the PNG is kept; the record stays rendering until start-up settles it
-                raise
+                raise  # and its reservation stays counted: it was paid for
             error = exc if isinstance(exc, ImageMcpError) else None
             # Billed once an image arrived, or when the backend says it may have been.
             billed = image is not None or (error is not None and _may_be_billed(error))
@@ -361,12 +411,15 @@ class ImageService:
                 if billed:
                     failed = _with_cost(failed, true_cost)
                 waiter.recorded = failed
-                with contextlib.suppress(StorageError):  # the next start-up settles it then
-                    await asyncio.to_thread(self._metadata.replace, failed)
+                # Unwritten, the next start-up settles it, and the reservation stays meanwhile.
+                with contextlib.suppress(StorageError):
+                    settle = self._gate.settle
+                    await asyncio.to_thread(settle, admission, failed, self._metadata.replace)
                 raise
             waiter.refused = error
             with contextlib.suppress(StorageError):
                 await asyncio.to_thread(self._metadata.remove, pending.id)
+            await asyncio.to_thread(self._gate.release, admission)  # refused: nothing owed
             raise
         finally:
             if processing is not None:
@@ -412,11 +465,14 @@ class ImageService:
             await asyncio.to_thread(self._images.put, image_id, decoded.png, None)
         return decoded
 
-    def _settle(self, done: Generation, processed: ProcessedImage) -> None:
-        """The thumbnail (best effort: the gallery remakes a missing one), then the record."""
+    def _settle(self, done: Generation, processed: ProcessedImage, admission: Admission) -> None:
+        """The thumbnail (best effort: the gallery remakes a missing one), then the record.
+
+        The record is written by the gate, which gives the reservation back with it.
+        """
         with contextlib.suppress(StorageError):
             self._images.put_thumbnail(done.id, processed.thumbnail)
-        self._metadata.replace(done)
+        self._gate.settle(admission, done, self._metadata.replace)
 
     def _prepare(
         self, email: str, request: GenerationRequest
@@ -553,6 +609,8 @@ class ImageService:
                 settled = attrs.evolve(pending, status=GenerationStatus.FAILED, failure=INTERRUPTED)
                 failed += 1
             self._metadata.replace(settled)
+        if done or failed:  # costs the gate has not seen: it reads the records again
+            self._gate.forget_spend()
         return ReconcileReport(done=done, failed=failed)
 
     async def usage_for(self, viewer: Identity | None) -> UsageReport:

@@ -212,6 +212,8 @@ def service_for(
         ids=adapters.ids,
         public_files=adapters.images,
         preview_max_side=settings.preview_max_side,
+        budgets=settings.budgets,
+        limits=settings.call_limits,
     )
 
 

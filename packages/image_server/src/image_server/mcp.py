@@ -41,7 +41,7 @@ from image_core.domain import (
     PendingGeneration,
     by_long_side,
 )
-from image_core.errors import ImageMcpError
+from image_core.errors import ImageMcpError, LimitReached
 from image_core.names import LOCAL_OWNER
 from image_core.service import ImageService, not_allowed
 from image_server.about import PRODUCT_NAME, product_version
@@ -385,6 +385,8 @@ class GenerateImageTool:
         except ImageMcpError as exc:
             outcome = outcome_of(exc)
             fields.update(outcome=outcome.name, duration_ms=_ms(started), error=exc.message)
+            if isinstance(exc, LimitReached):  # which limit, and its figures
+                fields.update({**exc.facts, "reason": exc.reason.value})
             log.log(outcome.level, "generation failed", extra=fields)
             # This line is the record of the failure: fastmcp's own one stays at DEBUG.
             raise ToolError(user_message(exc), log_level=logging.DEBUG) from None

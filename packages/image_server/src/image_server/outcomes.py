@@ -11,6 +11,8 @@ HTTP statuses (the dashboard; the MCP tool answers every error as an ``isError``
   The default-model form used to answer it with 403; it cannot meet it in practice (a
   viewer who may not generate has no session) and now follows the table.
 - ``InvalidRequest`` is 400: the page says what was wrong.
+- ``LimitReached`` (a budget, the rate or the concurrency limit) is 429 and logs at INFO:
+  limits refusing is the product working.
 - Everything else is 503, "try again": an upstream or the data volume is the problem.
 - Thumbnails answer any failure with the 404 too: they are ``<img>`` sources, and a
   missing picture must look the same whether it is forbidden, absent or unreadable.
@@ -29,6 +31,7 @@ from image_core.errors import (
     BackendUnavailable,
     ImageMcpError,
     InvalidRequest,
+    LimitReached,
     NotAllowed,
     StorageError,
 )
@@ -49,6 +52,7 @@ FAILED: Final = Outcome("failed", logging.ERROR, 503)
 
 _TABLE: Final[tuple[tuple[type[ImageMcpError], Outcome], ...]] = (
     (NotAllowed, Outcome("not_allowed", logging.INFO, NOT_FOUND)),
+    (LimitReached, Outcome("limited", logging.INFO, 429)),
     (InvalidRequest, Outcome("invalid", logging.INFO, 400)),
     (BackendRefused, Outcome("refused", logging.INFO, 503)),
     (BackendUnavailable, Outcome("unavailable", logging.WARNING, 503)),

@@ -14,6 +14,7 @@ from fastmcp.tools.base import ToolResult
 from fastmcp.utilities.types import Image
 
 from image_core.domain import (
+    CostBasis,
     EncodedImage,
     FailedImage,
     GalleryPage,
@@ -22,10 +23,15 @@ from image_core.domain import (
     GenerationResult,
     Grounding,
     PendingGeneration,
+    Standing,
 )
 from image_server.references import image_url
 from image_server.tool_names import GET_TOOL_NAME
 
+PLACEHOLDER_NOTE = (
+    "Note: this server runs the offline placeholder backend; not a real image. Its cost is "
+    "the list price, counted (nothing is billed) so that budgets and limits can be tried out."
+)
 NOTE_CHARS = 200
 LISTED_PROMPT_CHARS = 80
 """How much of each prompt a listing shows (the record keeps it whole)."""
@@ -91,7 +97,7 @@ def failed_reply(generation: Generation, public_url: str) -> ToolResult:
     """A generation that failed: why, and what it may have cost."""
     text = (
         f"Generation {generation.file_name} failed: {generation.failure or 'no reason recorded'}\n"
-        f"Estimated cost: {generation.cost.display()}"
+        f"{cost_text(generation)}"
         + (" (the request may have been billed)" if generation.cost.usd else "")
     )
     structured = {**_structured(generation, public_url), "failure": generation.failure}
@@ -106,7 +112,7 @@ def _facts(g: Generation) -> list[str]:
         f"File name (pass it in reference_images to iterate): {g.file_name}",
         f"Model: {g.model_alias} ({g.model_id}), size {g.image_size.value}, "
         f"aspect ratio {ratio}, {g.width}x{g.height} px",
-        f"Estimated cost: {g.cost.display()}",
+        cost_text(g),
     ]
     if g.thinking_level:
         lines.append(f"Thinking level: {g.thinking_level}")
@@ -115,8 +121,18 @@ def _facts(g: Generation) -> list[str]:
     elif g.search_grounding:
         lines.append("Google Search grounding was asked for; Gemini ran no search for it.")
     if g.is_placeholder:
-        lines.append("Note: this server runs the offline placeholder backend; not a real image.")
+        lines.append(PLACEHOLDER_NOTE)
     return lines
+
+
+def cost_text(g: Generation) -> str:
+    """The cost as the record has it: from Gemini's token counts, or the list price."""
+    if g.cost_basis is CostBasis.USAGE:
+        return (
+            f"Cost: {g.cost.display()} by Gemini's token counts "
+            f"(list price {g.list_price_estimate.display()})"
+        )
+    return f"Estimated cost: {g.cost.display()}"
 
 
 def _grounding_line(grounding: Grounding) -> str:
@@ -157,7 +173,9 @@ def _structured(g: Generation, public_url: str) -> dict[str, Any]:
         "aspect_ratio": g.aspect_ratio.value if g.aspect_ratio else None,
         "width": g.width,
         "height": g.height,
-        "estimated_cost_usd": str(g.cost.usd),
+        "estimated_cost_usd": str(g.list_price_estimate.usd),
+        "cost_usd": str(g.cost.usd),
+        "cost_basis": g.cost_basis.value,
         "placeholder": g.is_placeholder,
         **_controls(g),
     }
@@ -188,8 +206,57 @@ def batch_reply(batch: GenerationBatch, public_url: str, *, can_look_up: bool = 
     if len(outcomes) == 1 and not isinstance(outcomes[0], FailedImage):
         only = outcomes[0]
         if isinstance(only, PendingGeneration):
-            return pending_reply(only, public_url, can_look_up=can_look_up)
-        return reply(only, public_url)
+            return _with_standing(
+                pending_reply(only, public_url, can_look_up=can_look_up), batch.standing, 1
+            )
+        return _with_standing(reply(only, public_url), batch.standing, 1)
+    return _with_standing(
+        _several(batch, public_url, can_look_up=can_look_up), batch.standing, len(outcomes)
+    )
+
+
+def standing_line(standing: Standing, count: int = 1) -> str:
+    """Where the call left the tightest budget, e.g. "This image ≈ $0.067; you have used
+    $3.20 of your $10.00 this month (UTC)."
+    """
+    asked = "This image" if count == 1 else f"These {count} images"
+    who, whose = ("you have", "your") if standing.kind.personal else ("this server has", "its")
+    return (
+        f"{asked} ≈ {standing.this_request.display()}; {who} used {standing.used.display()} "
+        f"of {whose} {standing.limit.display()} {standing.kind.period_words} (UTC)."
+    )
+
+
+def _with_standing(result: ToolResult, standing: Standing | None, count: int) -> ToolResult:
+    """``result`` with the budget standing in its text and in its data."""
+    if standing is None:
+        return result
+    line = standing_line(standing, count)
+    content = list(result.content)
+    # One image: after its facts; several: in the summary that heads them.
+    order = range(len(content) - 1, -1, -1) if count == 1 else range(len(content))
+    for at in order:
+        block = content[at]
+        if isinstance(block, mt.TextContent):
+            content[at] = mt.TextContent(type="text", text=f"{block.text}\n{line}")
+            break
+    structured = {
+        **(result.structured_content or {}),
+        "budget": {
+            "kind": standing.kind.value,
+            "this_request_usd": str(standing.this_request.usd),
+            "used_usd": str(standing.used.usd),
+            "limit_usd": str(standing.limit.usd),
+            "left_usd": str(standing.left.usd),
+            "resets_at": standing.resets_at.isoformat(),
+        },
+    }
+    return ToolResult(content=content, structured_content=structured)
+
+
+def _several(batch: GenerationBatch, public_url: str, *, can_look_up: bool = True) -> ToolResult:
+    """The reply to a call that asked for several images (or whose one image failed)."""
+    outcomes = batch.outcomes
     total = len(outcomes)
     ready = sum(isinstance(o, GenerationResult) for o in outcomes)
     rendering = sum(isinstance(o, PendingGeneration) for o in outcomes)
@@ -229,7 +296,8 @@ def batch_reply(batch: GenerationBatch, public_url: str, *, can_look_up: bool = 
         "ready": ready,
         "rendering": rendering,
         "failed": failed,
-        "estimated_cost_usd": str(batch.cost.usd),
+        "estimated_cost_usd": str(batch.estimate.usd),
+        "cost_usd": str(batch.cost.usd),
         "images": images,
     }
     return ToolResult(content=content, structured_content=structured)

@@ -9,15 +9,24 @@ from __future__ import annotations
 import os
 import secrets
 from collections.abc import Mapping
+from decimal import Decimal
 from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
 import attrs
 
-from image_core.access import parse_email_list
+from image_core.access import normalise_email, parse_email_list
+from image_core.budgets import Budgets
 from image_core.catalog import ModelCatalog
+from image_core.domain import MAX_PRICE_USD, CostEstimate
 from image_core.errors import InvalidConfiguration
+from image_core.limits import (
+    DEFAULT_MAX_CONCURRENT,
+    DEFAULT_MAX_CONCURRENT_TOTAL,
+    DEFAULT_RATE_PER_MINUTE,
+    CallLimits,
+)
 from image_server.edge import (
     DEFAULT_ALLOWED_REDIRECT_URIS,
     DEFAULT_MAX_OAUTH_CLIENTS,
@@ -78,6 +87,14 @@ KNOWN_VARIABLES: Mapping[str, str] = {
     "IMG_LOG_LEVEL": "DEBUG, INFO, WARNING or ERROR",
     "IMG_TOOLS": "comma-separated tools to offer (default all; generate_image is always on)",
     "IMG_LOGIN_REQUIRES_ACCESS": "1 to give connector tokens only to people who may generate",
+    "IMG_BUDGET_USER_DAILY": "US dollars each person may spend per UTC day (default: no limit)",
+    "IMG_BUDGET_USER_MONTHLY": "US dollars each person may spend per UTC month (default: none)",
+    "IMG_BUDGET_TOTAL_MONTHLY": "US dollars everyone together may spend per UTC month",
+    "IMG_BUDGETS": "per-person monthly budgets, e.g. alice@example.com=20,bob@example.com=5",
+    "IMG_BUDGET_ADMINS_EXEMPT": "1 to hold admins to no budget (default 0: they are held)",
+    "IMG_RATE_PER_MINUTE": "images one person may have sent to Gemini a minute (default 10)",
+    "IMG_MAX_CONCURRENT": "images one person may have in the making at once (default 2)",
+    "IMG_MAX_CONCURRENT_TOTAL": "images the whole server makes at once (default 8)",
 }
 
 
@@ -127,6 +144,8 @@ class Settings:
     tools: tuple[str, ...] = ALL_TOOLS
     """The MCP tools offered (``IMG_TOOLS``), in listing order."""
     login_requires_access: bool = False
+    budgets: Budgets = attrs.field(factory=Budgets)
+    call_limits: CallLimits = attrs.field(factory=CallLimits)
     warnings: tuple[str, ...] = ()
 
     @property
@@ -196,6 +215,8 @@ def load_settings(
     catalog = _catalog(env, problems)
     log_level = _log_level(env, problems)
     tools = _tools(env, problems)
+    budgets = _budgets(env, problems)
+    call_limits = _call_limits(env, problems)
     notes.extend(_unknown_variables(env, model_variables(catalog)))
     if problems:
         raise SettingsError(problems)
@@ -227,6 +248,8 @@ def load_settings(
         log_level=log_level,
         tools=tools,
         login_requires_access=_flag(env.get("IMG_LOGIN_REQUIRES_ACCESS")),
+        budgets=budgets,
+        call_limits=call_limits,
         warnings=tuple(notes),
     )
 
@@ -343,6 +366,75 @@ def _catalog(env: Mapping[str, str], problems: list[str]) -> ModelCatalog:
     except InvalidConfiguration as exc:
         problems.append(exc.message)
         return ModelCatalog()
+
+
+DOLLARS_RULE = (
+    f"must be an amount of US dollars from 0 to {MAX_PRICE_USD}, such as 10 or 2.50 "
+    "(0 lets nothing be spent)"
+)
+
+
+def _dollars(raw: str) -> CostEstimate | None:
+    """A budget amount, or ``None`` when it is not one (not a number, negative, too big)."""
+    try:
+        amount = Decimal(raw.strip().removeprefix("$"))
+    except ArithmeticError:
+        return None
+    if not amount.is_finite() or not 0 <= amount <= MAX_PRICE_USD:
+        return None
+    return CostEstimate(amount)
+
+
+def _budget(env: Mapping[str, str], key: str, problems: list[str]) -> CostEstimate | None:
+    raw = _clean(env, key)
+    if raw is None:
+        return None
+    amount = _dollars(raw)
+    if amount is None:
+        problems.append(f"{key}={raw!r} {DOLLARS_RULE}.")
+    return amount
+
+
+def _budgets(env: Mapping[str, str], problems: list[str]) -> Budgets:
+    """``IMG_BUDGET_*`` and the per-person ``IMG_BUDGETS`` (each bad entry named)."""
+    overrides: dict[str, CostEstimate] = {}
+    for entry in (e.strip() for e in env.get("IMG_BUDGETS", "").split(",")):
+        if not entry:
+            continue
+        email, equals, raw = entry.partition("=")
+        key = normalise_email(email)
+        amount = _dollars(raw) if equals else None
+        if key is None or amount is None:
+            problems.append(
+                f"IMG_BUDGETS entry {entry!r} is not email=dollars: write entries like "
+                f"alice@example.com=20, separated by commas; the amount {DOLLARS_RULE}."
+            )
+        elif key in overrides:
+            problems.append(f"IMG_BUDGETS names {key} twice; keep one entry.")
+        else:
+            overrides[key] = amount
+    return Budgets(
+        user_daily=_budget(env, "IMG_BUDGET_USER_DAILY", problems),
+        user_monthly=_budget(env, "IMG_BUDGET_USER_MONTHLY", problems),
+        total_monthly=_budget(env, "IMG_BUDGET_TOTAL_MONTHLY", problems),
+        per_person_monthly=overrides,
+        admins_exempt=_on_off(env, "IMG_BUDGET_ADMINS_EXEMPT", False, problems),
+    )
+
+
+def _call_limits(env: Mapping[str, str], problems: list[str]) -> CallLimits:
+    """How many images a minute and at once (per person), and at once for the server."""
+    return CallLimits(
+        rate_per_minute=_whole_number(
+            env, "IMG_RATE_PER_MINUTE", DEFAULT_RATE_PER_MINUTE, (1, 100_000), problems
+        ),
+        max_concurrent=_whole_number(
+            env, "IMG_MAX_CONCURRENT", DEFAULT_MAX_CONCURRENT, (1, 1000), problems
+        ),
+        max_concurrent_total=_whole_number(
+            env, "IMG_MAX_CONCURRENT_TOTAL", DEFAULT_MAX_CONCURRENT_TOTAL, (1, 10_000), problems
+        ),
+    )
 
 
 def _log_level(env: Mapping[str, str], problems: list[str]) -> str:

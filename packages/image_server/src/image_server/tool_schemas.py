@@ -14,6 +14,20 @@ _MAYBE_TEXT: Final = {"type": ["string", "null"]}
 _MAYBE_COUNT: Final = {"type": ["integer", "null"], "minimum": 0}
 _USD: Final = {"type": "string", "pattern": r"^[0-9]+(\.[0-9]+)?$"}
 
+_BUDGET: Final[dict[str, Any]] = {
+    "type": "object",
+    "description": "Where the call left the tightest budget that applies (UTC periods).",
+    "properties": {
+        "kind": _TEXT,
+        "this_request_usd": _USD,
+        "used_usd": _USD,
+        "limit_usd": _USD,
+        "left_usd": _USD,
+        "resets_at": {**_TEXT, "description": "UTC, ISO 8601."},
+    },
+    "required": ["kind", "used_usd", "limit_usd", "resets_at"],
+}
+
 ONE_IMAGE: Final[dict[str, Any]] = {
     "type": "object",
     "description": "One generation: done, still rendering, or failed.",
@@ -27,7 +41,13 @@ ONE_IMAGE: Final[dict[str, Any]] = {
         "aspect_ratio": _MAYBE_TEXT,
         "width": _MAYBE_COUNT,
         "height": _MAYBE_COUNT,
-        "estimated_cost_usd": {**_USD, "description": "US dollars, as text."},
+        "estimated_cost_usd": {**_USD, "description": "List-price estimate, US dollars."},
+        "cost_usd": {**_USD, "description": "The cost recorded, US dollars."},
+        "cost_basis": {
+            "enum": ["usage", "list_price"],
+            "description": "usage: from Gemini's token counts; list_price: the estimate.",
+        },
+        "budget": _BUDGET,
         "placeholder": {"type": "boolean"},
         "created_at": {**_TEXT, "description": "UTC, ISO 8601."},
         "prompt": _TEXT,
@@ -64,6 +84,8 @@ BATCH: Final[dict[str, Any]] = {
         "rendering": {"type": "integer", "minimum": 0},
         "failed": {"type": "integer", "minimum": 0},
         "estimated_cost_usd": _USD,
+        "cost_usd": _USD,
+        "budget": _BUDGET,
         "images": {"type": "array", "items": {"anyOf": [ONE_IMAGE, _FAILED_WITHOUT_RECORD]}},
     },
     "required": ["count", "ready", "rendering", "failed", "estimated_cost_usd", "images"],
