@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import pytest
 from fastmcp import Client
 from fastmcp.exceptions import ToolError
@@ -19,6 +20,7 @@ from mcp.types import TextContent
 from image_server.app import build_app
 from image_server.replies import PLACEHOLDER_NOTE
 from image_server.settings import load_settings
+from image_server.tool_schemas import GENERATE_OUTPUT
 from tests.support.live_server import live_server
 
 pytestmark = pytest.mark.anyio
@@ -54,13 +56,14 @@ async def test_each_reply_says_where_the_monthly_budget_stands_until_it_refuses(
         second = await client.call_tool("generate_image", {"prompt": "a harbour at dusk"})
         with pytest.raises(ToolError) as caught:
             await client.call_tool("generate_image", {"prompt": "a harbour at night"})
-    [text] = texts(first)
+    text, _json = texts(first)
     assert text.endswith(
         f"{PLACEHOLDER_NOTE}\nThis image ≈ $0.067; you have used $0.067 of your $0.20 this "
         "month (UTC)."
     )
     assert "you have used $0.134 of your $0.20 this month (UTC)." in texts(second)[0]
     assert second.structured_content is not None
+    jsonschema.validate(second.structured_content, GENERATE_OUTPUT)  # what tools/list promised
     budget = second.structured_content["budget"]
     assert budget["kind"] == "personal_monthly"
     assert (budget["used_usd"], budget["limit_usd"], budget["left_usd"]) == (

@@ -407,6 +407,8 @@ class ImageService:
                     failure=error.message if error else "An unexpected error stopped it.",
                     token_usage=usage,
                     cost=pending.cost if billed else CostEstimate.zero(),
+                    # Not billed (a refusal after the caller left): nothing to estimate either.
+                    estimate=pending.estimate if billed else CostEstimate.zero(),
                 )
                 if billed:
                     failed = _with_cost(failed, true_cost)
