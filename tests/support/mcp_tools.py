@@ -53,20 +53,21 @@ def node_tool(
     )
 
 
-def listed_scenarios(section: str) -> list[str]:
-    """The scenario names ``conformance list`` prints under ``section`` (e.g. "Server")."""
+def listed_scenarios() -> dict[str, list[str]]:
+    """The scenario names ``conformance list`` prints, by section ("Server", "Client",
+    "Authorization server")."""
     result = node_tool(CONFORMANCE, "list")
     assert result.returncode == 0, result.stdout + result.stderr
-    names: list[str] = []
-    inside = False
+    sections: dict[str, list[str]] = {}
+    current: list[str] | None = None
     for line in result.stdout.splitlines():
-        if line and not line.startswith(" "):
-            inside = line.startswith(f"{section} scenarios")
+        if line.endswith("):") and " scenarios " in line:
+            current = sections.setdefault(line.split(" scenarios ")[0], [])
             continue
         match = _SCENARIO_LINE.match(line)
-        if inside and match:
-            names.append(match.group(1))
-    return names
+        if current is not None and match:
+            current.append(match.group(1))
+    return sections
 
 
 @dataclass(frozen=True)
