@@ -28,6 +28,7 @@ SCENARIO_TIMEOUT_MS = 30_000
 PROCESS_TIMEOUT_S = 90.0
 
 _SCENARIO_LINE = re.compile(r"^\s+- (\S+) \[")
+_COLOUR = re.compile(r"\x1b\[[0-9;]*m")
 
 
 def require_tools() -> None:
@@ -120,7 +121,7 @@ def run_suite(command: str, args: Iterable[str], output_dir: Path) -> SuiteRun:
     result = node_tool(CONFORMANCE, command, *args, "-o", str(output_dir))
     return SuiteRun(
         returncode=result.returncode,
-        output=result.stdout + result.stderr,
+        output=_COLOUR.sub("", result.stdout + result.stderr),
         checks=tuple(read_checks(output_dir)),
     )
 
@@ -156,7 +157,7 @@ class LiveSuite:
             rest, _ = self.process.communicate()
         return SuiteRun(
             returncode=self.process.returncode,
-            output="".join(self.lines) + (rest or ""),
+            output=_COLOUR.sub("", "".join(self.lines) + (rest or "")),
             checks=tuple(read_checks(self.output_dir)),
         )
 
