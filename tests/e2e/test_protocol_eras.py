@@ -129,7 +129,12 @@ async def test_raw_handshake_era_result_holds_the_preview_first_and_the_text(
         listed = await client.request("tools/list")
         assert {"generate_image", "get_image"} <= _tool_names(listed)
         made = await client.request(
-            "tools/call", {"name": "generate_image", "arguments": {"prompt": "a raw lighthouse"}}
+            "tools/call",
+            {
+                "name": "generate_image",
+                "arguments": {"prompt": "a raw lighthouse"},
+                "_meta": {"progressToken": "raw-handshake"},
+            },
         )
         data = assert_image_then_text(made.result)
         shown = await client.request(
@@ -163,7 +168,12 @@ async def test_raw_stateless_era_result_holds_the_preview_first_and_the_text(
         listed = await client.request("tools/list")
         assert {"generate_image", "get_image"} <= _tool_names(listed)
         made = await client.request(
-            "tools/call", {"name": "generate_image", "arguments": {"prompt": "a stateless one"}}
+            "tools/call",
+            {
+                "name": "generate_image",
+                "arguments": {"prompt": "a stateless one"},
+                "_meta": {"progressToken": "raw-stateless"},
+            },
         )
         data = assert_image_then_text(made.result)
         assert made.result["resultType"] == "complete"
