@@ -176,7 +176,7 @@ EXCLUDED: Final[dict[str, str]] = {
             ("basic-sampling", "test_input_required_result_sampling"),
             ("basic-list-roots", "test_input_required_result_list_roots"),
             ("request-state", "test_input_required_result_request_state"),
-            ("multiple-input-requests", "test_input_required_result_multiple"),
+            ("multiple-input-requests", "test_input_required_result_multiple_inputs"),
             ("multi-round", "test_input_required_result_multi_round"),
             ("missing-input-response", "test_input_required_result_elicitation"),
             ("non-tool-request", "the prompt test_input_required_result_prompt"),
