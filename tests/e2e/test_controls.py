@@ -100,7 +100,9 @@ async def test_count_three_returns_three_previews_urls_and_records_whose_costs_a
     records = sidecars(settings)
     assert len(records) == 3
     assert {r["status"] for r in records} == {"done"}
-    assert sum(Decimal(r["cost"]) for r in records) == Decimal(data["estimated_cost_usd"])
+    # The records cost what Gemini's token counts say; the list price stays beside it.
+    assert sum(Decimal(r["cost"]) for r in records) == Decimal(data["cost_usd"])
+    assert {r["cost_basis"] for r in records} == {"usage"}
     assert data["estimated_cost_usd"] == "0.201"
     for number, url in enumerate(urls, start=1):
         assert f"Image {number} of 3 ready: {url}" in texts(result)
@@ -158,7 +160,9 @@ async def test_a_passing_failure_of_one_image_is_retried_alone(
     assert data is not None
     assert (data["ready"], data["failed"]) == (2, 0)
     assert len(gemini.requests) == 3
-    assert sum(Decimal(r["cost"]) for r in sidecars(settings)) == Decimal("0.134")
+    records = sidecars(settings)
+    assert sum(Decimal(r["estimate"]) for r in records) == Decimal("0.134")
+    assert sum(Decimal(r["cost"]) for r in records) == Decimal(data["cost_usd"])
 
 
 async def test_a_plain_call_answers_as_before(base_url: str, gemini: FakeGemini) -> None:
@@ -177,6 +181,8 @@ async def test_a_plain_call_answers_as_before(base_url: str, gemini: FakeGemini)
         "width",
         "height",
         "estimated_cost_usd",
+        "cost_usd",
+        "cost_basis",
         "placeholder",
     }
     assert texts(result).startswith("Image ready: ")
@@ -243,7 +249,11 @@ async def test_grounding_is_sent_and_its_queries_and_cost_are_recorded(
     assert record["search_grounding"] is True
     assert record["grounding"]["queries"] == ["the Eiffel tower today"]
     assert record["grounding"]["cost"] == "0.014"
-    assert record["cost"] == "0.081"
+    assert record["estimate"] == "0.081"
+    # The true cost: the image's and prompt's tokens, then the query at $0.014 once.
+    assert record["cost"] == data["cost_usd"]
+    assert record["cost_basis"] == "usage"
+    assert Decimal("0.081") < Decimal(record["cost"]) < Decimal("0.082")
     text = texts(result)
     assert "Grounded in Google Search: 1 search query" in text
     assert "https://example.org/source-1" in text

@@ -144,7 +144,8 @@ async def test_a_killed_server_loses_no_paid_image_and_no_cost(
     assert pngs == before
     assert usage.total_count == len(pngs) == len(records)
     # Every request Gemini received is counted: stored ones as done, the rest as failed.
-    assert usage.total_cost.usd == FLASH_1K * sent
+    # Each at its true cost when it came, at the list price when the kill cut it off.
+    assert FLASH_1K * sent <= usage.total_cost.usd < (FLASH_1K + Decimal("0.001")) * sent
     settled = log_events(tmp_path / "second.log", "reconcile")
     assert settled, "start-up did not report what it settled"
     assert settled[0]["failed"] == sent - len(pngs)

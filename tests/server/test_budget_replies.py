@@ -73,9 +73,9 @@ async def test_each_reply_says_where_the_monthly_budget_stands_until_it_refuses(
     )
     assert budget["resets_at"].endswith("-01T00:00:00+00:00")
     message = str(caught.value)
-    assert message.startswith("This image would cost about $0.067, more than is left of your")
+    assert message.startswith("This image would cost up to about $0.072, more than is left of your")
     assert "You have used $0.134 of $0.20; it resets on " in message
-    assert message.endswith("A smaller size fits: 512 with flash, about $0.045 an image.")
+    assert message.endswith("A smaller size fits: 512 with flash, about $0.049 an image.")
 
 
 async def test_a_call_for_several_images_says_it_in_its_summary(budgeted: str) -> None:

@@ -69,7 +69,7 @@ async def test_twenty_calls_against_thirty_cents_send_four_and_a_restart_remembe
             assert "more than is left of your monthly budget" in refusal.message
             assert " of $0.30; it resets on " in refusal.message
             assert "at 00:00 UTC (months are counted in UTC)" in refusal.message
-            assert "Nothing cheaper fits in the $0.032 left" in refusal.message
+            assert "Nothing cheaper fits in the $0.013 left" in refusal.message
         # A new service over the same data folder: the spend is read from the records.
         gemini.delay_seconds = 0
         async with contextlib.AsyncExitStack() as closing:
@@ -103,5 +103,6 @@ async def test_a_timed_out_call_frees_its_place_and_keeps_its_cost_counted(
             assert caught.value.may_be_billed
             made = await service.generate_images(None, GenerationRequest.parse("next"))
         assert made.standing is not None
-        assert made.standing.used.usd == Decimal("0.134")  # the timed-out one and this one
+        # The timed-out one at its list price, and this one at its true cost.
+        assert made.standing.used.usd == Decimal("0.067") + made.cost.usd
         assert len(gemini.requests) == 2

@@ -21,14 +21,16 @@ from fastmcp.exceptions import ToolError
 from fastmcp.server.auth.providers.jwt import StaticTokenVerifier
 from mcp.types import BlobResourceContents, ImageContent, TextContent, TextResourceContents
 
+from image_core.domain import BackendImage, BackendRequest
 from image_core.testing import FakeImageBackend
 from image_server.app import build_service
 from image_server.mcp import build_mcp_server
-from image_server.mcp_resources import image_uri, record_uri
+from image_server.mcp_resources import RESOURCE_MAX_BYTES, image_uri, record_uri
 from image_server.settings import Settings, SettingsError, load_settings
 from image_server.tool_names import ALL_TOOLS
 from image_server.tool_schemas import GENERATE_OUTPUT, GET_OUTPUT, LIST_OUTPUT
 from tests.support.live_server import live_server
+from tests.support.photos import photo_bytes
 
 pytestmark = pytest.mark.anyio
 
@@ -341,3 +343,43 @@ def test_img_tools_keeps_the_listing_order(tmp_path: Path) -> None:
     picked = make_settings(tmp_path, IMG_TOOLS=" LIST_IMAGES , generate_image")
     assert picked.tools == ("generate_image", "list_images")
     assert make_settings(tmp_path, IMG_TOOLS="all").tools == ALL_TOOLS
+
+
+class PhotoBackend(FakeImageBackend):
+    """Answers with a photo-like 2K PNG (several MB), as Gemini does."""
+
+    async def generate(self, request: BackendRequest) -> BackendImage:
+        self.requests.append(request)
+        return BackendImage(photo_bytes(2048, 2048), "image/png")
+
+
+async def test_a_large_image_is_attached_as_a_copy_that_hosts_accept(tmp_path: Path) -> None:
+    """Over 4 MiB the resource is a JPEG copy within 4 MiB; the PNG at the URL is whole."""
+    settings = make_settings(tmp_path / "data")
+    for url in serve(settings, PhotoBackend()):
+        made = await generate(url, "a harbour, photo", image_size="2K")
+        async with Client(url, auth="ada") as c:
+            (blob,) = await c.read_resource(image_uri(made["file_name"]))
+    stored = (settings.root / made["file_name"]).read_bytes()
+    assert len(stored) > RESOURCE_MAX_BYTES
+    assert isinstance(blob, BlobResourceContents)
+    sent = base64.b64decode(blob.blob)
+    assert blob.mime_type == "image/jpeg"
+    assert len(sent) <= RESOURCE_MAX_BYTES
+    assert sent[:3] == b"\xff\xd8\xff"
+
+
+async def test_without_get_image_the_listing_never_names_it(tmp_path: Path) -> None:
+    """IMG_TOOLS=generate_image,list_images: neither the description nor a reply points to
+    a tool that is not there."""
+    settings = make_settings(tmp_path / "data", IMG_TOOLS="generate_image,list_images")
+    for url in serve(settings, FakeImageBackend()):
+        await generate(url, "a lighthouse")
+        async with Client(url, auth="ada") as c:
+            tools = {t.name: t for t in await c.list_tools()}
+            listed = await c.call_tool("list_images", {})
+    assert list(tools) == ["generate_image", "list_images"]
+    assert "get_image" not in (tools["list_images"].description or "")
+    words = " ".join(b.text for b in listed.content if isinstance(b, TextContent))
+    assert "get_image" not in words
+    assert "reference_images" in words

@@ -8,13 +8,17 @@ and nothing sent to the backend, or the images and where the budget stands.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import time
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+import attrs
 import pytest
 
 from image_core.access import AccessPolicy
+from image_core.background import BackgroundWork
 from image_core.budgets import Budgets
 from image_core.catalog import ModelCatalog
 from image_core.domain import (
@@ -28,6 +32,7 @@ from image_core.domain import (
     GenerationStatus,
     Identity,
     ImageSize,
+    TokenUsage,
     UsageReport,
 )
 from image_core.errors import (
@@ -176,10 +181,10 @@ async def test_a_refusal_names_spent_limit_reset_and_a_smaller_size_that_fits() 
     assert refusal.reason is LimitReason.BUDGET
     assert refusal.email == "alice@example.com"
     assert refusal.message == (
-        "This image would cost about $0.067, more than is left of your monthly budget. "
-        "You have used $0.067 of $0.12; it resets on 2026-12-01 at 00:00 UTC (months are "
-        "counted in UTC). Nothing was sent. A smaller size fits: 512 with flash, about "
-        "$0.045 an image."
+        "This image would cost up to about $0.072, more than is left of your monthly "
+        "budget. You have used $0.067 of $0.12; it resets on 2026-12-01 at 00:00 UTC "
+        "(months are counted in UTC). Nothing was sent. A smaller size fits: 512 with "
+        "flash, about $0.049 an image."
     )
     assert refusal.facts["spent_usd"] == "0.067"
     assert refusal.facts["limit_usd"] == "0.12"
@@ -192,9 +197,10 @@ async def test_a_refusal_offers_a_cheaper_model_when_no_smaller_size_fits() -> N
     service = make_service(Budgets(user_monthly=usd("0.10")))
     refusal = await refused(service, ALICE, request(model="pro"))
     assert "These" not in refusal.message
-    assert "This image would cost about $0.134" in refusal.message
+    # Pro's list price is $0.134; its thinking and prompt put the reservation higher.
+    assert "This image would cost up to about $0.152" in refusal.message
     assert "You have used $0.00 of $0.10" in refusal.message
-    assert "A cheaper model fits: model 'flash' (Nano Banana 2) at 1K, about $0.067" in (
+    assert "A cheaper model fits: model 'flash' (Nano Banana 2) at 1K, about $0.072" in (
         refusal.message
     )
 
@@ -203,15 +209,15 @@ async def test_a_refusal_offers_fewer_images_when_only_that_fits() -> None:
     """Ratio 1:4 is flash's alone, and 4 images at 512 do not fit either: ask for 2."""
     service = make_service(Budgets(user_monthly=usd("0.15")))
     refusal = await refused(service, ALICE, request(count=4, aspect_ratio="1:4"))
-    assert refusal.message.startswith("These 4 images would cost about $0.268")
+    assert refusal.message.startswith("These 4 images would cost up to about $0.287")
     assert refusal.message.endswith("Fewer images fit: ask for 2 instead of 4.")
 
 
 async def test_a_refusal_says_when_nothing_fits() -> None:
-    service = make_service(Budgets(user_monthly=usd("0.07")))
+    service = make_service(Budgets(user_monthly=usd("0.075")))
     await service.generate_images(ALICE, request())
     refusal = await refused(service, ALICE, request())
-    assert refusal.message.endswith("Nothing cheaper fits in the $0.003 left before it resets.")
+    assert refusal.message.endswith("Nothing cheaper fits in the $0.008 left before it resets.")
 
 
 async def test_a_budget_of_zero_lets_nothing_be_spent() -> None:
@@ -222,10 +228,10 @@ async def test_a_budget_of_zero_lets_nothing_be_spent() -> None:
 
 
 async def test_grounding_reserves_one_search_query_on_top() -> None:
-    """$0.067 + $0.014 = $0.081 does not fit in $0.08; without grounding it does."""
+    """Up to $0.072 + $0.014 = $0.086 does not fit in $0.08; without grounding it does."""
     service = make_service(Budgets(user_monthly=usd("0.08")))
     refusal = await refused(service, ALICE, request(search_grounding=True))
-    assert "about $0.081" in refusal.message
+    assert "about $0.086" in refusal.message
     made = await service.generate_images(ALICE, request())
     assert made.standing is not None
     assert made.standing.used == usd("0.067")
@@ -536,3 +542,82 @@ async def test_what_start_up_settles_is_counted() -> None:
     after = await service.generate_images(ALICE, request())
     assert after.standing is not None
     assert after.standing.used == usd("0.201")
+
+
+# --- what a review found: no leak, no overshoot, no charge for what was never sent ----
+
+
+class SlowSpendRecords(InMemoryMetadataRepository):
+    """Records whose spend takes a while to read, as a busy month does."""
+
+    def usage(self, emails: Any = None, period: Any = None) -> UsageReport:
+        time.sleep(0.3)
+        return super().usage(emails, period)
+
+
+async def test_a_caller_cancelled_while_being_admitted_leaves_nothing_held() -> None:
+    """The admission thread cannot be stopped: what it admitted is given back at once."""
+    one_at_once = CallLimits(rate_per_minute=100, max_concurrent=1, max_concurrent_total=1)
+    service = make_service(
+        Budgets(user_monthly=usd("0.10")), one_at_once, metadata=SlowSpendRecords()
+    )
+    calling = asyncio.ensure_future(service.generate_images(ALICE, request()))
+    await asyncio.sleep(0.05)  # inside the slow read of the month's spend
+    calling.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await calling
+    await asyncio.sleep(0.5)  # the thread finishes and its admission is abandoned
+    made = await service.generate_images(ALICE, request())  # its place and money are free
+    assert isinstance(made.outcomes[0], GenerationResult)
+    assert len(backend_of(service).requests) == 1
+
+
+async def test_images_still_waiting_for_their_turn_at_shutdown_are_not_charged() -> None:
+    """Four images, one place: cancelled before being sent, the others leave no record."""
+    metadata = InMemoryMetadataRepository()
+    one_at_once = CallLimits(rate_per_minute=100, max_concurrent=1, max_concurrent_total=1)
+    backend = CountingBackend(delay_seconds=0.3)
+    work = BackgroundWork()
+    service = attrs.evolve(
+        make_service(Budgets(user_monthly=usd("1")), one_at_once, metadata=metadata),
+        backend=backend,
+        background=work,
+    )
+    calling = asyncio.ensure_future(service.generate_images(ALICE, request(count=4)))
+    await until_sent(backend, 1)
+    await work.drain(0.05)  # shutdown: whatever is still running is cancelled
+    calling.cancel()
+    with contextlib.suppress(asyncio.CancelledError, Exception):
+        await calling
+    assert len(backend.requests) == 1
+    # Only the one that was sent can be owed (its record rendering, done or failed).
+    assert len(metadata.unsettled()) + metadata.usage().total_count <= 1
+    assert metadata.usage().total_cost.usd <= FLASH_1K
+    again = await service.generate_images(ALICE, request())  # nothing left held
+    assert isinstance(again.outcomes[0], GenerationResult)
+
+
+async def test_true_costs_above_the_list_price_do_not_overshoot_a_tight_budget() -> None:
+    """Twenty calls at once whose answers cost $0.0678 each (above the $0.067 list price)
+    against $0.268: the reservations are upper estimates, so the records stay within it."""
+    usage = TokenUsage(1290, 1120, None, 2410, image_output_tokens=1120)
+    backend = CountingBackend(delay_seconds=0.05, token_usage=usage)
+    metadata = InMemoryMetadataRepository()
+    service = make_service(Budgets(user_monthly=usd("0.268")), backend=backend, metadata=metadata)
+    outcomes = await asyncio.gather(
+        *(service.generate_images(ALICE, request()) for _ in range(20)), return_exceptions=True
+    )
+    made = [o for o in outcomes if not isinstance(o, BaseException)]
+    assert len(made) == 3  # 4 x $0.0718 reserved would pass $0.268
+    spent = metadata.usage().total_cost
+    assert spent == usd(str(Decimal("0.067845") * 3))
+    assert spent.usd <= Decimal("0.268")
+
+
+async def test_a_refusal_names_the_budget_that_lifts_last() -> None:
+    """Both the day and the month are full: 'tomorrow' would be no news, so the month speaks."""
+    service = make_service(Budgets(user_daily=usd("0.10"), user_monthly=usd("0.10")))
+    await service.generate_images(ALICE, request())
+    refusal = await refused(service, ALICE, request())
+    assert "monthly budget" in refusal.message
+    assert "resets on 2026-12-01" in refusal.message

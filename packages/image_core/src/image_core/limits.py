@@ -5,8 +5,11 @@ Three kinds of limit, all per person unless said otherwise:
 - **Budgets** in US dollars (``budgets.Budgets``): a day, a month, the whole server's
   month. Spend is what the records of the period settled (so it survives a restart;
   read once per period, then kept in step with each settled record written through the
-  gate) plus what calls in flight reserved. A request reserves its list-price estimate when it is
-  admitted; each image gives its share back once its settled record (which carries the
+  gate) plus what calls in flight reserved. A request reserves an upper estimate when
+  it is admitted (``pricing.upper_estimate``: the image's tokens plus allowances for
+  the prompt, the references and the thinking, never below the list price), so calls
+  in flight cannot together cross a budget when their true cost is above the list
+  price; each image gives its share back once its settled record (which carries the
   cost) is written, or at once when nothing is owed (the backend refused it). The write
   and the give-back happen under the same lock as every admission, so a cost is never
   counted twice nor missed. A request whose estimate would cross a budget is refused
@@ -48,6 +51,7 @@ from image_core.domain import (
 )
 from image_core.errors import LimitReached, LimitReason
 from image_core.ports import Clock, MetadataRepository
+from image_core.pricing import upper_estimate
 
 WINDOW_SECONDS = 60.0
 """The span the rate limit counts images over."""
@@ -159,7 +163,7 @@ class Gate:
         Admitted, its estimate is reserved, its images are in the rate window and it
         holds its places; refused, nothing changed.
         """
-        each = _unit(spec, request.image_size, request.search_grounding)
+        each = _unit(spec, request.image_size, request)
         count = request.count
         with self._money:
             standing = None
@@ -197,18 +201,58 @@ class Gate:
         with self._money:
             self._give_back(admission)
 
+    def abandon(self, admission: Admission) -> None:
+        """The request was admitted but never started (its caller was cancelled meanwhile):
+        give back every reservation and place it holds (its images stay in the rate window)."""
+        with self._money:
+            while admission.reserved > 0:
+                self._give_back(admission)
+        with self._calls:
+            while admission.unfinished > 0:
+                self._finish_one(admission)
+
+    def standing(self, email: str, *, admin: bool, this_request: Decimal) -> Standing | None:
+        """Where ``email`` stands now against the tightest budget (``None``: none applies).
+
+        Read once the request's images settled, so what they cost counts as recorded and
+        what is still rendering as reserved.
+        """
+        if not self._budgets.any or (admin and self._budgets.admins_exempt):
+            return None
+        with self._money:
+            measures = self._measures(email, self._clock.now())
+        if not measures:
+            return None
+        tightest = min(measures, key=lambda m: m.room())
+        return Standing(
+            kind=tightest.kind,
+            this_request=CostEstimate(this_request),
+            used=CostEstimate(tightest.used),
+            limit=CostEstimate(tightest.limit),
+            resets_at=tightest.resets_at,
+        )
+
     def finished(self, admission: Admission) -> None:
         """One image's work ended: its place passes to the request's next image, or is freed."""
         with self._calls:
-            admission.unfinished -= 1
-            if admission.unfinished < admission.places:
-                admission.places -= 1
-                self._in_flight[admission.email] -= 1
-                if not self._in_flight[admission.email]:
-                    del self._in_flight[admission.email]
-                self._in_flight_total -= 1
+            self._finish_one(admission)
 
     # --- under the locks ---------------------------------------------------------------
+
+    def _finish_one(self, admission: Admission) -> None:
+        admission.unfinished -= 1
+        if admission.unfinished < admission.places:
+            admission.places -= 1
+            self._in_flight[admission.email] -= 1
+            if not self._in_flight[admission.email]:
+                del self._in_flight[admission.email]
+            self._in_flight_total -= 1
+
+    def _forget_quiet(self, now: float) -> None:
+        """Drop the rate windows of people who sent nothing in the last minute."""
+        quiet = [e for e, s in self._sent.items() if not s or s[-1] <= now - WINDOW_SECONDS]
+        for email in quiet:
+            del self._sent[email]
 
     def _give_back(self, admission: Admission) -> None:
         if admission.reserved <= 0:  # pragma: no cover - each image gives back once
@@ -274,7 +318,10 @@ class Gate:
         if not measures:
             return None
         tightest = min(measures, key=lambda m: m.room())
-        if cost > tightest.room():
+        refusing = [m for m in measures if cost > m.room()]
+        if refusing:
+            # The one that lifts last: a daily refusal is no news when the month is full.
+            tightest = max(refusing, key=lambda m: (m.resets_at, -m.room()))
             room = max(Decimal(0), tightest.room())
             option = _cheaper(self._catalog, spec, request, each, room)
             raise LimitReached(
@@ -301,6 +348,7 @@ class Gate:
     def _take_places(self, email: str, count: int, now: float) -> int:
         """Count ``count`` images into the window and take the free places, or refuse."""
         limits = self._limits
+        self._forget_quiet(now)
         sent = self._sent.setdefault(email, collections.deque())
         while sent and sent[0] <= now - WINDOW_SECONDS:
             sent.popleft()
@@ -374,7 +422,7 @@ class _SettledSpend:
 
     def count(self, settled: Generation) -> None:
         """Add a just-written settled record's cost to the periods read that hold its day."""
-        day = settled.created_at.date()
+        day = settled.created_at.astimezone(UTC).date()
         cost = settled.cost.usd
         periods = {p for _, p in self._spent if p.holds(day)}
         for period in periods:
@@ -392,10 +440,15 @@ class _SettledSpend:
             self._everyone_read -= ended
 
 
-def _unit(spec: ModelSpec, size: ImageSize, grounded: bool) -> Decimal:
-    """One image's list price at ``size``, plus one search query's when grounded."""
-    price = spec.price(size).usd
-    return price + spec.search_query_price.usd if grounded else price
+def _unit(spec: ModelSpec, size: ImageSize, request: GenerationRequest) -> Decimal:
+    """What one image of ``request`` at ``size`` by ``spec`` reserves (an upper estimate)."""
+    return upper_estimate(
+        spec,
+        size,
+        prompt_chars=len(request.prompt),
+        references=len(request.references),
+        grounded=request.search_grounding,
+    ).usd
 
 
 def _midnight(day: date) -> datetime:
@@ -454,7 +507,7 @@ def _over_budget(measure: _Measure, cost: Decimal, count: int, option: str) -> s
     )
     resets = f"{measure.resets_at:%Y-%m-%d} at 00:00 UTC"
     return (
-        f"{asked} would cost about {_money(cost)}, more than is left of {whose} {period} "
+        f"{asked} would cost up to about {_money(cost)}, more than is left of {whose} {period} "
         f"budget. {who} used {_money(measure.used)}{in_flight} of {_money(measure.limit)}; "
         f"it resets on {resets} ({span} are counted in UTC). Nothing was sent. {option}"
     )
@@ -472,11 +525,10 @@ def _cheaper(
     Only what takes the rest of the request (ratio, grounding, thinking level) is offered.
     """
     count = request.count
-    grounded = request.search_grounding
     asked = request.image_size.long_side
     smaller = [s for s in reversed(spec.sizes_in_order) if s.long_side < asked]
     for size in smaller:
-        unit = _unit(spec, size, grounded)
+        unit = _unit(spec, size, request)
         if unit * count <= room:
             return (
                 f"A smaller size fits: {size.value} with {spec.alias}, about "
@@ -487,7 +539,7 @@ def _cheaper(
         if other.alias == spec.alias or not _takes(other, request):
             continue
         for size in other.sizes:
-            unit = _unit(other, size, grounded)
+            unit = _unit(other, size, request)
             if size.long_side <= asked and unit < each:
                 others.append((unit, other, size))
     for unit, other, size in sorted(others, key=lambda o: (-o[0], o[2].long_side)):

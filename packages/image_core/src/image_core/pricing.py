@@ -28,12 +28,13 @@ the model has no price for; the caller then keeps the list-price estimate.
 
 from __future__ import annotations
 
-from decimal import ROUND_HALF_UP, Context, Decimal
+import math
+from decimal import ROUND_HALF_UP, ROUND_UP, Context, Decimal
 from typing import Final
 
 import attrs
 
-from image_core.domain import CostEstimate, ModelSpec, TokenUsage
+from image_core.domain import CostEstimate, ImageSize, ModelSpec, TokenUsage
 
 MICRO_USD: Final = Decimal("0.000001")
 """What a true cost is kept to: one millionth of a dollar."""
@@ -90,3 +91,38 @@ def _output_split(usage: TokenUsage, *, image_came: bool) -> tuple[int, int]:
 def _count(tokens: int | None) -> int:
     """A reported count, ``None`` (left out) being zero."""
     return 0 if tokens is None else tokens
+
+
+THINKING_ALLOWANCE: Final = 1500
+"""Thinking tokens a reservation allows for: the models think before they draw and
+bill it as text output (Pro always; Nano Banana 2 at its level)."""
+REFERENCE_TOKENS_BOUND: Final = 1120
+"""Input tokens a reservation allows per reference image (a high media resolution)."""
+PROMPT_TOKENS_PER_CHAR: Final = Decimal("0.5")
+"""A generous bound on prompt tokens per character (about four characters make one)."""
+
+
+def upper_estimate(
+    spec: ModelSpec, size: ImageSize, *, prompt_chars: int, references: int, grounded: bool
+) -> CostEstimate:
+    """What one answer may cost at most, about: reserved before the call so a budget holds.
+
+    The list price covers the image only; the true cost also has the prompt, the
+    references and the thinking. This is the larger of the list price and the image's
+    tokens plus those allowances at the model's prices per token, plus one search
+    query when grounded. A model without token prices reserves its list price.
+    """
+    list_price = spec.price(size).usd
+    prices = spec.token_prices
+    image_tokens = spec.image_tokens.get(size)
+    bound = list_price
+    if image_tokens is not None and prices.image_output is not None:
+        prompt_tokens = math.ceil(PROMPT_TOKENS_PER_CHAR * prompt_chars)
+        inputs = prompt_tokens + REFERENCE_TOKENS_BOUND * references
+        total = prices.image_output * image_tokens
+        total += (prices.text_input or Decimal(0)) * inputs
+        total += (prices.text_output or Decimal(0)) * THINKING_ALLOWANCE
+        bound = max(list_price, total / _PER_MILLION)
+    if grounded:
+        bound += spec.search_query_price.usd
+    return CostEstimate(bound.quantize(MICRO_USD, rounding=ROUND_UP, context=_EXACT))

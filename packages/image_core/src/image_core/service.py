@@ -14,6 +14,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import date, timedelta
+from decimal import Decimal
 from typing import overload
 
 import attrs
@@ -264,7 +265,7 @@ class ImageService:
         )
         # Admitted, or refused with the reason before anything is recorded or sent.
         admin = self._policy.is_admin(identity)
-        admission = await asyncio.to_thread(self._gate.admit, email, spec, request, admin=admin)
+        admission = await self._admit(email, spec, request, admin=admin)
         # Images beyond the places the request holds wait for its own earlier ones.
         turns = asyncio.Semaphore(admission.places)
         waiting: dict[asyncio.Future[GenerationResult], tuple[int, Generation, _Waiter]] = {}
@@ -314,14 +315,47 @@ class ImageService:
         for work in unsettled:
             index, pending, waiter = waiting[work]
             outcomes[index] = _unsettled(work, waiter, pending, usual)
-        batch = GenerationBatch(
-            tuple(outcomes[i] for i in range(request.count)), standing=admission.standing
-        )
+        done = tuple(outcomes[i] for i in range(request.count))
+        standing = None
+        if admission.standing is not None:  # a budget applies: say where it stands now
+            this_request = sum(
+                (o.generation.cost.usd if o.generation else Decimal(0) for o in done),
+                Decimal(0),
+            )
+            unsettled_share = admission.each * sum(isinstance(o, PendingGeneration) for o in done)
+            standing = await asyncio.to_thread(
+                self._gate.standing,
+                email,
+                admin=admin,
+                this_request=this_request + unsettled_share,
+            )
+        batch = GenerationBatch(done, standing=standing)
         if all(isinstance(o, FailedImage) for o in batch.outcomes):
             first = batch.outcomes[0]
             assert isinstance(first, FailedImage)
             raise first.error
         return batch
+
+    async def _admit(
+        self, email: str, spec: ModelSpec, request: GenerationRequest, *, admin: bool
+    ) -> Admission:
+        """Admission in a worker thread; a caller cancelled meanwhile leaves nothing held.
+
+        The thread cannot be stopped, so its answer is awaited shielded: when the caller
+        is cancelled first, whatever it admitted is abandoned as soon as it comes.
+        """
+        admitting = asyncio.ensure_future(
+            asyncio.to_thread(self._gate.admit, email, spec, request, admin=admin)
+        )
+        try:
+            return await asyncio.shield(admitting)
+        except asyncio.CancelledError:
+            admitting.add_done_callback(self._abandon)
+            raise
+
+    def _abandon(self, admitting: asyncio.Future[Admission]) -> None:
+        if not admitting.cancelled() and admitting.exception() is None:
+            self._gate.abandon(admitting.result())
 
     async def _render(
         self,
@@ -346,8 +380,18 @@ class ImageService:
             except BaseException:
                 self._gate.release(admission)  # nothing was sent
                 raise
-            async with turns:
+            try:
+                await turns.acquire()
+            except asyncio.CancelledError:
+                # Cancelled (at shutdown) while waiting for its turn: never sent, so not owed.
+                with contextlib.suppress(StorageError):
+                    self._metadata.remove(pending.id)
+                self._gate.release(admission)
+                raise
+            try:
                 return await self._make(pending, request, waiter, spec, admission)
+            finally:
+                turns.release()
         finally:
             self._gate.finished(admission)
 
@@ -544,10 +588,14 @@ class ImageService:
             return FoundGeneration(generation)
         return FoundGeneration(generation, await asyncio.to_thread(self._preview, image_id))
 
-    async def stored_image(self, viewer: Identity | None, name: str) -> tuple[Generation, bytes]:
-        """A finished generation and its full PNG, if the viewer may see it (as ``get_image``).
+    async def stored_image(
+        self, viewer: Identity | None, name: str, max_bytes: int | None = None
+    ) -> tuple[Generation, EncodedImage]:
+        """A finished generation and its PNG, if the viewer may see it (as ``get_image``).
 
-        For clients that attach an earlier image as an MCP resource. A rendering or
+        For clients that attach an earlier image as an MCP resource. Over ``max_bytes``
+        the image comes as a smaller copy made for the purpose (JPEG, or WebP with
+        transparency, as for a reference); the stored PNG never changes. A rendering or
         failed generation has no PNG yet: ``ReferenceNotFound`` says which.
         """
         found = await self.find_generation_record(viewer, name)
@@ -557,7 +605,10 @@ class ImageService:
         png = await asyncio.to_thread(self._images.get, found.id)
         if png is None:
             raise StorageError(f"The image file {found.file_name} is missing from the data folder.")
-        return found, png
+        if max_bytes is None or len(png) <= max_bytes:
+            return found, EncodedImage(png, "image/png")
+        copy = await asyncio.to_thread(self._codec.prepare_reference, png, max_bytes)
+        return found, copy
 
     async def find_generation_record(self, viewer: Identity | None, name: str) -> Generation:
         """One generation's record by file name or id, if the viewer may see it (no preview)."""

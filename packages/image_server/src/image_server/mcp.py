@@ -207,14 +207,22 @@ def _size_choice(size: ImageSize, offered: list[ModelSpec]) -> str:
     return f"{size.value}{spelt} ({', '.join(takers)} only)"
 
 
-LIST_DESCRIPTION = (
-    "List the images generate_image made earlier for this person, newest first: file "
-    "name, date (UTC), model, size, estimated cost and the start of each prompt. Use it "
-    "when the person refers to an earlier picture ('the lighthouse from yesterday'); then "
-    "pass its file name to get_image to see it, or in reference_images to iterate on it. "
-    "Read-only and free. 'containing' keeps the images whose prompt holds each of its "
-    "words; 'offset' pages on. Admins may pass another person's email as 'owner'."
-)
+def list_description(*, can_look_up: bool) -> str:
+    """What ``list_images`` is for; it names ``get_image`` only when that tool is offered."""
+    then = (
+        f"then pass its file name to {GET_TOOL_NAME} to see it, or in reference_images to "
+        "iterate on it"
+        if can_look_up
+        else "then pass its file name in reference_images to iterate on it"
+    )
+    return (
+        f"List the images {TOOL_NAME} made earlier for this person, newest first: file "
+        "name, date (UTC), model, size, cost and the start of each prompt. Use it when "
+        f"the person refers to an earlier picture ('the lighthouse from yesterday'); {then}. "
+        "Read-only and free. 'containing' keeps the images whose prompt holds each of its "
+        "words; 'offset' pages on. Admins may pass another person's email as 'owner'."
+    )
+
 
 GET_DESCRIPTION = (
     "Show an image generate_image made earlier again: a small preview, its URL, file "
@@ -451,6 +459,8 @@ class ListImagesTool:
 
     service: ImageService
     public_url: str
+    can_look_up: bool = True
+    """Whether ``get_image`` is offered, so the listing may point to it."""
 
     async def __call__(
         self,
@@ -488,7 +498,10 @@ class ListImagesTool:
             owner.strip() if owner and owner.strip() else (logged_email(identity) or LOCAL_OWNER)
         )
         words = " ".join(containing.split()) if containing else None
-        return with_json_text(list_reply(page, owner_key(whose), words or None, self.public_url))
+        listed = list_reply(
+            page, owner_key(whose), words or None, self.public_url, can_look_up=self.can_look_up
+        )
+        return with_json_text(listed)
 
 
 def _log_outcome(result: ImageOutcome, fields: dict[str, Any], started: float) -> None:
@@ -602,10 +615,10 @@ def build_mcp_server(
             icons=icons,
         ),
         LIST_TOOL_NAME: FunctionTool.from_function(
-            ListImagesTool(service, public_url),
+            ListImagesTool(service, public_url, can_look_up),
             name=LIST_TOOL_NAME,
             title="List earlier images",
-            description=LIST_DESCRIPTION,
+            description=list_description(can_look_up=can_look_up),
             annotations=_read_only("List earlier images"),
             output_schema=LIST_OUTPUT,
             icons=icons,

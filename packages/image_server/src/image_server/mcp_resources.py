@@ -34,6 +34,9 @@ log = logging.getLogger("image_server.resources")
 SCHEME = "image-mcp"
 IMAGE_TEMPLATE = f"{SCHEME}://images/{{name}}"
 RECORD_TEMPLATE = f"{SCHEME}://records/{{name}}"
+RESOURCE_MAX_BYTES = 4 * 1024 * 1024
+"""Largest image a resource read carries: hosts refuse bigger attachments (a photo-like
+4K PNG is 15 MB or more); a larger image comes as a JPEG copy, the PNG stays at its URL."""
 RECENT_LISTED = 20
 """How many of the caller's latest images every ``resources/list`` names."""
 TITLE_CHARS = 60
@@ -65,7 +68,9 @@ def record_json(g: Generation, public_url: str) -> str:
         "aspect_ratio": g.aspect_ratio.value if g.aspect_ratio else None,
         "width": g.width,
         "height": g.height,
-        "estimated_cost_usd": str(g.cost.usd),
+        "cost_usd": str(g.cost.usd),
+        "cost_basis": g.cost_basis.value,
+        "estimated_cost_usd": str(g.list_price_estimate.usd),
         "failure": g.failure,
         "reference_images": [f"{r}.png" for r in g.reference_ids],
     }
@@ -120,10 +125,10 @@ def add_image_resources(server: FastMCP, service: ImageService, public_url: str)
     async def stored_png(name: str) -> ResourceResult:
         identity = identity_from_token()
         try:
-            _, png = await service.stored_image(identity, name)
+            _, image = await service.stored_image(identity, name, RESOURCE_MAX_BYTES)
         except ImageMcpError as exc:
             _refused("image", identity, exc)
-        return ResourceResult([ResourceContent(png, mime_type="image/png")])
+        return ResourceResult([ResourceContent(image.data, mime_type=image.mime_type)])
 
     async def stored_record(name: str) -> ResourceResult:
         identity = identity_from_token()
@@ -140,7 +145,10 @@ def add_image_resources(server: FastMCP, service: ImageService, public_url: str)
             IMAGE_TEMPLATE,
             name="image",
             title="A generated image",
-            description="The full-size PNG of an image generate_image made (its file name).",
+            description=(
+                "The PNG of an image generate_image made, by its file name (over 4 MiB: a "
+                "JPEG copy within 4 MiB; the full PNG stays at its URL)."
+            ),
             mime_type="image/png",
         )
     )

@@ -266,7 +266,7 @@ def _several(batch: GenerationBatch, public_url: str, *, can_look_up: bool = Tru
         summary.append(f"{rendering} still rendering")
     if failed:
         summary.append(f"{failed} failed")
-    head = ", ".join(summary) + f"; estimated cost {batch.cost.display()} in all."
+    head = ", ".join(summary) + f"; cost {batch.cost.display()} in all."
     content: list[mt.ContentBlock] = [mt.TextContent(type="text", text=head)]
     images: list[dict[str, Any]] = []
     for number, outcome in enumerate(outcomes, start=1):
@@ -317,7 +317,12 @@ def with_json_text(result: ToolResult) -> ToolResult:
 
 
 def list_reply(
-    page: GalleryPage, owner: str, containing: str | None, public_url: str
+    page: GalleryPage,
+    owner: str,
+    containing: str | None,
+    public_url: str,
+    *,
+    can_look_up: bool = True,
 ) -> ToolResult:
     """A page of earlier images: one line each (file name, date, model, size, cost, prompt)."""
     shown = f"{page.offset + 1} to {page.offset + len(page.items)} of {page.total}"
@@ -345,10 +350,12 @@ def list_reply(
         )
     if page.has_next:
         lines.append(f"More: pass offset {page.offset + len(page.items)}.")
-    if page.items:
+    if page.items and can_look_up:
         lines.append(
             f"Pass a file name to {GET_TOOL_NAME} to see it, or in reference_images to iterate."
         )
+    elif page.items:
+        lines.append("Pass a file name in reference_images to iterate on it.")
     structured = {
         "owner": owner,
         "total": page.total,
