@@ -47,13 +47,40 @@ _T = TypeVar("_T")
 
 @attrs.frozen
 class IndexedFields:
-    """The few fields of a sidecar that an index needs to find and sum its record."""
+    """The fields of a sidecar that an index needs to find, sum and export its record."""
 
     id: uuid.UUID
     email: str
     created_at: datetime
     cost: CostEstimate
     status: GenerationStatus = GenerationStatus.DONE
+    model_alias: str = ""
+    image_size: ImageSize = ImageSize.S1K
+    prompt: str = ""
+    """The whole prompt (an index may keep it shortened)."""
+    estimate: CostEstimate | None = None
+    cost_basis: CostBasis = CostBasis.LIST_PRICE
+
+    @property
+    def list_price_estimate(self) -> CostEstimate:
+        """As ``Generation.list_price_estimate``: the estimate, else the cost."""
+        return self.estimate if self.estimate is not None else self.cost
+
+    @classmethod
+    def of(cls, generation: Generation) -> IndexedFields:
+        """The indexed fields of a record in hand."""
+        return cls(
+            id=generation.id,
+            email=generation.email,
+            created_at=generation.created_at,
+            cost=generation.cost,
+            status=generation.status,
+            model_alias=generation.model_alias,
+            image_size=generation.image_size,
+            prompt=generation.prompt,
+            estimate=generation.estimate,
+            cost_basis=generation.cost_basis,
+        )
 
 
 def _from_v1(data: dict[str, Any]) -> dict[str, Any]:

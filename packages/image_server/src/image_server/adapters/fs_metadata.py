@@ -10,19 +10,20 @@ sidecar damaged elsewhere is skipped with a warning when it is read.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Collection
+from collections.abc import Collection, Iterator
 from datetime import date
 from pathlib import Path
 from types import TracebackType
 
 from image_core.budgets import Period
 from image_core.domain import DailySpend, GalleryPage, Generation, UsageReport
+from image_core.ledger import CostRow, PersonSpend, RebuildProgress
 from image_core.names import is_image_id
 from image_core.ports import MetadataRepository
 from image_core.serialization import IndexedFields, RecordCodec
 from image_server.adapters.atomic_files import storage_error
 from image_server.adapters.fs_sidecars import SidecarFiles
-from image_server.adapters.sqlite_index import INDEX_NAME, SqliteIndex
+from image_server.adapters.sqlite_index import BACKGROUND_REBUILD_FROM, INDEX_NAME, SqliteIndex
 
 __all__ = ["INDEX_NAME", "FilesystemMetadataRepository"]
 
@@ -30,11 +31,13 @@ __all__ = ["INDEX_NAME", "FilesystemMetadataRepository"]
 class FilesystemMetadataRepository:
     """``MetadataRepository`` over sidecar files and a SQLite index; call ``close()``."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(
+        self, root: Path, *, background_rebuild_from: int = BACKGROUND_REBUILD_FROM
+    ) -> None:
         self._sidecars = SidecarFiles(root, RecordCodec())
         try:
             root.mkdir(parents=True, exist_ok=True)
-            self._index = SqliteIndex(root, self._sidecars)
+            self._index = SqliteIndex(root, self._sidecars, background_from=background_rebuild_from)
         except OSError as exc:
             raise storage_error("open the generation records", exc) from exc
 
@@ -113,15 +116,33 @@ class FilesystemMetadataRepository:
         """Every owner with at least one generation, sorted."""
         return self._index.users()
 
+    def spend(
+        self, emails: Collection[str] | None = None, period: Period | None = None
+    ) -> list[PersonSpend]:
+        """``usage`` with each person's list-price figure, from the index alone."""
+        return self._index.spend(emails, period)
+
+    def cost_rows(
+        self, emails: Collection[str] | None = None, period: Period | None = None
+    ) -> Iterator[CostRow]:
+        """Settled records of the period, oldest first, from the index alone (no sidecar)."""
+        return self._index.cost_rows(emails, period)
+
+    def rebuilding(self) -> RebuildProgress | None:
+        """How far a background rebuild of the index is, while one runs."""
+        return self._index.rebuilding()
+
+    def wait_until_built(self, timeout: float | None = None) -> bool:
+        """Wait for a background rebuild to end; whether none is running any more."""
+        return self._index.wait_until_built(timeout)
+
     def rebuild_index(self) -> int:
         """Rebuild the whole index from the sidecars now (after editing them by hand)."""
         return self._index.rebuild()
 
 
 def _indexed(generation: Generation) -> IndexedFields:
-    return IndexedFields(
-        generation.id, generation.email, generation.created_at, generation.cost, generation.status
-    )
+    return IndexedFields.of(generation)
 
 
 _: type[MetadataRepository] = FilesystemMetadataRepository

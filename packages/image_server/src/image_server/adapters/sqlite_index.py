@@ -1,12 +1,21 @@
-"""The SQLite index beside the sidecars: it finds and sums records, it never holds them.
+"""The SQLite index beside the sidecars: it finds, sums and exports records, never holds them.
 
-The narrow ``index.sqlite3`` (id, owner, time, day, cost, status) is derived and disposable:
-rebuilt on open when missing, damaged, of another version or of a foreign schema (any
-table, column, index or trigger that is not exactly ours), and brought in step when
-sidecars were added or removed behind its back (reading only the new ones). Only a
-folder (or a link, a device) in its place stops start-up: it is never removed for us. Costs are
-indexed as integer micro-dollars so SQLite sums them exactly; a finer amount is kept as
-text and added in Python, so totals always equal the exact ``Decimal`` sum.
+``index.sqlite3`` (id, owner, time, day, cost, list price, cost basis, status, model, size
+and a shortened prompt: what the money views and the CSV export need, so no listing reads
+a sidecar) is derived and disposable: rebuilt on open when missing, damaged, of another
+version or of a foreign schema (any table, column, index or trigger that is not exactly
+ours), and brought in step when sidecars were added or removed behind its back (reading
+only the new ones). Only a folder (or a link, a device) in its place stops start-up: it
+is never removed for us. Costs are indexed as integer micro-dollars so SQLite sums them
+exactly; a finer amount is kept as text and added in Python, so totals always equal the
+exact ``Decimal`` sum.
+
+A full rebuild of more than a few thousand sidecars runs in a background thread: the
+index opens at once, empty, and fills a batch at a time while the server answers from
+what is there (``rebuilding()`` says how far it is, so pages can say their figures are
+partial). Rows the server writes meanwhile win over what the rebuild read, and a last
+pass brings the index in step with the folder; the version is written only at the end,
+so a rebuild cut short (a crash, a stop) starts again at the next open.
 """
 
 from __future__ import annotations
@@ -18,6 +27,8 @@ import os
 import sqlite3
 import stat
 import threading
+import time
+import uuid
 from collections.abc import Collection, Iterable, Iterator
 from contextlib import contextmanager, suppress
 from datetime import UTC, date, datetime, timedelta
@@ -28,41 +39,68 @@ from typing import Any, Protocol
 
 from image_core.access import owner_key
 from image_core.budgets import Period
-from image_core.domain import CostEstimate, DailySpend, GenerationStatus, UsageReport, UserUsage
+from image_core.domain import (
+    CostBasis,
+    CostEstimate,
+    DailySpend,
+    GenerationStatus,
+    ImageSize,
+    UsageReport,
+    UserUsage,
+)
 from image_core.errors import StorageError
+from image_core.ledger import CostRow, PersonSpend, RebuildProgress, short_prompt
 from image_core.serialization import IndexedFields
 from image_server.adapters.atomic_files import FileLock, remove_quietly, storage_error
 
 log = logging.getLogger("image_server.metadata")
 
 INDEX_NAME = "index.sqlite3"
-INDEX_VERSION = 2  # 2: the status column
+INDEX_VERSION = 3  # 2: the status column; 3: what the money views and the CSV export need
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROS = 1_000_000
 _MAX_MICROS = 10**15  # per row; keeps every SUM far from SQLite's 64-bit overflow
 _CORRUPT_CODES = frozenset({11, 26})  # SQLITE_CORRUPT, SQLITE_NOTADB
+#: A full rebuild of more sidecars than this runs in the background.
+BACKGROUND_REBUILD_FROM = 2000
+_REBUILD_BATCH = 1000
+_EXPORT_BATCH = 500
 
 _TABLES = (
     "DROP TABLE IF EXISTS generations",
     "DROP TABLE IF EXISTS skipped",
     """CREATE TABLE generations (
         id TEXT PRIMARY KEY, owner TEXT NOT NULL, created_us INTEGER NOT NULL,
-        day TEXT NOT NULL, cost_micro INTEGER, cost_text TEXT, status TEXT NOT NULL)""",
+        day TEXT NOT NULL, cost_micro INTEGER, cost_text TEXT, status TEXT NOT NULL,
+        list_micro INTEGER, list_text TEXT, basis TEXT NOT NULL, model TEXT NOT NULL,
+        size TEXT NOT NULL, prompt TEXT NOT NULL)""",
     "CREATE TABLE skipped (id TEXT PRIMARY KEY)",
 )
+# Each query has an index that holds every column it reads (sums never touch the table):
+# galleries by owner; per-person sums of any period; server sums and the chart by day;
+# the export in time order, for everyone or for one person.
 _INDEXES = (
     "CREATE INDEX by_owner_time ON generations (owner, status, created_us DESC, id DESC)",
-    "CREATE INDEX by_owner_cost ON generations (owner, cost_micro)",
-    "CREATE INDEX by_day ON generations (day, owner, cost_micro)",
+    "CREATE INDEX by_owner_day ON generations (owner, day, status, cost_micro, list_micro)",
+    "CREATE INDEX by_day ON generations (day, owner, status, cost_micro, list_micro)",
+    "CREATE INDEX by_time ON generations (created_us, id)",
+    "CREATE INDEX by_owner_created ON generations (owner, created_us, id)",
 )
-_INSERT = "INSERT OR REPLACE INTO generations VALUES (?, ?, ?, ?, ?, ?, ?)"
+_INSERT = "INSERT OR REPLACE INTO generations VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+_INSERT_OLDER = "INSERT OR IGNORE INTO generations VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+_EXPORT_COLUMNS = (
+    "id, owner, created_us, cost_micro, cost_text, status, list_micro, list_text, basis, "
+    "model, size, prompt"
+)
 _FILES = ("", "-wal", "-shm", "-journal")  # the index and SQLite's files beside it
 _DONE = GenerationStatus.DONE.value
 _RENDERING = GenerationStatus.RENDERING.value
 #: Costs count once a record is settled (done, or failed and maybe billed).
 _SETTLED = f"status != '{_RENDERING}'"
 
-Row = tuple[str, str, int, str, int | None, str | None, str]
+Row = tuple[
+    str, str, int, str, int | None, str | None, str, int | None, str | None, str, str, str, str
+]
 Schema = frozenset[tuple[str, str, str, str | None]]
 
 
@@ -110,21 +148,55 @@ class RecordSource(Protocol):
 class SqliteIndex:
     """``index.sqlite3`` in ``root``, in step with ``source`` once built; call ``close()``.
 
-    Raises ``OSError`` when the folder cannot be read; index failures are ``StorageError``.
+    A full rebuild of more than ``background_from`` records runs in a thread of its own
+    (see the module's text). Raises ``OSError`` when the folder cannot be read; index
+    failures are ``StorageError``.
     """
 
-    def __init__(self, root: Path, source: RecordSource) -> None:
+    def __init__(
+        self, root: Path, source: RecordSource, *, background_from: int = BACKGROUND_REBUILD_FROM
+    ) -> None:
         self._source = source
         self._path = root / INDEX_NAME
         self._lock = threading.RLock()
         self._file_lock = FileLock(root / ".index.lock")
-        with self._file_lock:
-            self._conn = self._open()
+        self._background_from = background_from
+        self._progress: RebuildProgress | None = None
+        self._stop = threading.Event()
+        self._builder: threading.Thread | None = None
+        self._file_lock.__enter__()
+        try:
+            self._conn, todo = self._open()
+        except BaseException:
+            self._file_lock.__exit__(None, None, None)
+            raise
+        if todo is None:
+            self._file_lock.__exit__(None, None, None)
+            return
+        # The file lock goes with the rebuild: another process opening meanwhile waits.
+        self._progress = RebuildProgress(0, len(todo))
+        self._builder = threading.Thread(
+            target=self._build, args=(todo,), name="index-rebuild", daemon=True
+        )
+        self._builder.start()
 
     def close(self) -> None:
-        """Close the connection (idempotent)."""
+        """Stop a rebuild in progress (the next open starts it again), close the connection."""
+        self._stop.set()
+        if self._builder is not None:
+            self._builder.join()
         with self._lock:
             self._conn.close()
+
+    def rebuilding(self) -> RebuildProgress | None:
+        """How far the background rebuild is, while one runs."""
+        return self._progress
+
+    def wait_until_built(self, timeout: float | None = None) -> bool:
+        """Wait for a background rebuild to end; whether none is running any more."""
+        if self._builder is not None:
+            self._builder.join(timeout)
+        return self._progress is None
 
     def add(self, fields: IndexedFields) -> None:
         """Index one new record (and forget it was ever unreadable)."""
@@ -149,7 +221,7 @@ class SqliteIndex:
             raise StorageError(f"Could not forget generation {id_text}.") from exc
 
     def rendering(self) -> list[str]:
-        """Ids of the records still rendering."""
+        """Ids of the records still rendering (of those indexed so far, during a rebuild)."""
         with self._reading() as conn:
             rows = conn.execute("SELECT id FROM generations WHERE status = ?", (_RENDERING,))
             return [id_text for (id_text,) in rows]
@@ -174,15 +246,22 @@ class SqliteIndex:
 
         With ``period``, only records of its UTC days (the ``day`` column) count.
         """
-        where, params = _owner_filter(emails)
-        if period is not None and period.start is not None:
-            where, params = f"{where} AND day >= ?", (*params, period.start.isoformat())
-        if period is not None and period.end is not None:
-            where, params = f"{where} AND day < ?", (*params, period.end.isoformat())
-        groups = self._totals("owner", where, params)
-        rows = [UserUsage(owner, count, cost) for (owner,), (count, cost) in groups.items()]
-        rows.sort(key=lambda r: (-r.cost.usd, r.email))
+        rows = [UserUsage(s.email, s.image_count, s.cost) for s in self.spend(emails, period)]
         return UsageReport(tuple(rows))
+
+    def spend(
+        self, emails: Collection[str] | None = None, period: Period | None = None
+    ) -> list[PersonSpend]:
+        """``usage`` with each person's list-price figure beside the exact cost."""
+        where, params = _owner_filter(emails)
+        where, params = _day_filter(where, params, period)
+        groups = self._totals("owner", where, params)
+        rows = [
+            PersonSpend(owner, count, cost, list_price)
+            for (owner,), (count, cost, list_price) in groups.items()
+        ]
+        rows.sort(key=lambda r: (-r.cost.usd, r.email))
+        return rows
 
     def daily_spend(self, since: date, emails: Collection[str] | None = None) -> list[DailySpend]:
         """Spend per UTC day and person from ``since`` on, oldest day first."""
@@ -191,8 +270,36 @@ class SqliteIndex:
         groups = self._totals("day, owner", where, (*params, since.isoformat()))
         return [
             DailySpend(day, owner, count, cost)
-            for (day, owner), (count, cost) in sorted(groups.items())
+            for (day, owner), (count, cost, _) in sorted(groups.items())
         ]
+
+    def cost_rows(
+        self, emails: Collection[str] | None = None, period: Period | None = None
+    ) -> Iterator[CostRow]:
+        """Settled records of ``period`` (of ``emails``), oldest first, a batch per read.
+
+        Each batch is its own short read (keyed on the last row's time and id), so a slow
+        reader never holds the index, and the order stays total across batches.
+        """
+        where, params = _owner_filter(emails)
+        if period is not None and period.start is not None:
+            where, params = f"{where} AND created_us >= ?", (*params, _micros_at(period.start))
+        if period is not None and period.end is not None:
+            where, params = f"{where} AND created_us < ?", (*params, _micros_at(period.end))
+        # Fixed text of this module; every value travels as a parameter.
+        sql = (
+            f"SELECT {_EXPORT_COLUMNS} FROM generations {where} "  # noqa: S608
+            "AND (created_us, id) > (?, ?) ORDER BY created_us, id LIMIT ?"
+        )
+        after: tuple[int, str] = (-(2**63), "")
+        while True:
+            with self._reading() as conn:
+                batch = conn.execute(sql, (*params, *after, _EXPORT_BATCH)).fetchall()
+            for found in batch:
+                yield _cost_row(found)
+            if len(batch) < _EXPORT_BATCH:
+                return
+            after = (batch[-1][2], batch[-1][0])
 
     def users(self) -> list[str]:
         """Every owner with at least one record, sorted."""
@@ -202,6 +309,7 @@ class SqliteIndex:
 
     def rebuild(self) -> int:
         """Rebuild the whole index from the source now; the number of records indexed."""
+        self.wait_until_built()
         try:
             with self._file_lock, self._lock:
                 return self._sync(self._conn, full=True)
@@ -212,27 +320,38 @@ class SqliteIndex:
 
     def _totals(
         self, keys: str, where: str, params: tuple[Any, ...]
-    ) -> dict[tuple[str, ...], tuple[int, CostEstimate]]:
-        """Count and exact cost per group: SQL sums the micro-dollars, Python the rest.
+    ) -> dict[tuple[str, ...], tuple[int, CostEstimate, CostEstimate]]:
+        """Count, exact cost and list price per group: SQL sums micro-dollars, Python the rest.
 
         ``keys`` and ``where`` are fixed text from this module; values travel as parameters.
         """
         sums = (
             f"SELECT {keys}, SUM(status = '{_DONE}'), COALESCE(SUM(cost_micro), 0), "
-            "COUNT(cost_micro), COUNT(*)"
+            "COALESCE(SUM(list_micro), 0), COUNT(cost_micro), COUNT(list_micro), COUNT(*)"
         )
-        fine_where = f"{where} AND cost_micro IS NULL"
         with self._reading() as conn:
             found = conn.execute(f"{sums} FROM generations {where} GROUP BY {keys}", params)
-            groups = {tuple(r[:-4]): (r[-4], r[-3], r[-2], r[-1]) for r in found}
-            fine: dict[tuple[str, ...], Decimal] = {}
-            if any(rows != exact for _, _, exact, rows in groups.values()):
-                sql = f"SELECT {keys}, cost_text FROM generations {fine_where}"  # noqa: S608
-                for *key, cost in conn.execute(sql, params):
-                    fine[tuple(key)] = fine.get(tuple(key), Decimal(0)) + Decimal(cost)
+            groups = {tuple(r[:-6]): r[-6:] for r in found}
+            fine: dict[tuple[str, ...], tuple[Decimal, Decimal]] = {}
+            if any(costs != rows or lists != rows for *_, costs, lists, rows in groups.values()):
+                sql = (
+                    f"SELECT {keys}, cost_text, list_text FROM generations {where} "  # noqa: S608
+                    "AND (cost_micro IS NULL OR list_micro IS NULL)"
+                )
+                for *key, cost, list_price in conn.execute(sql, params):
+                    cost_sum, list_sum = fine.get(tuple(key), (Decimal(0), Decimal(0)))
+                    fine[tuple(key)] = (
+                        cost_sum + Decimal(cost or 0),
+                        list_sum + Decimal(list_price or 0),
+                    )
+        zero = (Decimal(0), Decimal(0))
         return {
-            key: (count, CostEstimate(_from_micros(micros) + fine.get(key, Decimal(0))))
-            for key, (count, micros, _, _) in groups.items()
+            key: (
+                count,
+                CostEstimate(_from_micros(micros) + fine.get(key, zero)[0]),
+                CostEstimate(_from_micros(list_micros) + fine.get(key, zero)[1]),
+            )
+            for key, (count, micros, list_micros, _, _, _) in groups.items()
         }
 
     @contextmanager
@@ -245,8 +364,11 @@ class SqliteIndex:
             except sqlite3.Error as exc:
                 raise StorageError("The generation index could not be read.") from exc
 
-    def _open(self) -> sqlite3.Connection:
-        """Connect and sync; a damaged or foreign file is discarded and rebuilt from the source."""
+    def _open(self) -> tuple[sqlite3.Connection, list[str] | None]:
+        """Connect and sync; a damaged or foreign file is discarded and rebuilt from the source.
+
+        Also returns the ids a background rebuild still has to read (``None``: none).
+        """
         self._refuse_what_is_not_a_file()
         try:
             return self._connect_and_sync()
@@ -286,7 +408,7 @@ class SqliteIndex:
                     "rebuilt from the sidecars."
                 )
 
-    def _connect_and_sync(self) -> sqlite3.Connection:
+    def _connect_and_sync(self) -> tuple[sqlite3.Connection, list[str] | None]:
         conn = sqlite3.connect(
             self._path, timeout=30, isolation_level=None, check_same_thread=False
         )
@@ -295,11 +417,59 @@ class SqliteIndex:
             conn.execute("PRAGMA synchronous = NORMAL")  # the index is derived: speed over fsync
             version = conn.execute("PRAGMA user_version").fetchone()[0]
             empty = _check_schema(conn)
-            self._sync(conn, full=version != INDEX_VERSION or empty)
+            full = version != INDEX_VERSION or empty
+            todo = self._start_rebuild(conn) if full else None
+            if todo is not None and len(todo) <= self._background_from:
+                self._sync(conn, full=True)
+                todo = None
+            elif todo is None:
+                self._sync(conn, full=False)
         except BaseException:
             conn.close()
             raise
-        return conn
+        return conn, todo
+
+    def _start_rebuild(self, conn: sqlite3.Connection) -> list[str]:
+        """An empty index of our schema (version 0: unfinished), and the ids to read into it."""
+        with _Transaction(conn, "BEGIN IMMEDIATE"):
+            for statement in (*_TABLES, *_INDEXES):
+                conn.execute(statement)
+            conn.execute("PRAGMA user_version = 0")
+        return sorted(self._source.ids())
+
+    def _build(self, todo: list[str]) -> None:
+        """The background rebuild: read ``todo`` a batch at a time, then a last sync."""
+        started = time.monotonic()
+        try:
+            read = 0
+            for first in range(0, len(todo), _REBUILD_BATCH):
+                if self._stop.is_set():
+                    log.info("Index rebuild stopped; the next start begins it again.")
+                    return
+                batch = todo[first : first + _REBUILD_BATCH]
+                skipped: list[str] = []
+                rows = list(_rows(self._source.indexed_fields(batch, skipped), skipped))
+                with self._lock, _Transaction(self._conn, "BEGIN IMMEDIATE"):
+                    # Rows the server wrote meanwhile are newer than what was read here.
+                    self._conn.executemany(_INSERT_OLDER, rows)
+                    self._conn.executemany(
+                        "INSERT OR IGNORE INTO skipped VALUES (?)", ((s,) for s in skipped)
+                    )
+                read += len(batch)
+                self._progress = RebuildProgress(read, len(todo))
+            with self._lock:
+                indexed = self._sync(self._conn, full=False)
+                self._conn.execute(f"PRAGMA user_version = {INDEX_VERSION}")
+            log.info(
+                "Index rebuilt in the background: %d generations in %.1f s.",
+                indexed,
+                time.monotonic() - started,
+            )
+        except (sqlite3.Error, OSError):
+            log.exception("The index rebuild failed; it is tried again at the next start.")
+        finally:
+            self._progress = None
+            self._file_lock.__exit__(None, None, None)
 
     def _sync(self, conn: sqlite3.Connection, *, full: bool) -> int:
         """Make the index hold exactly the records present, reading only the new ones.
@@ -377,8 +547,46 @@ def _owner_filter(emails: Collection[str] | None) -> tuple[str, tuple[Any, ...]]
     return f"WHERE {_SETTLED} AND owner IN (SELECT value FROM json_each(?))", (wanted,)  # noqa: S608
 
 
+def _day_filter(
+    where: str, params: tuple[Any, ...], period: Period | None
+) -> tuple[str, tuple[Any, ...]]:
+    """``where`` narrowed to ``period``'s UTC days (the ``day`` column)."""
+    if period is not None and period.start is not None:
+        where, params = f"{where} AND day >= ?", (*params, period.start.isoformat())
+    if period is not None and period.end is not None:
+        where, params = f"{where} AND day < ?", (*params, period.end.isoformat())
+    return where, params
+
+
+def _micros_at(day: date) -> int:
+    """Microseconds from the epoch to midnight UTC of ``day`` (the ``created_us`` scale)."""
+    return (datetime.combine(day, datetime.min.time(), UTC) - _EPOCH) // timedelta(microseconds=1)
+
+
 def _from_micros(micros: int) -> Decimal:
     return Decimal(micros) / _MICROS if micros else Decimal(0)
+
+
+def _amount(micros: int | None, text: str | None) -> CostEstimate:
+    return CostEstimate(_from_micros(micros) if micros is not None else Decimal(text or 0))
+
+
+def _cost_row(found: tuple[Any, ...]) -> CostRow:
+    """An export line from a row of ``_EXPORT_COLUMNS``."""
+    id_text, owner, created_us, cost_micro, cost_text, status, list_micro, list_text = found[:8]
+    basis, model, size, prompt = found[8:]
+    return CostRow(
+        id=uuid.UUID(id_text),
+        created_at=_EPOCH + timedelta(microseconds=created_us),
+        email=owner,
+        model_alias=model,
+        image_size=ImageSize(size),
+        status=GenerationStatus(status),
+        cost=_amount(cost_micro, cost_text),
+        cost_basis=CostBasis(basis),
+        list_price=_amount(list_micro, list_text),
+        prompt=prompt,
+    )
 
 
 def _rows(fields: Iterable[IndexedFields], skipped: list[str]) -> Iterator[Row]:
@@ -391,15 +599,29 @@ def _rows(fields: Iterable[IndexedFields], skipped: list[str]) -> Iterator[Row]:
             skipped.append(str(one.id))
 
 
+def _micro_or_text(amount: CostEstimate) -> tuple[int | None, str | None]:
+    """Whole micro-dollars (summed by SQL), or the exact text when finer or too large."""
+    micros = amount.usd.scaleb(6)
+    if micros == micros.to_integral_value() and micros < _MAX_MICROS:
+        return int(micros), None
+    return None, str(amount.usd)
+
+
 def _row(fields: IndexedFields) -> Row:
-    micros = fields.cost.usd.scaleb(6)
-    exact = micros == micros.to_integral_value() and micros < _MAX_MICROS
+    cost_micro, cost_text = _micro_or_text(fields.cost)
+    list_micro, list_text = _micro_or_text(fields.list_price_estimate)
     return (
         str(fields.id),
         _owner(fields.email),
         (fields.created_at - _EPOCH) // timedelta(microseconds=1),
         fields.created_at.astimezone(UTC).date().isoformat(),
-        int(micros) if exact else None,
-        None if exact else str(fields.cost.usd),
+        cost_micro,
+        cost_text,
         fields.status.value,
+        list_micro,
+        list_text,
+        fields.cost_basis.value,
+        fields.model_alias,
+        fields.image_size.value,
+        short_prompt(fields.prompt),
     )
