@@ -879,7 +879,7 @@ def test_a_sidecar_damaged_outside_the_indexed_fields_is_never_served(
         assert repo.usage().total_count == 1
         assert repo.get(uuid.UUID(data["id"])) is None
         assert repo.page_for_user(data["email"], 0, 5).items == ()
-    assert "image_size" in caplog.text
+    assert "aspect_ratio" in caplog.text
 
 
 # --- prefs ----------------------------------------------------------------------------------------
