@@ -649,14 +649,26 @@ class ImageService:
 _BATCH = 500
 
 
+_FIRST_BATCH = 50
+
+
+def _take(rows: Iterator[CostRow], count: int) -> list[CostRow]:
+    return list(itertools.islice(rows, count))
+
+
 async def _in_batches(rows: Iterator[CostRow]) -> AsyncIterator[CostRow]:
-    """``rows`` consumed ``_BATCH`` at a time in a worker thread, so the loop never blocks."""
+    """``rows`` consumed in batches in a worker thread, so the loop never blocks.
+
+    The first batch is small, so the first rows go out soon.
+    """
+    size = _FIRST_BATCH
     while True:
-        batch = await asyncio.to_thread(lambda: list(itertools.islice(rows, _BATCH)))
+        batch = await asyncio.to_thread(_take, rows, size)
         for row in batch:
             yield row
-        if len(batch) < _BATCH:
+        if len(batch) < size:
             return
+        size = _BATCH
 
 
 def _settled(work: asyncio.Future[GenerationResult], waiter: _Waiter) -> ImageOutcome:

@@ -567,8 +567,15 @@ def _from_micros(micros: int) -> Decimal:
     return Decimal(micros) / _MICROS if micros else Decimal(0)
 
 
+@functools.lru_cache(maxsize=65536)
 def _amount(micros: int | None, text: str | None) -> CostEstimate:
+    """The amount a row holds (an export meets the same few prices over and over)."""
     return CostEstimate(_from_micros(micros) if micros is not None else Decimal(text or 0))
+
+
+_STATUSES = {s.value: s for s in GenerationStatus}
+_BASES = {b.value: b for b in CostBasis}
+_SIZES = {s.value: s for s in ImageSize}
 
 
 def _cost_row(found: tuple[Any, ...]) -> CostRow:
@@ -580,10 +587,10 @@ def _cost_row(found: tuple[Any, ...]) -> CostRow:
         created_at=_EPOCH + timedelta(microseconds=created_us),
         email=owner,
         model_alias=model,
-        image_size=ImageSize(size),
-        status=GenerationStatus(status),
+        image_size=_SIZES[size],
+        status=_STATUSES[status],
         cost=_amount(cost_micro, cost_text),
-        cost_basis=CostBasis(basis),
+        cost_basis=_BASES[basis],
         list_price=_amount(list_micro, list_text),
         prompt=prompt,
     )

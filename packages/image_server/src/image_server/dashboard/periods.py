@@ -11,7 +11,7 @@ import csv
 import io
 import re
 from collections.abc import AsyncIterator
-from datetime import UTC, date, timedelta
+from datetime import date, timedelta
 from typing import Final
 
 import attrs
@@ -98,21 +98,24 @@ def safe_cell(text: str) -> str:
 
 
 def csv_cells(row: CostRow) -> list[str]:
-    """One export line, every cell safe to open in a spreadsheet."""
+    """One export line, every cell safe to open in a spreadsheet.
+
+    Only the free text (email, model name, prompt) can start with a formula character;
+    dates, sizes, states and amounts never do.
+    """
     stored = row.status is GenerationStatus.DONE
-    cells = [
-        row.created_at.astimezone(UTC).isoformat().replace("+00:00", "Z"),
-        row.email,
-        row.model_alias,
+    return [
+        row.created_at.isoformat().replace("+00:00", "Z"),
+        safe_cell(row.email),
+        safe_cell(row.model_alias),
         row.image_size.value,
         row.status.value,
         str(row.cost.usd),
         row.cost_basis.value,
         str(row.list_price.usd),
-        row.prompt,
+        safe_cell(row.prompt),
         row.file_name if stored else "",
     ]
-    return [safe_cell(cell) for cell in cells]
 
 
 async def csv_lines(rows: AsyncIterator[CostRow], batch: int = 200) -> AsyncIterator[bytes]:
@@ -120,6 +123,7 @@ async def csv_lines(rows: AsyncIterator[CostRow], batch: int = 200) -> AsyncIter
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\r\n")
     writer.writerow(CSV_COLUMNS)
+    yield _taken(out)  # the header goes at once: the download starts before the rows are read
     waiting = 0
     async for row in rows:
         writer.writerow(csv_cells(row))
