@@ -115,3 +115,18 @@ def test_text_and_bytes_are_both_accepted() -> None:
     """Like load_generation, the fast path takes the file's bytes or its text."""
     raw = CODEC.dump_generation(make_generation())
     assert CODEC.load_indexed_fields(raw) == CODEC.load_indexed_fields(raw.decode())
+
+
+def test_what_the_plain_path_does_not_take_the_converter_still_judges() -> None:
+    """A number for a price loads as before; text that is not valid Unicode is refused."""
+    generation = make_generation()
+    data = json.loads(CODEC.dump_generation(generation))
+    assert data["schema_version"] == 3
+    as_number = json.dumps({**data, "cost": 0.25}).encode()
+    assert str(CODEC.load_indexed_fields(as_number, NAME).cost.usd) == "0.25"
+    surrogate = json.dumps({**data, "prompt": "\ud800"}).encode()
+    with pytest.raises(CorruptRecord, match="prompt"):
+        CODEC.load_indexed_fields(surrogate, NAME)
+    too_dear = json.dumps({**data, "cost": "1000001"}).encode()
+    with pytest.raises(CorruptRecord, match="cost"):
+        CODEC.load_indexed_fields(too_dear, NAME)
