@@ -307,7 +307,7 @@ def _plain_indexed_fields(data: dict[str, Any]) -> IndexedFields | None:
             estimate=None if estimate is None else _price(estimate, CostEstimate),
             cost_basis=_BASES[basis],
         )
-    except (ValueError, KeyError):  # UnicodeEncodeError is a ValueError
+    except (ValueError, KeyError, ArithmeticError):  # e.g. a time outside the calendar
         return None
 
 

@@ -542,6 +542,8 @@ def _owner_filter(emails: Collection[str] | None) -> tuple[str, tuple[Any, ...]]
     """Settled records, of ``emails`` only when given."""
     if emails is None:
         return f"WHERE {_SETTLED}", ()
+    if len(emails) == 1:  # one person: the indexes that start with the owner serve in order
+        return f"WHERE {_SETTLED} AND owner = ?", (next(iter(emails)),)
     wanted = json.dumps(sorted(set(emails)))
     # _SETTLED is fixed text of this module; the emails travel as a parameter.
     return f"WHERE {_SETTLED} AND owner IN (SELECT value FROM json_each(?))", (wanted,)  # noqa: S608
