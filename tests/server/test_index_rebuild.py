@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+import random
 import sqlite3
 import threading
 from collections.abc import Iterator
 from datetime import timedelta
+from decimal import Decimal
 from pathlib import Path
 
 import attrs
 import pytest
 from starlette.testclient import TestClient
 
+from image_core.budgets import Period
 from image_core.contracts.samples import NOON, make_generation
-from image_core.domain import Generation, GenerationStatus
+from image_core.domain import CostEstimate, Generation, GenerationStatus
 from image_core.serialization import IndexedFields, RecordCodec
+from image_core.testing import InMemoryMetadataRepository
 from image_server.adapters import sqlite_index
 from image_server.adapters.fs_metadata import INDEX_NAME, FilesystemMetadataRepository
 from image_server.adapters.fs_sidecars import SidecarFiles
@@ -152,3 +156,58 @@ def test_pages_answer_during_a_rebuild_and_say_their_figures_are_partial(
     lines = whole.text.splitlines()[1:]
     assert len(lines) == 50 + len([g for gs in seeded.by_owner.values() for g in gs])
     assert all(any(o in line for o in owners | set(seeded.by_owner)) for line in lines)
+
+
+def test_the_day_totals_the_index_keeps_match_every_record_after_any_writes(
+    tmp_path: Path,
+) -> None:
+    """Adds, replaces (status and cost changed) and removes, sub-micro amounts included:
+    every period's sums equal the in-memory repository's, before and after a rebuild."""
+    rng = random.Random(3)
+    fs, memory = FilesystemMetadataRepository(tmp_path), InMemoryMetadataRepository()
+    made = []
+    for _ in range(200):
+        generation = make_generation(
+            rng.choice(PEOPLE),
+            at=NOON - timedelta(hours=rng.randint(0, 2000)),
+            cost=rng.choice(["0.067", "0.0000001", "1000000", "0", "0.1234567"]),
+            status=rng.choice(list(GenerationStatus)),
+        )
+        if rng.random() < 0.5:
+            generation = attrs.evolve(generation, estimate=usd(rng.choice(["0.067", "1e-8"])))
+        fs.add(generation)
+        memory.add(generation)
+        made.append(generation)
+    for generation in rng.sample(made, 60):
+        changed = attrs.evolve(
+            generation,
+            status=rng.choice(list(GenerationStatus)),
+            cost=usd(rng.choice(["0.5", "0.00000003"])),
+        )
+        fs.replace(changed)
+        memory.replace(changed)
+    for generation in rng.sample(made, 20):
+        fs.remove(generation.id)
+        memory.remove(generation.id)
+    since = NOON.date() - timedelta(days=90)
+    try:
+        for _ in ("written", "rebuilt"):
+            for period in (
+                None,
+                Period(),
+                Period.month_of(NOON.date()),
+                Period.day_of(NOON.date()),
+            ):
+                assert fs.spend(period=period) == memory.spend(period=period)
+                assert fs.usage(period=period) == memory.usage(period=period)
+                assert fs.spend([PEOPLE[0]], period) == memory.spend([PEOPLE[0]], period)
+            assert fs.daily_spend(since) == memory.daily_spend(since)
+            assert list(fs.cost_rows()) == list(memory.cost_rows())
+            fs.rebuild_index()
+    finally:
+        fs.close()
+
+
+def usd(text: str) -> CostEstimate:
+    """Dollars from text."""
+    return CostEstimate(Decimal(text))

@@ -66,6 +66,11 @@ BACKGROUND_REBUILD_FROM = 2000
 _REBUILD_BATCH = 1000
 _EXPORT_BATCH = 500
 
+_DONE = GenerationStatus.DONE.value
+_RENDERING = GenerationStatus.RENDERING.value
+#: Costs count once a record is settled (done, or failed and maybe billed).
+_SETTLED = f"status != '{_RENDERING}'"
+
 _TABLES = (
     "DROP TABLE IF EXISTS generations",
     "DROP TABLE IF EXISTS skipped",
@@ -75,6 +80,31 @@ _TABLES = (
         list_micro INTEGER, list_text TEXT, basis TEXT NOT NULL, model TEXT NOT NULL,
         size TEXT NOT NULL, prompt TEXT NOT NULL)""",
     "CREATE TABLE skipped (id TEXT PRIMARY KEY)",
+    "DROP TABLE IF EXISTS daily",
+    # What the money views sum, kept per UTC day and person by the triggers below, so a
+    # total of any period reads days times people rows, never every record. ``fine``
+    # counts the records whose cost or list price is finer than a micro-dollar (kept as
+    # text on their row and added from there).
+    """CREATE TABLE daily (
+        day TEXT NOT NULL, owner TEXT NOT NULL, records INTEGER NOT NULL,
+        images INTEGER NOT NULL, cost_micro INTEGER NOT NULL, list_micro INTEGER NOT NULL,
+        fine INTEGER NOT NULL, PRIMARY KEY (day, owner)) WITHOUT ROWID""",
+    """CREATE TRIGGER counted AFTER INSERT ON generations WHEN NEW.status != 'rendering' BEGIN
+        INSERT INTO daily VALUES (NEW.day, NEW.owner, 1, NEW.status = 'done',
+            COALESCE(NEW.cost_micro, 0), COALESCE(NEW.list_micro, 0),
+            NEW.cost_micro IS NULL OR NEW.list_micro IS NULL)
+        ON CONFLICT (day, owner) DO UPDATE SET records = records + 1,
+            images = images + excluded.images, cost_micro = cost_micro + excluded.cost_micro,
+            list_micro = list_micro + excluded.list_micro, fine = fine + excluded.fine;
+    END""",
+    """CREATE TRIGGER uncounted AFTER DELETE ON generations WHEN OLD.status != 'rendering' BEGIN
+        UPDATE daily SET records = records - 1, images = images - (OLD.status = 'done'),
+            cost_micro = cost_micro - COALESCE(OLD.cost_micro, 0),
+            list_micro = list_micro - COALESCE(OLD.list_micro, 0),
+            fine = fine - (OLD.cost_micro IS NULL OR OLD.list_micro IS NULL)
+        WHERE day = OLD.day AND owner = OLD.owner;
+        DELETE FROM daily WHERE day = OLD.day AND owner = OLD.owner AND records = 0;
+    END""",
 )
 # Each query has an index that holds every column it reads (sums never touch the table):
 # galleries by owner; per-person sums of any period; server sums and the chart by day;
@@ -86,17 +116,15 @@ _INDEXES = (
     "CREATE INDEX by_time ON generations (created_us, id)",
     "CREATE INDEX by_owner_created ON generations (owner, created_us, id)",
 )
-_INSERT = "INSERT OR REPLACE INTO generations VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+# A row is replaced by a delete and an insert, so the triggers take the old one out of
+# ``daily`` and count the new one (REPLACE would delete without firing them).
+_INSERT = "INSERT INTO generations VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 _INSERT_OLDER = "INSERT OR IGNORE INTO generations VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 _EXPORT_COLUMNS = (
     "id, owner, created_us, cost_micro, cost_text, status, list_micro, list_text, basis, "
     "model, size, prompt"
 )
 _FILES = ("", "-wal", "-shm", "-journal")  # the index and SQLite's files beside it
-_DONE = GenerationStatus.DONE.value
-_RENDERING = GenerationStatus.RENDERING.value
-#: Costs count once a record is settled (done, or failed and maybe billed).
-_SETTLED = f"status != '{_RENDERING}'"
 
 Row = tuple[
     str, str, int, str, int | None, str | None, str, int | None, str | None, str, str, str, str
@@ -214,6 +242,7 @@ class SqliteIndex:
 
     def _write(self, row: Row) -> None:
         with self._lock, _Transaction(self._conn, "BEGIN IMMEDIATE"):
+            self._conn.execute("DELETE FROM generations WHERE id = ?", (row[0],))
             self._conn.execute(_INSERT, row)
             self._conn.execute("DELETE FROM skipped WHERE id = ?", (row[0],))
 
@@ -258,9 +287,7 @@ class SqliteIndex:
         self, emails: Collection[str] | None = None, period: Period | None = None
     ) -> list[PersonSpend]:
         """``usage`` with each person's list-price figure beside the exact cost."""
-        where, params = _owner_filter(emails)
-        where, params = _day_filter(where, params, period)
-        groups = self._totals("owner", where, params)
+        groups = self._totals("owner", emails, period)
         rows = [
             PersonSpend(owner, count, cost, list_price)
             for (owner,), (count, cost, list_price) in groups.items()
@@ -270,9 +297,7 @@ class SqliteIndex:
 
     def daily_spend(self, since: date, emails: Collection[str] | None = None) -> list[DailySpend]:
         """Spend per UTC day and person from ``since`` on, oldest day first."""
-        where, params = _owner_filter(emails)
-        where = f"{where} AND day >= ?"
-        groups = self._totals("day, owner", where, (*params, since.isoformat()))
+        groups = self._totals("day, owner", emails, Period(start=since))
         return [
             DailySpend(day, owner, count, cost)
             for (day, owner), (count, cost, _) in sorted(groups.items())
@@ -324,30 +349,34 @@ class SqliteIndex:
             raise storage_error("read the generation records", exc) from exc
 
     def _totals(
-        self, keys: str, where: str, params: tuple[Any, ...]
+        self, keys: str, emails: Collection[str] | None, period: Period | None
     ) -> dict[tuple[str, ...], tuple[int, CostEstimate, CostEstimate]]:
-        """Count, exact cost and list price per group: SQL sums micro-dollars, Python the rest.
-
-        ``keys`` and ``where`` are fixed text from this module; values travel as parameters.
+        """Count, exact cost and list price per group, from ``daily``; finer amounts from
+        their rows, in Python. ``keys`` is fixed text from this module ("owner" or
+        "day, owner"); values travel as parameters.
         """
+        conditions, params = _group_filter(emails, period)
+        where = f"WHERE {' AND '.join(conditions)}" if conditions else ""
         sums = (
-            f"SELECT {keys}, SUM(status = '{_DONE}'), COALESCE(SUM(cost_micro), 0), "
-            "COALESCE(SUM(list_micro), 0), COUNT(cost_micro), COUNT(list_micro), COUNT(*)"
+            f"SELECT {keys}, SUM(images), SUM(cost_micro), SUM(list_micro), SUM(fine) "  # noqa: S608
+            f"FROM daily {where} GROUP BY {keys} HAVING SUM(records) > 0"
         )
         with self._reading() as conn:
-            found = conn.execute(f"{sums} FROM generations {where} GROUP BY {keys}", params)
-            groups = {tuple(r[:-6]): r[-6:] for r in found}
+            groups = {tuple(r[:-4]): r[-4:] for r in conn.execute(sums, params)}
             fine: dict[tuple[str, ...], tuple[Decimal, Decimal]] = {}
-            if any(costs != rows or lists != rows for *_, costs, lists, rows in groups.values()):
-                sql = (
-                    f"SELECT {keys}, cost_text, list_text FROM generations {where} "  # noqa: S608
-                    "AND (cost_micro IS NULL OR list_micro IS NULL)"
+            if any(finer for *_, finer in groups.values()):
+                rows = " AND ".join(
+                    [_SETTLED, "(cost_micro IS NULL OR list_micro IS NULL)", *conditions]
                 )
-                for *key, cost, list_price in conn.execute(sql, params):
+                sql = (
+                    f"SELECT {keys}, cost_micro, cost_text, list_micro, list_text "  # noqa: S608
+                    f"FROM generations WHERE {rows}"
+                )
+                for *key, cost_micro, cost, list_micro, list_price in conn.execute(sql, params):
                     cost_sum, list_sum = fine.get(tuple(key), (Decimal(0), Decimal(0)))
                     fine[tuple(key)] = (
-                        cost_sum + Decimal(cost or 0),
-                        list_sum + Decimal(list_price or 0),
+                        cost_sum + (Decimal(cost) if cost_micro is None else 0),
+                        list_sum + (Decimal(list_price) if list_micro is None else 0),
                     )
         zero = (Decimal(0), Decimal(0))
         return {
@@ -356,7 +385,7 @@ class SqliteIndex:
                 CostEstimate(_from_micros(micros) + fine.get(key, zero)[0]),
                 CostEstimate(_from_micros(list_micros) + fine.get(key, zero)[1]),
             )
-            for key, (count, micros, list_micros, _, _, _) in groups.items()
+            for key, (count, micros, list_micros, _) in groups.items()
         }
 
     @contextmanager
@@ -499,7 +528,7 @@ class SqliteIndex:
             conn.executemany("DELETE FROM skipped WHERE id = ?", gone)
             skipped: list[str] = []
             fields = self._source.indexed_fields(sorted(present - known), skipped)
-            conn.executemany(_INSERT, _rows(fields, skipped))
+            conn.executemany(_INSERT_OLDER, _rows(fields, skipped))
             conn.executemany("INSERT INTO skipped VALUES (?)", ((s,) for s in skipped))
             if full:
                 for statement in _INDEXES:
@@ -559,15 +588,26 @@ def _owner_filter(emails: Collection[str] | None) -> tuple[str, tuple[Any, ...]]
     return f"WHERE {_SETTLED} AND owner IN (SELECT value FROM json_each(?))", (wanted,)  # noqa: S608
 
 
-def _day_filter(
-    where: str, params: tuple[Any, ...], period: Period | None
-) -> tuple[str, tuple[Any, ...]]:
-    """``where`` narrowed to ``period``'s UTC days (the ``day`` column)."""
+def _group_filter(
+    emails: Collection[str] | None, period: Period | None
+) -> tuple[list[str], tuple[Any, ...]]:
+    """Conditions on ``owner`` and ``day`` (columns of both tables) for ``emails`` and
+    ``period``'s UTC days; fixed text, the values as parameters."""
+    conditions: list[str] = []
+    params: tuple[Any, ...] = ()
+    if emails is not None and len(emails) == 1:
+        conditions.append("owner = ?")
+        params = (next(iter(emails)),)
+    elif emails is not None:
+        conditions.append("owner IN (SELECT value FROM json_each(?))")
+        params = (json.dumps(sorted(set(emails))),)
     if period is not None and period.start is not None:
-        where, params = f"{where} AND day >= ?", (*params, period.start.isoformat())
+        conditions.append("day >= ?")
+        params = (*params, period.start.isoformat())
     if period is not None and period.end is not None:
-        where, params = f"{where} AND day < ?", (*params, period.end.isoformat())
-    return where, params
+        conditions.append("day < ?")
+        params = (*params, period.end.isoformat())
+    return conditions, params
 
 
 def _micros_at(day: date) -> int:
