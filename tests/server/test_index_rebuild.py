@@ -43,7 +43,6 @@ def _write(root: Path, count: int) -> list[Generation]:
 class Gate:
     """Holds the rebuild after its first batch until ``release``."""
 
-    batches: int = 0
     first_done: threading.Event = attrs.Factory(threading.Event)
     opened: threading.Event = attrs.Factory(threading.Event)
 
@@ -53,18 +52,18 @@ class Gate:
 
 @pytest.fixture
 def gate(monkeypatch: pytest.MonkeyPatch) -> Iterator[Gate]:
-    """Sidecars are read ten at a time; the second batch waits for the gate."""
+    """The rebuild writes ten rows at a time; after the first ten it waits for the gate."""
     gate = Gate()
     monkeypatch.setattr(sqlite_index, "_REBUILD_BATCH", 10)
     real = SidecarFiles.indexed_fields
 
     def gated(self: SidecarFiles, ids: list[str], skipped: list[str]) -> Iterator[IndexedFields]:
-        if threading.current_thread().name == "index-rebuild":
-            gate.batches += 1
-            if gate.batches == 2:
+        rebuilding = threading.current_thread().name == "index-rebuild"
+        for count, fields in enumerate(real(self, ids, skipped)):
+            if rebuilding and count == 10 and not gate.opened.is_set():
                 gate.first_done.set()
                 assert gate.opened.wait(10), "the test never opened the gate"
-        yield from real(self, ids, skipped)
+            yield fields
 
     monkeypatch.setattr(SidecarFiles, "indexed_fields", gated)
     yield gate
@@ -115,7 +114,6 @@ def test_a_rebuild_cut_short_starts_again_at_the_next_open(tmp_path: Path, gate:
     stopper.join(10)
     with sqlite3.connect(tmp_path / INDEX_NAME) as conn:
         assert conn.execute("PRAGMA user_version").fetchone()[0] == 0
-    gate.batches = 10  # no more waiting
     with _open(tmp_path) as again:
         assert again.wait_until_built(10)
         assert again.usage().total_count == 40

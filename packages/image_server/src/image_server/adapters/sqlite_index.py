@@ -21,6 +21,7 @@ so a rebuild cut short (a crash, a stop) starts again at the next open.
 from __future__ import annotations
 
 import functools
+import itertools
 import json
 import logging
 import os
@@ -478,21 +479,26 @@ class SqliteIndex:
         started = time.monotonic()
         try:
             read = 0
-            for first in range(0, len(todo), _REBUILD_BATCH):
+            skipped: list[str] = []
+            # One pass over the sidecars (their reading runs ahead), written a batch at a time.
+            found = _rows(self._source.indexed_fields(todo, skipped), skipped)
+            while read < len(todo):
                 if self._stop.is_set():
                     log.info("Index rebuild stopped; the next start begins it again.")
                     return
-                batch = todo[first : first + _REBUILD_BATCH]
-                skipped: list[str] = []
-                rows = list(_rows(self._source.indexed_fields(batch, skipped), skipped))
+                before = len(skipped)
+                rows = list(itertools.islice(found, _REBUILD_BATCH))
                 with self._lock, _Transaction(self._conn, "BEGIN IMMEDIATE"):
                     # Rows the server wrote meanwhile are newer than what was read here.
                     self._conn.executemany(_INSERT_OLDER, rows)
                     self._conn.executemany(
-                        "INSERT OR IGNORE INTO skipped VALUES (?)", ((s,) for s in skipped)
+                        "INSERT OR IGNORE INTO skipped VALUES (?)",
+                        ((s,) for s in skipped[before:]),
                     )
-                read += len(batch)
-                self._progress = RebuildProgress(read, len(todo))
+                read += len(rows) + len(skipped) - before
+                self._progress = RebuildProgress(min(read, len(todo)), len(todo))
+                if not rows and len(skipped) == before:
+                    break
             with self._lock:
                 with _Transaction(self._conn, "BEGIN IMMEDIATE"):
                     for statement in _INDEXES:
