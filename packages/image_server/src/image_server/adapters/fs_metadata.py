@@ -71,7 +71,11 @@ class FilesystemMetadataRepository:
         self._index.add(_indexed(generation))
 
     def unsettled(self) -> list[Generation]:
-        """Records still rendering; an index row behind its sidecar is brought in step."""
+        """Records still rendering; an index row behind its sidecar is brought in step.
+
+        During a background rebuild: those indexed so far (start-up does not wait for
+        the rest; one the rebuild finds later is settled at the next start).
+        """
         found: list[Generation] = []
         for id_text in self._index.rendering():
             generation = self._sidecars.load(id_text)
