@@ -870,7 +870,7 @@ def test_a_sidecar_damaged_outside_the_indexed_fields_is_never_served(
 ) -> None:
     """Its cost still counts, but get and the gallery skip it with a warning."""
     data = json.loads(SAMPLE_V1.read_bytes())
-    data["image_size"] = "9K"
+    data["aspect_ratio"] = "9:7"
     (tmp_path / f"{data['id']}.json").write_text(json.dumps(data))
     with (
         caplog.at_level(logging.WARNING, "image_server.metadata"),
@@ -879,7 +879,7 @@ def test_a_sidecar_damaged_outside_the_indexed_fields_is_never_served(
         assert repo.usage().total_count == 1
         assert repo.get(uuid.UUID(data["id"])) is None
         assert repo.page_for_user(data["email"], 0, 5).items == ()
-    assert "image_size" in caplog.text
+    assert "aspect_ratio" in caplog.text
 
 
 # --- prefs ----------------------------------------------------------------------------------------

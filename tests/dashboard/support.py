@@ -26,6 +26,7 @@ from starlette.responses import Response
 from starlette.routing import Mount, Route
 
 from image_core.access import AccessPolicy
+from image_core.budgets import Budgets
 from image_core.catalog import ModelCatalog
 from image_core.domain import AspectRatio, EncodedImage, Generation, ImageSize
 from image_core.names import parse_image_name
@@ -143,6 +144,7 @@ def make_service(
     user_images: int = 27,
     pictures: bool = False,
     metadata: MetadataRepository | None = None,
+    budgets: Budgets | None = None,
 ) -> Seeded:
     """A service with an admin, two users and a former user, each with some history."""
     policy = (
@@ -164,6 +166,7 @@ def make_service(
         codec=codec,
         clock=FixedClock(NOW),
         ids=SequentialIds(10_000),
+        budgets=budgets or Budgets(),
     )
     plan: list[tuple[str, str, int, str, ImageSize, AspectRatio | None]] = []
     sizes = [ImageSize.S1K, ImageSize.S2K, ImageSize.S4K]

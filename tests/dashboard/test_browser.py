@@ -8,6 +8,7 @@ only when ``CI`` is unset and ``/usr/bin/chromium`` is missing; in CI they must 
 from __future__ import annotations
 
 import asyncio
+import csv
 import json
 import os
 import re
@@ -52,6 +53,7 @@ from tests.dashboard.support import (
     outer_app,
     run_sync,
 )
+from tests.dashboard.test_money import BUDGETS, NOVEMBER, OCTOBER
 from tests.e2e.oauth_client import (
     DEFAULT_REDIRECT_URI,
     authorization_url,
@@ -114,7 +116,7 @@ def site() -> Iterator[Site]:
     """Dashboard mounted at /ui on real uvicorn, Google faked, real Pillow thumbnails."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    seeded = make_service(codec=PillowImageCodec(), pictures=True)
+    seeded = make_service(codec=PillowImageCodec(), pictures=True, budgets=BUDGETS)
     with FakeGoogle(client_id=CLIENT_ID, client_secret=CLIENT_SECRET) as google:
         config = dashboard_config(
             public_url=url,
@@ -266,7 +268,7 @@ def test_an_admin_sees_everyone_and_the_total(page: Page, site: Site) -> None:
     expect(page.get_by_role("heading", name="Cost per user")).to_be_visible()
     rows = page.locator("table.usage tbody tr")
     expect(rows).to_have_count(4)
-    report = site.seeded.metadata.usage()
+    report = site.seeded.metadata.usage(period=NOVEMBER)
     for index, row in enumerate(report.rows):
         expect(rows.nth(index)).to_contain_text(row.email)
         expect(rows.nth(index)).to_contain_text(row.cost.display())
@@ -280,6 +282,112 @@ def test_an_admin_sees_everyone_and_the_total(page: Page, site: Site) -> None:
     page.get_by_role("link", name=OTHER).first.click()
     expect(page.get_by_role("heading", name=f"Images by {OTHER}")).to_be_visible()
     expect(page.locator("li.card")).to_have_count(4)
+
+
+def _usage_rows(page: Page) -> list[str]:
+    return [
+        " ".join(row.inner_text().split()) for row in page.locator("table.usage tbody tr").all()
+    ]
+
+
+def test_the_period_selector_shows_each_utc_month_and_all_time(page: Page, site: Site) -> None:
+    """Links for this month, last month and all time; a month input for any other month."""
+    sign_in(page, site.url, site.google, ADMIN)
+    expect(page.get_by_role("heading", name="this month (November 2026)")).to_be_visible()
+    expect(page.get_by_text("Months are UTC")).to_be_visible()
+    periods = page.get_by_role("navigation", name="Period")
+    expect(periods.get_by_role("link", name="This month")).to_have_attribute("aria-current", "page")
+
+    periods.get_by_role("link", name="Last month").click()
+    page.wait_for_url(re.compile(r".*/ui/\?period=last$"))
+    expect(page.get_by_role("heading", name="last month (October 2026)")).to_be_visible()
+    october = site.seeded.metadata.usage(period=OCTOBER)
+    expect(page.locator("table.usage tbody tr")).to_have_count(len(october.rows))
+    for row, line in zip(october.rows, _usage_rows(page), strict=True):
+        assert row.email in line
+        assert row.cost.display() in line
+
+    periods.get_by_role("link", name="All time").click()
+    page.wait_for_url(re.compile(r".*/ui/\?period=all$"))
+    total = page.locator("table.usage tfoot tr")
+    expect(total).to_contain_text(site.seeded.metadata.usage().total_cost.display())
+    expect(page.locator("meter")).to_have_count(0)
+
+    month = page.get_by_label("Month", exact=True)
+    expect(month).to_have_attribute("type", "month")
+    month.fill("2026-10")
+    periods.get_by_role("button", name="Show").click()
+    page.wait_for_url(re.compile(r".*/ui/\?period=2026-10$"))
+    expect(page.get_by_role("heading", name="October 2026")).to_be_visible()
+    expect(page.get_by_label("Month", exact=True)).to_have_value("2026-10")
+    assert len(_usage_rows(page)) == len(october.rows)
+    shoot(page, "overview-period")
+
+
+def test_budget_bars_show_each_person_and_the_server_in_figures(page: Page, site: Site) -> None:
+    """Meters with accessible names and text figures: near, over and within look different."""
+    sign_in(page, site.url, site.google, ADMIN)
+    bob = page.get_by_role("meter", name=f"{USER}: $3.088 of $3.50")
+    expect(bob).to_be_visible()
+    expect(bob).to_have_attribute("value", "3.088")
+    near = page.locator(".budget.near").first
+    expect(near).to_contain_text("$3.088 of $3.50 (88%)")
+    expect(near).to_contain_text("near the budget")
+    expect(page.get_by_role("meter", name=f"{ADMIN}: $0.631 of $0.50")).to_be_visible()
+    server = page.get_by_role("meter", name="Whole server")
+    expect(server).to_be_visible()
+    expect(page.locator(".server-budget")).to_contain_text("over budget by $0.089")
+    box = bob.bounding_box()
+    assert box is not None
+    assert box["width"] > 50
+    colours = {
+        state: page.locator(f".budget.{state} .standing").first.evaluate(
+            "e => getComputedStyle(e).color"
+        )
+        for state in ("near", "over", "within")
+    }
+    assert len(set(colours.values())) == 3, colours
+    shoot(page, "overview-budgets", full_page=True)
+
+
+def test_budget_bars_of_a_user_are_their_own(page: Page, site: Site) -> None:
+    """Bob sees his own meter only, and no server budget."""
+    sign_in(page, site.url, site.google, USER)
+    expect(page.get_by_role("meter", name=f"{USER}: $3.088 of $3.50")).to_be_visible()
+    expect(page.locator("meter")).to_have_count(1)
+    expect(page.locator(".server-budget")).to_have_count(0)
+
+
+def _download(page: Page, link_name: str) -> list[dict[str, str]]:
+    with page.expect_download() as started:
+        page.get_by_role("link", name=link_name).click()
+    download = started.value
+    path = download.path()
+    assert path is not None
+    assert download.suggested_filename.startswith("image-mcp-costs-")
+    with open(path, encoding="utf-8", newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_the_csv_download_holds_what_the_viewer_may_see(
+    browser: Browser, site: Site, watch: Watch
+) -> None:
+    """Ada's export of all time has everyone; Bob's, only his own rows."""
+    for email, expected in (
+        (ADMIN, {USER, ADMIN, OTHER, FORMER}),
+        (USER, {USER}),
+    ):
+        page = _new_page(browser, watch)
+        try:
+            sign_in(page, site.url, site.google, email, start="/ui/?period=all")
+            rows = _download(page, "Download these costs as CSV")
+        finally:
+            page.context.close()
+        assert {r["email"] for r in rows} == expected
+        everyone = site.seeded.by_owner
+        assert len(rows) == sum(len(everyone[e]) for e in expected)
+        assert all(r["cost_usd"] and r["date_utc"].endswith("Z") for r in rows)
+    assert watch.problems == []
 
 
 def test_an_email_off_the_allow_list_is_refused(page: Page, site: Site, watch: Watch) -> None:

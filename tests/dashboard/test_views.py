@@ -15,7 +15,8 @@ from starlette.testclient import TestClient
 
 from image_core.budgets import Period
 from image_core.contracts.samples import make_generation
-from image_core.domain import MAX_PRICE_USD, CostEstimate, UsageReport
+from image_core.domain import MAX_PRICE_USD, CostEstimate
+from image_core.ledger import PersonSpend
 from image_core.testing import InMemoryMetadataRepository
 from image_server.adapters.fs_metadata import FilesystemMetadataRepository
 from image_server.adapters.pillow_codec import PillowImageCodec
@@ -52,7 +53,7 @@ def test_an_admin_sees_every_user_and_the_total(
 ) -> None:
     """Rows for everyone with images, largest spend first, and a total that adds up."""
     login(ADMIN)
-    html = client.get("/ui/").text
+    html = client.get("/ui/?period=all").text
     rows = _cells(html)
     assert [e for e, _, _ in rows] == [USER, ADMIN, OTHER, FORMER]
     report = seeded.metadata.usage()
@@ -71,7 +72,7 @@ def test_a_user_sees_their_own_count_and_cost(
     login(USER)
     mine = seeded.by_owner[USER]
     total = sum((g.cost for g in mine), CostEstimate.zero())
-    assert _cells(client.get("/ui/").text) == [(USER, str(len(mine)), total.display())]
+    assert _cells(client.get("/ui/?period=all").text) == [(USER, str(len(mine)), total.display())]
 
 
 def test_the_spend_chart_is_inline_svg_per_user_for_admins(
@@ -162,9 +163,11 @@ def test_empty_states_explain_what_to_do(google: FakeGoogle) -> None:
     )
     with TestClient(outer_app(seeded, config), base_url=PUBLIC_URL) as client:
         log_in(client, google, USER)
-        overview = client.get("/ui/").text
+        overview = client.get("/ui/?period=all").text
+        this_month = client.get("/ui/").text
         gallery = client.get(f"/ui/gallery/{USER}").text
     assert "No images yet." in overview
+    assert "No images in this period." in this_month
     assert "Nothing was generated in the last 30 days." in overview
     assert "No images yet." in gallery
     assert "<table" not in overview
@@ -221,9 +224,9 @@ def test_an_unexpected_error_is_a_product_page_without_details() -> None:
     """A storage failure deep in the core becomes a plain 500 page with the headers."""
 
     class BrokenMetadata(InMemoryMetadataRepository):
-        def usage(
+        def spend(
             self, emails: Collection[str] | None = None, period: Period | None = None
-        ) -> UsageReport:
+        ) -> list[PersonSpend]:
             raise RuntimeError("secret internal detail /srv/images")
 
     seeded = make_service(open_policy=True)
@@ -282,7 +285,7 @@ def test_pages_render_beside_bad_sidecars_and_with_prices_at_the_bound(tmp_path:
             metadata.add(generation)
         config = dashboard_config(auth_disabled=True, public_url="http://127.0.0.1:8766")
         with TestClient(outer_app(seeded, config), base_url="http://127.0.0.1:8766") as client:
-            overview = client.get("/ui/")
+            overview = client.get("/ui/?period=all")
             gallery = client.get(f"/ui/gallery/{USER}")
             hidden = client.get("/ui/gallery/eve@example.com")
     assert overview.status_code == 200

@@ -36,9 +36,7 @@ def test_the_indexed_fields_of_any_record_are_those_of_its_full_load(generation:
     """What the index reads equals the same fields of the record the full load returns."""
     raw = CODEC.dump_generation(generation)
     full = CODEC.load_generation(raw)
-    assert CODEC.load_indexed_fields(raw, NAME) == IndexedFields(
-        full.id, full.email, full.created_at, full.cost
-    )
+    assert CODEC.load_indexed_fields(raw, NAME) == IndexedFields.of(full)
 
 
 @pytest.mark.parametrize(
@@ -106,10 +104,10 @@ def test_an_id_that_is_not_a_uuid4_is_refused() -> None:
 
 
 def test_damage_outside_the_indexed_fields_is_left_to_the_full_load() -> None:
-    """A bad image_size still indexes (its cost counts); reading the record refuses it."""
-    raw = json.dumps(sample(image_size="9K", favourite_colour="teal")).encode()
+    """A bad aspect_ratio still indexes (its cost counts); reading the record refuses it."""
+    raw = json.dumps(sample(aspect_ratio="9:7", favourite_colour="teal")).encode()
     assert CODEC.load_indexed_fields(raw, NAME).email == sample()["email"]
-    with pytest.raises(CorruptRecord, match="image_size"):
+    with pytest.raises(CorruptRecord, match="aspect_ratio"):
         CODEC.load_generation(raw, NAME)
 
 
@@ -117,3 +115,18 @@ def test_text_and_bytes_are_both_accepted() -> None:
     """Like load_generation, the fast path takes the file's bytes or its text."""
     raw = CODEC.dump_generation(make_generation())
     assert CODEC.load_indexed_fields(raw) == CODEC.load_indexed_fields(raw.decode())
+
+
+def test_what_the_plain_path_does_not_take_the_converter_still_judges() -> None:
+    """A number for a price loads as before; text that is not valid Unicode is refused."""
+    generation = make_generation()
+    data = json.loads(CODEC.dump_generation(generation))
+    assert data["schema_version"] == 3
+    as_number = json.dumps({**data, "cost": 0.25}).encode()
+    assert str(CODEC.load_indexed_fields(as_number, NAME).cost.usd) == "0.25"
+    surrogate = json.dumps({**data, "prompt": "\ud800"}).encode()
+    with pytest.raises(CorruptRecord, match="prompt"):
+        CODEC.load_indexed_fields(surrogate, NAME)
+    too_dear = json.dumps({**data, "cost": "1000001"}).encode()
+    with pytest.raises(CorruptRecord, match="cost"):
+        CODEC.load_indexed_fields(too_dear, NAME)

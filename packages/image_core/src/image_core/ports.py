@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Collection
+from collections.abc import Collection, Iterator
 from datetime import date, datetime
 from typing import Protocol, runtime_checkable
 
@@ -27,6 +27,7 @@ from image_core.domain import (
     ProcessedImage,
     UsageReport,
 )
+from image_core.ledger import CostRow, PersonSpend, RebuildProgress
 
 
 class ImageStore(Protocol):
@@ -127,6 +128,27 @@ class MetadataRepository(Protocol):
 
     def users(self) -> list[str]:
         """Every email with at least one generation, sorted."""
+        ...
+
+    def spend(
+        self, emails: Collection[str] | None = None, period: Period | None = None
+    ) -> list[PersonSpend]:
+        """``usage`` with each person's list-price figure beside the cost, in its order."""
+        ...
+
+    def cost_rows(
+        self, emails: Collection[str] | None = None, period: Period | None = None
+    ) -> Iterator[CostRow]:
+        """The settled records (of ``emails``, of ``period``'s UTC days), oldest first.
+
+        Ties are broken by id, so the order is total. Streamed: rows are read a batch at
+        a time as the iterator is consumed, so an export of any size holds little memory
+        and never keeps the records locked while its reader is slow.
+        """
+        ...
+
+    def rebuilding(self) -> RebuildProgress | None:
+        """How far a rebuild of the index is, while one runs (answers are partial then)."""
         ...
 
 

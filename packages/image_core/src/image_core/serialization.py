@@ -47,13 +47,40 @@ _T = TypeVar("_T")
 
 @attrs.frozen
 class IndexedFields:
-    """The few fields of a sidecar that an index needs to find and sum its record."""
+    """The fields of a sidecar that an index needs to find, sum and export its record."""
 
     id: uuid.UUID
     email: str
     created_at: datetime
     cost: CostEstimate
     status: GenerationStatus = GenerationStatus.DONE
+    model_alias: str = ""
+    image_size: ImageSize = ImageSize.S1K
+    prompt: str = ""
+    """The whole prompt (an index may keep it shortened)."""
+    estimate: CostEstimate | None = None
+    cost_basis: CostBasis = CostBasis.LIST_PRICE
+
+    @property
+    def list_price_estimate(self) -> CostEstimate:
+        """As ``Generation.list_price_estimate``: the estimate, else the cost."""
+        return self.estimate if self.estimate is not None else self.cost
+
+    @classmethod
+    def of(cls, generation: Generation) -> IndexedFields:
+        """The indexed fields of a record in hand."""
+        return cls(
+            id=generation.id,
+            email=generation.email,
+            created_at=generation.created_at,
+            cost=generation.cost,
+            status=generation.status,
+            model_alias=generation.model_alias,
+            image_size=generation.image_size,
+            prompt=generation.prompt,
+            estimate=generation.estimate,
+            cost_basis=generation.cost_basis,
+        )
 
 
 def _from_v1(data: dict[str, Any]) -> dict[str, Any]:
@@ -209,7 +236,9 @@ class RecordCodec:
         """
         data = _json_object(raw, source, _INDEX_ROW)
         _check_version(data, source, _INDEX_ROW)
-        fields = self._structure(_migrated(data), IndexedFields, source, _INDEX_ROW)
+        fields = _plain_indexed_fields(data)
+        if fields is None:
+            fields = self._structure(_migrated(data), IndexedFields, source, _INDEX_ROW)
         if fields.id.version != 4:
             raise CorruptRecord(f"{source}: its id is not a uuid4")
         return fields
@@ -236,6 +265,50 @@ class RecordCodec:
             else:
                 detail = str(exc)
             raise CorruptRecord(wording.invalid.format(source, detail)) from None
+
+
+_STATUSES = {s.value: s for s in GenerationStatus}
+_SIZES = {s.value: s for s in ImageSize}
+_BASES = {b.value: b for b in CostBasis}
+_TEXT_FIELDS: tuple[str, ...] = (
+    *("id", "email", "created_at", "cost", "status", "model_alias", "image_size"),
+    *("prompt", "cost_basis"),
+)
+
+
+def _plain_indexed_fields(data: dict[str, Any]) -> IndexedFields | None:
+    """The indexed fields of a record exactly as this version writes it, checked by hand.
+
+    The rules are the converter's (text, valid Unicode, an aware timestamp, prices
+    within bounds, known names), taken in a few plain steps, because an index rebuild
+    reads every sidecar. ``None`` for anything else: an older version, a missing field,
+    another type, a value out of bounds. The converter then decides, in its own words.
+    """
+    if data.get("schema_version") != SIDECAR_SCHEMA_VERSION:
+        return None
+    values = [data.get(name) for name in _TEXT_FIELDS]
+    estimate = data.get("estimate")
+    texts = [v for v in values if type(v) is str]
+    if len(texts) != len(values) or (estimate is not None and type(estimate) is not str):
+        return None
+    id_text, email, created, cost, status, model, size, prompt, basis = texts
+    try:
+        for text in (email, model, prompt):
+            text.encode()
+        return IndexedFields(
+            id=uuid.UUID(id_text),
+            email=email,
+            created_at=_datetime(created, datetime),
+            cost=_price(cost, CostEstimate),
+            status=_STATUSES[status],
+            model_alias=model,
+            image_size=_SIZES[size],
+            prompt=prompt,
+            estimate=None if estimate is None else _price(estimate, CostEstimate),
+            cost_basis=_BASES[basis],
+        )
+    except (ValueError, KeyError, ArithmeticError):  # e.g. a time outside the calendar
+        return None
 
 
 def _json_object(raw: bytes | str, source: str, wording: _Wording) -> dict[str, Any]:

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from datetime import date, timedelta
 from decimal import Decimal
 from typing import overload
@@ -22,7 +23,7 @@ import attrs
 from image_core import names
 from image_core.access import AccessPolicy, owner_key
 from image_core.background import BackgroundWork
-from image_core.budgets import Budgets
+from image_core.budgets import Budgets, Period
 from image_core.catalog import ModelCatalog
 from image_core.domain import (
     AspectRatio,
@@ -63,6 +64,15 @@ from image_core.errors import (
     ReferenceNotFound,
     StorageError,
     UnsupportedByModel,
+)
+from image_core.ledger import (
+    BudgetUse,
+    CostRow,
+    PersonSpend,
+    PersonStanding,
+    RebuildProgress,
+    SpendOverview,
+    is_calendar_month,
 )
 from image_core.limits import Admission, CallLimits, Gate
 from image_core.png import PNG_SIGNATURE, png_size
@@ -761,6 +771,81 @@ class ImageService:
         spec = self._catalog.resolve(name)
         await asyncio.to_thread(self._prefs.set_default_model, _owner_email(identity), spec.alias)
         return spec
+
+    # --- money: spend of a period, budgets, the cost export -------------------------------
+
+    async def spend_overview(self, viewer: Identity | None, period: Period) -> SpendOverview:
+        """The period's spend the viewer may see, each person against their budget.
+
+        Admins see everyone (and, in a month view, the server against its monthly
+        budget); anyone else their own row (in a month view with a budget, shown even
+        before they spent anything).
+        Budgets are monthly, so only a calendar month compares spend with them.
+        """
+        visible = self._policy.visible_emails(viewer)
+        rows = await asyncio.to_thread(self._metadata.spend, visible, period)
+        month = is_calendar_month(period)
+        if visible is not None and month:  # a budget shows before anything is spent
+            missing = sorted(set(visible) - {r.email for r in rows})
+            zero = CostEstimate.zero()
+            rows += [
+                PersonSpend(e, 0, zero, zero)
+                for e in missing
+                if self._budgets.monthly_for(e) is not None
+            ]
+        standings = tuple(
+            PersonStanding(row, self._budget_use(row.cost, self._budgets.monthly_for(row.email)))
+            if month
+            else PersonStanding(row, None)
+            for row in rows
+        )
+        server = None
+        if month and visible is None and self._budgets.total_monthly is not None:
+            spent = sum((r.cost for r in rows), CostEstimate.zero())
+            server = BudgetUse(spent, self._budgets.total_monthly)
+        return SpendOverview(period, standings, server)
+
+    @staticmethod
+    def _budget_use(spent: CostEstimate, limit: CostEstimate | None) -> BudgetUse | None:
+        return BudgetUse(spent, limit) if limit is not None else None
+
+    def cost_rows_for(self, viewer: Identity | None, period: Period) -> AsyncIterator[CostRow]:
+        """The period's settled records the viewer may see, oldest first, streamed.
+
+        Admins get everyone's, anyone else only their own. Rows are read in batches in a
+        worker thread as the caller consumes them.
+        """
+        visible = self._policy.visible_emails(viewer)
+        return _in_batches(self._metadata.cost_rows(visible, period))
+
+    async def index_rebuilding(self) -> RebuildProgress | None:
+        """How far a rebuild of the records' index is while one runs (figures are partial)."""
+        return await asyncio.to_thread(self._metadata.rebuilding)
+
+
+_BATCH = 500
+
+
+_FIRST_BATCH = 50
+
+
+def _take(rows: Iterator[CostRow], count: int) -> list[CostRow]:
+    return list(itertools.islice(rows, count))
+
+
+async def _in_batches(rows: Iterator[CostRow]) -> AsyncIterator[CostRow]:
+    """``rows`` consumed in batches in a worker thread, so the loop never blocks.
+
+    The first batch is small, so the first rows go out soon.
+    """
+    size = _FIRST_BATCH
+    while True:
+        batch = await asyncio.to_thread(_take, rows, size)
+        for row in batch:
+            yield row
+        if len(batch) < size:
+            return
+        size = _BATCH
 
 
 def _settled(work: asyncio.Future[GenerationResult], waiter: _Waiter) -> ImageOutcome:

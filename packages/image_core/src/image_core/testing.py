@@ -13,7 +13,7 @@ import threading
 import uuid
 import zlib
 from collections import defaultdict
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Callable, Collection, Iterable, Iterator
 from datetime import UTC, date, datetime, timedelta
 
 import attrs
@@ -36,6 +36,7 @@ from image_core.domain import (
     prompt_matches,
 )
 from image_core.errors import BackendError, InvalidImage, StorageError
+from image_core.ledger import CostRow, PersonSpend, RebuildProgress
 from image_core.ports import ImageProcessing, ImageSink
 
 PNG_SIGNATURE = _png.PNG_SIGNATURE
@@ -275,6 +276,39 @@ class InMemoryMetadataRepository:
     def users(self) -> list[str]:
         """Everyone with a generation."""
         return sorted({g.email for g in self._select(None)})
+
+    def _settled_in(
+        self, emails: Collection[str] | None, period: Period | None
+    ) -> list[Generation]:
+        chosen = [g for g in self._select(emails) if g.is_settled]
+        if period is None:
+            return chosen
+        return [g for g in chosen if period.holds(g.created_at.astimezone(UTC).date())]
+
+    def spend(
+        self, emails: Collection[str] | None = None, period: Period | None = None
+    ) -> list[PersonSpend]:
+        """``usage`` with each person's list-price figure."""
+        chosen = self._settled_in(emails, period)
+        list_prices: dict[str, CostEstimate] = defaultdict(CostEstimate.zero)
+        for g in chosen:
+            list_prices[g.email] = list_prices[g.email] + g.list_price_estimate
+        return [
+            PersonSpend(row.email, row.image_count, row.cost, list_prices[row.email])
+            for row in summarise_usage(chosen).rows
+        ]
+
+    def cost_rows(
+        self, emails: Collection[str] | None = None, period: Period | None = None
+    ) -> Iterator[CostRow]:
+        """The settled records of the period, oldest first (ties by id)."""
+        chosen = self._settled_in(emails, period)
+        for g in sorted(chosen, key=lambda g: (g.created_at, str(g.id))):
+            yield CostRow.of(g)
+
+    def rebuilding(self) -> RebuildProgress | None:
+        """Never: there is no index to rebuild."""
+        return None
 
 
 class InMemoryPrefStore:

@@ -20,8 +20,16 @@ from image_core.contracts.samples import (
     AdapterFactory,
     make_generation,
 )
-from image_core.domain import CostEstimate, DailySpend, Generation, GenerationStatus, UserUsage
+from image_core.domain import (
+    CostBasis,
+    CostEstimate,
+    DailySpend,
+    Generation,
+    GenerationStatus,
+    UserUsage,
+)
 from image_core.errors import StorageError
+from image_core.ledger import PROMPT_CHARS, CostRow, PersonSpend, short_prompt
 from image_core.ports import MetadataRepository
 from image_core.testing import newest_first, summarise_daily, summarise_usage
 
@@ -303,6 +311,96 @@ class MetadataRepositoryContract:
         assert both.items == (made[0],)
         assert metadata_repo.page_for_user("ann@example.com", 0, 9, "whale").total == 0
         assert metadata_repo.page_for_user("ann@example.com", 0, 9, "").total == 4
+
+    def test_spend_puts_the_list_price_beside_the_cost_in_usage_order(
+        self,
+        metadata_repo: MetadataRepository,
+    ) -> None:
+        """Costs from usage keep their estimate; older records' estimate is their cost."""
+        first = datetime(2026, 12, 1, tzinfo=UTC)
+        measured = attrs.evolve(
+            make_generation("ann@example.com", at=first, cost="0.071"),
+            estimate=CostEstimate(Decimal("0.067")),
+            cost_basis=CostBasis.USAGE,
+        )
+        old = make_generation("ann@example.com", at=first + timedelta(hours=1), cost="0.134")
+        failed = attrs.evolve(
+            make_generation(
+                "bob@example.org", at=first, cost="0.24", status=GenerationStatus.FAILED
+            ),
+            estimate=CostEstimate(Decimal("0.24")),
+        )
+        rendering = make_generation("bob@example.org", cost="9", status=GenerationStatus.RENDERING)
+        earlier = make_generation("bob@example.org", at=first - timedelta(days=1), cost="0.5")
+        for generation in (measured, old, failed, rendering, earlier):
+            metadata_repo.add(generation)
+        december = Period.month_of(first.date())
+        assert metadata_repo.spend(period=december) == [
+            PersonSpend(
+                "bob@example.org", 0, CostEstimate(Decimal("0.24")), CostEstimate(Decimal("0.24"))
+            ),
+            PersonSpend(
+                "ann@example.com", 2, CostEstimate(Decimal("0.205")), CostEstimate(Decimal("0.201"))
+            ),
+        ]
+        everyone = metadata_repo.spend()
+        assert [(r.email, r.image_count, r.cost) for r in everyone] == [
+            (r.email, r.image_count, r.cost) for r in metadata_repo.usage().rows
+        ]
+        assert metadata_repo.spend(["ann@example.com"], Period.day_of(date(2026, 11, 30))) == []
+
+    def test_cost_rows_are_the_settled_records_of_a_period_oldest_first(
+        self,
+        metadata_repo: MetadataRepository,
+    ) -> None:
+        """Each row carries the export's facts; rendering records and other days are left out."""
+        first = datetime(2026, 12, 1, tzinfo=UTC)
+        tie = first + timedelta(hours=5)
+        ids = sorted(uuid.uuid4() for _ in range(2))
+        made = [
+            make_generation("ann@example.com", at=first - timedelta(microseconds=1)),
+            make_generation("ann@example.com", at=first, prompt="x" * (PROMPT_CHARS + 50)),
+            make_generation("bob@example.org", at=tie, generation_id=ids[1]),
+            make_generation("ann@example.com", at=tie, generation_id=ids[0], cost="0.3"),
+            make_generation("bob@example.org", at=tie, status=GenerationStatus.RENDERING),
+            make_generation(
+                "bob@example.org", at=first + timedelta(days=2), status=GenerationStatus.FAILED
+            ),
+            make_generation("ann@example.com", at=first + timedelta(days=31)),
+        ]
+        measured = attrs.evolve(
+            made[3], estimate=CostEstimate(Decimal("0.067")), cost_basis=CostBasis.USAGE
+        )
+        made[3] = measured
+        for generation in reversed(made):
+            metadata_repo.add(generation)
+        december = Period.month_of(first.date())
+        rows = list(metadata_repo.cost_rows(period=december))
+        assert [r.id for r in rows] == [made[1].id, ids[0], ids[1], made[5].id]
+        assert rows[0].prompt == short_prompt(made[1].prompt)
+        assert len(rows[0].prompt) == PROMPT_CHARS
+        assert rows[1] == CostRow.of(measured)
+        assert (rows[1].cost, rows[1].list_price, rows[1].cost_basis) == (
+            CostEstimate(Decimal("0.3")),
+            CostEstimate(Decimal("0.067")),
+            CostBasis.USAGE,
+        )
+        assert rows[1].created_at == tie
+        assert rows[3].status is GenerationStatus.FAILED
+        only_ann = list(metadata_repo.cost_rows(["ann@example.com"], december))
+        assert [r.id for r in only_ann] == [made[1].id, ids[0]]
+        everything = list(metadata_repo.cost_rows())
+        assert len(everything) == 6
+        assert everything == sorted(everything, key=lambda r: (r.created_at, str(r.id)))
+        assert list(metadata_repo.cost_rows(["nobody@example.com"])) == []
+
+    def test_a_settled_repository_is_not_rebuilding(
+        self,
+        metadata_repo: MetadataRepository,
+    ) -> None:
+        """rebuilding() is None once every record is indexed (always, without an index)."""
+        metadata_repo.add(make_generation())
+        assert metadata_repo.rebuilding() is None
 
     def test_users_are_listed_once_each_and_sorted(
         self,

@@ -10,35 +10,34 @@ sidecar damaged elsewhere is skipped with a warning when it is read.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Collection
+from collections.abc import Collection, Iterator
 from datetime import date
 from pathlib import Path
 from types import TracebackType
 
 from image_core.budgets import Period
 from image_core.domain import DailySpend, GalleryPage, Generation, UsageReport, prompt_matches
+from image_core.ledger import CostRow, PersonSpend, RebuildProgress
 from image_core.names import is_image_id
 from image_core.ports import MetadataRepository
 from image_core.serialization import IndexedFields, RecordCodec
 from image_server.adapters.atomic_files import storage_error
 from image_server.adapters.fs_sidecars import SidecarFiles
-from image_server.adapters.sqlite_index import INDEX_NAME, SqliteIndex
+from image_server.adapters.sqlite_index import BACKGROUND_REBUILD_FROM, INDEX_NAME, SqliteIndex
 
 __all__ = ["INDEX_NAME", "FilesystemMetadataRepository"]
-
-
-MAX_SCANNED = 100_000
-"""The most records of one person a prompt search reads."""
 
 
 class FilesystemMetadataRepository:
     """``MetadataRepository`` over sidecar files and a SQLite index; call ``close()``."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(
+        self, root: Path, *, background_rebuild_from: int = BACKGROUND_REBUILD_FROM
+    ) -> None:
         self._sidecars = SidecarFiles(root, RecordCodec())
         try:
             root.mkdir(parents=True, exist_ok=True)
-            self._index = SqliteIndex(root, self._sidecars)
+            self._index = SqliteIndex(root, self._sidecars, background_from=background_rebuild_from)
         except OSError as exc:
             raise storage_error("open the generation records", exc) from exc
 
@@ -72,7 +71,11 @@ class FilesystemMetadataRepository:
         self._index.add(_indexed(generation))
 
     def unsettled(self) -> list[Generation]:
-        """Records still rendering; an index row behind its sidecar is brought in step."""
+        """Records still rendering; an index row behind its sidecar is brought in step.
+
+        During a background rebuild: those indexed so far (start-up does not wait for
+        the rest; one the rebuild finds later is settled at the next start).
+        """
         found: list[Generation] = []
         for id_text in self._index.rendering():
             generation = self._sidecars.load(id_text)
@@ -108,15 +111,11 @@ class FilesystemMetadataRepository:
         return GalleryPage(items, total, offset, limit)
 
     def _matching_page(self, email: str, offset: int, limit: int, words: str) -> GalleryPage:
-        """The person's records read newest first, keeping those whose prompt matches."""
-        total, ids = self._index.page(email, 0, MAX_SCANNED)
-        del total
-        matching = [
-            g
-            for id_text in ids
-            if (g := self._sidecars.load(id_text)) is not None and prompt_matches(g.prompt, words)
-        ]
-        return GalleryPage(tuple(matching[offset : offset + limit]), len(matching), offset, limit)
+        """The prompts are searched in the index; only the page's records are read."""
+        matching = [i for i, prompt in self._index.prompts(email) if prompt_matches(prompt, words)]
+        page = matching[offset : offset + limit]
+        items = tuple(g for id_text in page if (g := self._sidecars.load(id_text)) is not None)
+        return GalleryPage(items, len(matching), offset, limit)
 
     def usage(
         self, emails: Collection[str] | None = None, period: Period | None = None
@@ -132,15 +131,33 @@ class FilesystemMetadataRepository:
         """Every owner with at least one generation, sorted."""
         return self._index.users()
 
+    def spend(
+        self, emails: Collection[str] | None = None, period: Period | None = None
+    ) -> list[PersonSpend]:
+        """``usage`` with each person's list-price figure, from the index alone."""
+        return self._index.spend(emails, period)
+
+    def cost_rows(
+        self, emails: Collection[str] | None = None, period: Period | None = None
+    ) -> Iterator[CostRow]:
+        """Settled records of the period, oldest first, from the index alone (no sidecar)."""
+        return self._index.cost_rows(emails, period)
+
+    def rebuilding(self) -> RebuildProgress | None:
+        """How far a background rebuild of the index is, while one runs."""
+        return self._index.rebuilding()
+
+    def wait_until_built(self, timeout: float | None = None) -> bool:
+        """Wait for a background rebuild to end; whether none is running any more."""
+        return self._index.wait_until_built(timeout)
+
     def rebuild_index(self) -> int:
         """Rebuild the whole index from the sidecars now (after editing them by hand)."""
         return self._index.rebuild()
 
 
 def _indexed(generation: Generation) -> IndexedFields:
-    return IndexedFields(
-        generation.id, generation.email, generation.created_at, generation.cost, generation.status
-    )
+    return IndexedFields.of(generation)
 
 
 _: type[MetadataRepository] = FilesystemMetadataRepository

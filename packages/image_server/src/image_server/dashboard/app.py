@@ -99,6 +99,7 @@ def dashboard_routes(views: Views, login: GoogleLogin) -> list[BaseRoute]:
     """Every page under ``/ui``, by name (templates build links with these names)."""
     return [
         Route("/", views.overview, name="home"),
+        Route("/costs.csv", views.costs_csv, name="costs_csv"),
         Route("/gallery", views.my_gallery, name="my_gallery"),
         Route("/gallery/{email}", views.gallery, name="gallery"),
         Route("/thumbs/{name}", views.thumbnail, name="thumbnail"),

@@ -40,9 +40,13 @@ class Paths:
         root = request.scope.get(ROOT_KEY, request.scope.get("root_path", ""))
         return cls(str(root).rstrip("/"))
 
-    def home(self) -> str:
-        """Costs and spend overview."""
-        return f"{self.root}/"
+    def home(self, period: str | None = None) -> str:
+        """Costs and spend overview (of ``period``, an address value of ``periods.py``)."""
+        return f"{self.root}/" + (f"?{urlencode({'period': period})}" if period else "")
+
+    def costs_csv(self, period: str) -> str:
+        """The cost export of ``period`` as CSV."""
+        return f"{self.root}/costs.csv?{urlencode({'period': period})}"
 
     def gallery(self, email: str | None = None, page: int = 1) -> str:
         """One person's gallery (the viewer's own when ``email`` is ``None``)."""

@@ -14,7 +14,7 @@ from typing import Final
 
 import attrs
 from starlette.requests import Request
-from starlette.responses import RedirectResponse, Response
+from starlette.responses import RedirectResponse, Response, StreamingResponse
 
 from image_core import names
 from image_core.domain import ModelSpec
@@ -23,6 +23,7 @@ from image_core.service import ImageService
 from image_server.dashboard.chart import build_spend_chart
 from image_server.dashboard.config import DashboardConfig
 from image_server.dashboard.pages import Paths, Renderer
+from image_server.dashboard.periods import choices, csv_lines, parse_period
 from image_server.dashboard.security import verified_form
 from image_server.dashboard.session import Sessions, Viewer
 from image_server.outcomes import outcome_of
@@ -75,23 +76,70 @@ class Views:
         )
 
     async def overview(self, request: Request) -> Response:
-        """``GET /``: cost per user (everyone for admins) and spend over 30 days."""
+        """``GET /?period=``: spend of a period per person (everyone for admins) against
+        their budgets, the server's total against its own, and spend over 30 days."""
         viewer = self.sessions.viewer(request)
         if viewer is None:
             return self._to_login(request)
-        usage = await self.service.usage_for(viewer.identity)
-        spend = await self.service.daily_spend_for(viewer.identity, CHART_DAYS)
-        chart = build_spend_chart(spend, self.service.today(), CHART_DAYS)
+        today = self.service.today()
+        choice = parse_period(request.query_params.get("period"), today)
+        if choice is None:
+            return self.not_found(request, viewer)
+        spend = await self.service.spend_overview(viewer.identity, choice.period)
+        daily = await self.service.daily_spend_for(viewer.identity, CHART_DAYS)
+        chart = build_spend_chart(daily, today, CHART_DAYS)
         default = await self.service.default_model_for(viewer.email)
         context = {
             "title": "Costs",
             "nav": "home",
             "viewer": viewer,
-            "usage": usage,
+            "spend": spend,
+            "choice": choice,
+            "choices": choices(today),
+            "this_month": f"{today:%Y-%m}",
+            "rebuilding": await self.service.index_rebuilding(),
+            "budgeted": any(r.budget is not None for r in spend.rows),
             "chart": chart,
             "default_model": default,
         }
         return self.renderer.page(request, "overview.html", context)
+
+    async def costs_csv(self, request: Request) -> Response:
+        """``GET /costs.csv?period=``: the period's settled records the viewer may see.
+
+        Streamed as it is read; a download (``attachment``), never cached. While the
+        index is being rebuilt the export would be incomplete, so it is refused (503).
+        """
+        viewer = self.sessions.viewer(request)
+        if viewer is None:
+            return self._to_login(request)
+        choice = parse_period(request.query_params.get("period"), self.service.today())
+        if choice is None:
+            return self.not_found(request, viewer)
+        progress = await self.service.index_rebuilding()
+        if progress is not None:
+            page = self.renderer.message(
+                request,
+                "Index rebuilding",
+                f"The records' index is being rebuilt ({progress.read:,} of "
+                f"{progress.total:,} records read), so an export now would be incomplete. "
+                "Try again in a few seconds.",
+                503,
+                viewer=viewer,
+                action=(Paths.of(request).home(choice.key), "Back to the costs"),
+            )
+            page.headers["retry-after"] = "5"
+            return page
+        rows = self.service.cost_rows_for(viewer.identity, choice.period)
+        name = f"image-mcp-costs-{choice.file_part}.csv"
+        headers = {
+            "content-disposition": f'attachment; filename="{name}"',
+            "cache-control": "private, no-store",
+            "vary": "Cookie",
+        }
+        return StreamingResponse(
+            csv_lines(rows), media_type="text/csv; charset=utf-8", headers=headers
+        )
 
     async def my_gallery(self, request: Request) -> Response:
         """``GET /gallery``: the viewer's own gallery."""
