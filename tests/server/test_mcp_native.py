@@ -28,7 +28,7 @@ from image_server.mcp import build_mcp_server
 from image_server.mcp_resources import RESOURCE_MAX_BYTES, image_uri, record_uri
 from image_server.settings import Settings, SettingsError, load_settings
 from image_server.tool_names import ALL_TOOLS
-from image_server.tool_schemas import GENERATE_OUTPUT, GET_OUTPUT, LIST_OUTPUT
+from image_server.tool_schemas import GENERATE_OUTPUT, GET_OUTPUT, LIST_OUTPUT, ONE_IMAGE
 from tests.support.live_server import live_server
 from tests.support.photos import photo_bytes
 
@@ -107,6 +107,14 @@ def check_reply(tool: str, result: Any) -> dict[str, Any]:
     data = result.structured_content
     assert data is not None
     jsonschema.validate(data, SCHEMAS[tool])
+    for image in data.get("images", ()):  # each image of a batch or a page, in full
+        if "url" in image:
+            jsonschema.validate(image, ONE_IMAGE)
+        else:  # an image of a batch that failed before anything was kept
+            assert set(image) == {"status", "failure"}
+            assert image["status"] == "failed"
+    if tool != "list_images" and "images" not in data:
+        jsonschema.validate(data, ONE_IMAGE)
     last = result.content[-1]
     assert isinstance(last, TextContent)
     assert json.loads(last.text) == data
@@ -139,7 +147,8 @@ async def test_every_tool_is_listed_with_a_title_hints_an_output_schema_and_icon
         assert read.open_world_hint is False
     for name, tool in tools.items():
         assert tool.output_schema == SCHEMAS[name]
-        jsonschema.Draft202012Validator.check_schema(tool.output_schema)
+        jsonschema.validators.validator_for(tool.output_schema).check_schema(tool.output_schema)
+        assert tool.output_schema["$schema"] == "http://json-schema.org/draft-07/schema#"
         assert tool.icons
         assert tool.icons[0].src.endswith("/ui/static/favicon.svg")
     assert info is not None
