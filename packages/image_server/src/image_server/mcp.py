@@ -438,13 +438,7 @@ class GetImageTool:
         try:
             found = await self.service.find_generation(identity, reference_name(name))
         except ImageMcpError as exc:
-            outcome = outcome_of(exc)
-            log.log(
-                outcome.level,
-                "lookup failed",
-                extra={"event": "lookup", "email": logged_email(identity), "error": exc.message},
-            )
-            raise ToolError(user_message(exc), log_level=logging.DEBUG) from None
+            raise _read_refused("lookup", identity, exc) from None
         g = found.generation
         if g.status is GenerationStatus.RENDERING:
             return with_json_text(rendering_reply(g, found.expected_seconds or 0, self.public_url))
@@ -487,13 +481,7 @@ class ListImagesTool:
                 identity, owner, offset=offset, limit=limit, containing=containing
             )
         except ImageMcpError as exc:
-            outcome = outcome_of(exc)
-            log.log(
-                outcome.level,
-                "listing failed",
-                extra={"event": "listing", "email": logged_email(identity), "error": exc.message},
-            )
-            raise ToolError(user_message(exc), log_level=logging.DEBUG) from None
+            raise _read_refused("listing", identity, exc) from None
         whose = (
             owner.strip() if owner and owner.strip() else (logged_email(identity) or LOCAL_OWNER)
         )
@@ -502,6 +490,17 @@ class ListImagesTool:
             page, owner_key(whose), words or None, self.public_url, can_look_up=self.can_look_up
         )
         return with_json_text(listed)
+
+
+def _read_refused(event: str, identity: Identity | None, exc: ImageMcpError) -> ToolError:
+    """A read-only tool's failure, logged once at its outcome's level, as the tool error."""
+    log.log(
+        outcome_of(exc).level,
+        f"{event} failed",
+        extra={"event": event, "email": logged_email(identity), "error": exc.message},
+    )
+    # This line is the record of the failure: fastmcp's own one stays at DEBUG.
+    return ToolError(user_message(exc), log_level=logging.DEBUG)
 
 
 def _log_outcome(result: ImageOutcome, fields: dict[str, Any], started: float) -> None:

@@ -27,7 +27,7 @@ from image_core.names import LOCAL_OWNER
 from image_core.service import ImageService
 from image_server.callers import identity_from_token, logged_email
 from image_server.hints import user_message
-from image_server.references import image_url
+from image_server.replies import structured_facts
 
 log = logging.getLogger("image_server.resources")
 
@@ -55,22 +55,11 @@ def record_uri(file_name: str) -> str:
 def record_json(g: Generation, public_url: str) -> str:
     """What a client attaching the record reads: the facts, never the owner's secrets."""
     body = {
-        "file_name": g.file_name,
-        "url": image_url(public_url, g.file_name),
+        **structured_facts(g, public_url),
         "image_uri": image_uri(g.file_name),
-        "status": g.status.value,
         "prompt": g.prompt,
         "created_at": g.created_at.isoformat().replace("+00:00", "Z"),
         "email": g.email,
-        "model": g.model_alias,
-        "model_id": g.model_id,
-        "image_size": g.image_size.value,
-        "aspect_ratio": g.aspect_ratio.value if g.aspect_ratio else None,
-        "width": g.width,
-        "height": g.height,
-        "cost_usd": str(g.cost.usd),
-        "cost_basis": g.cost_basis.value,
-        "estimated_cost_usd": str(g.list_price_estimate.usd),
         "failure": g.failure,
         "reference_images": [f"{r}.png" for r in g.reference_ids],
     }

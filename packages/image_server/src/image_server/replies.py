@@ -85,7 +85,7 @@ def rendering_reply(
         f"{generation.image_size.value}; estimated cost {generation.cost.display()}"
     )
     structured = {
-        **_structured(generation, public_url),
+        **structured_facts(generation, public_url),
         "expected_seconds": expected_seconds,
     }
     return ToolResult(
@@ -100,7 +100,7 @@ def failed_reply(generation: Generation, public_url: str) -> ToolResult:
         f"{cost_text(generation)}"
         + (" (the request may have been billed)" if generation.cost.usd else "")
     )
-    structured = {**_structured(generation, public_url), "failure": generation.failure}
+    structured = {**structured_facts(generation, public_url), "failure": generation.failure}
     return ToolResult(
         content=[mt.TextContent(type="text", text=text)], structured_content=structured
     )
@@ -158,11 +158,12 @@ def _with_preview(
     content = Image(data=preview.data, format=preview_format).to_image_content()
     return ToolResult(
         content=[content, mt.TextContent(type="text", text="\n".join(lines))],
-        structured_content=_structured(g, public_url),
+        structured_content=structured_facts(g, public_url),
     )
 
 
-def _structured(g: Generation, public_url: str) -> dict[str, Any]:
+def structured_facts(g: Generation, public_url: str) -> dict[str, Any]:
+    """The facts of one generation as structured content (and a resource's record)."""
     return {
         "status": g.status.value,
         "url": image_url(public_url, g.file_name),
@@ -287,7 +288,7 @@ def _several(batch: GenerationBatch, public_url: str, *, can_look_up: bool = Tru
             kept = outcome.generation
             images.append(
                 {
-                    **(_structured(kept, public_url) if kept else {"status": "failed"}),
+                    **(structured_facts(kept, public_url) if kept else {"status": "failed"}),
                     "failure": outcome.message,
                 }
             )
@@ -343,7 +344,7 @@ def list_reply(
         )
         entries.append(
             {
-                **_structured(g, public_url),
+                **structured_facts(g, public_url),
                 "created_at": g.created_at.isoformat().replace("+00:00", "Z"),
                 "prompt": prompt,
             }
