@@ -32,6 +32,7 @@ from image_core.domain import (
     GenerationStatus,
     Identity,
     ImageSize,
+    PendingGeneration,
     TokenUsage,
     UsageReport,
 )
@@ -42,6 +43,7 @@ from image_core.errors import (
     LimitReason,
 )
 from image_core.limits import CallLimits, Gate
+from image_core.pricing import upper_estimate
 from image_core.service import ImageService
 from image_core.testing import (
     FakeImageBackend,
@@ -621,3 +623,22 @@ async def test_a_refusal_names_the_budget_that_lifts_last() -> None:
     refusal = await refused(service, ALICE, request())
     assert "monthly budget" in refusal.message
     assert "resets on 2026-12-01" in refusal.message
+
+
+async def test_an_image_still_rendering_counts_once_at_what_it_reserved() -> None:
+    """The deadline passed first: the standing counts the image at its reservation, once."""
+    backend = CountingBackend(delay_seconds=0.5)
+    service = make_service(Budgets(user_monthly=usd("1")), backend=backend)
+    asked = request()
+    batch = await service.generate_images(ALICE, asked, wait_seconds=0.05)
+    assert isinstance(batch.outcomes[0], PendingGeneration)
+    reserved = upper_estimate(
+        ModelCatalog().resolve("flash"),
+        ImageSize.S1K,
+        prompt_chars=len(asked.prompt),
+        references=0,
+        grounded=False,
+    )
+    assert batch.standing is not None
+    assert batch.standing.this_request == reserved
+    assert batch.standing.used == reserved  # nothing settled yet: the reservation alone

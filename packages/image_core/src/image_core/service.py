@@ -328,16 +328,20 @@ class ImageService:
         done = tuple(outcomes[i] for i in range(request.count))
         standing = None
         if admission.standing is not None:  # a budget applies: say where it stands now
+            # Settled images at what they cost; those still rendering at what they reserve.
             this_request = sum(
-                (o.generation.cost.usd if o.generation else Decimal(0) for o in done),
+                (
+                    admission.each
+                    if isinstance(o, PendingGeneration)
+                    else o.generation.cost.usd
+                    if o.generation
+                    else Decimal(0)
+                    for o in done
+                ),
                 Decimal(0),
             )
-            unsettled_share = admission.each * sum(isinstance(o, PendingGeneration) for o in done)
             standing = await asyncio.to_thread(
-                self._gate.standing,
-                email,
-                admin=admin,
-                this_request=this_request + unsettled_share,
+                self._gate.standing, email, admin=admin, this_request=this_request
             )
         batch = GenerationBatch(done, standing=standing)
         if all(isinstance(o, FailedImage) for o in batch.outcomes):
