@@ -42,6 +42,7 @@ from image_core.errors import (
     LimitReached,
     LimitReason,
 )
+from image_core.ledger import RebuildProgress
 from image_core.limits import CallLimits, Gate
 from image_core.pricing import upper_estimate
 from image_core.service import ImageService
@@ -642,3 +643,29 @@ async def test_an_image_still_rendering_counts_once_at_what_it_reserved() -> Non
     assert batch.standing is not None
     assert batch.standing.this_request == reserved
     assert batch.standing.used == reserved  # nothing settled yet: the reservation alone
+
+
+class RebuildingRecords(InMemoryMetadataRepository):
+    """Records whose index is being rebuilt: their sums are partial meanwhile."""
+
+    progress: RebuildProgress | None = RebuildProgress(read=40_000, total=100_000)
+
+    def rebuilding(self) -> RebuildProgress | None:
+        return self.progress
+
+
+async def test_no_paid_call_passes_a_budget_while_the_index_is_rebuilt() -> None:
+    """Partial sums cannot be trusted: refused, saying why; once built, admitted again."""
+    records = RebuildingRecords()
+    service = make_service(Budgets(user_monthly=usd("1")), metadata=records)
+    refusal = await refused(service, ALICE, request())
+    assert refusal.reason is LimitReason.BUDGET
+    assert "40,000 of 100,000 records read" in refusal.message
+    assert "Nothing was sent" in refusal.message
+    unbudgeted = make_service(metadata=RebuildingRecords())  # no budget: no sums needed
+    assert isinstance(
+        (await unbudgeted.generate_images(ALICE, request())).outcomes[0], GenerationResult
+    )
+    records.progress = None
+    made = await service.generate_images(ALICE, request())
+    assert isinstance(made.outcomes[0], GenerationResult)

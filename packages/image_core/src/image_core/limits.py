@@ -219,6 +219,8 @@ class Gate:
         """
         if not self._budgets.any or (admin and self._budgets.admins_exempt):
             return None
+        if self._metadata.rebuilding() is not None:  # partial sums: say nothing rather
+            return None
         with self._money:
             measures = self._measures(email, self._clock.now())
         if not measures:
@@ -312,7 +314,22 @@ class Gate:
         each: Decimal,
         now: datetime,
     ) -> Standing | None:
-        """The standing after this request, or ``LimitReached`` when it would cross a budget."""
+        """The standing after this request, or ``LimitReached`` when it would cross a budget.
+
+        While the records' index is rebuilt its sums are partial, so no budget can be
+        checked: paid calls wait for it (refused, saying so) rather than overspend.
+        """
+        progress = self._metadata.rebuilding()
+        if progress is not None:
+            raise LimitReached(
+                "The records' index is being rebuilt "
+                f"({progress.read:,} of {progress.total:,} records read), so what was spent "
+                "this period cannot be counted yet and no budget can be checked. Nothing was "
+                "sent; try again in a minute.",
+                LimitReason.BUDGET,
+                email,
+                {"rebuilding_read": str(progress.read), "rebuilding_total": str(progress.total)},
+            )
         cost = each * request.count
         measures = self._measures(email, now)
         if not measures:
