@@ -92,7 +92,8 @@ class Admission:
     """Places held among the calls in flight."""
     unfinished: int
     """Images whose work has not ended yet."""
-    standing: Standing | None = None
+    budgeted: bool = False
+    """Whether a budget held the request (``Gate.standing`` then says where it stands)."""
 
 
 @attrs.frozen
@@ -166,14 +167,14 @@ class Gate:
         each = _unit(spec, request.image_size, request)
         count = request.count
         with self._money:
-            standing = None
+            budgeted = False
             if self._budgets.any and not (admin and self._budgets.admins_exempt):
-                standing = self._check_budgets(email, spec, request, each, self._clock.now())
+                budgeted = self._check_budgets(email, spec, request, each, self._clock.now())
             with self._calls:
                 places = self._take_places(email, count, self._seconds())
             self._reserved[email] = self._reserved.get(email, Decimal(0)) + each * count
             self._reserved_total += each * count
-        return Admission(email, each, count, places, count, standing)
+        return Admission(email, each, count, places, count, budgeted)
 
     def settle(
         self, admission: Admission, settled: Generation, write: Callable[[Generation], None]
@@ -313,8 +314,8 @@ class Gate:
         request: GenerationRequest,
         each: Decimal,
         now: datetime,
-    ) -> Standing | None:
-        """The standing after this request, or ``LimitReached`` when it would cross a budget.
+    ) -> bool:
+        """Whether any budget applies; ``LimitReached`` when the request would cross one.
 
         While the records' index is rebuilt its sums are partial, so no budget can be
         checked: paid calls wait for it (refused, saying so) rather than overspend.
@@ -332,9 +333,6 @@ class Gate:
             )
         cost = each * request.count
         measures = self._measures(email, now)
-        if not measures:
-            return None
-        tightest = min(measures, key=lambda m: m.room())
         refusing = [m for m in measures if cost > m.room()]
         if refusing:
             # The one that lifts last: a daily refusal is no news when the month is full.
@@ -354,13 +352,7 @@ class Gate:
                     "resets_at": tightest.resets_at.isoformat(),
                 },
             )
-        return Standing(
-            kind=tightest.kind,
-            this_request=CostEstimate(cost),
-            used=CostEstimate(tightest.used + cost),
-            limit=CostEstimate(tightest.limit),
-            resets_at=tightest.resets_at,
-        )
+        return bool(measures)
 
     def _take_places(self, email: str, count: int, now: float) -> int:
         """Count ``count`` images into the window and take the free places, or refuse."""

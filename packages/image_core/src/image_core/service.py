@@ -327,7 +327,7 @@ class ImageService:
             outcomes[index] = _unsettled(work, waiter, pending, usual)
         done = tuple(outcomes[i] for i in range(request.count))
         standing = None
-        if admission.standing is not None:  # a budget applies: say where it stands now
+        if admission.budgeted:  # a budget applies: say where it stands now
             # Settled images at what they cost; those still rendering at what they reserve.
             this_request = sum(
                 (
