@@ -64,15 +64,26 @@ def parse_reply(response: httpx2.Response, request_id: int) -> Reply:
 class HandshakeClient:
     """A handshake-era client: one session, opened by ``initialize``."""
 
-    def __init__(self, http: httpx2.AsyncClient, url: str, version: str) -> None:
+    def __init__(
+        self,
+        http: httpx2.AsyncClient,
+        url: str,
+        version: str,
+        capabilities: Mapping[str, Any] | None = None,
+    ) -> None:
         self.http, self.url, self.version = http, url, version
+        self.capabilities = dict(capabilities or {})
         self.session_id: str | None = None
         self.initialize_result: dict[str, Any] = {}
         self._ids = itertools.count(1)
 
     async def open(self) -> Reply:
         """``initialize`` then ``notifications/initialized``, as the spec orders them."""
-        params = {"protocolVersion": self.version, "capabilities": {}, "clientInfo": CLIENT_INFO}
+        params = {
+            "protocolVersion": self.version,
+            "capabilities": self.capabilities,
+            "clientInfo": CLIENT_INFO,
+        }
         reply = await self._post("initialize", params)
         self.session_id = reply.headers.get("mcp-session-id")
         assert self.session_id, dict(reply.headers)
@@ -108,14 +119,23 @@ class StatelessClient:
     """A stateless-era client: every request stands alone, with its own ``_meta``."""
 
     def __init__(
-        self, http: httpx2.AsyncClient, url: str, version: str = STATELESS_VERSION
+        self,
+        http: httpx2.AsyncClient,
+        url: str,
+        version: str = STATELESS_VERSION,
+        capabilities: Mapping[str, Any] | None = None,
     ) -> None:
         self.http, self.url, self.version = http, url, version
+        self.capabilities = dict(capabilities or {})
         self._ids = itertools.count(1)
 
     async def request(self, method: str, params: Mapping[str, Any] | None = None) -> Reply:
         request_id = next(self._ids)
-        meta = {META_VERSION: self.version, META_CAPABILITIES: {}, META_CLIENT: CLIENT_INFO}
+        meta = {
+            META_VERSION: self.version,
+            META_CAPABILITIES: self.capabilities,
+            META_CLIENT: CLIENT_INFO,
+        }
         full = {**(params or {}), "_meta": {**meta, **(params or {}).get("_meta", {})}}
         body = {"jsonrpc": "2.0", "id": request_id, "method": method, "params": full}
         headers = {"Accept": ACCEPT, "MCP-Protocol-Version": self.version, "Mcp-Method": method}
