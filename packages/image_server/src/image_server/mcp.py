@@ -49,6 +49,7 @@ from image_server.arguments import ReadableArgumentErrors
 from image_server.callers import identity_from_token, logged_email
 from image_server.hints import user_message
 from image_server.mcp_resources import add_image_resources
+from image_server.mcp_uploads import upload_tool
 from image_server.outcomes import FAILED, outcome_of
 from image_server.references import image_url, reference_name
 from image_server.replies import (
@@ -60,7 +61,13 @@ from image_server.replies import (
     stored_reply,
     with_json_text,
 )
-from image_server.tool_names import ALL_TOOLS, GET_TOOL_NAME, LIST_TOOL_NAME, TOOL_NAME
+from image_server.tool_names import (
+    ALL_TOOLS,
+    GET_TOOL_NAME,
+    LIST_TOOL_NAME,
+    TOOL_NAME,
+    UPLOAD_TOOL_NAME,
+)
 from image_server.tool_schemas import GENERATE_OUTPUT, GET_OUTPUT, LIST_OUTPUT
 
 log = logging.getLogger("image_server.generation")
@@ -560,9 +567,12 @@ def build_mcp_server(
     and brand the OAuth consent page; the icon must be on this server's origin (the
     page's CSP allows no other). ``tools`` picks which tools are offered
     (``IMG_TOOLS``); ``generate_image`` alone is the original one-tool contract, with no
-    resources and no mention of the other tools.
+    resources and no mention of the other tools. ``upload_photo`` is offered only while
+    the service accepts uploads.
     """
     offered = [name for name in ALL_TOOLS if name in set(tools)]
+    if not service.accepts_uploads and UPLOAD_TOOL_NAME in offered:
+        offered.remove(UPLOAD_TOOL_NAME)
     if TOOL_NAME not in offered:
         raise ValueError(f"{TOOL_NAME} is always offered")
     can_look_up = GET_TOOL_NAME in offered
@@ -622,6 +632,7 @@ def build_mcp_server(
             output_schema=LIST_OUTPUT,
             icons=icons,
         ),
+        UPLOAD_TOOL_NAME: upload_tool(service, icons),
     }
     chosen = [built[name] for name in offered]
     for tool in chosen:
