@@ -49,12 +49,13 @@ class FilesystemUploadStore:
         self._folder = root / UPLOADS_DIR
         self._thumbs = self._folder / THUMBS_DIR
         self._codec = codec or RecordCodec()
-        try:
-            self._thumbs.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise storage_error("create the uploads folder", exc) from exc
-        for folder in (self._folder, self._thumbs):
-            if not stat.S_ISDIR(os.lstat(folder).st_mode):
+        for folder in (self._folder, self._thumbs):  # checked before anything goes in
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+                is_folder = stat.S_ISDIR(os.lstat(folder).st_mode)
+            except OSError as exc:
+                raise storage_error("create the uploads folder", exc) from exc
+            if not is_folder:
                 raise StorageError(
                     f"{folder.name} in the data folder must be a folder, not a link."
                 )
