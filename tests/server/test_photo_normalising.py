@@ -123,7 +123,7 @@ def test_a_transparent_png_stays_a_png_with_its_transparency_and_no_text(
     assert kept.image.mime_type == "image/png"
     image = opened(kept.image.data)
     assert image.mode == "RGBA"
-    assert image.getchannel("A").getextrema()[0] < 255
+    assert min(image.getchannel("A").tobytes()) < 16  # the gradient's clear end is kept
     assert b"SecretComment" not in kept.image.data
 
 

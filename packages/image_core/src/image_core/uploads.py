@@ -44,8 +44,10 @@ def clean_file_name(text: str | None) -> str | None:
 
 
 def _shown(char: str) -> str:
-    """A character as a display name keeps it: controls and formatting dropped, any
-    space or line separator a plain space."""
+    """A character as a display name keeps it: any space, tab or line break a plain
+    space; other control and formatting characters dropped."""
+    if char.isspace():
+        return " "
     kind = unicodedata.category(char)
     if kind.startswith("C"):
         return ""
