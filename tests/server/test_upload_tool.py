@@ -153,6 +153,8 @@ async def test_the_tool_is_listed_for_the_app_only_with_its_hints_and_schema(url
     assert tool.output_schema == UPLOAD_OUTPUT
     assert tool.input_schema["required"] == ["data"]
     assert tool.input_schema["properties"]["file_name"]["anyOf"][0]["maxLength"] == 200
+    generate = tools["generate_image"].description or ""
+    assert "'upload-<uuid>.jpg'" in generate  # the model learns how an upload is named
 
 
 async def test_a_phone_photo_is_uploaded_and_the_backend_gets_it_upright_and_bare(
@@ -248,6 +250,9 @@ async def test_with_uploads_switched_off_the_tool_is_not_offered(tmp_path: Path)
             async with Client(url, auth="ada") as c:
                 listed = [t.name for t in await c.list_tools()]
             assert "upload_photo" not in listed
+            async with Client(url, auth="ada") as c:
+                generate = (await c.list_tools())[0].description or ""
+            assert "upload-" not in generate
 
 
 async def test_a_photo_of_nearly_20_mb_goes_through_one_request(

@@ -7,7 +7,10 @@ double, wrapped to count what it was asked to decode.
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
+from datetime import UTC, datetime
+from pathlib import Path
 
 import attrs
 import pytest
@@ -19,6 +22,7 @@ from image_core.access import AccessPolicy
 from image_core.catalog import ModelCatalog
 from image_core.domain import GenerationRequest, Identity, NormalisedPhoto
 from image_core.errors import (
+    CorruptRecord,
     InvalidImage,
     InvalidRequest,
     LimitReached,
@@ -26,6 +30,7 @@ from image_core.errors import (
     NotAllowed,
     ReferenceNotFound,
 )
+from image_core.serialization import RecordCodec
 from image_core.service import ImageService
 from image_core.testing import (
     FakeImageBackend,
@@ -289,3 +294,36 @@ async def test_a_persons_uploads_are_listed_newest_first_to_them_and_nobody_else
         await w.service.uploads_of(BOB, "alice@example.com")
     assert await w.service.upload_thumbnail(ALICE, first.name) is not None
     assert await w.service.upload_thumbnail(ALICE, "../../etc/passwd") is None
+
+
+# --- the record kept beside each upload -------------------------------------------------
+
+SAMPLE = Path(__file__).resolve().parents[1] / "data" / "upload_v1_sample.json"
+
+
+def test_the_version_1_sample_upload_record_loads_and_round_trips() -> None:
+    """The shipped sample reads back as the upload it describes, and writes the same."""
+    codec = RecordCodec()
+    upload = codec.load_upload(SAMPLE.read_bytes())
+    assert upload.name == "upload-0b9f4a3e-2c1d-4e8f-9a6b-7c5d3e2f1a09.jpg"
+    assert (upload.email, upload.width, upload.height) == ("ann@example.com", 3000, 4000)
+    assert upload.created_at == datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
+    assert json.loads(codec.dump_upload(upload)) == json.loads(SAMPLE.read_text())
+
+
+@pytest.mark.parametrize(
+    ("change", "says"),
+    [
+        ({"mime_type": "image/gif"}, "not a valid record"),
+        ({"id": "0b9f4a3e-2c1d-1e8f-9a6b-7c5d3e2f1a09"}, "not a valid record"),
+        ({"width": 0}, "not a valid record"),
+        ({"file_name": "x" * 201}, "not a valid record"),
+        ({"width": "wide"}, "width"),
+        ({"schema_version": None}, "schema_version"),
+    ],
+)
+def test_a_damaged_upload_record_is_refused(change: dict[str, object], says: str) -> None:
+    """A record no upload could have written is a CorruptRecord, never an upload."""
+    data = {**json.loads(SAMPLE.read_text()), **change}
+    with pytest.raises(CorruptRecord, match=says):
+        RecordCodec().load_upload(json.dumps(data))

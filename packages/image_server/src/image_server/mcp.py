@@ -124,7 +124,9 @@ class AllowedEmailsMiddleware(Middleware):
         return await call_next(context)
 
 
-def tool_description(models_offered: Iterable[ModelSpec], *, can_look_up: bool = True) -> str:
+def tool_description(
+    models_offered: Iterable[ModelSpec], *, can_look_up: bool = True, takes_uploads: bool = False
+) -> str:
     """Teaches the calling model the contract, including when (not) to pick a model.
 
     Every model's sizes (with prices) and ratios are spelt out, so the calling model
@@ -134,6 +136,12 @@ def tool_description(models_offered: Iterable[ModelSpec], *, can_look_up: bool =
     models = "\n".join(_model_line(m) for m in offered)
     sizes = by_long_side({s for m in offered for s in m.sizes})
     size_text = ", ".join(_size_choice(s, offered) for s in sizes)
+    uploaded = (
+        " A photo the person uploaded in the image viewer is passed by its name, like "
+        "'upload-<uuid>.jpg'."
+        if takes_uploads
+        else ""
+    )
     return (
         "Generate an image from a text prompt with Google's Gemini image models, store it, "
         "and return a small preview plus the URL of the full-size PNG.\n\n"
@@ -147,7 +155,7 @@ def tool_description(models_offered: Iterable[ModelSpec], *, can_look_up: bool =
         "default.\n"
         "- reference_images: to iterate on or edit earlier results ('same scene but at "
         "night'), pass the file names this tool returned before (e.g. '<uuid>.png'); "
-        "their URLs also work.\n"
+        f"their URLs also work.{uploaded}\n"
         "- model: ONLY pass this when the human explicitly asked for a specific model. "
         "Otherwise leave it out: the person's default model (chosen in the dashboard) "
         "applies, and without one, flash. If the default cannot do what was asked, the "
@@ -602,7 +610,11 @@ def build_mcp_server(
             GenerateImageTool(service, public_url, tool_deadline_seconds, can_look_up),
             name=TOOL_NAME,
             title="Generate image",
-            description=tool_description(service.offered_models(), can_look_up=can_look_up),
+            description=tool_description(
+                service.offered_models(),
+                can_look_up=can_look_up,
+                takes_uploads=UPLOAD_TOOL_NAME in offered,
+            ),
             # Spends money and makes something new each time; reaches Google's models.
             annotations=mt.ToolAnnotations(
                 title="Generate image",
