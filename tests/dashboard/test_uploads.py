@@ -7,7 +7,7 @@ from starlette.testclient import TestClient
 
 from image_core.domain import Identity, Upload
 from image_core.testing import make_png
-from tests.dashboard.conftest import Login
+from tests.dashboard.conftest import PUBLIC_URL, Login, csrf_token
 from tests.dashboard.support import ADMIN, OTHER, USER, Seeded, run_sync
 
 
@@ -68,3 +68,43 @@ def test_nobody_else_can_fetch_or_see_an_upload(
         assert answer.headers["content-type"].startswith("text/html")
     assert client.get(f"/ui/gallery/{USER}").status_code == 404
     assert upload.name not in client.get("/ui/gallery").text
+
+
+def test_the_owner_deletes_an_upload_from_the_gallery_and_it_is_gone(
+    client: TestClient, login: Login, seeded: Seeded
+) -> None:
+    """The card's form deletes it; it is no longer listed, fetched, or usable."""
+    upload = uploaded(seeded, USER)
+    login(USER)
+    token = csrf_token(client.get("/ui/gallery", follow_redirects=True).text)
+    answer = client.post(
+        f"/ui/uploads/{upload.name}/delete",
+        data={"csrf_token": token},
+        headers={"origin": PUBLIC_URL},
+        follow_redirects=False,
+    )
+    assert answer.status_code == 303
+    assert seeded.uploads.get(upload.id) is None
+    assert client.get(f"/ui/uploads/{upload.name}").status_code == 404
+    assert upload.name not in client.get("/ui/gallery").text
+
+
+def test_nobody_else_deletes_an_upload_and_a_forged_deletion_changes_nothing(
+    client: TestClient, login: Login, seeded: Seeded
+) -> None:
+    """Another person gets the 404 page; a post from elsewhere, or without the token, 403."""
+    upload = uploaded(seeded, USER)
+    login(USER)
+    token = csrf_token(client.get("/ui/gallery").text)
+    path = f"/ui/uploads/{upload.name}/delete"
+    forged = (
+        ({"csrf_token": token}, {"origin": "https://evil.example"}),
+        ({}, {"origin": PUBLIC_URL}),
+    )
+    for data, headers in forged:
+        assert client.post(path, data=data, headers=headers).status_code == 403
+    login(OTHER)
+    theirs = csrf_token(client.get("/ui/gallery").text)
+    answer = client.post(path, data={"csrf_token": theirs}, headers={"origin": PUBLIC_URL})
+    assert answer.status_code == 404
+    assert seeded.uploads.get(upload.id) == upload

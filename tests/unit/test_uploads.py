@@ -327,3 +327,20 @@ def test_a_damaged_upload_record_is_refused(change: dict[str, object], says: str
     data = {**json.loads(SAMPLE.read_text()), **change}
     with pytest.raises(CorruptRecord, match=says):
         RecordCodec().load_upload(json.dumps(data))
+
+
+async def test_deleting_an_upload_makes_room_and_only_its_owner_or_an_admin_may() -> None:
+    """Bob's attempt does nothing and learns nothing; Alice's frees her place."""
+    w = world(per_person=1)
+    upload = await w.service.upload_photo(ALICE, PHOTO)
+    with pytest.raises(LimitReached, match="Delete one in your gallery"):
+        await w.service.upload_photo(ALICE, PHOTO)
+    assert await w.service.delete_upload(BOB, upload.name) is None
+    assert await w.service.delete_upload(BOB, f"upload-{uuid.uuid4()}.png") is None
+    assert w.store.get(upload.id) == upload
+    assert await w.service.delete_upload(ALICE, upload.name) == upload
+    assert w.store.get(upload.id) is None
+    again = await w.service.upload_photo(ALICE, PHOTO)
+    assert await w.service.delete_upload(ADMIN, again.name) == again
+    with pytest.raises(ReferenceNotFound, match="does not exist"):
+        await w.service.generate(ALICE, GenerationRequest.parse("x", references=[again.name]))

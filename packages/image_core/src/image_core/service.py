@@ -828,6 +828,15 @@ class ImageService:
         """The kept photo ``name`` (normalised), for its owner or an admin only."""
         return await self._uploaded(viewer, name, self._uploads.image)
 
+    async def delete_upload(self, viewer: Identity | None, name: str) -> Upload | None:
+        """Delete the upload ``name`` for its owner or an admin; ``None`` for anyone else
+        (nothing happens, and nobody learns whether it existed)."""
+        upload_id = names.parse_upload_name(name)
+        if upload_id is None or not self._policy.may_generate(viewer):
+            return None
+        email, admin = _owner_email(viewer), self._policy.is_admin(viewer)
+        return await asyncio.to_thread(self._uploads.remove, upload_id, email, admin=admin)
+
     async def _uploaded(
         self,
         viewer: Identity | None,

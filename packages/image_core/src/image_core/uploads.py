@@ -147,6 +147,15 @@ class Uploads:
             return None
         return self.store.thumbnail(upload)
 
+    def remove(self, upload_id: uuid.UUID, email: str, *, admin: bool) -> Upload | None:
+        """Delete the upload if ``email`` owns it or ``admin``; ``None`` (nothing done)
+        for anyone else, as if it did not exist."""
+        upload = self.find(upload_id, email, admin=admin)
+        if upload is None or self.store is None:
+            return None
+        self.store.delete(upload)
+        return upload
+
     def _store(self) -> UploadStore:
         if self.store is None or self.per_person < 1:
             raise InvalidRequest("Photo uploads are switched off on this server.")
@@ -157,7 +166,7 @@ class Uploads:
         if kept >= self.per_person:
             raise LimitReached(
                 f"You already keep {kept} uploaded photos, the most one person may keep "
-                f"({self.per_person}).",
+                f"({self.per_person}). Delete one in your gallery to make room.",
                 LimitReason.UPLOADS,
                 email,
                 {"uploads": str(kept), "limit": str(self.per_person)},

@@ -69,6 +69,10 @@ class Paths:
         """An uploaded photo as it is kept (owner and admins only)."""
         return f"{self.root}/uploads/{name}/photo"
 
+    def upload_delete(self, name: str) -> str:
+        """Where the gallery's form deletes an uploaded photo (POST)."""
+        return f"{self.root}/uploads/{name}/delete"
+
     def prefs(self) -> str:
         """The default-model picker (GET shows, POST saves)."""
         return f"{self.root}/prefs"

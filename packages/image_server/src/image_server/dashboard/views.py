@@ -212,6 +212,34 @@ class Views:
         """``GET /uploads/{name}/photo``: the uploaded photo as kept, for its owner or admins."""
         return await self._uploaded(request, self.service.uploaded_image)
 
+    async def delete_upload(self, request: Request) -> Response:
+        """``POST /uploads/{name}/delete``: same-origin and CSRF checked, owner or admin only."""
+        viewer = self.sessions.viewer(request)
+        if viewer is None:
+            return self._to_login(request)
+        form = await verified_form(
+            request,
+            public_origin=self.config.origin,
+            auth_disabled=self.config.auth_disabled,
+            expected_csrf=viewer.csrf_token,
+        )
+        if form is None:
+            return self.renderer.message(
+                request,
+                "Request refused",
+                "This deletion did not come from this dashboard's own page, so nothing was "
+                "deleted. Reload the gallery and try again.",
+                403,
+                viewer=viewer,
+                action=(Paths.of(request).gallery(), "Back to your gallery"),
+            )
+        deleted = await self.service.delete_upload(
+            viewer.identity, str(request.path_params["name"])
+        )
+        if deleted is None:
+            return self.not_found(request, viewer)
+        return RedirectResponse(Paths.of(request).gallery(deleted.email), status_code=303)
+
     async def _uploaded(
         self,
         request: Request,
