@@ -97,7 +97,7 @@ def test_nobody_else_deletes_an_upload_and_a_forged_deletion_changes_nothing(
     login(USER)
     token = csrf_token(client.get("/ui/gallery").text)
     path = f"/ui/uploads/{upload.name}/delete"
-    forged = (
+    forged: tuple[tuple[dict[str, str], dict[str, str]], ...] = (
         ({"csrf_token": token}, {"origin": "https://evil.example"}),
         ({}, {"origin": PUBLIC_URL}),
     )
