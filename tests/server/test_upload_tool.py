@@ -29,7 +29,7 @@ from PIL import ExifTags, Image
 from image_core.testing import FakeImageBackend, make_png
 from image_server.app import build_app, build_service
 from image_server.mcp import build_mcp_server
-from image_server.mcp_uploads import body_limit_for, raise_body_limit
+from image_server.mcp_uploads import body_limit_for, decode_data, raise_body_limit
 from image_server.settings import Settings, load_settings
 from image_server.tool_schemas import UPLOAD_OUTPUT
 from tests.support.live_server import free_port, live_server
@@ -355,3 +355,15 @@ async def test_an_upload_is_never_served_at_the_public_image_route(tmp_path: Pat
                 f"/uploads/{upload_id}.jpg",
             ):
                 assert (await client.get(path)).status_code == 404, path
+
+
+@pytest.mark.parametrize("size", [1, 2, 3, 1000, 1001, 1002])
+@pytest.mark.parametrize("padded", [True, False])
+def test_the_size_checked_before_decoding_is_the_photos_own(size: int, padded: bool) -> None:
+    """Padded or not, a photo exactly at the cap passes and one byte more does not."""
+    text = b64(b"\xab" * size)
+    text = text if padded else text.rstrip("=")
+    seen: list[int] = []
+    assert decode_data(text, seen.append) == b"\xab" * size
+    assert seen == [size]
+    assert decode_data(text[:40] + "\n" + text[40:], seen.append) == b"\xab" * size
