@@ -16,7 +16,7 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from datetime import date, timedelta
 from decimal import Decimal
-from typing import overload
+from typing import TypeVar, overload
 
 import attrs
 
@@ -96,6 +96,7 @@ from image_core.pricing import cost_from_usage
 from image_core.uploads import DEFAULT_MAX_BYTES, DEFAULT_PER_PERSON, Uploads
 
 MAX_PAGE_SIZE = 200
+_T = TypeVar("_T")
 MIN_EXPECTED_SECONDS = 5
 INTERRUPTED = "Interrupted by a restart before the image was stored."
 UNEXPECTED = "An unexpected error stopped it."
@@ -831,23 +832,17 @@ class ImageService:
     async def delete_upload(self, viewer: Identity | None, name: str) -> Upload | None:
         """Delete the upload ``name`` for its owner or an admin; ``None`` for anyone else
         (nothing happens, and nobody learns whether it existed)."""
-        upload_id = names.parse_upload_name(name)
-        if upload_id is None or not self._policy.may_generate(viewer):
-            return None
-        email, admin = _owner_email(viewer), self._policy.is_admin(viewer)
-        return await asyncio.to_thread(self._uploads.remove, upload_id, email, admin=admin)
+        return await self._uploaded(viewer, name, self._uploads.remove)
 
     async def _uploaded(
-        self,
-        viewer: Identity | None,
-        name: str,
-        read: Callable[..., EncodedImage | None],
-    ) -> EncodedImage | None:
+        self, viewer: Identity | None, name: str, use: Callable[..., _T | None]
+    ) -> _T | None:
+        """``use`` of the upload ``name`` as the viewer (owner, or admin); else ``None``."""
         upload_id = names.parse_upload_name(name)
         if upload_id is None or not self._policy.may_generate(viewer):
             return None
         email, admin = _owner_email(viewer), self._policy.is_admin(viewer)
-        return await asyncio.to_thread(read, upload_id, email, admin=admin)
+        return await asyncio.to_thread(use, upload_id, email, admin=admin)
 
     async def open_public_image(self, name: str) -> OpenedFile | None:
         """The public PNG ``name`` (``{uuid}.png``) opened for streaming, or ``None``.
