@@ -306,7 +306,10 @@ def test_a_stranger_posting_30_mb_gets_401_before_the_body_is_read(tmp_path: Pat
     """The production app: no token, a 30 MB body declared, 64 KB sent; 401 at once."""
     port = free_port()
     settings = make_settings(
-        tmp_path / "data", IMG_PUBLIC_URL=f"http://127.0.0.1:{port}", IMG_PORT=str(port)
+        tmp_path / "data",
+        IMG_PUBLIC_URL=f"http://127.0.0.1:{port}",
+        IMG_PORT=str(port),
+        IMG_BACKEND="placeholder",  # no models-list check: nothing leaves this machine
     )
     with live_server(build_app(settings), port=port) as base:
         status, took = raw_post(f"{base}/mcp", JSON_HEADERS, b"{" * 65536, 30 * 2**20)
