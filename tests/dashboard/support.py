@@ -38,6 +38,7 @@ from image_core.testing import (
     InMemoryImageStore,
     InMemoryMetadataRepository,
     InMemoryPrefStore,
+    InMemoryUploadStore,
     PassthroughImageCodec,
     SequentialIds,
     make_png,
@@ -121,6 +122,7 @@ class Seeded:
     prefs: InMemoryPrefStore
     by_owner: dict[str, list[Generation]]
     metadata: MetadataRepository
+    uploads: InMemoryUploadStore = attrs.field(factory=InMemoryUploadStore)
 
     def ids_of(self, email: str) -> list[uuid.UUID]:
         """Generation ids of one owner."""
@@ -152,7 +154,7 @@ def make_service(
         if open_policy
         else AccessPolicy(allowed=frozenset(ALLOWED), admins=frozenset({ADMIN}))
     )
-    images, prefs = LegacyImageStore(), InMemoryPrefStore()
+    images, prefs, uploads = LegacyImageStore(), InMemoryPrefStore(), InMemoryUploadStore()
     metadata = metadata or InMemoryMetadataRepository()
     codec = codec or PassthroughImageCodec()
     catalog = ModelCatalog()
@@ -167,6 +169,7 @@ def make_service(
         clock=FixedClock(NOW),
         ids=SequentialIds(10_000),
         budgets=budgets or Budgets(),
+        uploads=uploads,
     )
     plan: list[tuple[str, str, int, str, ImageSize, AspectRatio | None]] = []
     sizes = [ImageSize.S1K, ImageSize.S2K, ImageSize.S4K]
@@ -208,7 +211,7 @@ def make_service(
         images.put(generation.id, png, codec.thumbnail(png, 384))
         metadata.add(generation)
         by_owner.setdefault(email, []).append(generation)
-    return Seeded(service, images, prefs, by_owner, metadata)
+    return Seeded(service, images, prefs, by_owner, metadata, uploads)
 
 
 def dashboard_config(

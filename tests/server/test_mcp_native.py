@@ -28,13 +28,24 @@ from image_server.mcp import build_mcp_server
 from image_server.mcp_resources import RESOURCE_MAX_BYTES, image_uri, record_uri
 from image_server.settings import Settings, SettingsError, load_settings
 from image_server.tool_names import ALL_TOOLS
-from image_server.tool_schemas import GENERATE_OUTPUT, GET_OUTPUT, LIST_OUTPUT, ONE_IMAGE
+from image_server.tool_schemas import (
+    GENERATE_OUTPUT,
+    GET_OUTPUT,
+    LIST_OUTPUT,
+    ONE_IMAGE,
+    UPLOAD_OUTPUT,
+)
 from tests.support.live_server import live_server
 from tests.support.photos import photo_bytes
 
 pytestmark = pytest.mark.anyio
 
-SCHEMAS = {"generate_image": GENERATE_OUTPUT, "get_image": GET_OUTPUT, "list_images": LIST_OUTPUT}
+SCHEMAS = {
+    "generate_image": GENERATE_OUTPUT,
+    "get_image": GET_OUTPUT,
+    "list_images": LIST_OUTPUT,
+    "upload_photo": UPLOAD_OUTPUT,
+}
 
 
 def _claims(email: str) -> dict[str, Any]:

@@ -70,11 +70,12 @@ def stored_files(settings: Settings) -> list[str]:
     return sorted(p.name for p in settings.root.glob("*.*") if p.suffix in {".png", ".json"})
 
 
-async def test_the_server_offers_exactly_three_documented_tools(client: Client[Any]) -> None:
-    """generate_image with enumerated ratios and sizes and the model-choice rule; get_image."""
+async def test_the_server_offers_exactly_the_documented_tools(client: Client[Any]) -> None:
+    """generate_image with enumerated ratios and sizes and the model-choice rule; get_image;
+    list_images; and the viewer's app-only upload_photo."""
     tools = await client.list_tools()
-    assert [t.name for t in tools] == ["generate_image", "get_image", "list_images"]
-    tool, lookup, _ = tools
+    assert [t.name for t in tools] == ["generate_image", "get_image", "list_images", "upload_photo"]
+    tool, lookup, _, _ = tools
     assert lookup.description is not None
     assert "still rendering" in lookup.description
     assert lookup.input_schema["required"] == ["name"]

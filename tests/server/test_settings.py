@@ -418,3 +418,28 @@ def test_an_unclear_admins_exempt_value_is_refused_by_name() -> None:
     assert problems({**PROD, "IMG_BUDGET_ADMINS_EXEMPT": "maybe"}) == [
         "IMG_BUDGET_ADMINS_EXEMPT='maybe' must be 1 (on) or 0 (off)."
     ]
+
+
+def test_uploads_default_to_20_mb_and_50_photos_a_person() -> None:
+    """IMG_UPLOAD_MAX_MB and IMG_UPLOADS_PER_USER unset; the cap in bytes has one home."""
+    settings = load_settings(PROD)
+    assert (settings.upload_max_mb, settings.uploads_per_user) == (20, 50)
+    assert settings.upload_max_bytes == 20 * 1024 * 1024
+    chosen = load_settings({**PROD, "IMG_UPLOAD_MAX_MB": "8", "IMG_UPLOADS_PER_USER": "0"})
+    assert (chosen.upload_max_bytes, chosen.uploads_per_user) == (8 * 1024 * 1024, 0)
+
+
+@pytest.mark.parametrize(
+    ("variable", "raw", "bounds"),
+    [
+        ("IMG_UPLOAD_MAX_MB", "0", "1 to 100"),
+        ("IMG_UPLOAD_MAX_MB", "20MB", "1 to 100"),
+        ("IMG_UPLOAD_MAX_MB", "500", "1 to 100"),
+        ("IMG_UPLOADS_PER_USER", "-1", "0 to 10000"),
+        ("IMG_UPLOADS_PER_USER", "lots", "0 to 10000"),
+    ],
+)
+def test_a_bad_upload_setting_is_refused_by_name(variable: str, raw: str, bounds: str) -> None:
+    assert problems({**PROD, variable: raw}) == [
+        f"{variable}={raw!r} must be a whole number from {bounds}."
+    ]

@@ -788,3 +788,51 @@ class ReconcileReport:
 
     done: int = 0
     failed: int = 0
+
+
+UPLOAD_FILE_NAME_CHARS: Final = 200
+"""The longest display name an uploaded photo keeps (the name it had on the device)."""
+
+
+def _positive(_: object, attribute: attrs.Attribute[int], value: int) -> None:
+    if value < 1:
+        raise ValueError(f"{attribute.name} must be positive, not {value}")
+
+
+@attrs.frozen
+class Upload:
+    """A photo a person uploaded to use as a reference: who, when, and what was kept.
+
+    Only its owner (and admins) may use or see it; it is never served publicly. The
+    stored image is the normalised one (``mime_type`` JPEG or PNG, no metadata).
+    """
+
+    id: uuid.UUID = attrs.field(validator=lambda _, __, v: names.check_image_id(v))
+    email: str
+    """The owner, normalised (``access.owner_key``)."""
+    created_at: datetime = attrs.field(validator=_aware)
+    width: int = attrs.field(validator=_positive)
+    height: int = attrs.field(validator=_positive)
+    size_bytes: int = attrs.field(validator=_positive)
+    """What the stored (normalised) image weighs."""
+    mime_type: str = attrs.field(validator=attrs.validators.in_(names.UPLOAD_EXTENSIONS))
+    file_name: str | None = attrs.field(
+        default=None,
+        validator=attrs.validators.optional(attrs.validators.max_len(UPLOAD_FILE_NAME_CHARS)),
+    )
+    """The name the file had on the person's device, for display only (cleaned)."""
+
+    @property
+    def name(self) -> str:
+        """What to pass in ``reference_images``: ``upload-{uuid}.jpg`` (or ``.png``)."""
+        return names.upload_name(self.id, self.mime_type)
+
+
+@attrs.frozen
+class NormalisedPhoto:
+    """An uploaded photo as it is kept: upright, sRGB, without metadata, and its thumbnail."""
+
+    image: EncodedImage
+    width: int
+    height: int
+    thumbnail: EncodedImage

@@ -123,6 +123,8 @@ class LimitReason(enum.StrEnum):
     BUDGET = "budget"
     RATE = "rate"
     CONCURRENCY = "concurrency"
+    UPLOADS = "uploads"
+    """How many uploaded photos one person may keep."""
 
 
 class LimitReached(ImageMcpError):

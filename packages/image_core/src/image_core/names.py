@@ -5,6 +5,10 @@ is ``{uuid}.png`` (the name handed to callers and served publicly), its record i
 ``{uuid}.json`` and its thumbnail ``{uuid}{extension}``. Every path an adapter builds
 starts from an id that passed ``check_image_id``, never from caller text.
 
+A photo a person uploads is known as ``upload-{uuid}.png`` or ``upload-{uuid}.jpg`` (the
+extension says how it was stored); it is never a public name, so ``/i/`` cannot serve
+it, and its files live in a folder of their own under the same uuid rules.
+
 Drivers that accept richer references (a URL of the served image) reduce them to a
 name first; this module knows names and ids only.
 """
@@ -22,7 +26,12 @@ RECORD_SUFFIX: Final = ".json"
 #: Who owns the generations made while sign-in is switched off (local development).
 LOCAL_OWNER: Final = "local@localhost"
 
+UPLOAD_PREFIX: Final = "upload-"
+#: The stored photo's extension by its media type (JPEG for photos, PNG with transparency).
+UPLOAD_EXTENSIONS: Final = {"image/jpeg": ".jpg", "image/png": ".png"}
+
 _ID = re.compile(UUID4_PATTERN)
+_UPLOAD_NAME = re.compile(rf"{re.escape(UPLOAD_PREFIX)}({UUID4_PATTERN})(?:\.png|\.jpg)?")
 _IMAGE_NAME = re.compile(rf"({UUID4_PATTERN})(?:{re.escape(IMAGE_SUFFIX)})?")
 _PUBLIC_NAME = re.compile(rf"({UUID4_PATTERN}){re.escape(IMAGE_SUFFIX)}")
 _RECORD_NAME = re.compile(rf"({UUID4_PATTERN}){re.escape(RECORD_SUFFIX)}")
@@ -87,3 +96,30 @@ def record_id_text(file_name: str) -> str | None:
     """The id text of a ``{uuid}.json`` record name, or ``None`` (a fast scan: no UUID built)."""
     match = _RECORD_NAME.fullmatch(file_name)
     return match.group(1) if match else None
+
+
+def upload_extension(mime_type: str) -> str:
+    """``.jpg`` or ``.png`` for a stored photo's media type (``ValueError`` for others)."""
+    extension = UPLOAD_EXTENSIONS.get(mime_type)
+    if extension is None:
+        raise ValueError(f"uploads are stored as JPEG or PNG, not {mime_type!r}")
+    return extension
+
+
+def upload_name(upload_id: uuid.UUID, mime_type: str) -> str:
+    """The name a person passes as a reference: ``upload-{uuid}.jpg`` (or ``.png``)."""
+    return f"{UPLOAD_PREFIX}{check_image_id(upload_id)}{upload_extension(mime_type)}"
+
+
+def upload_file_name(upload_id: uuid.UUID, mime_type: str) -> str:
+    """The stored photo's file name in the uploads folder: ``{uuid}.jpg`` or ``{uuid}.png``."""
+    return f"{check_image_id(upload_id)}{upload_extension(mime_type)}"
+
+
+def parse_upload_name(name: str) -> uuid.UUID | None:
+    """The uuid4 in exactly ``upload-{uuid}``, ``upload-{uuid}.png`` or ``.jpg``, else ``None``.
+
+    As for generations, only canonical lower-case names are accepted.
+    """
+    match = _UPLOAD_NAME.fullmatch(name)
+    return uuid.UUID(match.group(1)) if match else None

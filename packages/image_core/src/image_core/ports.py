@@ -24,7 +24,9 @@ from image_core.domain import (
     EncodedImage,
     GalleryPage,
     Generation,
+    NormalisedPhoto,
     ProcessedImage,
+    Upload,
     UsageReport,
 )
 from image_core.ledger import CostRow, PersonSpend, RebuildProgress
@@ -256,6 +258,57 @@ class ImageCodec(Protocol):
         the backend accepts (PNG, JPEG or WebP). Raises ``InvalidImage`` for corrupt,
         empty or oversized input.
         """
+        ...
+
+    def normalise_upload(
+        self, data: bytes, max_side: int, thumbnail_max_side: int
+    ) -> NormalisedPhoto:
+        """A person's photo checked as every image is, then made safe to keep.
+
+        Turned upright (its orientation tag applied), converted to sRGB, stripped of
+        every piece of metadata (EXIF with GPS, XMP, ICC profile, text), shrunk so its
+        long side is at most ``max_side``, re-encoded (JPEG, or PNG when it has
+        transparency), with a gallery thumbnail. Raises ``InvalidImage`` for corrupt,
+        empty, unsupported or oversized input.
+        """
+        ...
+
+
+class UploadStore(Protocol):
+    """Keeps the photos people upload (image, thumbnail and record), keyed by upload id.
+
+    Never the public image folder: nothing here is served at ``/i/``.
+    """
+
+    def put(self, upload: Upload, image: bytes, thumbnail: EncodedImage) -> None:
+        """Store the image, its thumbnail and its record; on failure leave none of them.
+
+        The record is written last, so an upload is listed only when it is whole.
+        """
+        ...
+
+    def get(self, upload_id: uuid.UUID) -> Upload | None:
+        """The record, or ``None`` when there is no such upload."""
+        ...
+
+    def read(self, upload: Upload) -> bytes | None:
+        """The stored image of ``upload``, or ``None`` when it is missing."""
+        ...
+
+    def thumbnail(self, upload: Upload) -> EncodedImage | None:
+        """The stored thumbnail of ``upload``, or ``None`` when it is missing."""
+        ...
+
+    def list_for(self, email: str) -> list[Upload]:
+        """Every upload of ``email`` (normalised), newest first (ties by id)."""
+        ...
+
+    def count_for(self, email: str) -> int:
+        """How many uploads ``email`` (normalised) keeps."""
+        ...
+
+    def delete(self, upload: Upload) -> None:
+        """Remove the record, image and thumbnail; missing files are fine."""
         ...
 
 

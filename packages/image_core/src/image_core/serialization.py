@@ -36,11 +36,13 @@ from image_core.domain import (
     Generation,
     GenerationStatus,
     ImageSize,
+    Upload,
 )
 from image_core.errors import CorruptRecord
 
 SIDECAR_SCHEMA_VERSION = 3
 PREFS_SCHEMA_VERSION = 1
+UPLOAD_SCHEMA_VERSION = 1
 
 _T = TypeVar("_T")
 
@@ -253,6 +255,17 @@ class RecordCodec:
         data = _json_object(raw, source, _RECORD)
         _check_version(data, source, _RECORD)
         return self._structure(data, Prefs, source, _RECORD)
+
+    def dump_upload(self, upload: Upload) -> bytes:
+        """The JSON record kept beside an uploaded photo."""
+        body = {"schema_version": UPLOAD_SCHEMA_VERSION, **self._converter.unstructure(upload)}
+        return json.dumps(body, ensure_ascii=False, indent=2).encode()
+
+    def load_upload(self, raw: bytes | str, source: str = "upload record") -> Upload:
+        """Parse an upload's record, raising ``CorruptRecord`` with what is wrong in it."""
+        data = _json_object(raw, source, _RECORD)
+        _check_version(data, source, _RECORD)
+        return self._structure(data, Upload, source, _RECORD)
 
     def _structure(
         self, data: dict[str, Any], kind: type[_T], source: str, wording: _Wording

@@ -16,7 +16,7 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from datetime import date, timedelta
 from decimal import Decimal
-from typing import overload
+from typing import TypeVar, overload
 
 import attrs
 
@@ -51,6 +51,7 @@ from image_core.domain import (
     ReconcileReport,
     ReferenceImage,
     TokenUsage,
+    Upload,
     UsageReport,
 )
 from image_core.errors import (
@@ -89,10 +90,13 @@ from image_core.ports import (
     PrefStore,
     PublicImageFiles,
     StreamingImageBackend,
+    UploadStore,
 )
 from image_core.pricing import cost_from_usage
+from image_core.uploads import DEFAULT_MAX_BYTES, DEFAULT_PER_PERSON, Uploads
 
 MAX_PAGE_SIZE = 200
+_T = TypeVar("_T")
 MIN_EXPECTED_SECONDS = 5
 INTERRUPTED = "Interrupted by a restart before the image was stored."
 UNEXPECTED = "An unexpected error stopped it."
@@ -147,12 +151,33 @@ class ImageService:
     """The configured spending limits (none by default)."""
     _limits: CallLimits = attrs.field(factory=CallLimits, alias="limits")
     """How many images one person may have made a minute and at once, and the server."""
+    _upload_store: UploadStore | None = attrs.field(default=None, alias="uploads")
+    """Where uploaded photos are kept (``None``: uploads are switched off)."""
+    upload_max_bytes: int = DEFAULT_MAX_BYTES
+    uploads_per_person: int = DEFAULT_PER_PERSON
+    _uploads: Uploads = attrs.field(
+        init=False,
+        repr=False,
+        default=attrs.Factory(lambda self: self._new_uploads(), takes_self=True),
+    )
+    """The rules of uploaded photos (``uploads.py``), which the use cases below delegate to."""
     _gate: Gate = attrs.field(
         init=False,
         repr=False,
         default=attrs.Factory(lambda self: self._new_gate(), takes_self=True),
     )
     """Admission: the one home of the budget, rate and concurrency rules (``limits``)."""
+
+    def _new_uploads(self) -> Uploads:
+        return Uploads(
+            store=self._upload_store,
+            codec=self._codec,
+            clock=self._clock,
+            ids=self._ids,
+            max_bytes=self.upload_max_bytes,
+            per_person=self.uploads_per_person,
+            thumbnail_max_side=self.thumbnail_max_side,
+        )
 
     def _new_gate(self) -> Gate:
         return Gate(
@@ -263,7 +288,8 @@ class ImageService:
         if not self._policy.may_generate(identity):
             raise not_allowed(identity)
         email = _owner_email(identity)
-        spec, references = await asyncio.to_thread(self._prepare, email, request)
+        admin = self._policy.is_admin(identity)
+        spec, references = await asyncio.to_thread(self._prepare, email, request, admin)
         backend_request = BackendRequest(
             model_id=spec.model_id,
             prompt=request.prompt,
@@ -274,7 +300,6 @@ class ImageService:
             search_grounding=request.search_grounding,
         )
         # Admitted, or refused with the reason before anything is recorded or sent.
-        admin = self._policy.is_admin(identity)
         admission = await self._admit(email, spec, request, admin=admin)
         # Images beyond the places the request holds wait for its own earlier ones.
         turns = asyncio.Semaphore(admission.places)
@@ -535,9 +560,12 @@ class ImageService:
         self._gate.settle(admission, done, self._metadata.replace)
 
     def _prepare(
-        self, email: str, request: GenerationRequest
+        self, email: str, request: GenerationRequest, admin: bool = False
     ) -> tuple[ModelSpec, tuple[ReferenceImage, ...]]:
-        """The model to use and the references to send, in one worker-thread hop."""
+        """The model to use and the references to send, in one worker-thread hop.
+
+        ``email`` and ``admin`` say whose uploaded photos may be used as references.
+        """
         spec = self._choose_model(email, request.model)
         problem = _unsupported(spec, request)
         if problem is not None:
@@ -546,7 +574,7 @@ class ImageService:
         # Whose default it was is asked only for the refusal's wording (a preferences read).
         _check_controls(spec, request, self._catalog, lambda: self._chose(email, request, spec))
         _check_available(self._availability, spec)
-        return spec, self._load_references(request.references)
+        return spec, self._load_references(request.references, email, admin)
 
     def _chose(self, email: str, request: GenerationRequest, spec: ModelSpec) -> bool:
         """Whether ``spec`` is the person's own default choice (not named, not the catalog's)."""
@@ -562,30 +590,33 @@ class ImageService:
                 f"The image service returned an unusable image: {exc.message}"
             ) from None
 
-    def _load_references(self, wanted: tuple[str, ...]) -> tuple[ReferenceImage, ...]:
+    def _load_references(
+        self, wanted: tuple[str, ...], email: str, admin: bool
+    ) -> tuple[ReferenceImage, ...]:
+        """Each named image (an earlier generation, or the caller's own uploaded photo)
+        checked and made to fit its share of what one request may carry."""
         loaded: list[ReferenceImage] = []
-        prepared: dict[uuid.UUID, ReferenceImage] = {}
+        prepared: dict[tuple[bool, uuid.UUID], ReferenceImage] = {}
         # Each reference gets an equal share of what one request may carry.
         budget = min(self.reference_max_bytes, self.references_max_bytes // max(1, len(wanted)))
         for name in wanted:
-            image_id = names.parse_image_name(name.strip())
-            if image_id is None:
-                raise ReferenceNotFound(
-                    f"Reference image {name!r} is not the name of an earlier generation: pass "
-                    "the file name returned by generate_image, like '<uuid>.png', or its URL."
-                )
-            if image_id in prepared:  # the same image twice: decode and shrink it once
-                loaded.append(prepared[image_id])
+            uploaded, image_id, label = _reference_id(name)
+            if (uploaded, image_id) in prepared:  # the same image twice: prepare it once
+                loaded.append(prepared[uploaded, image_id])
                 continue
-            data = self._images.get(image_id)
-            if data is None:
-                raise ReferenceNotFound(f"Reference image {image_id}.png does not exist.")
+            if uploaded:
+                found = self._uploads.image(image_id, email, admin=admin)
+                data = found.data if found is not None else None
+            else:
+                data = self._images.get(image_id)
+            if data is None:  # someone else's upload is as absent as an unknown name
+                raise ReferenceNotFound(f"Reference image {label} does not exist.")
             try:
                 sent = self._codec.prepare_reference(data, budget)
             except InvalidImage as exc:
-                raise InvalidImage(f"Reference image {image_id}.png: {exc.message}") from None
-            prepared[image_id] = ReferenceImage(image_id, sent.data, sent.mime_type)
-            loaded.append(prepared[image_id])
+                raise InvalidImage(f"Reference image {label}: {exc.message}") from None
+            prepared[uploaded, image_id] = ReferenceImage(image_id, sent.data, sent.mime_type)
+            loaded.append(prepared[uploaded, image_id])
         return tuple(loaded)
 
     async def find_generation(self, viewer: Identity | None, name: str) -> FoundGeneration:
@@ -758,6 +789,61 @@ class ImageService:
             self._images.put_thumbnail(image_id, made)
         return made
 
+    # --- uploaded photos: the rules live in uploads.py ------------------------------------
+
+    @property
+    def accepts_uploads(self) -> bool:
+        """Whether people may upload photos of their own to use as references."""
+        return self._uploads.enabled
+
+    def check_upload_size(self, size: int) -> None:
+        """Refuse a photo of ``size`` bytes over the cap, before a driver decodes anything."""
+        self._uploads.check_size(size)
+
+    async def upload_photo(
+        self, identity: Identity | None, data: bytes, file_name: str | None = None
+    ) -> Upload:
+        """Keep a photo of the caller's as a reference only they (and admins) may use.
+
+        Refused, cheapest first, when the caller may not generate, the photo is over
+        the size cap, they keep as many as they may, or it is not a usable image; a
+        refusal keeps nothing. Decoding runs in a worker thread.
+        """
+        if not self._policy.may_generate(identity):
+            raise not_allowed(identity)
+        self._uploads.check_size(len(data))
+        return await asyncio.to_thread(self._uploads.add, _owner_email(identity), data, file_name)
+
+    async def uploads_of(self, viewer: Identity | None, owner: str) -> list[Upload]:
+        """``owner``'s uploaded photos, newest first, for the owner or an admin."""
+        if not self._policy.may_view(viewer, owner):
+            raise NotAllowed("You can only see your own photos.", NotAllowedReason.NOT_YOURS)
+        return await asyncio.to_thread(self._uploads.of, owner_key(owner))
+
+    async def upload_thumbnail(self, viewer: Identity | None, name: str) -> EncodedImage | None:
+        """The thumbnail of the upload ``name``, or ``None`` unless the viewer owns it or
+        is an admin (to anyone else it does not exist)."""
+        return await self._uploaded(viewer, name, self._uploads.thumbnail)
+
+    async def uploaded_image(self, viewer: Identity | None, name: str) -> EncodedImage | None:
+        """The kept photo ``name`` (normalised), for its owner or an admin only."""
+        return await self._uploaded(viewer, name, self._uploads.image)
+
+    async def delete_upload(self, viewer: Identity | None, name: str) -> Upload | None:
+        """Delete the upload ``name`` for its owner or an admin; ``None`` for anyone else
+        (nothing happens, and nobody learns whether it existed)."""
+        return await self._uploaded(viewer, name, self._uploads.remove)
+
+    async def _uploaded(
+        self, viewer: Identity | None, name: str, use: Callable[..., _T | None]
+    ) -> _T | None:
+        """``use`` of the upload ``name`` as the viewer (owner, or admin); else ``None``."""
+        upload_id = names.parse_upload_name(name)
+        if upload_id is None or not self._policy.may_generate(viewer):
+            return None
+        email, admin = _owner_email(viewer), self._policy.is_admin(viewer)
+        return await asyncio.to_thread(use, upload_id, email, admin=admin)
+
     async def open_public_image(self, name: str) -> OpenedFile | None:
         """The public PNG ``name`` (``{uuid}.png``) opened for streaming, or ``None``.
 
@@ -904,6 +990,21 @@ def _header_size(png: bytes) -> tuple[int, int] | None:
         return png_size(png)
     except InvalidImage:
         return None
+
+
+def _reference_id(name: str) -> tuple[bool, uuid.UUID, str]:
+    """Whether ``name`` is an uploaded photo's, its id, and how refusals name it."""
+    text = name.strip()
+    upload_id = names.parse_upload_name(text)
+    if upload_id is not None:
+        return True, upload_id, text
+    image_id = names.parse_image_name(text)
+    if image_id is None:
+        raise ReferenceNotFound(
+            f"Reference image {name!r} is not the name of an earlier generation: pass "
+            "the file name returned by generate_image, like '<uuid>.png', or its URL."
+        )
+    return False, image_id, f"{image_id}.png"
 
 
 def _owner_email(identity: Identity | None) -> str:

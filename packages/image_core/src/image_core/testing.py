@@ -29,8 +29,10 @@ from image_core.domain import (
     GalleryPage,
     Generation,
     Grounding,
+    NormalisedPhoto,
     ProcessedImage,
     TokenUsage,
+    Upload,
     UsageReport,
     UserUsage,
     prompt_matches,
@@ -122,6 +124,14 @@ class PassthroughImageCodec:
             raise InvalidImage(f"The reference image is over {max_bytes} bytes.")
         return EncodedImage(data, "image/png")
 
+    def normalise_upload(
+        self, data: bytes, max_side: int, thumbnail_max_side: int
+    ) -> NormalisedPhoto:
+        """A PNG kept as it is (this double cannot decode pixels or strip metadata)."""
+        width, height = png_size(data)
+        encoded = EncodedImage(data, "image/png")
+        return NormalisedPhoto(encoded, width, height, encoded)
+
 
 class InMemoryImageStore:
     """``ImageStore`` in a dict; thread-safe."""
@@ -165,6 +175,52 @@ class InMemoryImageStore:
         with self._lock:
             self._images.pop(image_id, None)
             self._thumbnails.pop(image_id, None)
+
+
+class InMemoryUploadStore:
+    """``UploadStore`` in a dict; thread-safe."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._kept: dict[uuid.UUID, tuple[Upload, bytes, EncodedImage]] = {}
+
+    def put(self, upload: Upload, image: bytes, thumbnail: EncodedImage) -> None:
+        """Keep all three together."""
+        with self._lock:
+            self._kept[upload.id] = (upload, image, thumbnail)
+
+    def get(self, upload_id: uuid.UUID) -> Upload | None:
+        """The record or ``None``."""
+        with self._lock:
+            kept = self._kept.get(upload_id)
+        return kept[0] if kept else None
+
+    def read(self, upload: Upload) -> bytes | None:
+        """The image or ``None``."""
+        with self._lock:
+            kept = self._kept.get(upload.id)
+        return kept[1] if kept else None
+
+    def thumbnail(self, upload: Upload) -> EncodedImage | None:
+        """The thumbnail or ``None``."""
+        with self._lock:
+            kept = self._kept.get(upload.id)
+        return kept[2] if kept else None
+
+    def list_for(self, email: str) -> list[Upload]:
+        """``email``'s uploads, newest first."""
+        with self._lock:
+            mine = [u for u, _, _ in self._kept.values() if u.email == email]
+        return sorted(mine, key=lambda u: (u.created_at, u.id.int), reverse=True)
+
+    def count_for(self, email: str) -> int:
+        """How many ``email`` keeps."""
+        return len(self.list_for(email))
+
+    def delete(self, upload: Upload) -> None:
+        """Forget all three."""
+        with self._lock:
+            self._kept.pop(upload.id, None)
 
 
 def _wanted(emails: Collection[str] | None) -> set[str] | None:

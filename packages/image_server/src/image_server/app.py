@@ -32,11 +32,13 @@ from image_core.ports import (
     ModelAvailability,
     PrefStore,
     PublicImageFiles,
+    UploadStore,
 )
 from image_core.service import ImageService
 from image_server.adapters.fs_images import FilesystemImageStore
 from image_server.adapters.fs_metadata import FilesystemMetadataRepository
 from image_server.adapters.fs_prefs import FilesystemPrefStore
+from image_server.adapters.fs_uploads import FilesystemUploadStore
 from image_server.adapters.gemini import GeminiImageBackend
 from image_server.adapters.pillow_codec import PillowImageCodec
 from image_server.adapters.placeholder import PlaceholderImageBackend
@@ -53,6 +55,7 @@ from image_server.dashboard import SIGN_OUTS_DIR, DashboardConfig, FileSignOuts,
 from image_server.edge import SecurityHeaders
 from image_server.login_gate import LoginGate
 from image_server.mcp import build_mcp_server
+from image_server.mcp_uploads import body_limit_for, raise_body_limit
 from image_server.model_lifecycle import ModelLister, ModelReport, ModelWatch
 from image_server.routes import (
     DASHBOARD_MOUNT,
@@ -137,6 +140,7 @@ class AdapterOverrides(TypedDict, total=False):
     codec: ImageCodec | None
     clock: Clock | None
     ids: IdSource | None
+    uploads: UploadStore | None
 
 
 @attrs.frozen(kw_only=True)
@@ -150,6 +154,7 @@ class Adapters:
     codec: ImageCodec
     clock: Clock
     ids: IdSource
+    uploads: UploadStore
 
 
 def build_adapters(
@@ -171,6 +176,7 @@ def build_adapters(
         codec=given.get("codec") or PillowImageCodec(max_preview_bytes=settings.preview_max_bytes),
         clock=given.get("clock") or SystemClock(),
         ids=given.get("ids") or RandomIds(),
+        uploads=given.get("uploads") or FilesystemUploadStore(settings.root),
     )
 
 
@@ -214,6 +220,9 @@ def service_for(
         preview_max_side=settings.preview_max_side,
         budgets=settings.budgets,
         limits=settings.call_limits,
+        uploads=adapters.uploads if settings.uploads_per_user else None,
+        upload_max_bytes=settings.upload_max_bytes,
+        uploads_per_person=settings.uploads_per_user,
     )
 
 
@@ -260,7 +269,7 @@ def build_app(
     """Build the whole server: /mcp (+ OAuth routes), /health, /i/{name} and /ui.
 
     Every adapter is a named value, replaceable by keyword (``images=``, ``metadata=``,
-    ``prefs=``, ``backend=``, ``codec=``, ``clock=``, ``ids=``); what this builds is
+    ``prefs=``, ``backend=``, ``codec=``, ``clock=``, ``ids=``, ``uploads=``); what this builds is
     closed by the app's lifespan at shutdown. ``session_limits`` replaces the MCP
     session budgets (tests use short idle times).
     """
@@ -335,6 +344,8 @@ def build_mcp_app(
         session_idle_timeout=limits.allowed_idle_seconds,
         **security,
     )
+    # A photo at the upload cap fits in one request as base64; larger bodies get 413.
+    raise_body_limit(mcp_app, body_limit_for(settings.upload_max_bytes))
     # The MCP app is mounted at the root, so its router answers every unknown path.
     mcp_app.add_exception_handler(404, not_found)
     return mcp_app

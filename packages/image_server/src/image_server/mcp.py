@@ -49,6 +49,7 @@ from image_server.arguments import ReadableArgumentErrors
 from image_server.callers import identity_from_token, logged_email
 from image_server.hints import user_message
 from image_server.mcp_resources import add_image_resources
+from image_server.mcp_uploads import upload_tool
 from image_server.outcomes import FAILED, outcome_of
 from image_server.references import image_url, reference_name
 from image_server.replies import (
@@ -60,7 +61,13 @@ from image_server.replies import (
     stored_reply,
     with_json_text,
 )
-from image_server.tool_names import ALL_TOOLS, GET_TOOL_NAME, LIST_TOOL_NAME, TOOL_NAME
+from image_server.tool_names import (
+    ALL_TOOLS,
+    GET_TOOL_NAME,
+    LIST_TOOL_NAME,
+    TOOL_NAME,
+    UPLOAD_TOOL_NAME,
+)
 from image_server.tool_schemas import GENERATE_OUTPUT, GET_OUTPUT, LIST_OUTPUT
 
 log = logging.getLogger("image_server.generation")
@@ -117,7 +124,9 @@ class AllowedEmailsMiddleware(Middleware):
         return await call_next(context)
 
 
-def tool_description(models_offered: Iterable[ModelSpec], *, can_look_up: bool = True) -> str:
+def tool_description(
+    models_offered: Iterable[ModelSpec], *, can_look_up: bool = True, takes_uploads: bool = False
+) -> str:
     """Teaches the calling model the contract, including when (not) to pick a model.
 
     Every model's sizes (with prices) and ratios are spelt out, so the calling model
@@ -127,6 +136,12 @@ def tool_description(models_offered: Iterable[ModelSpec], *, can_look_up: bool =
     models = "\n".join(_model_line(m) for m in offered)
     sizes = by_long_side({s for m in offered for s in m.sizes})
     size_text = ", ".join(_size_choice(s, offered) for s in sizes)
+    uploaded = (
+        " A photo the person uploaded in the image viewer is passed by its name, like "
+        "'upload-<uuid>.jpg'."
+        if takes_uploads
+        else ""
+    )
     return (
         "Generate an image from a text prompt with Google's Gemini image models, store it, "
         "and return a small preview plus the URL of the full-size PNG.\n\n"
@@ -140,7 +155,7 @@ def tool_description(models_offered: Iterable[ModelSpec], *, can_look_up: bool =
         "default.\n"
         "- reference_images: to iterate on or edit earlier results ('same scene but at "
         "night'), pass the file names this tool returned before (e.g. '<uuid>.png'); "
-        "their URLs also work.\n"
+        f"their URLs also work.{uploaded}\n"
         "- model: ONLY pass this when the human explicitly asked for a specific model. "
         "Otherwise leave it out: the person's default model (chosen in the dashboard) "
         "applies, and without one, flash. If the default cannot do what was asked, the "
@@ -560,9 +575,12 @@ def build_mcp_server(
     and brand the OAuth consent page; the icon must be on this server's origin (the
     page's CSP allows no other). ``tools`` picks which tools are offered
     (``IMG_TOOLS``); ``generate_image`` alone is the original one-tool contract, with no
-    resources and no mention of the other tools.
+    resources and no mention of the other tools. ``upload_photo`` is offered only while
+    the service accepts uploads.
     """
     offered = [name for name in ALL_TOOLS if name in set(tools)]
+    if not service.accepts_uploads and UPLOAD_TOOL_NAME in offered:
+        offered.remove(UPLOAD_TOOL_NAME)
     if TOOL_NAME not in offered:
         raise ValueError(f"{TOOL_NAME} is always offered")
     can_look_up = GET_TOOL_NAME in offered
@@ -592,7 +610,11 @@ def build_mcp_server(
             GenerateImageTool(service, public_url, tool_deadline_seconds, can_look_up),
             name=TOOL_NAME,
             title="Generate image",
-            description=tool_description(service.offered_models(), can_look_up=can_look_up),
+            description=tool_description(
+                service.offered_models(),
+                can_look_up=can_look_up,
+                takes_uploads=UPLOAD_TOOL_NAME in offered,
+            ),
             # Spends money and makes something new each time; reaches Google's models.
             annotations=mt.ToolAnnotations(
                 title="Generate image",
@@ -622,6 +644,7 @@ def build_mcp_server(
             output_schema=LIST_OUTPUT,
             icons=icons,
         ),
+        UPLOAD_TOOL_NAME: upload_tool(service, icons),
     }
     chosen = [built[name] for name in offered]
     for tool in chosen:

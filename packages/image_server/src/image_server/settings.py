@@ -27,6 +27,7 @@ from image_core.limits import (
     DEFAULT_RATE_PER_MINUTE,
     CallLimits,
 )
+from image_core.uploads import MIB
 from image_server.edge import (
     DEFAULT_ALLOWED_REDIRECT_URIS,
     DEFAULT_MAX_OAUTH_CLIENTS,
@@ -95,6 +96,8 @@ KNOWN_VARIABLES: Mapping[str, str] = {
     "IMG_RATE_PER_MINUTE": "images one person may have sent to Gemini a minute (default 10)",
     "IMG_MAX_CONCURRENT": "images one person may have in the making at once (default 2)",
     "IMG_MAX_CONCURRENT_TOTAL": "images the whole server makes at once (default 8)",
+    "IMG_UPLOAD_MAX_MB": "largest photo a person may upload, in MB (default 20)",
+    "IMG_UPLOADS_PER_USER": "uploaded photos one person may keep (default 50; 0: no uploads)",
 }
 
 
@@ -102,6 +105,8 @@ DEFAULT_TOOL_DEADLINE = 200.0
 """Seconds: under the strictest mainstream client's limit (about 4 minutes)."""
 DEFAULT_PREVIEW_MAX_SIDE = 768
 DEFAULT_PREVIEW_MAX_BYTES = 150_000
+DEFAULT_UPLOAD_MAX_MB = 20
+DEFAULT_UPLOADS_PER_USER = 50
 
 
 class SettingsError(Exception):
@@ -146,6 +151,10 @@ class Settings:
     login_requires_access: bool = False
     budgets: Budgets = attrs.field(factory=Budgets)
     call_limits: CallLimits = attrs.field(factory=CallLimits)
+    upload_max_mb: int = DEFAULT_UPLOAD_MAX_MB
+    """The largest photo a person may upload (``IMG_UPLOAD_MAX_MB``), 1 MB = 1024 x 1024 bytes."""
+    uploads_per_user: int = DEFAULT_UPLOADS_PER_USER
+    """Uploaded photos one person may keep (``IMG_UPLOADS_PER_USER``); 0 switches uploads off."""
     warnings: tuple[str, ...] = ()
 
     @property
@@ -157,6 +166,11 @@ class Settings:
     def open_without_login(self) -> bool:
         """Login is off and the server listens beyond this machine (IMG_HOST chosen so)."""
         return self.auth_disabled and not is_loopback(self.host.strip("[]"))
+
+    @property
+    def upload_max_bytes(self) -> int:
+        """``IMG_UPLOAD_MAX_MB`` in bytes: the one figure the upload and body caps come from."""
+        return self.upload_max_mb * MIB
 
     @property
     def secure_cookies(self) -> bool:
@@ -217,6 +231,12 @@ def load_settings(
     tools = _tools(env, problems)
     budgets = _budgets(env, problems)
     call_limits = _call_limits(env, problems)
+    upload_max_mb = _whole_number(
+        env, "IMG_UPLOAD_MAX_MB", DEFAULT_UPLOAD_MAX_MB, (1, 100), problems
+    )
+    uploads_per_user = _whole_number(
+        env, "IMG_UPLOADS_PER_USER", DEFAULT_UPLOADS_PER_USER, (0, 10_000), problems
+    )
     notes.extend(_unknown_variables(env, model_variables(catalog)))
     if problems:
         raise SettingsError(problems)
@@ -250,6 +270,8 @@ def load_settings(
         login_requires_access=_flag(env.get("IMG_LOGIN_REQUIRES_ACCESS")),
         budgets=budgets,
         call_limits=call_limits,
+        upload_max_mb=upload_max_mb,
+        uploads_per_user=uploads_per_user,
         warnings=tuple(notes),
     )
 

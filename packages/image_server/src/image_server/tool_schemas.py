@@ -92,3 +92,18 @@ LIST_OUTPUT: Final[dict[str, Any]] = {
     "required": ["owner", "total", "offset", "has_more", "images"],
 }
 """``list_images``: who, how many in all, and this page."""
+
+UPLOAD_OUTPUT: Final[dict[str, Any]] = {
+    "$schema": DIALECT,
+    "type": "object",
+    "description": "The photo as it was kept, and the name to use it by.",
+    "properties": {
+        "name": {"type": "string", "description": "Pass it in reference_images."},
+        "width": _COUNT,
+        "height": _COUNT,
+        "bytes": _COUNT,
+        "file_name": _MAYBE_TEXT,
+    },
+    "required": ["name", "width", "height", "bytes", "file_name"],
+}
+"""``upload_photo``: the uploaded photo's name, size as kept, and its display name."""

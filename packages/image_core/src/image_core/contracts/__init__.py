@@ -20,6 +20,7 @@ from image_core.contracts.image_store import ImageStoreContract
 from image_core.contracts.metadata import MetadataRepositoryContract
 from image_core.contracts.prefs import PrefStoreContract
 from image_core.contracts.samples import AdapterFactory, fresh
+from image_core.contracts.uploads import UploadStoreContract
 
 __all__ = [
     "AdapterFactory",
@@ -31,5 +32,6 @@ __all__ = [
     "ImageStoreContract",
     "MetadataRepositoryContract",
     "PrefStoreContract",
+    "UploadStoreContract",
     "fresh",
 ]

@@ -28,10 +28,11 @@ from typing import IO, Any, Final, Generic, TypeVar, cast
 from PIL import Image, JpegImagePlugin, PngImagePlugin, WebPImagePlugin
 from PIL.ImageFile import ImageFile
 
-from image_core.domain import EncodedImage, ProcessedImage
+from image_core.domain import EncodedImage, NormalisedPhoto, ProcessedImage
 from image_core.errors import InvalidImage
 from image_core.ports import ImageProcessing
 from image_server.adapters.arriving_file import ArrivingFile, JoinedImageData
+from image_server.adapters.pillow_photos import encode_kept, in_srgb, upright, without_metadata
 
 _log = logging.getLogger("image_server.codec")
 
@@ -48,6 +49,7 @@ MAX_JPEG_SCANS: Final = 100
 _PNG_SIGNATURE: Final = b"\x89PNG\r\n\x1a\n"
 T = TypeVar("T")
 _GENERATED: Final = "The generated image"
+_UPLOADED: Final = "The photo"
 _EARLY_READ: Final = 1 << 20
 """Bytes of image data per read while a PNG arrives: few trips back into Python."""
 _WHITE: Final = (255, 255, 255)
@@ -267,6 +269,35 @@ class PillowImageCodec:
             extra={"from_bytes": len(data), "to_bytes": len(copy.data), "mime": copy.mime_type},
         )
         return copy
+
+    def normalise_upload(
+        self, data: bytes, max_side: int, thumbnail_max_side: int
+    ) -> NormalisedPhoto:
+        """A person's photo, checked as every image is, kept upright, sRGB and bare.
+
+        The same guards as for any image come first (real format, PNG checksums, JPEG
+        scan count, pixel count from the header) and the decode holds one of the decode
+        slots; then ``pillow_photos`` turns, converts and strips it. The kept photo's
+        long side is at most ``max_side`` (high-quality Lanczos); JPEG, or PNG with
+        transparency.
+        """
+        _check_side("max_side", max_side)
+        _check_side("thumbnail_max_side", thumbnail_max_side)
+        kind = _identify(data, _UPLOADED)
+        if kind is _Format.PNG:
+            _verify_png_chunks(data, _UPLOADED)
+        with self._decode_slots, _decoding(_UPLOADED, kind):
+            image = self._open(data, kind, _UPLOADED)
+            image.load()
+            profile = image.info.get("icc_profile")
+            photo = _displayable(in_srgb(upright(image), profile))
+            target = _fit_size(photo.size, max_side)
+            if target != photo.size:
+                photo = photo.resize(target, Image.Resampling.LANCZOS, reducing_gap=2.0)
+            photo = without_metadata(photo)
+            kept, mime_type = encode_kept(photo, png_compress_level=self._png_compress_level)
+            thumbnail = self._encode_thumbnail(_flatten(_fit(photo, thumbnail_max_side)))
+        return NormalisedPhoto(EncodedImage(kept, mime_type), photo.width, photo.height, thumbnail)
 
     def _fit_bytes(self, image: Image.Image, max_bytes: int) -> EncodedImage:
         """The image as JPEG (or WebP with alpha) within ``max_bytes``: quality, then size."""

@@ -103,6 +103,11 @@ def dashboard_routes(views: Views, login: GoogleLogin) -> list[BaseRoute]:
         Route("/gallery", views.my_gallery, name="my_gallery"),
         Route("/gallery/{email}", views.gallery, name="gallery"),
         Route("/thumbs/{name}", views.thumbnail, name="thumbnail"),
+        Route("/uploads/{name}", views.upload_thumbnail, name="upload_thumbnail"),
+        Route("/uploads/{name}/photo", views.upload_photo, name="upload_photo"),
+        Route(
+            "/uploads/{name}/delete", views.delete_upload, methods=["POST"], name="delete_upload"
+        ),
         Route("/prefs", views.prefs, methods=["GET"], name="prefs"),
         Route("/prefs", views.save_prefs, methods=["POST"], name="save_prefs"),
         Route("/login", login.login_page, name="login"),

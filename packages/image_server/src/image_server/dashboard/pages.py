@@ -61,6 +61,18 @@ class Paths:
         """Small gallery image for a generation id."""
         return f"{self.root}/thumbs/{image_id}"
 
+    def upload_thumbnail(self, name: str) -> str:
+        """Small gallery image of an uploaded photo (``upload-{uuid}.jpg``)."""
+        return f"{self.root}/uploads/{name}"
+
+    def upload_photo(self, name: str) -> str:
+        """An uploaded photo as it is kept (owner and admins only)."""
+        return f"{self.root}/uploads/{name}/photo"
+
+    def upload_delete(self, name: str) -> str:
+        """Where the gallery's form deletes an uploaded photo (POST)."""
+        return f"{self.root}/uploads/{name}/delete"
+
     def prefs(self) -> str:
         """The default-model picker (GET shows, POST saves)."""
         return f"{self.root}/prefs"

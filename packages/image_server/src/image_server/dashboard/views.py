@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import math
 import uuid
+from collections.abc import Awaitable, Callable
 from typing import Final
 
 import attrs
@@ -17,7 +18,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response, StreamingResponse
 
 from image_core import names
-from image_core.domain import ModelSpec
+from image_core.domain import EncodedImage, Identity, ModelSpec
 from image_core.errors import ImageMcpError
 from image_core.service import ImageService
 from image_server.dashboard.chart import build_spend_chart
@@ -49,6 +50,15 @@ def price_list(spec: ModelSpec) -> list[tuple[str, str]]:
     """``[("1K", "$0.067"), ...]`` in size order."""
     sizes = sorted(spec.prices, key=lambda s: s.long_side)
     return [(size.value, spec.price(size).display()) for size in sizes]
+
+
+def _private_image(request: Request, image: EncodedImage) -> Response:
+    """An image only this viewer may see: cached by their browser alone, by its hash."""
+    etag = '"' + hashlib.sha256(image.data).hexdigest()[:32] + '"'
+    headers = {"cache-control": THUMBNAIL_CACHE, "etag": etag, "vary": "Cookie"}
+    if etag in request.headers.get("if-none-match", ""):
+        return Response(status_code=304, headers=headers)
+    return Response(image.data, media_type=image.mime_type, headers=headers)
 
 
 @attrs.frozen
@@ -165,6 +175,7 @@ class Views:
         if page_number > 1 and not page.items:
             return self.not_found(request, viewer)
         others = await self.service.visible_users(viewer.identity) if viewer.is_admin else []
+        uploads = await self.service.uploads_of(viewer.identity, owner) if page_number == 1 else []
         context = {
             "title": f"Images by {owner}",
             "nav": "gallery" if owner.lower() == viewer.email.lower() else "",
@@ -175,6 +186,7 @@ class Views:
             "page_number": page_number,
             "page_count": max(1, math.ceil(page.total / PAGE_SIZE)),
             "users": others,
+            "uploads": uploads,
         }
         return self.renderer.page(request, "gallery.html", context)
 
@@ -190,11 +202,61 @@ class Views:
             image = None
         if image is None:
             return self.not_found(request, viewer)
-        etag = '"' + hashlib.sha256(image.data).hexdigest()[:32] + '"'
-        headers = {"cache-control": THUMBNAIL_CACHE, "etag": etag, "vary": "Cookie"}
-        if etag in request.headers.get("if-none-match", ""):
-            return Response(status_code=304, headers=headers)
-        return Response(image.data, media_type=image.mime_type, headers=headers)
+        return _private_image(request, image)
+
+    async def upload_thumbnail(self, request: Request) -> Response:
+        """``GET /uploads/{name}``: an uploaded photo's thumbnail, for its owner or admins."""
+        return await self._uploaded(request, self.service.upload_thumbnail)
+
+    async def upload_photo(self, request: Request) -> Response:
+        """``GET /uploads/{name}/photo``: the uploaded photo as kept, for its owner or admins."""
+        return await self._uploaded(request, self.service.uploaded_image)
+
+    async def delete_upload(self, request: Request) -> Response:
+        """``POST /uploads/{name}/delete``: same-origin and CSRF checked, owner or admin only."""
+        viewer = self.sessions.viewer(request)
+        if viewer is None:
+            return self._to_login(request)
+        form = await verified_form(
+            request,
+            public_origin=self.config.origin,
+            auth_disabled=self.config.auth_disabled,
+            expected_csrf=viewer.csrf_token,
+        )
+        if form is None:
+            return self.renderer.message(
+                request,
+                "Request refused",
+                "This deletion did not come from this dashboard's own page, so nothing was "
+                "deleted. Reload the gallery and try again.",
+                403,
+                viewer=viewer,
+                action=(Paths.of(request).gallery(), "Back to your gallery"),
+            )
+        deleted = await self.service.delete_upload(
+            viewer.identity, str(request.path_params["name"])
+        )
+        if deleted is None:
+            return self.not_found(request, viewer)
+        return RedirectResponse(Paths.of(request).gallery(deleted.email), status_code=303)
+
+    async def _uploaded(
+        self,
+        request: Request,
+        read: Callable[[Identity | None, str], Awaitable[EncodedImage | None]],
+    ) -> Response:
+        """Anyone else, signed in or not, gets the plain 404: nobody learns it exists."""
+        viewer = self.sessions.viewer(request)
+        name = str(request.path_params["name"])
+        image = None
+        if viewer is not None:
+            try:
+                image = await read(viewer.identity, name)
+            except ImageMcpError:  # an <img> source: every failure is the 404
+                image = None
+        if image is None:
+            return self.not_found(request, viewer)
+        return _private_image(request, image)
 
     async def prefs(self, request: Request) -> Response:
         """``GET /prefs``: the default-model picker."""
