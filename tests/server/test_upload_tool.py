@@ -32,6 +32,7 @@ from image_server.mcp import build_mcp_server
 from image_server.mcp_uploads import body_limit_for, decode_data, raise_body_limit
 from image_server.settings import Settings, load_settings
 from image_server.tool_schemas import UPLOAD_OUTPUT
+from tests.support.apps_host import APPS_HOST
 from tests.support.live_server import free_port, live_server
 from tests.support.photos import camera_jpeg
 
@@ -140,8 +141,13 @@ async def refused(url: str, arguments: dict[str, Any], token: str = "ada") -> st
 
 
 async def test_the_tool_is_listed_for_the_app_only_with_its_hints_and_schema(url: str) -> None:
-    """Hosts hide it from the model by its meta; it writes, but only on this server."""
+    """Hosts hide it from the model by its meta; it writes, but only on this server.
+
+    Only a client that renders apps is shown it: any other would hand it to its model.
+    """
     async with Client(url, auth="ada") as c:
+        assert "upload_photo" not in {t.name for t in await c.list_tools()}
+    async with Client(url, auth="ada", extensions=APPS_HOST) as c:
         tools = {t.name: t for t in await c.list_tools()}
     tool = tools["upload_photo"]
     assert tool.meta is not None
@@ -179,6 +185,13 @@ async def test_a_phone_photo_is_uploaded_and_the_backend_gets_it_upright_and_bar
     assert not image.getexif()
     assert b"Exif" not in sent.data
     assert not list(settings.root.glob("upload-*"))  # nothing beside the public PNGs
+    # The record names the reference as it would be passed again, not as a generation.
+    record_uri = f"image-mcp://records/{made.structured_content['file_name']}"
+    async with Client(url, auth="ada") as c:
+        (record,) = await c.read_resource(record_uri)
+    assert json.loads(getattr(record, "text", "")).get("reference_images") == [
+        facts["name"].removesuffix(".jpg")
+    ]
 
 
 async def test_another_person_is_told_the_upload_does_not_exist_and_an_admin_may_use_it(

@@ -511,6 +511,8 @@ class Generation:
     created_at: datetime = attrs.field(validator=_aware)
     cost: CostEstimate
     reference_ids: tuple[uuid.UUID, ...] = ()
+    reference_uploads: tuple[uuid.UUID, ...] = ()
+    """Which of ``reference_ids`` are uploaded photos rather than earlier generations."""
     token_usage: TokenUsage | None = None
     backend: str = "gemini"
     width: int | None = None
@@ -538,6 +540,16 @@ class Generation:
     def file_name(self) -> str:
         """The public file name, ``{uuid}.png``."""
         return names.image_file_name(self.id)
+
+    @property
+    def reference_names(self) -> tuple[str, ...]:
+        """The references as a caller would pass them again: ``{uuid}.png`` for an
+        earlier generation, ``upload-{uuid}`` for an uploaded photo."""
+        uploads = set(self.reference_uploads)
+        return tuple(
+            f"{names.UPLOAD_PREFIX}{r}" if r in uploads else names.image_file_name(r)
+            for r in self.reference_ids
+        )
 
     @property
     def is_done(self) -> bool:
@@ -638,11 +650,12 @@ class ProcessedImage:
 
 @attrs.frozen
 class ReferenceImage:
-    """An earlier generation passed back to the backend to iterate on."""
+    """An earlier generation (or an uploaded photo) passed to the backend to work from."""
 
     id: uuid.UUID
     data: bytes
     mime_type: str = "image/png"
+    uploaded: bool = False
 
 
 @attrs.frozen

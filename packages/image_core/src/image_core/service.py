@@ -317,6 +317,7 @@ class ImageService:
                 cost=spec.price(request.image_size),
                 estimate=spec.price(request.image_size),
                 reference_ids=tuple(r.id for r in references),
+                reference_uploads=tuple(r.id for r in references if r.uploaded),
                 backend=self._backend.name,
                 status=GenerationStatus.RENDERING,
                 thinking_level=request.thinking,
@@ -615,7 +616,9 @@ class ImageService:
                 sent = self._codec.prepare_reference(data, budget)
             except InvalidImage as exc:
                 raise InvalidImage(f"Reference image {label}: {exc.message}") from None
-            prepared[uploaded, image_id] = ReferenceImage(image_id, sent.data, sent.mime_type)
+            prepared[uploaded, image_id] = ReferenceImage(
+                image_id, sent.data, sent.mime_type, uploaded=uploaded
+            )
             loaded.append(prepared[uploaded, image_id])
         return tuple(loaded)
 
@@ -1001,8 +1004,9 @@ def _reference_id(name: str) -> tuple[bool, uuid.UUID, str]:
     image_id = names.parse_image_name(text)
     if image_id is None:
         raise ReferenceNotFound(
-            f"Reference image {name!r} is not the name of an earlier generation: pass "
-            "the file name returned by generate_image, like '<uuid>.png', or its URL."
+            f"Reference image {name!r} is not the name of an earlier generation or of an "
+            "uploaded photo: pass the file name returned by generate_image, like "
+            "'<uuid>.png', or its URL, or an upload's name, like 'upload-<uuid>.jpg'."
         )
     return False, image_id, f"{image_id}.png"
 

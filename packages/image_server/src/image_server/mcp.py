@@ -45,6 +45,7 @@ from image_core.errors import ImageMcpError, LimitReached
 from image_core.names import LOCAL_OWNER
 from image_core.service import ImageService, not_allowed
 from image_server.about import PRODUCT_NAME, product_version
+from image_server.app_visibility import AppHostListing
 from image_server.arguments import ReadableArgumentErrors
 from image_server.callers import identity_from_token, logged_email
 from image_server.hints import user_message
@@ -601,7 +602,7 @@ def build_mcp_server(
         website_url=website_url,
         icons=_icons(icon_url),
         auth=auth,
-        middleware=[AllowedEmailsMiddleware(service), ReadableArgumentErrors()],
+        middleware=[AllowedEmailsMiddleware(service), ReadableArgumentErrors(), AppHostListing()],
         mask_error_details=True,
     )
     icons = _icons(icon_url)

@@ -61,7 +61,7 @@ def record_json(g: Generation, public_url: str) -> str:
         "created_at": g.created_at.isoformat().replace("+00:00", "Z"),
         "email": g.email,
         "failure": g.failure,
-        "reference_images": [f"{r}.png" for r in g.reference_ids],
+        "reference_images": list(g.reference_names),
     }
     return json.dumps(body, ensure_ascii=False, indent=2)
 
