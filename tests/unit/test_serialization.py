@@ -529,3 +529,18 @@ def test_the_usage_breakdown_round_trips_and_old_usage_still_loads(codec: Record
     old["token_usage"] = {"prompt_tokens": 10, "output_tokens": 20, "total_tokens": 30}
     loaded = codec.load_generation(json.dumps(old).encode())
     assert loaded.token_usage == TokenUsage(10, 20, None, 30)
+
+
+def test_uploaded_references_are_written_only_when_there_are_some(codec: RecordCodec) -> None:
+    """A record without uploaded references keeps the version 3 shape; one with them
+    keeps which they were, and reads back naming them as they would be passed again."""
+    plain = sample_generation()
+    assert "reference_uploads" not in json.loads(codec.dump_generation(plain))
+    upload_id = uuid.UUID("0b9f4a3e-2c1d-4e8f-9a6b-7c5d3e2f1a09")
+    earlier = plain.reference_ids[0]
+    mixed = attrs.evolve(plain, reference_ids=(earlier, upload_id), reference_uploads=(upload_id,))
+    data = json.loads(codec.dump_generation(mixed))
+    assert data["reference_uploads"] == [str(upload_id)]
+    back = codec.load_generation(codec.dump_generation(mixed), "x.json")
+    assert back == mixed
+    assert back.reference_names == (f"{earlier}.png", f"upload-{upload_id}")

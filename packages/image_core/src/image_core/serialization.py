@@ -27,6 +27,7 @@ from typing import Any, TypeVar
 
 import attrs
 import cattrs
+from cattrs.gen import make_dict_unstructure_fn, override
 from cattrs.preconf.json import JsonConverter, make_converter
 
 from image_core.domain import (
@@ -209,6 +210,14 @@ def make_record_converter() -> JsonConverter:
     converter.register_structure_hook(datetime, _datetime)
     converter.register_unstructure_hook(uuid.UUID, str)
     converter.register_structure_hook(uuid.UUID, lambda v, _: uuid.UUID(str(v)))
+    # Written only when a reference was an uploaded photo: every other record keeps the
+    # version 3 shape byte for byte, and an older server reading one ignores the key.
+    converter.register_unstructure_hook(
+        Generation,
+        make_dict_unstructure_fn(
+            Generation, converter, reference_uploads=override(omit_if_default=True)
+        ),
+    )
     return converter
 
 
