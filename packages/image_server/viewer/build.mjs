@@ -30,6 +30,8 @@ const englishOnly = {
 async function bundle(entry) {
   const result = await build({
     entryPoints: [entry],
+    // A test host page lives outside this folder; its imports resolve to these packages.
+    nodePaths: [join(here, "node_modules")],
     bundle: true,
     minify: true,
     format: "iife",

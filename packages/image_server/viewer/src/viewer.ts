@@ -56,7 +56,7 @@ const ui = {
   variations: $<HTMLButtonElement>("variations"),
   download: $<HTMLButtonElement>("download"),
   open: $<HTMLButtonElement>("open"),
-  form: $<HTMLFormElement>("next"),
+  form: $("next"),
   nextPrompt: $<HTMLTextAreaElement>("next-prompt"),
   refs: $<HTMLFieldSetElement>("refs"),
   refsEmpty: $("refs-empty"),
@@ -341,8 +341,9 @@ async function tellModel(text: string): Promise<void> {
   }
 }
 
-ui.form.addEventListener("submit", (event) => {
-  event.preventDefault();
+// A button, not a form: hosts sandbox the view, and a sandbox without allow-forms
+// blocks form submission outright.
+function useAsReference(): void {
   const prompt = ui.nextPrompt.value.trim();
   const refs = chosenReferences();
   if (!prompt) {
@@ -355,6 +356,14 @@ ui.form.addEventListener("submit", (event) => {
     return;
   }
   void generate({ prompt, reference_images: refs }, "Making the next image…");
+}
+
+ui.use.addEventListener("click", useAsReference);
+ui.nextPrompt.addEventListener("keydown", (event) => {
+  if (event.key === "Enter" && (event.ctrlKey || event.metaKey)) {
+    event.preventDefault();
+    if (!state.busy) useAsReference();
+  }
 });
 
 ui.variations.addEventListener("click", () => {
