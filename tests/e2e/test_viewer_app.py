@@ -16,6 +16,7 @@ Screenshots go to ``test-output/screenshots/viewer-*.png``. These tests skip onl
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from collections.abc import Iterator
@@ -61,11 +62,19 @@ FIRST_PROMPT = "A lighthouse on a rocky coast at dusk, warm light in the lamp ro
 NEXT_PROMPT = "The same lighthouse at night under a starry sky"
 
 
+SLOW_WORD = "slowly"
+"""A prompt with this word renders for longer than the tool waits (``DEADLINE_S``)."""
+DEADLINE_S = 5
+SLOW_S = 8
+
+
 class PhotoBackend(FakeImageBackend):
     """Photo-like PNGs at the size asked for, a different picture for each call."""
 
     async def generate(self, request: BackendRequest) -> BackendImage:
         self.requests.append(request)
+        if SLOW_WORD in request.prompt:
+            await asyncio.sleep(SLOW_S)
         ratio = request.aspect_ratio
         width, height = ratio.dimensions(request.image_size) if ratio else (1024, 1024)
         return BackendImage(photo_bytes(width, height, len(self.requests)), "image/png")
@@ -94,7 +103,9 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     run_build("--host", str(HOST_SOURCE), str(host_js))
     port = free_port()
     origin = f"http://127.0.0.1:{port}"
-    settings = make_settings(folder / "data", IMG_PUBLIC_URL=origin, IMG_TOOL_DEADLINE="20")
+    settings = make_settings(
+        folder / "data", IMG_PUBLIC_URL=origin, IMG_TOOL_DEADLINE=str(DEADLINE_S)
+    )
     backend = PhotoBackend()
     service = build_service(settings, backend=backend)
     server = build_mcp_server(
@@ -161,8 +172,16 @@ class Opened:
         self.page.wait_for_function(f"() => {condition}", timeout=WAIT_MS)
 
 
-def open_viewer(browser: Browser, site: Site, theme: str = "light", width: int = 820) -> Opened:
-    """The host page with the viewer showing a fresh generation of ``FIRST_PROMPT``."""
+def open_viewer(
+    browser: Browser,
+    site: Site,
+    theme: str = "light",
+    width: int = 820,
+    prompt: str = FIRST_PROMPT,
+    *,
+    loaded: bool = True,
+) -> Opened:
+    """The host page with the viewer showing a fresh generation of ``prompt``."""
     context = browser.new_context(viewport={"width": width, "height": 900})
     page = context.new_page()
     requests: list[str] = []
@@ -177,11 +196,13 @@ def open_viewer(browser: Browser, site: Site, theme: str = "light", width: int =
             route.fulfill(body=host_page(theme), content_type="text/html")
 
     page.route(f"{site.origin}{HOST_PATH}**", fulfil)
-    query = f"token=ada&theme={theme}&prompt={FIRST_PROMPT.replace(' ', '+')}"
+    query = f"token=ada&theme={theme}&prompt={prompt.replace(' ', '+')}"
     page.goto(f"{site.origin}{HOST_PATH}index.html?{query}")
     opened = Opened(page, requests, errors)
     opened.wait_host("window.__host && (window.__host.ready || window.__host.error)")
     assert opened.host(".error") == ""
+    if not loaded:
+        return opened
     image = opened.view.locator("#image")
     expect(image).to_be_visible(timeout=WAIT_MS)
     wait_loaded(opened, opened.host(".first.structuredContent.url"))
@@ -338,6 +359,26 @@ def test_the_viewer_follows_the_dark_theme_and_fits_a_narrow_screen(
     narrow.page.context.close()
 
 
+def test_a_still_rendering_image_appears_when_it_is_done(browser: Browser, site: Site) -> None:
+    """The tool answers 'still rendering' at its deadline; the viewer says so, looks the
+    image up with get_image until it is stored, then shows it."""
+    prompt = f"A harbour at dawn, drawn {SLOW_WORD}"
+    opened = open_viewer(browser, site, prompt=prompt, loaded=False)
+    first = opened.host(".first.structuredContent")
+    assert first["status"] == "rendering"
+    expect(opened.view.locator("#status")).to_contain_text("Still rendering")
+    expect(opened.view.locator("#prompt")).to_have_text(prompt)
+    wait_loaded(opened, first["url"])
+    assert natural_width(opened) == 1024
+    looks = [c for c in opened.host(".calls") if c["name"] == "get_image"]
+    assert looks
+    assert all(c["arguments"] == {"name": first["file_name"]} for c in looks)
+    expect(opened.view.locator("#status")).to_be_hidden()
+    expect(opened.view.get_by_role("button", name="Open original")).to_be_visible()
+    only_own_origin(opened, site)
+    opened.page.context.close()
+
+
 def test_a_too_large_photo_is_refused_before_any_upload(browser: Browser, site: Site) -> None:
     opened = open_viewer(browser, site)
     big = b"\xff\xd8\xff" + bytes(20 * 1024 * 1024)
@@ -373,7 +414,8 @@ def test_an_uploaded_photo_is_stored_and_used_as_the_next_reference(
     expect(opened.view.get_by_role("checkbox", name=re.compile("This image"))).not_to_be_checked()
     name = box.get_attribute("value") or ""
     assert re.fullmatch(r"upload-[0-9a-f-]{36}\.(jpg|png)", name), name
-    told = opened.host(".context.at(-1).content[0].text")
+    opened.wait_host("window.__host.context.length === 1")
+    told = opened.host(".context[0].content[0].text")
     assert name in told
 
     requests_before = len(site.backend.requests)
