@@ -58,8 +58,8 @@ sandboxed frame's image behind a permission prompt and send it with ``Origin: nu
 (which the server's Origin guard refuses). A deployed server is on a public address,
 where neither applies; the test browser treats loopback as such."""
 WAIT_MS = 20_000
-FIRST_PROMPT = "A lighthouse on a rocky coast at dusk, warm light in the lamp room"
-NEXT_PROMPT = "The same lighthouse at night under a starry sky"
+FIRST_PROMPT = "Bokeh: soft discs of coloured light drifting over a dusk gradient"
+NEXT_PROMPT = "The same bokeh in cool blues, late at night"
 
 
 SLOW_WORD = "slowly"
