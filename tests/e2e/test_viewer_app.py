@@ -22,6 +22,7 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode, urlsplit
 
 import attrs
 import pytest
@@ -196,7 +197,7 @@ def open_viewer(
             route.fulfill(body=host_page(theme), content_type="text/html")
 
     page.route(f"{site.origin}{HOST_PATH}**", fulfil)
-    query = f"token=ada&theme={theme}&prompt={prompt.replace(' ', '+')}"
+    query = urlencode({"token": "ada", "theme": theme, "prompt": prompt})
     page.goto(f"{site.origin}{HOST_PATH}index.html?{query}")
     opened = Opened(page, requests, errors)
     opened.wait_host("window.__host && (window.__host.ready || window.__host.error)")
@@ -362,7 +363,8 @@ def test_the_viewer_follows_the_dark_theme_and_fits_a_narrow_screen(
 def test_a_still_rendering_image_appears_when_it_is_done(browser: Browser, site: Site) -> None:
     """The tool answers 'still rendering' at its deadline; the viewer says so, looks the
     image up with get_image until it is stored, then shows it."""
-    prompt = f"A harbour at dawn, drawn {SLOW_WORD}"
+    markup = '<img src="/x-injected" onerror="parent.__host.injected = 1">'
+    prompt = f"A harbour at dawn, drawn {SLOW_WORD} {markup}"
     opened = open_viewer(browser, site, prompt=prompt, loaded=False)
     first = opened.host(".first.structuredContent")
     assert first["status"] == "rendering"
@@ -375,6 +377,10 @@ def test_a_still_rendering_image_appears_when_it_is_done(browser: Browser, site:
     assert all(c["arguments"] == {"name": first["file_name"]} for c in looks)
     expect(opened.view.locator("#status")).to_be_hidden()
     expect(opened.view.get_by_role("button", name="Open original")).to_be_visible()
+    # The prompt is shown as text, never as markup.
+    expect(opened.view.locator("#prompt img")).to_have_count(0)
+    assert not any(urlsplit(u).path == "/x-injected" for u in opened.requests)
+    assert opened.host(".injected") is None
     only_own_origin(opened, site)
     opened.page.context.close()
 

@@ -61,6 +61,7 @@ async def test_the_viewer_is_a_ui_resource_limited_to_the_servers_own_origin(url
         listed = {str(r.uri): r for r in await c.list_resources()}
         (page,) = await c.read_resource(VIEWER_URI)
     assert listed[VIEWER_URI].mime_type == "text/html;profile=mcp-app"
+    assert (listed[VIEWER_URI].meta or {})["ui"]["csp"] == {"resourceDomains": [PUBLIC_URL]}
     assert isinstance(page, TextResourceContents)
     assert page.mime_type == "text/html;profile=mcp-app"
     assert page.text == viewer_html()
