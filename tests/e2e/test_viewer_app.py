@@ -34,6 +34,7 @@ from starlette.applications import Starlette
 from starlette.routing import Mount
 
 from image_core.domain import BackendImage, BackendRequest
+from image_core.errors import BackendRefused
 from image_core.testing import FakeImageBackend
 from image_server.app import build_service, edge_middleware
 from image_server.auth import transport_security
@@ -76,6 +77,8 @@ class PhotoBackend(FakeImageBackend):
         self.requests.append(request)
         if SLOW_WORD in request.prompt:
             await asyncio.sleep(SLOW_S)
+        if self.failures:
+            raise self.failures.pop(0)
         ratio = request.aspect_ratio
         width, height = ratio.dimensions(request.image_size) if ratio else (1024, 1024)
         return BackendImage(photo_bytes(width, height, len(self.requests)), "image/png")
@@ -381,6 +384,33 @@ def test_a_still_rendering_image_appears_when_it_is_done(browser: Browser, site:
     expect(opened.view.locator("#prompt img")).to_have_count(0)
     assert not any(urlsplit(u).path == "/x-injected" for u in opened.requests)
     assert opened.host(".injected") is None
+    only_own_origin(opened, site)
+    opened.page.context.close()
+
+
+def test_a_refusal_is_shown_readably(browser: Browser, site: Site) -> None:
+    """A generation the model refuses shows the server's message, first or later; the
+    image shown before stays, and the viewer can go on."""
+    refusal = "Blocked by Gemini's safety filter."
+    site.backend.failures.append(BackendRefused(refusal))
+    refused = open_viewer(browser, site, loaded=False)
+    status = refused.view.locator("#status")
+    expect(status).to_contain_text("safety filter")
+    expect(status).to_have_class(re.compile(r"\bfailed\b"))
+    expect(refused.view.locator("#image")).to_be_hidden()
+    refused.page.context.close()
+
+    opened = open_viewer(browser, site)
+    shown = opened.host(".first.structuredContent.url")
+    site.backend.failures.append(BackendRefused(refusal))
+    opened.view.get_by_role("textbox", name="Next image").fill("Something it will refuse")
+    use = opened.view.get_by_role("button", name="Use as reference")
+    use.click()
+    message = opened.view.locator("#message")
+    expect(message).to_contain_text("safety filter", timeout=WAIT_MS)
+    expect(message).to_have_class(re.compile(r"\berror\b"))
+    expect(opened.view.locator("#image")).to_have_attribute("src", shown)
+    expect(use).to_be_enabled()
     only_own_origin(opened, site)
     opened.page.context.close()
 
