@@ -121,7 +121,9 @@ function showResult(result: ToolResult, prompt?: string): void {
   state.images = images.map((i) => ({ ...i, prompt: i.prompt ?? prompt ?? state.prompt }));
   const firstDone = state.images.findIndex((i) => i.status === "done");
   state.shown = firstDone >= 0 ? firstDone : 0;
+  // A new result is the one to go on from; uploads stay listed, unticked.
   state.useShown = true;
+  for (const upload of state.uploads) upload.checked = false;
   render();
   for (const image of state.images) {
     if (image.status === "rendering") void watch(image);
