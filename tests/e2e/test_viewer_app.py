@@ -108,7 +108,10 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     port = free_port()
     origin = f"http://127.0.0.1:{port}"
     settings = make_settings(
-        folder / "data", IMG_PUBLIC_URL=origin, IMG_TOOL_DEADLINE=str(DEADLINE_S)
+        folder / "data",
+        IMG_PUBLIC_URL=origin,
+        IMG_TOOL_DEADLINE=str(DEADLINE_S),
+        IMG_RATE_PER_MINUTE="100",  # the module makes about a dozen images within a minute
     )
     backend = PhotoBackend()
     service = build_service(settings, backend=backend)
