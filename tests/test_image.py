@@ -234,6 +234,10 @@ def test_the_image_holds_the_server_on_the_tested_python_and_no_build_tools(
     assert not shipped & {"pip", "setuptools", "hatchling", "pytest", "wheel"}, shipped
     for absent in ("opt/build", "opt/dist", "src"):
         assert not (built_image.rootfs / absent).exists(), absent
+    viewer = "image_server/app_ui/viewer.html"  # the MCP App, package data built without Node
+    shipped_viewer = (site / viewer).read_bytes()
+    assert shipped_viewer == (ROOT / "packages/image_server/src" / viewer).read_bytes()
+    assert not list(site.glob("image_server/**/node_modules"))
     print(f"image size: {built_image.size_bytes / 1e6:.0f} MB")
 
 

@@ -26,6 +26,8 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
 from image_server.settings import DEFAULT_PORT, DEFAULT_ROOT
+from tests.support.viewer_tools import BUILT as VIEWER_PAGE
+from tests.support.viewer_tools import run_build
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -470,9 +472,10 @@ def test_the_ci_script_is_executable_and_strict() -> None:
     assert os.access(ROOT / "scripts" / "lock", os.X_OK)
 
 
-def test_the_mcp_tools_are_locked_with_integrity_and_no_addresses() -> None:
+@pytest.mark.parametrize("folder", ["scripts/mcp-tools", "packages/image_server/viewer"])
+def test_the_node_tools_are_locked_with_integrity_and_no_addresses(folder: str) -> None:
     """Every npm package CI installs has an exact version and hash; no registry is named."""
-    tools = ROOT / "scripts" / "mcp-tools"
+    tools = ROOT / folder
     wanted = json.loads((tools / "package.json").read_text())["dependencies"]
     assert all(re.fullmatch(r"\d+\.\d+\.\d+(-[\w.]+)?", v) for v in wanted.values()), wanted
     lock = json.loads((tools / "package-lock.json").read_text())
@@ -482,6 +485,14 @@ def test_the_mcp_tools_are_locked_with_integrity_and_no_addresses() -> None:
     for name, entry in installed.items():
         assert "resolved" not in entry, name
         assert entry.get("integrity", "").startswith("sha512-"), name
+
+
+def test_the_committed_viewer_page_is_what_its_sources_build(tmp_path: Path) -> None:
+    """The MCP App ships prebuilt (no Node in the wheel or the image); a fresh build of
+    its sources with the locked tools gives the committed file byte for byte."""
+    fresh = tmp_path / "viewer.html"
+    run_build("--out", str(fresh))
+    assert fresh.read_bytes() == VIEWER_PAGE.read_bytes(), "rebuild: npm run build in the viewer"
 
 
 def published_ports() -> list[tuple[str, str]]:

@@ -25,6 +25,7 @@ from image_core.domain import BackendImage, BackendRequest
 from image_core.testing import FakeImageBackend
 from image_server.app import build_service
 from image_server.mcp import build_mcp_server
+from image_server.mcp_app import VIEWER_URI
 from image_server.mcp_resources import RESOURCE_MAX_BYTES, image_uri, record_uri
 from image_server.settings import Settings, SettingsError, load_settings
 from image_server.tool_names import ALL_TOOLS
@@ -312,7 +313,8 @@ async def test_earlier_images_are_resources_read_by_their_owner_and_admins(
 
 
 async def test_a_stranger_gets_no_listing_and_cannot_read_a_resource(url: str) -> None:
-    """A valid Google account that is not allowed: nothing listed, reads refused."""
+    """A valid Google account that is not allowed: no image listed, reads refused (the
+    viewer page, the same for everyone and holding nothing of anyone's, stays listed)."""
     made = await generate(url, "a fox")
     async with Client(url, auth="stranger") as c:
         listed = [str(r.uri) for r in await c.list_resources()]
@@ -320,7 +322,7 @@ async def test_a_stranger_gets_no_listing_and_cannot_read_a_resource(url: str) -
             await c.read_resource(image_uri(made["file_name"]))
         with pytest.raises(Exception, match="allow-list|IMG_ALLOWED_EMAILS"):
             await c.read_resource(record_uri(made["file_name"]))
-    assert listed == []
+    assert listed == [VIEWER_URI]
 
 
 async def test_one_tool_alone_is_the_original_contract(tmp_path: Path) -> None:
@@ -331,6 +333,7 @@ async def test_one_tool_alone_is_the_original_contract(tmp_path: Path) -> None:
         async with Client(url, auth="ada") as c:
             tools = await c.list_tools()
             templates = await c.list_resource_templates()
+            resources = await c.list_resources()
             pending = await c.call_tool(
                 "generate_image", {"prompt": "a slow fox"}, raise_on_error=False
             )
@@ -339,6 +342,9 @@ async def test_one_tool_alone_is_the_original_contract(tmp_path: Path) -> None:
     assert "get_image" not in (tools[0].description or "")
     assert "list_images" not in (tools[0].description or "")
     assert templates == []
+    assert resources == []  # no viewer (MCP App) either
+    assert "ui" not in (tools[0].meta or {})
+    assert not any(key.startswith("ui") for key in tools[0].meta or {})
     assert instructions
     assert "get_image" not in instructions
     words = " ".join(b.text for b in pending.content if isinstance(b, TextContent))

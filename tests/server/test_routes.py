@@ -216,3 +216,19 @@ def test_the_browsers_favicon_request_finds_the_product_logo(http: httpx2.Client
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("image/svg+xml")
     assert response.url.path == "/ui/static/favicon.svg"
+
+
+def test_an_image_is_shown_by_a_page_of_any_origin(http: httpx2.Client, png: bytes) -> None:
+    """The image viewer (an MCP App) runs in the host's sandboxed frame, whose image
+    requests carry ``Origin: null`` or the sandbox's origin: a public image is served to
+    them. The MCP endpoint still refuses a foreign origin, and the Host check holds."""
+    for origin in ("null", "https://sandbox.example"):
+        for method in ("GET", "HEAD"):
+            response = http.request(method, f"/i/{NAME}.png", headers={"origin": origin})
+            assert response.status_code == 200, (origin, method)
+        assert http.get(f"/i/{NAME}.png", headers={"origin": origin}).content == png
+    foreign = {"origin": "https://sandbox.example", "accept": "application/json"}
+    assert http.post("/mcp", headers=foreign, json=INITIALIZE).status_code == 403
+    assert http.post(f"/i/{NAME}.png", headers=foreign).status_code in {403, 405}
+    refused = http.get(f"/i/{NAME}.png", headers={"host": "evil.example", "origin": "null"})
+    assert refused.status_code == 421

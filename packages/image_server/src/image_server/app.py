@@ -52,11 +52,12 @@ from image_server.auth import (
 )
 from image_server.cimd import CIMDFetcher
 from image_server.dashboard import SIGN_OUTS_DIR, DashboardConfig, FileSignOuts, build_dashboard
-from image_server.edge import SecurityHeaders
+from image_server.edge import PublicReads, SecurityHeaders
 from image_server.login_gate import LoginGate
 from image_server.mcp import build_mcp_server
 from image_server.mcp_uploads import body_limit_for, raise_body_limit
 from image_server.model_lifecycle import ModelLister, ModelReport, ModelWatch
+from image_server.references import IMAGE_ROUTE_PREFIX
 from image_server.routes import (
     DASHBOARD_MOUNT,
     DASHBOARD_PATH,
@@ -364,9 +365,11 @@ def public_routes(service: ImageService, dashboard: ASGIApp, mcp_app: ASGIApp) -
 
 
 def edge_middleware(security: HttpAppSecurity) -> list[Middleware]:
-    """Default security headers, then the Host/Origin guard, around every route."""
+    """Default security headers, then the Host/Origin guard, around every route (a
+    public image's read is let through from any origin, ``PublicReads``)."""
     return [
         Middleware(SecurityHeaders),
+        Middleware(PublicReads, prefix=IMAGE_ROUTE_PREFIX),
         Middleware(
             HostOriginGuardMiddleware,
             allowed_hosts=security["allowed_hosts"],

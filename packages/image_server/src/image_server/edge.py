@@ -274,3 +274,29 @@ class SecurityHeaders:
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
+
+
+class PublicReads:
+    """Lets pages of any origin read what is public by URL (the stored images).
+
+    A browser sends ``Origin`` with some plain image loads, ``null`` from a sandboxed
+    frame such as the one an MCP host shows the image viewer in; the transport guard
+    refuses any origin it does not know. For a ``GET`` or ``HEAD`` under ``prefix``,
+    which changes nothing and returns what anyone holding the URL may fetch, the
+    header is dropped before that guard; the ``Host`` check still applies.
+    """
+
+    def __init__(self, app: ASGIApp, prefix: str) -> None:
+        self.app = app
+        self.prefix = prefix
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Pass ``scope`` on, without ``Origin`` when it is a public read."""
+        if (
+            scope["type"] == "http"
+            and scope["method"] in {"GET", "HEAD"}
+            and scope["path"].startswith(self.prefix)
+        ):
+            headers = [(k, v) for k, v in scope["headers"] if k.lower() != b"origin"]
+            scope = {**scope, "headers": headers}
+        await self.app(scope, receive, send)

@@ -49,6 +49,7 @@ from image_server.app_visibility import AppHostListing
 from image_server.arguments import ReadableArgumentErrors
 from image_server.callers import identity_from_token, logged_email
 from image_server.hints import user_message
+from image_server.mcp_app import add_viewer_app
 from image_server.mcp_resources import add_image_resources
 from image_server.mcp_uploads import upload_tool
 from image_server.outcomes import FAILED, outcome_of
@@ -647,7 +648,7 @@ def build_mcp_server(
         ),
         UPLOAD_TOOL_NAME: upload_tool(service, icons),
     }
-    chosen = [built[name] for name in offered]
+    chosen = add_viewer_app(server, [built[name] for name in offered], public_url)
     for tool in chosen:
         server.add_tool(tool)
     _serve_input_schemas(server, chosen)
