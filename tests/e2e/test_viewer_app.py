@@ -17,6 +17,7 @@ Screenshots go to ``test-output/screenshots/viewer-*.png``. These tests skip onl
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import re
 from collections.abc import Iterator
@@ -29,6 +30,7 @@ import pytest
 from fastmcp import Client
 from fastmcp.server.auth.providers.jwt import StaticTokenVerifier
 from mcp.types import TextResourceContents
+from PIL import Image
 from playwright.sync_api import Browser, FrameLocator, Page, expect, sync_playwright
 from starlette.applications import Starlette
 from starlette.routing import Mount
@@ -100,9 +102,18 @@ class Site:
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     """The MCP app at /mcp and the image route, on the origin its public URL names."""
+    yield from serve_site(tmp_path_factory.mktemp("viewer"))
+
+
+@pytest.fixture(scope="module")
+def site_without_uploads(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
+    """The same with uploads switched off (``IMG_UPLOADS_PER_USER=0``)."""
+    yield from serve_site(tmp_path_factory.mktemp("no-uploads"), IMG_UPLOADS_PER_USER="0")
+
+
+def serve_site(folder: Path, **extra: str) -> Iterator[Site]:
     _require_chromium()
     require_viewer_tools()
-    folder = tmp_path_factory.mktemp("viewer")
     host_js = folder / "host.js"
     run_build("--host", str(HOST_SOURCE), str(host_js))
     port = free_port()
@@ -112,6 +123,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
         IMG_PUBLIC_URL=origin,
         IMG_TOOL_DEADLINE=str(DEADLINE_S),
         IMG_RATE_PER_MINUTE="100",  # the module makes about a dozen images within a minute
+        **extra,
     )
     backend = PhotoBackend()
     service = build_service(settings, backend=backend)
@@ -429,16 +441,11 @@ def test_a_too_large_photo_is_refused_before_any_upload(browser: Browser, site: 
     opened.page.context.close()
 
 
-@pytest.mark.xfail(
-    UPLOAD_TOOL_NAME not in ALL_TOOLS,
-    reason="needs the upload_photo tool of the uploads branch; runs in full once merged",
-    strict=True,
-)
 def test_an_uploaded_photo_is_stored_and_used_as_the_next_reference(
     browser: Browser, site: Site
 ) -> None:
-    """Depends on the upload_photo tool (built separately): the photo picked in the
-    viewer is stored, and Use as reference sends its name to generate_image."""
+    """The photo picked in the viewer is stored, and Use as reference sends its name to
+    generate_image."""
     opened = open_viewer(browser, site)
     photo = photo_bytes(800, 600, 7, "JPEG")
     opened.view.locator("#upload").set_input_files(
@@ -467,6 +474,23 @@ def test_an_uploaded_photo_is_stored_and_used_as_the_next_reference(
     made_text = opened.host(".context[1].content[0].text")
     assert "(done)" in made_text, made_text
     assert len(site.backend.requests) == requests_before + 1
-    assert len(site.backend.requests[-1].references) == 1
+    (sent,) = site.backend.requests[-1].references
+    # What reached the model is the stored upload: the photo, decoded and kept upright.
+    assert sent.uploaded
+    assert sent.mime_type == "image/jpeg"
+    assert Image.open(io.BytesIO(sent.data)).size == (800, 600)
     only_own_origin(opened, site)
+    opened.page.context.close()
+
+
+def test_without_uploads_the_viewer_offers_none(
+    browser: Browser, site_without_uploads: Site
+) -> None:
+    """Where the upload tool is not offered, nothing in the viewer leads to it."""
+    opened = open_viewer(browser, site_without_uploads)
+    expect(opened.view.locator("#image")).to_be_visible()
+    expect(opened.view.locator("#upload")).to_have_count(0)
+    expect(opened.view.get_by_text("Upload a photo")).to_have_count(0)
+    expect(opened.view.get_by_role("button", name="Use as reference")).to_be_visible()
+    only_own_origin(opened, site_without_uploads)
     opened.page.context.close()

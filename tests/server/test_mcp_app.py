@@ -22,10 +22,12 @@ from image_server.mcp_app import (
     offers_app,
     origin_of,
     viewer_html,
+    viewer_page,
 )
 from image_server.settings import Settings
 from image_server.tool_names import ALL_TOOLS, GET_TOOL_NAME, LIST_TOOL_NAME, TOOL_NAME
 from tests.server.test_mcp_native import TOKENS, make_settings
+from tests.support.apps_host import APPS_HOST
 from tests.support.live_server import live_server
 
 pytestmark = pytest.mark.anyio
@@ -57,14 +59,14 @@ def url(tmp_path: Path) -> Iterator[str]:
 async def test_the_viewer_is_a_ui_resource_limited_to_the_servers_own_origin(url: str) -> None:
     """Listed and read as ``text/html;profile=mcp-app``, the built page whole, with the
     server's origin as its only resource domain and no connect domains."""
-    async with Client(url, auth="ada") as c:
+    async with Client(url, auth="ada", extensions=APPS_HOST) as c:
         listed = {str(r.uri): r for r in await c.list_resources()}
         (page,) = await c.read_resource(VIEWER_URI)
     assert listed[VIEWER_URI].mime_type == "text/html;profile=mcp-app"
     assert (listed[VIEWER_URI].meta or {})["ui"]["csp"] == {"resourceDomains": [PUBLIC_URL]}
     assert isinstance(page, TextResourceContents)
     assert page.mime_type == "text/html;profile=mcp-app"
-    assert page.text == viewer_html()
+    assert page.text == viewer_page(20 * 1024 * 1024)
     assert page.text.startswith("<!doctype html>")
     ui = (page.meta or {})["ui"]
     assert ui == {"csp": {"resourceDomains": [PUBLIC_URL]}, "prefersBorder": True}
@@ -143,8 +145,9 @@ def test_the_page_is_self_contained() -> None:
     """One file: the script and styles inline, no URL to load anything from outside."""
     html = viewer_html()
     scripts = re.findall(r"<script\b([^>]*)>(.*?)</script>", html, flags=re.S)
-    assert len(scripts) == 1
-    attributes, script = scripts[0]
+    assert len(scripts) == 2  # the server's settings (JSON, no code), then the viewer
+    config, (attributes, script) = scripts
+    assert config == (' type="application/json" id="viewer-config"', '{"uploadMaxBytes":20971520}')
     assert "src" not in attributes
     markup = html.replace(script, "")
     assert not re.search(r"https?:|//", markup)
@@ -153,3 +156,28 @@ def test_the_page_is_self_contained() -> None:
     spelt = set(re.findall(r"https?://[^\"'`\s)\\]*", script))
     assert spelt <= NEVER_FETCHED, spelt - NEVER_FETCHED
     assert len(html.encode()) < 600_000
+
+
+async def test_the_page_carries_this_servers_upload_cap_and_none_without_uploads(
+    tmp_path: Path,
+) -> None:
+    """The viewer checks a photo against the server's own cap before sending it, and
+    offers no upload where the upload tool is not offered."""
+    caps = []
+    for name, extra in (
+        ("small", {"IMG_UPLOAD_MAX_MB": "5"}),
+        ("off", {"IMG_UPLOADS_PER_USER": "0"}),
+    ):
+        for url in serve_fixed(make_settings(tmp_path / name, **extra)):
+            async with Client(url, auth="ada", extensions=APPS_HOST) as c:
+                (page,) = await c.read_resource(VIEWER_URI)
+            assert isinstance(page, TextResourceContents)
+            found = re.search(r'id="viewer-config">([^<]*)<', page.text)
+            assert found is not None
+            caps.append(found.group(1))
+    assert caps == ['{"uploadMaxBytes":5242880}', '{"uploadMaxBytes":0}']
+
+
+def test_a_page_without_its_settings_block_is_refused() -> None:
+    with pytest.raises(RuntimeError, match="rebuild the viewer"):
+        viewer_page(1, "<!doctype html><script></script>")

@@ -28,7 +28,7 @@ from image_server.mcp import build_mcp_server
 from image_server.mcp_app import VIEWER_URI
 from image_server.mcp_resources import RESOURCE_MAX_BYTES, image_uri, record_uri
 from image_server.settings import Settings, SettingsError, load_settings
-from image_server.tool_names import ALL_TOOLS
+from image_server.tool_names import ALL_TOOLS, UPLOAD_TOOL_NAME
 from image_server.tool_schemas import (
     GENERATE_OUTPUT,
     GET_OUTPUT,
@@ -36,6 +36,7 @@ from image_server.tool_schemas import (
     ONE_IMAGE,
     UPLOAD_OUTPUT,
 )
+from tests.support.apps_host import APPS_HOST
 from tests.support.live_server import live_server
 from tests.support.photos import photo_bytes
 
@@ -136,11 +137,18 @@ def check_reply(tool: str, result: Any) -> dict[str, Any]:
 async def test_every_tool_is_listed_with_a_title_hints_an_output_schema_and_icons(
     url: str,
 ) -> None:
-    """Claude decides permissions from these: generate spends, the other two only read."""
+    """Claude decides permissions from these: generate spends, the other two only read.
+
+    An MCP Apps host sees every tool; any other client the same without the app-only
+    upload tool, which it would otherwise hand to its model.
+    """
     async with Client(url, auth="ada") as c:
+        plain = [t.name for t in await c.list_tools()]
+    async with Client(url, auth="ada", extensions=APPS_HOST) as c:
         tools = {t.name: t for t in await c.list_tools()}
         info = c.server_info
     assert list(tools) == list(ALL_TOOLS)
+    assert plain == [name for name in ALL_TOOLS if name != UPLOAD_TOOL_NAME]
     generate_tool = tools["generate_image"]
     assert generate_tool.title == "Generate image"
     hints = generate_tool.annotations
@@ -314,9 +322,10 @@ async def test_earlier_images_are_resources_read_by_their_owner_and_admins(
 
 async def test_a_stranger_gets_no_listing_and_cannot_read_a_resource(url: str) -> None:
     """A valid Google account that is not allowed: no image listed, reads refused (the
-    viewer page, the same for everyone and holding nothing of anyone's, stays listed)."""
+    viewer page, the same for everyone and holding nothing of anyone's, stays listed
+    for an apps host)."""
     made = await generate(url, "a fox")
-    async with Client(url, auth="stranger") as c:
+    async with Client(url, auth="stranger", extensions=APPS_HOST) as c:
         listed = [str(r.uri) for r in await c.list_resources()]
         with pytest.raises(Exception, match="allow-list|IMG_ALLOWED_EMAILS"):
             await c.read_resource(image_uri(made["file_name"]))

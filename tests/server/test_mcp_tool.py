@@ -34,6 +34,7 @@ from image_server.mcp import (
     build_mcp_server,
 )
 from image_server.settings import Settings, load_settings
+from tests.support.apps_host import APPS_HOST
 from tests.support.live_server import live_server
 from tests.support.logs import json_lines, json_logs
 
@@ -70,12 +71,17 @@ def stored_files(settings: Settings) -> list[str]:
     return sorted(p.name for p in settings.root.glob("*.*") if p.suffix in {".png", ".json"})
 
 
-async def test_the_server_offers_exactly_the_documented_tools(client: Client[Any]) -> None:
+async def test_the_server_offers_exactly_the_documented_tools(
+    client: Client[Any], base_url: str
+) -> None:
     """generate_image with enumerated ratios and sizes and the model-choice rule; get_image;
-    list_images; and the viewer's app-only upload_photo."""
+    list_images; and, for MCP Apps hosts only, the viewer's app-only upload_photo."""
     tools = await client.list_tools()
-    assert [t.name for t in tools] == ["generate_image", "get_image", "list_images", "upload_photo"]
-    tool, lookup, _, _ = tools
+    assert [t.name for t in tools] == ["generate_image", "get_image", "list_images"]
+    async with Client(f"{base_url}/mcp", extensions=APPS_HOST) as host:
+        shown = [t.name for t in await host.list_tools()]
+    assert shown == ["generate_image", "get_image", "list_images", "upload_photo"]
+    tool, lookup, _ = tools
     assert lookup.description is not None
     assert "still rendering" in lookup.description
     assert lookup.input_schema["required"] == ["name"]

@@ -648,7 +648,8 @@ def build_mcp_server(
         ),
         UPLOAD_TOOL_NAME: upload_tool(service, icons),
     }
-    chosen = add_viewer_app(server, [built[name] for name in offered], public_url)
+    uploads = service.upload_max_bytes if UPLOAD_TOOL_NAME in offered else 0
+    chosen = add_viewer_app(server, [built[name] for name in offered], public_url, uploads)
     for tool in chosen:
         server.add_tool(tool)
     _serve_input_schemas(server, chosen)

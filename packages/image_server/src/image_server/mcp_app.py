@@ -11,6 +11,8 @@ but the images, from this server's own origin (its declared ``resourceDomains``)
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Iterable, Sequence
 from importlib import resources
 from typing import Any, Final
@@ -46,6 +48,25 @@ def viewer_html() -> str:
     return (resources.files("image_server") / "app_ui" / VIEWER_FILE).read_text("utf-8")
 
 
+_CONFIG: Final = re.compile(
+    r'(<script type="application/json" id="viewer-config">)[^<]*(</script>)'
+)
+
+
+def viewer_page(upload_max_bytes: int, built: str | None = None) -> str:
+    """The page as this server serves it: its own upload cap written in (0: no uploads).
+
+    The built page carries a default in a JSON block; it is replaced, never the script,
+    so the page stays the one the locked sources build.
+    """
+    config = json.dumps({"uploadMaxBytes": upload_max_bytes}, separators=(",", ":"))
+    html = viewer_html() if built is None else built
+    page, found = _CONFIG.subn(lambda m: f"{m.group(1)}{config}{m.group(2)}", html)
+    if found != 1:
+        raise RuntimeError(f"{VIEWER_FILE} has {found} viewer-config blocks; rebuild the viewer")
+    return page
+
+
 def origin_of(public_url: str) -> str:
     """``https://images.example.org`` of ``https://images.example.org/base``."""
     parts = urlsplit(public_url)
@@ -64,12 +85,13 @@ def tool_ui_meta(meta: dict[str, Any] | None) -> dict[str, Any]:
 
 
 def add_viewer_app(
-    server: FastMCP, tools: Sequence[FunctionTool], public_url: str
+    server: FastMCP, tools: Sequence[FunctionTool], public_url: str, upload_max_bytes: int = 0
 ) -> list[FunctionTool]:
     """Register the viewer on ``server`` when the tools offer it; the tools to add.
 
     The tools the viewer shows come back naming it in ``_meta.ui``; without the app
-    the tools come back as they were.
+    the tools come back as they were. ``upload_max_bytes`` is the largest photo the
+    viewer may send (0 when the upload tool is not offered: it offers no upload).
     """
     chosen = list(tools)
     if not offers_app(t.name for t in chosen):
@@ -84,7 +106,7 @@ def add_viewer_app(
                 "cost; makes the next image from it or from an uploaded photo."
             ),
             mime_type=UI_MIME_TYPE,
-            text=viewer_html(),
+            text=viewer_page(upload_max_bytes),
             meta={"ui": resource_ui(public_url)},
         )
     )

@@ -37,7 +37,9 @@ type Reference = { name: string; label: string; checked: boolean };
 const GENERATE = "generate_image";
 const LOOK_UP = "get_image";
 const UPLOAD = "upload_photo";
-const UPLOAD_MAX_BYTES = 20 * 1024 * 1024;
+// The server fills this in as it serves the page: its upload cap, 0 when uploads are off.
+const CONFIG = JSON.parse(document.getElementById("viewer-config")?.textContent || "{}");
+const UPLOAD_MAX_BYTES = Number(CONFIG.uploadMaxBytes) || 0;
 const POLL_MS = 3000;
 const POLL_LIMIT = 200;
 
@@ -444,7 +446,8 @@ ui.upload.addEventListener("change", async () => {
   if (!file) return;
   if (file.size > UPLOAD_MAX_BYTES) {
     const mb = (file.size / 1024 / 1024).toFixed(1);
-    say(`${file.name} is ${mb} MB; photos up to 20 MB can be uploaded.`, true);
+    const cap = Math.round(UPLOAD_MAX_BYTES / 1024 / 1024);
+    say(`${file.name} is ${mb} MB; photos up to ${cap} MB can be uploaded.`, true);
     return;
   }
   if (file.type && !file.type.startsWith("image/")) {
@@ -514,3 +517,10 @@ app
   .connect(new PostMessageTransport(window.parent, window.parent))
   .then(() => applyContext(app.getHostContext()))
   .catch((error) => setStatus(`The viewer could not reach its host: ${describe(error)}`, "failed"));
+
+// Without uploads on this server, nothing offers them.
+if (!UPLOAD_MAX_BYTES) {
+  ui.upload.remove();
+  ui.uploadLabel.remove();
+  ui.refsEmpty.textContent = "No reference yet: wait for the image.";
+}
