@@ -219,13 +219,25 @@ def _parsed(
     dir_fd: int,
     parse: Callable[[str, bytes | OSError | None], IndexedFields | str],
 ) -> Iterator[tuple[str, IndexedFields | str]]:
-    """Each id with its sidecar's indexed fields or why not, read ahead by a few threads."""
+    """Each id with its sidecar's indexed fields or why not, read ahead by a few threads.
+
+    One more thread first asks the kernel to fetch every file (``POSIX_FADV_WILLNEED``,
+    which returns at once): with a cold file cache the reads then find most of them in
+    memory, rather than each waiting its turn on the disk.
+    """
     chunks = [ids[i : i + _READ_CHUNK] for i in range(0, len(ids), _READ_CHUNK)]
-    with ThreadPoolExecutor(_READERS, thread_name_prefix="sidecar-read") as pool:
+    pool = ThreadPoolExecutor(_READERS + 1, thread_name_prefix="sidecar-read")
+    done = threading.Event()
+    try:
+        if _ADVISE:
+            pool.submit(_advise, ids, dir_fd, done)
         read = functools.partial(_read_sidecars, dir_fd=dir_fd)
         for chunk, datas in zip(chunks, pool.map(read, chunks), strict=True):
             for id_text, data in zip(chunk, datas, strict=True):
                 yield id_text, parse(id_text, data)
+    finally:  # left early (a rebuild stopped): the reads not begun are dropped
+        done.set()
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 #: What a worker hands back per chunk: the values made, and ``(id, why)`` of each skipped.
@@ -312,6 +324,27 @@ _READERS = 3
 _READ_CHUNK = 64
 _PROCESS_CHUNK = 500  # sidecars a worker hands back at a time (a few tens of ms)
 _CHUNKS_AHEAD = 4  # chunks received ahead per worker, so none waits for the caller
+
+
+_ADVISE = hasattr(os, "posix_fadvise")
+_ADVISE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+
+
+def _advise(ids: list[str], dir_fd: int, done: threading.Event) -> None:
+    """Ask the kernel to read each sidecar ahead (a missing one is left to the reading)."""
+    for id_text in ids:
+        if done.is_set():
+            return
+        try:
+            fd = os.open(record_file_name_of(id_text), _ADVISE_FLAGS, dir_fd=dir_fd)
+        except OSError:
+            continue
+        try:
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_WILLNEED)
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
 
 
 def _read_sidecars(ids: list[str], *, dir_fd: int) -> list[bytes | OSError | None]:
