@@ -267,6 +267,14 @@ def parse_chunks(job: Job) -> Iterator[Parsed]:
         os.close(dir_fd)
 
 
+# ``-P`` and then the server's own ``sys.path``: the worker finds the modules the server
+# uses (those ``row`` comes from), never one planted in its working folder.
+_WORKER_START = (
+    "import pickle, sys; sys.path[:] = pickle.load(sys.stdin.buffer); "
+    "from image_server.adapters.sidecar_worker import main; main()"
+)
+
+
 class _Worker:
     """One ``sidecar_worker`` process, and a thread receiving its chunks a few ahead."""
 
@@ -274,7 +282,7 @@ class _Worker:
         self, root: str, chunks: list[list[str]], row: Callable[[IndexedFields], Any]
     ) -> None:
         self._process = subprocess.Popen(  # this interpreter, a module of ours
-            [sys.executable, "-m", "image_server.adapters.sidecar_worker"],
+            [sys.executable, "-P", "-c", _WORKER_START],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
         )
@@ -296,6 +304,7 @@ class _Worker:
         assert stdout is not None
         try:
             with stdin:
+                pickle.dump(sys.path, stdin, pickle.HIGHEST_PROTOCOL)
                 pickle.dump(job, stdin, pickle.HIGHEST_PROTOCOL)
             for _ in job[1]:
                 self._put(pickle.load(stdout))  # noqa: S301 - what our own worker wrote

@@ -1,10 +1,11 @@
 """A worker process of an index rebuild: parses a share of the sidecars, hands back rows.
 
-Started by ``fs_sidecars`` as ``python -m image_server.adapters.sidecar_worker``. It reads
-one pickled job on its input (the folder, its chunks of ids, the module-level function
-that makes a value of each record's indexed fields) and writes one pickled ``Parsed``
-per chunk, in order, then exits. Its standard output carries only those: anything else
-printed goes to its standard error, which it shares with the server.
+Started by ``fs_sidecars`` with this interpreter (``-P``: nothing from the working
+folder), which sends the server's ``sys.path`` first, then one pickled job (the folder,
+its chunks of ids, the module-level function that makes a value of each record's
+indexed fields). The worker writes one pickled ``Parsed`` per chunk, in order, and
+exits. Its standard output carries only those: anything else printed goes to its
+standard error, which it shares with the server.
 """
 
 from __future__ import annotations
@@ -25,7 +26,3 @@ def main() -> None:
         for parsed in parse_chunks(job):
             pickle.dump(parsed, results, pickle.HIGHEST_PROTOCOL)
             results.flush()
-
-
-if __name__ == "__main__":
-    main()
