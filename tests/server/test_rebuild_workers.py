@@ -89,6 +89,24 @@ def test_worker_processes_parse_a_large_rebuild_in_order(
     assert _sidecar_workers() == []
 
 
+def test_a_module_planted_in_the_working_folder_is_never_run_by_a_worker(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The server running in a writable folder (the data folder, say): a ``pickle.py``
+    or ``image_server`` planted there is not what its workers import."""
+    monkeypatch.setattr(fs_sidecars, "_PROCESS_CHUNK", 25)
+    ids = sorted(_write(tmp_path / "data", 100))
+    planted = tmp_path / "ran"
+    for name in ("pickle.py", "image_server/__init__.py", "tests/__init__.py"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(f"open({str(planted)!r}, 'w').close()\nraise SystemExit(9)\n")
+    monkeypatch.chdir(tmp_path)
+    found = list(_files(tmp_path / "data", 2).index_rows(ids, [], id_and_process))
+    assert [i for i, _ in found] == ids
+    assert os.getpid() not in {pid for _, pid in found}
+    assert not planted.exists()
+
+
 def test_damaged_sidecars_are_skipped_and_named_as_when_parsed_here(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
