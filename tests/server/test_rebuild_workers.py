@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import sqlite3
+import sys
 import threading
 import uuid
 from collections.abc import Iterator
@@ -52,6 +53,14 @@ def crash_in_a_worker(fields: IndexedFields) -> str:
     return str(fields.id)
 
 
+def chatty(fields: IndexedFields) -> str:
+    """Prints on the way, as a stray library might, in text and in bytes."""
+    print("parsing", fields.id)
+    sys.stdout.flush()
+    os.write(1, b"\x80\x05garbage")
+    return str(fields.id)
+
+
 def _sidecar_workers() -> list[int]:
     """The pids of this process's children that are sidecar workers (or dead, unreaped)."""
     found = []
@@ -86,6 +95,32 @@ def test_worker_processes_parse_a_large_rebuild_in_order(
     assert len(parsers) == 2
     assert os.getpid() not in parsers
     assert skipped == []
+    assert _sidecar_workers() == []
+
+
+def test_what_a_worker_prints_never_mixes_with_what_it_hands_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Its standard output goes to the server's standard error; the rows arrive whole."""
+    monkeypatch.setattr(fs_sidecars, "_PROCESS_CHUNK", 10)
+    ids = sorted(_write(tmp_path, 40))
+    with caplog.at_level(logging.WARNING, "image_server.metadata"):
+        found = list(_files(tmp_path, 2).index_rows(ids, [], chatty))
+    assert found == ids
+    assert "process stopped" not in caplog.text
+
+
+def test_when_no_worker_can_start_the_sidecars_are_parsed_here(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """No interpreter to start (a frozen or odd install): the same values, said once."""
+    monkeypatch.setattr(fs_sidecars, "_PROCESS_CHUNK", 10)
+    ids = sorted(_write(tmp_path, 40))
+    monkeypatch.setattr(sys, "executable", str(tmp_path / "no-python"))
+    with caplog.at_level(logging.WARNING, "image_server.metadata"):
+        found = list(_files(tmp_path, 2).index_rows(ids, [], id_and_process))
+    assert found == [(i, os.getpid()) for i in ids]
+    assert "No sidecar parsing process could start" in caplog.text
     assert _sidecar_workers() == []
 
 

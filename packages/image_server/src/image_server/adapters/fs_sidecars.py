@@ -151,8 +151,9 @@ class SidecarFiles:
         workers: list[_Worker] = []
         try:
             try:
-                for n in range(count):
-                    workers.append(_Worker(str(self._root), chunks[n::count], row))  # noqa: PERF401 - each kept as soon as it started
+                for n in range(count):  # each kept as soon as it runs, to be ended
+                    worker = _Worker(str(self._root), chunks[n::count], row)
+                    workers.append(worker)
             except OSError as exc:
                 log.warning("No sidecar parsing process could start (%s); reading here.", exc)
                 yield from (row(fields) for fields in self.indexed_fields(ids, skipped))
@@ -308,7 +309,7 @@ class _Worker:
                 pickle.dump(job, stdin, pickle.HIGHEST_PROTOCOL)
             for _ in job[1]:
                 self._put(pickle.load(stdout))  # noqa: S301 - what our own worker wrote
-        except (OSError, EOFError, pickle.UnpicklingError):
+        except Exception:  # however it failed, the caller reads the rest itself
             self._put(None)
 
     def _put(self, parsed: Parsed | None) -> None:
