@@ -11,11 +11,12 @@ exactly; a finer amount is kept as text and added in Python, so totals always eq
 exact ``Decimal`` sum.
 
 A full rebuild of more than a few thousand sidecars runs in a background thread: the
-index opens at once, empty, and fills a batch at a time while the server answers from
-what is there (``rebuilding()`` says how far it is, so pages can say their figures are
-partial). Rows the server writes meanwhile win over what the rebuild read, and a last
-pass brings the index in step with the folder; the version is written only at the end,
-so a rebuild cut short (a crash, a stop) starts again at the next open.
+index opens at once, empty, and fills a batch at a time (the source parses ahead, in
+worker processes of its own) while the server answers from what is there
+(``rebuilding()`` says how far it is, so pages can say their figures are partial).
+Rows the server writes meanwhile win over what the rebuild read, and a last pass
+brings the index in step with the folder; the version is written only at the end, so a
+rebuild cut short (a crash, a stop) starts again at the next open.
 """
 
 from __future__ import annotations
