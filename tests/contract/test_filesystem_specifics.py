@@ -10,12 +10,12 @@ import multiprocessing
 import os
 import sqlite3
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from contextlib import AbstractContextManager
 from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, NoReturn, cast
+from typing import Any, NoReturn, TypeVar, cast
 from unittest import mock
 
 import pytest
@@ -792,6 +792,9 @@ def test_a_bad_sidecar_is_skipped_with_a_warning_and_never_stops_the_index(
     assert not any(str(tmp_path) in w for w in warnings)
 
 
+T = TypeVar("T")
+
+
 class _Records:
     """A record source speaking ``RecordSource``: fixed fields, the way the sidecars hand them."""
 
@@ -801,8 +804,10 @@ class _Records:
     def ids(self) -> set[str]:
         return set(self._fields)
 
-    def indexed_fields(self, ids: list[str], skipped: list[str]) -> Iterator[IndexedFields]:
-        return (self._fields[i] for i in ids)
+    def index_rows(
+        self, ids: list[str], skipped: list[str], row: Callable[[IndexedFields], T]
+    ) -> Generator[T]:
+        return (row(self._fields[i]) for i in ids)
 
 
 def test_a_record_the_index_cannot_hold_is_skipped_not_fatal(

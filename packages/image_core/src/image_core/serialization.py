@@ -18,6 +18,7 @@ cost is its estimate, so it migrates unchanged.
 from __future__ import annotations
 
 import enum
+import functools
 import json
 import uuid
 from collections.abc import Callable
@@ -321,16 +322,23 @@ def _plain_indexed_fields(data: dict[str, Any]) -> IndexedFields | None:
             id=uuid.UUID(id_text),
             email=email,
             created_at=_datetime(created, datetime),
-            cost=_price(cost, CostEstimate),
+            cost=_price_text(cost),
             status=_STATUSES[status],
             model_alias=model,
             image_size=_SIZES[size],
             prompt=prompt,
-            estimate=None if estimate is None else _price(estimate, CostEstimate),
+            estimate=None if estimate is None else _price_text(estimate),
             cost_basis=_BASES[basis],
         )
     except (ValueError, KeyError, ArithmeticError):  # e.g. a time outside the calendar
         return None
+
+
+@functools.lru_cache(maxsize=4096)
+def _price_text(text: str) -> CostEstimate:
+    """``_price`` of a price written as text, kept for the next record: a rebuild meets
+    the same few prices over and over (an error is raised again each time)."""
+    return _price(text, CostEstimate)
 
 
 def _json_object(raw: bytes | str, source: str, wording: _Wording) -> dict[str, Any]:

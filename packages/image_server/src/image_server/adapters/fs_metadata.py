@@ -3,8 +3,9 @@
 Two rooms, composed here: ``fs_sidecars`` keeps each record in ``{uuid}.json`` next to
 its PNG and is always what a record is read from; ``sqlite_index`` keeps the disposable
 ``index.sqlite3`` that only finds and sums them. Indexing parses only the indexed fields
-(``RecordCodec.load_indexed_fields``), which keeps a rebuild of 100k sidecars fast; a
-sidecar damaged elsewhere is skipped with a warning when it is read.
+(``RecordCodec.load_indexed_fields``), in worker processes for a large rebuild, which
+keeps a rebuild of 100k sidecars fast; a sidecar damaged elsewhere is skipped with a
+warning when it is read.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from image_core.names import is_image_id
 from image_core.ports import MetadataRepository
 from image_core.serialization import IndexedFields, RecordCodec
 from image_server.adapters.atomic_files import storage_error
-from image_server.adapters.fs_sidecars import SidecarFiles
+from image_server.adapters.fs_sidecars import PROCESSES_FROM, SidecarFiles
 from image_server.adapters.sqlite_index import BACKGROUND_REBUILD_FROM, INDEX_NAME, SqliteIndex
 
 __all__ = ["INDEX_NAME", "FilesystemMetadataRepository"]
@@ -32,9 +33,19 @@ class FilesystemMetadataRepository:
     """``MetadataRepository`` over sidecar files and a SQLite index; call ``close()``."""
 
     def __init__(
-        self, root: Path, *, background_rebuild_from: int = BACKGROUND_REBUILD_FROM
+        self,
+        root: Path,
+        *,
+        background_rebuild_from: int = BACKGROUND_REBUILD_FROM,
+        parse_processes: int | None = None,
+        processes_from: int = PROCESSES_FROM,
     ) -> None:
-        self._sidecars = SidecarFiles(root, RecordCodec())
+        """A rebuild of more than ``background_rebuild_from`` records runs in the background;
+        from ``processes_from`` on, ``parse_processes`` worker processes parse the sidecars
+        (``None``: one per usable CPU)."""
+        self._sidecars = SidecarFiles(
+            root, RecordCodec(), processes=parse_processes, processes_from=processes_from
+        )
         try:
             root.mkdir(parents=True, exist_ok=True)
             self._index = SqliteIndex(root, self._sidecars, background_from=background_rebuild_from)

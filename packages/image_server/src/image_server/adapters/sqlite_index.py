@@ -11,11 +11,12 @@ exactly; a finer amount is kept as text and added in Python, so totals always eq
 exact ``Decimal`` sum.
 
 A full rebuild of more than a few thousand sidecars runs in a background thread: the
-index opens at once, empty, and fills a batch at a time while the server answers from
-what is there (``rebuilding()`` says how far it is, so pages can say their figures are
-partial). Rows the server writes meanwhile win over what the rebuild read, and a last
-pass brings the index in step with the folder; the version is written only at the end,
-so a rebuild cut short (a crash, a stop) starts again at the next open.
+index opens at once, empty, and fills a batch at a time (the source parses ahead, in
+worker processes of its own) while the server answers from what is there
+(``rebuilding()`` says how far it is, so pages can say their figures are partial).
+Rows the server writes meanwhile win over what the rebuild read, and a last pass
+brings the index in step with the folder; the version is written only at the end, so a
+rebuild cut short (a crash, a stop) starts again at the next open.
 """
 
 from __future__ import annotations
@@ -30,13 +31,15 @@ import stat
 import threading
 import time
 import uuid
-from collections.abc import Collection, Iterable, Iterator
-from contextlib import contextmanager, suppress
+from collections.abc import Callable, Collection, Generator, Iterable, Iterator
+from contextlib import closing, contextmanager, suppress
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
+
+import attrs
 
 from image_core.access import owner_key
 from image_core.budgets import Period
@@ -131,6 +134,7 @@ Row = tuple[
     str, str, int, str, int | None, str | None, str, int | None, str | None, str, str, str, str
 ]
 Schema = frozenset[tuple[str, str, str, str | None]]
+_T = TypeVar("_T")
 
 
 class _ForeignIndex(Exception):
@@ -168,14 +172,18 @@ def _schema_of(conn: sqlite3.Connection) -> Schema:
 
 
 class RecordSource(Protocol):
-    """Where the records live: their ids, and the indexed fields of some of them."""
+    """Where the records live: their ids, and a value made of the indexed fields of some."""
 
     def ids(self) -> set[str]:
         """Every record id present, as text."""
         ...
 
-    def indexed_fields(self, ids: list[str], skipped: list[str]) -> Iterator[IndexedFields]:
-        """The indexed fields of ``ids``; unreadable ones are appended to ``skipped``."""
+    def index_rows(
+        self, ids: list[str], skipped: list[str], row: Callable[[IndexedFields], _T]
+    ) -> Generator[_T]:
+        """``row`` of the indexed fields of each readable record of ``ids``, in that order;
+        unreadable ones are appended to ``skipped``. ``row`` may run in another process:
+        it is a module-level function whose values pickle. Closing it ends the reading."""
         ...
 
 
@@ -494,25 +502,27 @@ class SqliteIndex:
         try:
             read = 0
             skipped: list[str] = []
-            # One pass over the sidecars (their reading runs ahead), written a batch at a time.
-            found = _rows(self._source.indexed_fields(todo, skipped), skipped)
-            while read < len(todo):
-                if self._stop.is_set():
-                    log.info("Index rebuild stopped; the next start begins it again.")
-                    return
-                before = len(skipped)
-                rows = list(itertools.islice(found, _REBUILD_BATCH))
-                with self._lock, _Transaction(self._conn, "BEGIN IMMEDIATE"):
-                    # Rows the server wrote meanwhile are newer than what was read here.
-                    self._conn.executemany(_INSERT_OLDER, rows)
-                    self._conn.executemany(
-                        "INSERT OR IGNORE INTO skipped VALUES (?)",
-                        ((s,) for s in skipped[before:]),
-                    )
-                read += len(rows) + len(skipped) - before
-                self._progress = RebuildProgress(min(read, len(todo)), len(todo))
-                if not rows and len(skipped) == before:
-                    break
+            # One pass over the sidecars (their parsing runs ahead), written a batch at a
+            # time; closing it ends the parsing (and any worker process) on every way out.
+            parsed = self._source.index_rows(todo, skipped, _row_or_refusal)
+            with closing(parsed), closing(_rows(parsed, skipped)) as found:
+                while read < len(todo):
+                    if self._stop.is_set():
+                        log.info("Index rebuild stopped; the next start begins it again.")
+                        return
+                    before = len(skipped)
+                    rows = list(itertools.islice(found, _REBUILD_BATCH))
+                    with self._lock, _Transaction(self._conn, "BEGIN IMMEDIATE"):
+                        # Rows the server wrote meanwhile are newer than what was read here.
+                        self._conn.executemany(_INSERT_OLDER, rows)
+                        self._conn.executemany(
+                            "INSERT OR IGNORE INTO skipped VALUES (?)",
+                            ((s,) for s in skipped[before:]),
+                        )
+                    read += len(rows) + len(skipped) - before
+                    self._progress = RebuildProgress(min(read, len(todo)), len(todo))
+                    if not rows and len(skipped) == before:
+                        break
             with self._lock:
                 with _Transaction(self._conn, "BEGIN IMMEDIATE"):
                     for statement in _INDEXES:
@@ -547,8 +557,9 @@ class SqliteIndex:
             conn.executemany("DELETE FROM generations WHERE id = ?", gone)
             conn.executemany("DELETE FROM skipped WHERE id = ?", gone)
             skipped: list[str] = []
-            fields = self._source.indexed_fields(sorted(present - known), skipped)
-            conn.executemany(_INSERT_OLDER, _rows(fields, skipped))
+            parsed = self._source.index_rows(sorted(present - known), skipped, _row_or_refusal)
+            with closing(parsed), closing(_rows(parsed, skipped)) as rows:
+                conn.executemany(_INSERT_OLDER, rows)
             conn.executemany("INSERT INTO skipped VALUES (?)", ((s,) for s in skipped))
             if full:
                 for statement in _INDEXES:
@@ -668,14 +679,30 @@ def _cost_row(found: tuple[Any, ...]) -> CostRow:
     )
 
 
-def _rows(fields: Iterable[IndexedFields], skipped: list[str]) -> Iterator[Row]:
+@attrs.frozen
+class _Refusal:
+    """A record that cannot be a row (``_row_or_refusal``): its id and why."""
+
+    id_text: str
+    why: str
+
+
+def _row_or_refusal(fields: IndexedFields) -> Row | _Refusal:
+    """The row of a bulk insert, made where the sidecar is parsed (maybe another process)."""
+    try:
+        return _row(fields)
+    except (ArithmeticError, ValueError) as exc:
+        return _Refusal(str(fields.id), repr(exc))
+
+
+def _rows(found: Iterable[Row | _Refusal], skipped: list[str]) -> Generator[Row]:
     """The rows of a bulk insert; one record that cannot be a row is skipped, not fatal."""
-    for one in fields:
-        try:
-            yield _row(one)
-        except (ArithmeticError, ValueError) as exc:
-            log.warning("Skipping sidecar %s.json: it cannot be indexed (%r)", one.id, exc)
-            skipped.append(str(one.id))
+    for one in found:
+        if isinstance(one, _Refusal):
+            log.warning("Skipping sidecar %s.json: it cannot be indexed (%s)", one.id_text, one.why)
+            skipped.append(one.id_text)
+        else:
+            yield one
 
 
 def _micro_or_text(amount: CostEstimate) -> tuple[int | None, str | None]:
