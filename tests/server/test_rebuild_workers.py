@@ -253,3 +253,29 @@ def test_a_rebuild_through_workers_fills_the_index_while_it_answers(tmp_path: Pa
     with sqlite3.connect(tmp_path / INDEX_NAME) as conn:
         assert conn.execute("PRAGMA user_version").fetchone()[0] == sqlite_index.INDEX_VERSION
     assert _sidecar_workers() == []
+
+
+def test_a_worker_inherits_none_of_the_servers_secrets(
+    tmp_path: Path, held_rebuild: threading.Event, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A worker only parses records: the Gemini key and the OAuth secret stay behind."""
+    monkeypatch.setenv("GEMINI_API_KEY", "gemini-key-that-must-stay-home")
+    monkeypatch.setenv("GOOGLE_OAUTH_CLIENT_SECRET", "oauth-secret-that-must-stay-home")
+    _write(tmp_path, 2000)
+    repo = FilesystemMetadataRepository(
+        tmp_path, background_rebuild_from=20, parse_processes=2, processes_from=20
+    )
+    try:
+        for _ in range(200):
+            if len(_sidecar_workers()) == 2:
+                break
+            threading.Event().wait(0.05)
+        workers = _sidecar_workers()
+        assert len(workers) == 2
+        for pid in workers:
+            environment = Path(f"/proc/{pid}/environ").read_bytes()
+            assert b"must-stay-home" not in environment
+            assert b"GEMINI_API_KEY" not in environment
+    finally:
+        held_rebuild.set()
+        repo.close()

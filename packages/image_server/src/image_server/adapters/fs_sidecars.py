@@ -276,6 +276,15 @@ _WORKER_START = (
 )
 
 
+_WORKER_VARIABLES = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR")
+"""What a worker keeps of the server's environment: nothing of its settings or secrets
+(the Gemini key, the OAuth secrets), which parsing records never needs."""
+
+
+def _worker_environment() -> dict[str, str]:
+    return {name: os.environ[name] for name in _WORKER_VARIABLES if name in os.environ}
+
+
 class _Worker:
     """One ``sidecar_worker`` process, and a thread receiving its chunks a few ahead."""
 
@@ -286,6 +295,7 @@ class _Worker:
             [sys.executable, "-P", "-c", _WORKER_START],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
+            env=_worker_environment(),
         )
         self._received: queue.Queue[Parsed | None] = queue.Queue(_CHUNKS_AHEAD)
         self._ending = threading.Event()
