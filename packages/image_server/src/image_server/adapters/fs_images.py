@@ -16,7 +16,7 @@ from pathlib import Path
 
 from image_core.domain import EncodedImage
 from image_core.errors import StorageError
-from image_core.names import check_image_id, image_file_name, parse_public_name, thumbnail_file_name
+from image_core.names import image_file_name, parse_public_name
 from image_core.ports import ImageStore
 from image_server.adapters.atomic_files import (
     is_regular_file,
@@ -27,12 +27,17 @@ from image_server.adapters.atomic_files import (
     storage_error,
     write_atomic,
 )
+from image_server.adapters.thumbnail_files import (
+    THUMBNAIL_EXTENSIONS,
+    read_thumbnail,
+    thumbnail_path,
+    thumbnail_paths,
+)
 
 log = logging.getLogger("image_server.images")
 
 THUMBS_DIR = "thumbs"
 # Read order when looking a thumbnail up; the extension is the stored media type.
-THUMBNAIL_EXTENSIONS = {"image/webp": ".webp", "image/jpeg": ".jpg", "image/png": ".png"}
 PUBLIC_FILE_MODE = 0o644
 
 
@@ -113,16 +118,7 @@ class FilesystemImageStore:
 
     def get_thumbnail(self, image_id: uuid.UUID) -> EncodedImage | None:
         """The stored thumbnail with the media type its extension records."""
-        check_image_id(image_id)
-        for mime_type in THUMBNAIL_EXTENSIONS:
-            path = self._thumbnail_path(image_id, mime_type)
-            try:
-                data = read_regular_file(path)
-            except OSError as exc:
-                raise storage_error(f"read thumbnail {path.name}", exc) from exc
-            if data is not None:
-                return EncodedImage(data, mime_type)
-        return None
+        return read_thumbnail(self._thumbs, image_id)
 
     def put_thumbnail(self, image_id: uuid.UUID, thumbnail: EncodedImage) -> None:
         """Store a thumbnail made later; the image itself must already exist."""
@@ -138,7 +134,7 @@ class FilesystemImageStore:
     def delete(self, image_id: uuid.UUID) -> None:
         """Remove the PNG and every thumbnail variant; missing files are fine."""
         paths = [self.path_for(image_id)]
-        paths += [self._thumbnail_path(image_id, m) for m in THUMBNAIL_EXTENSIONS]
+        paths += list(thumbnail_paths(self._thumbs, image_id))
         for path in paths:
             try:
                 os.unlink(path)
@@ -148,10 +144,7 @@ class FilesystemImageStore:
                 raise storage_error(f"delete {path.name}", exc) from exc
 
     def _thumbnail_path(self, image_id: uuid.UUID, mime_type: str) -> Path:
-        extension = THUMBNAIL_EXTENSIONS.get(mime_type.lower())
-        if extension is None:
-            raise StorageError(f"Thumbnails of type {mime_type!r} cannot be stored.")
-        return self._thumbs / thumbnail_file_name(image_id, extension)
+        return thumbnail_path(self._thumbs, image_id, mime_type)
 
     def _write_thumbnail(self, path: Path, data: bytes) -> None:
         """Write one variant, then drop the others so a lookup finds only the new one."""

@@ -21,7 +21,6 @@ from image_core.names import (
     check_image_id,
     record_file_name,
     record_id_text,
-    thumbnail_file_name,
     upload_file_name,
 )
 from image_core.ports import UploadStore
@@ -33,12 +32,16 @@ from image_server.adapters.atomic_files import (
     storage_error,
     write_atomic,
 )
+from image_server.adapters.thumbnail_files import (
+    read_thumbnail,
+    thumbnail_path,
+    thumbnail_paths,
+)
 
 log = logging.getLogger("image_server.uploads")
 
 UPLOADS_DIR = "uploads"
 THUMBS_DIR = "thumbs"
-THUMBNAIL_EXTENSIONS = {"image/webp": ".webp", "image/jpeg": ".jpg", "image/png": ".png"}
 PRIVATE_FILE_MODE = 0o600
 
 
@@ -111,15 +114,7 @@ class FilesystemUploadStore:
 
     def thumbnail(self, upload: Upload) -> EncodedImage | None:
         """The stored thumbnail with the media type its extension records."""
-        for mime_type in THUMBNAIL_EXTENSIONS:
-            path = self._thumbnail_path(upload.id, mime_type)
-            try:
-                data = read_regular_file(path)
-            except OSError as exc:
-                raise storage_error(f"read thumbnail {path.name}", exc) from exc
-            if data is not None:
-                return EncodedImage(data, mime_type)
-        return None
+        return read_thumbnail(self._thumbs, upload.id)
 
     def list_for(self, email: str) -> list[Upload]:
         """Every whole upload of ``email``, newest first (ties by id)."""
@@ -144,7 +139,7 @@ class FilesystemUploadStore:
     def delete(self, upload: Upload) -> None:
         """Remove the record first (so it is no longer listed), then the files."""
         paths = [self._record_path(upload.id), self._image_path(upload)]
-        paths += [self._thumbnail_path(upload.id, m) for m in THUMBNAIL_EXTENSIONS]
+        paths += list(thumbnail_paths(self._thumbs, upload.id))
         for path in paths:
             try:
                 os.unlink(path)
@@ -160,10 +155,7 @@ class FilesystemUploadStore:
         return self._folder / record_file_name(check_image_id(upload_id))
 
     def _thumbnail_path(self, upload_id: uuid.UUID, mime_type: str) -> Path:
-        extension = THUMBNAIL_EXTENSIONS.get(mime_type.lower())
-        if extension is None:
-            raise StorageError(f"Thumbnails of type {mime_type!r} cannot be stored.")
-        return self._thumbs / thumbnail_file_name(upload_id, extension)
+        return thumbnail_path(self._thumbs, upload_id, mime_type)
 
 
 _: type[UploadStore] = FilesystemUploadStore

@@ -217,28 +217,38 @@ class Views:
         viewer = self.sessions.viewer(request)
         if viewer is None:
             return self._to_login(request)
-        form = await verified_form(
+        form = await self._own_form(
             request,
-            public_origin=self.config.origin,
-            auth_disabled=self.config.auth_disabled,
-            expected_csrf=viewer.csrf_token,
+            viewer,
+            "This deletion did not come from this dashboard's own page, so nothing was "
+            "deleted. Reload the gallery and try again.",
+            (Paths.of(request).gallery(), "Back to your gallery"),
         )
-        if form is None:
-            return self.renderer.message(
-                request,
-                "Request refused",
-                "This deletion did not come from this dashboard's own page, so nothing was "
-                "deleted. Reload the gallery and try again.",
-                403,
-                viewer=viewer,
-                action=(Paths.of(request).gallery(), "Back to your gallery"),
-            )
+        if isinstance(form, Response):
+            return form
         deleted = await self.service.delete_upload(
             viewer.identity, str(request.path_params["name"])
         )
         if deleted is None:
             return self.not_found(request, viewer)
         return RedirectResponse(Paths.of(request).gallery(deleted.email), status_code=303)
+
+    async def _own_form(
+        self, request: Request, viewer: Viewer, refusal: str, back: tuple[str, str]
+    ) -> dict[str, str] | Response:
+        """The posted form if it came from this dashboard's own page (same origin, the
+        session's CSRF token); else the 403 page saying ``refusal``, having changed nothing."""
+        form = await verified_form(
+            request,
+            public_origin=self.config.origin,
+            auth_disabled=self.config.auth_disabled,
+            expected_csrf=viewer.csrf_token,
+        )
+        if form is not None:
+            return form
+        return self.renderer.message(
+            request, "Request refused", refusal, 403, viewer=viewer, action=back
+        )
 
     async def _uploaded(
         self,
@@ -279,22 +289,15 @@ class Views:
         viewer = self.sessions.viewer(request)
         if viewer is None:
             return self._to_login(request)
-        form = await verified_form(
+        form = await self._own_form(
             request,
-            public_origin=self.config.origin,
-            auth_disabled=self.config.auth_disabled,
-            expected_csrf=viewer.csrf_token,
+            viewer,
+            "This change did not come from this dashboard's own page, so nothing was "
+            "saved. Reload the page and try again.",
+            (Paths.of(request).prefs(), "Back to the model picker"),
         )
-        if form is None:
-            return self.renderer.message(
-                request,
-                "Request refused",
-                "This change did not come from this dashboard's own page, so nothing was "
-                "saved. Reload the page and try again.",
-                403,
-                viewer=viewer,
-                action=(Paths.of(request).prefs(), "Back to the model picker"),
-            )
+        if isinstance(form, Response):
+            return form
         try:
             await self.service.set_default_model(viewer.identity, form.get("model", ""))
         except ImageMcpError as exc:
