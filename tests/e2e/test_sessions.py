@@ -224,3 +224,39 @@ async def test_with_login_requiring_access_a_stranger_gets_no_token_and_a_page_s
     assert "IMG_ALLOWED_EMAILS" in page.text
     assert "code=" not in page.headers.get("location", "")
     assert admitted.status_code == 200
+
+
+async def _body_status(http: httpx2.AsyncClient, mcp_url: str, token: str, size: int) -> int:
+    """Status of an ``initialize`` padded with spaces to ``size`` bytes (valid JSON)."""
+    body = httpx2.Request("POST", mcp_url, json=INITIALIZE).content
+    padded = body + b" " * (size - len(body))
+    headers = {
+        **ACCEPT,
+        "Authorization": f"Bearer {token}",
+        "Content-Type": "application/json",
+    }
+    return (await http.post(mcp_url, content=padded, headers=headers)).status_code
+
+
+async def test_only_allowed_people_may_send_a_body_past_the_sdks_cap(
+    tmp_path: Path, port: int, google: FakeGoogle
+) -> None:
+    """The cap is raised for photos, which only allowed people upload: a valid token of
+    an account off the allow-list gets 413 past the SDK's 4 MiB, and with uploads off
+    nobody may send more."""
+    six_mib = 6 * 1024 * 1024
+    settings = settings_for(tmp_path / "on", port, ADA)
+    async with httpx2.AsyncClient(timeout=30) as http:
+        with serve(settings, google) as base:
+            mcp_url = f"{base}/mcp"
+            ada = await login(mcp_url, google, ADA, http)
+            mallory = await login(mcp_url, google, MALLORY, http)
+            assert await _body_status(http, mcp_url, ada, six_mib) == 200
+            assert await _body_status(http, mcp_url, mallory, six_mib) == 413
+            assert await _body_status(http, mcp_url, mallory, 64 * 1024) == 200
+    off = settings_for(tmp_path / "off", port, ADA, IMG_UPLOADS_PER_USER="0")
+    async with httpx2.AsyncClient(timeout=30) as http:
+        with serve(off, google) as base:
+            mcp_url = f"{base}/mcp"
+            ada = await login(mcp_url, google, ADA, http)
+            assert await _body_status(http, mcp_url, ada, six_mib) == 413

@@ -14,6 +14,7 @@ from typing import Protocol, TypedDict, Unpack
 import anyio
 import attrs
 from fastmcp.server.http import HostOriginGuardMiddleware, StarletteWithLifespan
+from mcp.server.transport_security import DEFAULT_MAX_REQUEST_BODY_SIZE
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.routing import BaseRoute, Mount, Route
@@ -54,7 +55,7 @@ from image_server.cimd import CIMDFetcher
 from image_server.dashboard import SIGN_OUTS_DIR, DashboardConfig, FileSignOuts, build_dashboard
 from image_server.edge import PublicReads, SecurityHeaders
 from image_server.login_gate import LoginGate
-from image_server.mcp import build_mcp_server
+from image_server.mcp import build_mcp_server, offered_tools
 from image_server.mcp_uploads import body_limit_for, raise_body_limit
 from image_server.model_lifecycle import ModelLister, ModelReport, ModelWatch
 from image_server.references import IMAGE_ROUTE_PREFIX
@@ -70,6 +71,7 @@ from image_server.routes import (
 )
 from image_server.session_limits import SessionGate, SessionLimits
 from image_server.settings import Settings
+from image_server.tool_names import UPLOAD_TOOL_NAME
 
 log = logging.getLogger("image_server")
 
@@ -329,12 +331,15 @@ def build_mcp_app(
         tool_deadline_seconds=settings.tool_deadline_seconds,
         tools=settings.tools,
     )
+    takes_uploads = UPLOAD_TOOL_NAME in offered_tools(service, settings.tools)
     gate = Middleware(
         SessionGate,
         service=service,
         mcp_path=MCP_PATH,
         limits=limits,
         refuse_strangers=settings.login_requires_access,
+        # The raised cap is for allowed people's photos; anyone else keeps the SDK's.
+        stranger_body_max=DEFAULT_MAX_REQUEST_BODY_SIZE if takes_uploads else None,
     )
     middleware = [gate]
     if auth is not None and settings.login_requires_access:
@@ -345,8 +350,9 @@ def build_mcp_app(
         session_idle_timeout=limits.allowed_idle_seconds,
         **security,
     )
-    # A photo at the upload cap fits in one request as base64; larger bodies get 413.
-    raise_body_limit(mcp_app, body_limit_for(settings.upload_max_bytes))
+    if takes_uploads:
+        # A photo at the upload cap fits in one request as base64; larger bodies get 413.
+        raise_body_limit(mcp_app, body_limit_for(settings.upload_max_bytes))
     # The MCP app is mounted at the root, so its router answers every unknown path.
     mcp_app.add_exception_handler(404, not_found)
     return mcp_app

@@ -561,6 +561,15 @@ def _icons(icon_url: str | None) -> list[mt.Icon] | None:
     return [mt.Icon(src=icon_url, mime_type="image/svg+xml", sizes=["any"])] if icon_url else None
 
 
+def offered_tools(service: ImageService, tools: Iterable[str]) -> list[str]:
+    """The tools offered, in listing order: those asked for (``IMG_TOOLS``), without
+    ``upload_photo`` while the service takes no uploads."""
+    offered: list[str] = [name for name in ALL_TOOLS if name in set(tools)]
+    if not service.accepts_uploads and UPLOAD_TOOL_NAME in offered:
+        offered.remove(UPLOAD_TOOL_NAME)
+    return offered
+
+
 def build_mcp_server(
     service: ImageService,
     *,
@@ -580,9 +589,7 @@ def build_mcp_server(
     resources and no mention of the other tools. ``upload_photo`` is offered only while
     the service accepts uploads.
     """
-    offered = [name for name in ALL_TOOLS if name in set(tools)]
-    if not service.accepts_uploads and UPLOAD_TOOL_NAME in offered:
-        offered.remove(UPLOAD_TOOL_NAME)
+    offered = offered_tools(service, tools)
     if TOOL_NAME not in offered:
         raise ValueError(f"{TOOL_NAME} is always offered")
     can_look_up = GET_TOOL_NAME in offered

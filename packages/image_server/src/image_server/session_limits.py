@@ -24,6 +24,7 @@ request, not only when it asks for an image.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import math
@@ -34,6 +35,7 @@ from typing import Final
 import attrs
 from fastmcp.server.dependencies import AccessToken
 from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
+from mcp.server.transport_security import RequestBodyLimitMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from image_core.access import owner_key
@@ -155,9 +157,13 @@ class SessionGate:
         mcp_path: str,
         limits: SessionLimits | None = None,
         refuse_strangers: bool = False,
+        stranger_body_max: int | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.app = app
+        # Only allowed people upload photos: everyone else keeps the small body cap, so
+        # a valid token off the allow-list cannot make the server buffer a large body.
+        self.stranger_body_max = stranger_body_max
         self.service = service
         self.mcp_path = mcp_path.rstrip("/")
         self.limits = limits or SessionLimits()
@@ -180,6 +186,16 @@ class SessionGate:
             message = user_message(not_allowed(identity))
             await _error(FORBIDDEN, message)(scope, receive, send)
             return
+        if not holder.allowed and self.stranger_body_max is not None:
+            capped = RequestBodyLimitMiddleware(
+                functools.partial(self._route, holder), self.stranger_body_max
+            )
+            await capped(scope, receive, send)
+            return
+        await self._route(holder, scope, receive, send)
+
+    async def _route(self, holder: Holder, scope: Scope, receive: Receive, send: Send) -> None:
+        """Open a session, or use the one the request names."""
         session_id = _header(scope, _SESSION_HEADER_BYTES)
         if session_id is None:
             await self._open(holder, scope, receive, send)
