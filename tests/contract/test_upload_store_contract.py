@@ -17,6 +17,7 @@ from image_core.contracts.uploads import JPEG, make_upload
 from image_core.errors import StorageError
 from image_core.ports import UploadStore
 from image_core.testing import InMemoryUploadStore
+from image_server.adapters import atomic_files
 from image_server.adapters.fs_uploads import FilesystemUploadStore
 from tests.contract.conftest import fresh_dir
 
@@ -71,6 +72,32 @@ def test_a_write_that_fails_leaves_nothing_behind(tmp_path: Path) -> None:
         store.put(upload, JPEG, thumbnail())
     assert not (tmp_path / "uploads" / f"{upload.id}.jpg").exists()
     assert not (tmp_path / "uploads" / "thumbs" / f"{upload.id}.webp").exists()
+    assert store.count_for(upload.email) == 0
+
+
+@pytest.mark.parametrize("failing", [1, 2, 3])
+def test_a_folder_sync_failing_after_a_rename_leaves_nothing_behind(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, failing: int
+) -> None:
+    """Each file's rename may succeed and the folder's sync after it fail (a full or
+    failing disk): the upload is refused and none of its files stays, that one included."""
+    store = FilesystemUploadStore(tmp_path)
+    upload = make_upload()
+    real = atomic_files.fsync_dir
+    calls = 0
+
+    def sync(directory: Path) -> None:
+        nonlocal calls
+        calls += 1
+        if calls == failing:
+            raise OSError(5, "Input/output error")
+        real(directory)
+
+    monkeypatch.setattr(atomic_files, "fsync_dir", sync)
+    with pytest.raises(StorageError):
+        store.put(upload, JPEG, thumbnail())
+    kept = [p for p in (tmp_path / "uploads").rglob("*") if p.is_file()]
+    assert kept == []
     assert store.count_for(upload.email) == 0
 
 

@@ -279,3 +279,13 @@ def test_a_worker_inherits_none_of_the_servers_secrets(
     finally:
         held_rebuild.set()
         repo.close()
+
+
+def test_workers_follow_a_containers_cpu_quota_and_stay_few() -> None:
+    """A 2-CPU container on a 64-core host starts two workers, not 64."""
+    assert fs_sidecars.cpu_quota("200000 100000\n") == 2
+    assert fs_sidecars.cpu_quota("150000 100000") == 2
+    assert fs_sidecars.cpu_quota("50000 100000") == 1
+    assert fs_sidecars.cpu_quota("max 100000") is None
+    assert fs_sidecars.cpu_quota("") is None
+    assert 1 <= fs_sidecars.usable_cpus() <= fs_sidecars.MAX_PARSE_PROCESSES

@@ -48,11 +48,31 @@ _T = TypeVar("_T")
 PROCESSES_FROM = 2000
 
 
+MAX_PARSE_PROCESSES = 4
+"""More workers gain nothing against the inserts they feed, and each holds about 30 MB."""
+_CGROUP_CPU_MAX = "/sys/fs/cgroup/cpu.max"
+
+
 def usable_cpus() -> int:
-    """The CPUs this process may run on (its affinity, where the system says)."""
+    """How many worker processes may parse at once: the CPUs this process may run on
+    (its affinity), no more than a container's CPU quota gives, at most four."""
+    count = os.cpu_count() or 1
     with suppress(AttributeError, OSError):
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1
+        count = len(os.sched_getaffinity(0))
+    with suppress(OSError):
+        quota = cpu_quota(Path(_CGROUP_CPU_MAX).read_text())
+        if quota is not None:
+            count = min(count, quota)
+    return max(1, min(count, MAX_PARSE_PROCESSES))
+
+
+def cpu_quota(cpu_max: str) -> int | None:
+    """The whole CPUs a cgroup v2 ``cpu.max`` (``"<quota> <period>"``) allows, rounded
+    up; ``None`` for no limit (``"max ..."``) or text it cannot read."""
+    parts = cpu_max.split()
+    if len(parts) != 2 or not all(p.isdigit() for p in parts) or int(parts[1]) == 0:
+        return None
+    return max(1, -(-int(parts[0]) // int(parts[1])))
 
 
 class SidecarFiles:

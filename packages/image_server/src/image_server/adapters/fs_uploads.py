@@ -79,8 +79,10 @@ class FilesystemUploadStore:
         written: list[Path] = []
         try:
             for path, data in paths:
-                write_atomic(path, data, mode=PRIVATE_FILE_MODE)
+                # Counted before it is written: a rename can succeed and the folder's
+                # sync after it fail, and then the file must go too.
                 written.append(path)
+                write_atomic(path, data, mode=PRIVATE_FILE_MODE)
         except BaseException as exc:
             for path in written:
                 remove_quietly(path)
