@@ -437,6 +437,11 @@ def test_a_too_large_photo_is_refused_before_any_upload(browser: Browser, site: 
         {"name": "huge.jpg", "mimeType": "image/jpeg", "buffer": big}
     )
     expect(opened.view.locator("#message")).to_contain_text("up to 20 MB")
+    # A format the server refuses (an iPhone's HEIC) is not sent either.
+    opened.view.locator("#upload").set_input_files(
+        {"name": "IMG_0001.HEIC", "mimeType": "image/heic", "buffer": b"\0\0\0\x18ftypheic"}
+    )
+    expect(opened.view.locator("#message")).to_contain_text("export it from your photo app")
     assert opened.host(".calls") == []
     opened.page.context.close()
 

@@ -168,6 +168,10 @@ def test_damaged_or_unsupported_files_are_refused_saying_what_they_are(
     with pytest.raises(InvalidImage, match=says) as refused:
         codec.normalise_upload(data, MAX_SIDE, THUMB)
     assert refused.value.message.startswith("The photo")
+    # What a person can do about it: a photo is exported again, never "regenerated".
+    assert "regenerate" not in refused.value.message
+    if says not in ("empty",):
+        assert "photo app" in refused.value.message
 
 
 def test_a_decompression_bomb_is_refused_from_its_header_at_once(

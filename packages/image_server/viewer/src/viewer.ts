@@ -40,6 +40,8 @@ const UPLOAD = "upload_photo";
 // The server fills this in as it serves the page: its upload cap, 0 when uploads are off.
 const CONFIG = JSON.parse(document.getElementById("viewer-config")?.textContent || "{}");
 const UPLOAD_MAX_BYTES = Number(CONFIG.uploadMaxBytes) || 0;
+const ACCEPTED = ["image/jpeg", "image/png", "image/webp"];
+const FILE_NAME_CHARS = 200;
 const POLL_MS = 3000;
 const POLL_LIMIT = 200;
 
@@ -450,8 +452,9 @@ ui.upload.addEventListener("change", async () => {
     say(`${file.name} is ${mb} MB; photos up to ${cap} MB can be uploaded.`, true);
     return;
   }
-  if (file.type && !file.type.startsWith("image/")) {
-    say(`${file.name} is not an image.`, true);
+  if (file.type && !ACCEPTED.includes(file.type)) {
+    const kind = file.type.startsWith("image/") ? `a ${file.type.slice(6).toUpperCase()} image` : "not a photo";
+    say(`${file.name} is ${kind}; upload a JPEG, PNG or WebP (export it from your photo app as JPEG).`, true);
     return;
   }
   setBusy(true);
@@ -460,22 +463,25 @@ ui.upload.addEventListener("change", async () => {
     const data = await base64Of(file);
     const result = (await app.callServerTool({
       name: UPLOAD,
-      arguments: { data, file_name: file.name },
+      // The server keeps at most this much of a name (and cleans it).
+      arguments: { data, file_name: file.name.slice(0, FILE_NAME_CHARS) },
     })) as ToolResult;
     setBusy(false);
-    const stored = (result.structuredContent ?? {}) as { name?: string };
+    const stored = (result.structuredContent ?? {}) as { name?: string; file_name?: string };
     if (result.isError || !stored.name) {
       say(textOf(result) || "The photo could not be stored.", true);
       return;
     }
     for (const other of state.uploads) other.checked = false;
-    state.uploads.push({ name: stored.name, label: `Your photo ${file.name}`, checked: true });
+    // The name as the server cleaned it: no control characters reach the page or the model.
+    const shown = stored.file_name || "";
+    state.uploads.push({ name: stored.name, label: `Your photo ${shown}`.trim(), checked: true });
     state.useShown = false;
     render();
     say(`Uploaded as ${stored.name}. Describe the next image and use it as reference.`);
     ui.nextPrompt.focus();
     await tellModel(
-      `The person uploaded a photo (${file.name}) in the image viewer. To use it, pass ` +
+      `The person uploaded a photo${shown ? ` (${shown})` : ""} in the image viewer. To use it, pass ` +
         `"${stored.name}" in reference_images of ${GENERATE}.`,
     );
   } catch (error) {

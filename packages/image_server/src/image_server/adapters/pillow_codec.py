@@ -548,7 +548,7 @@ def _decoding(subject: str, kind: _Format) -> Iterator[None]:
         reason = " ".join(str(exc).split())[:160] or type(exc).__name__
         raise InvalidImage(
             f"{subject} is a damaged or truncated {kind.label} file and cannot be decoded "
-            f"({reason}). Re-export or regenerate it."
+            f"({reason}). {_remedy(subject)}"
         ) from exc
 
 
@@ -562,10 +562,18 @@ def _identify(data: bytes, subject: str) -> _Format:
         return _Format.JPEG
     if data.startswith(b"RIFF") and data[8:12] == b"WEBP":
         return _Format.WEBP
+    advice = " Export it from your photo app as JPEG." if subject == _UPLOADED else ""
     raise InvalidImage(
         f"{subject} is not a PNG, JPEG or WebP image ({_describe(data)}); "
-        "only those formats are supported."
+        f"only those formats are supported.{advice}"
     )
+
+
+def _remedy(subject: str) -> str:
+    """What to do about a damaged file: a photo is exported again, never regenerated."""
+    if subject == _UPLOADED:
+        return "Export it again from your photo app as JPEG or PNG."
+    return "Re-export or regenerate it."
 
 
 def _describe(data: bytes) -> str:
@@ -608,7 +616,7 @@ def _verify_png_chunks(data: bytes, subject: str) -> int:
         if pos + 12 > size:
             raise InvalidImage(
                 f"{subject} is a truncated PNG file (it ends before the IEND chunk). "
-                "Re-export or regenerate it."
+                f"{_remedy(subject)}"
             )
         length = int.from_bytes(view[pos : pos + 4], "big")
         chunk_type = bytes(view[pos + 4 : pos + 8])
@@ -620,13 +628,13 @@ def _verify_png_chunks(data: bytes, subject: str) -> int:
         if length > 0x7FFFFFFF or end > size:
             raise InvalidImage(
                 f"{subject} is a truncated PNG file (chunk {name!r} runs past the end). "
-                "Re-export or regenerate it."
+                f"{_remedy(subject)}"
             )
         expected = int.from_bytes(view[end - 4 : end], "big")
         if zlib.crc32(view[pos + 4 : end - 4]) != expected:
             raise InvalidImage(
                 f"{subject} is a damaged PNG file (checksum mismatch in chunk {name!r}). "
-                "Re-export or regenerate it."
+                f"{_remedy(subject)}"
             )
         pos = end
         if chunk_type == b"IEND":
