@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
@@ -66,11 +67,15 @@ class CountingCodec(PassthroughImageCodec):
 
     def __init__(self) -> None:
         self.decoded = 0
+        self.together: threading.Barrier | None = None
+        """When set, each decode waits until that many are under way at once."""
 
     def normalise_upload(
         self, data: bytes, max_side: int, thumbnail_max_side: int
     ) -> NormalisedPhoto:
         self.decoded += 1
+        if self.together is not None:
+            self.together.wait()
         return super().normalise_upload(data, max_side, thumbnail_max_side)
 
 
@@ -220,8 +225,13 @@ async def test_a_person_keeps_at_most_the_limit_and_is_told_it() -> None:
 
 
 async def test_uploads_at_the_same_moment_cannot_both_take_the_last_place() -> None:
-    """The count is checked again under a lock just before the write."""
+    """The count is checked again under a lock just before the write.
+
+    All six are held inside the decode until every one of them has passed the first
+    count, so each finds the place free then; only the second count can tell them apart.
+    """
     w = world(per_person=1)
+    w.codec.together = threading.Barrier(6, timeout=10)
     results = await asyncio.gather(
         *(w.service.upload_photo(ALICE, PHOTO) for _ in range(6)), return_exceptions=True
     )
