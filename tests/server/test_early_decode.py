@@ -23,15 +23,24 @@ PHOTO_2K = photo_bytes(2048, 2048, seed=6)
 STEP = 64 * 1024
 
 
+HELPERS = ("png-early-rows", "png-early-shrink")
+"""The threads a plain PNG's early decode runs beside its own (``png_stream``)."""
+
+
 def early_threads() -> list[threading.Thread]:
     return [t for t in threading.enumerate() if t.name == "png-early-decode"]
 
 
+def helper_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name in HELPERS]
+
+
 def all_early_threads_end() -> None:
     deadline = time.monotonic() + 20
-    while early_threads() and time.monotonic() < deadline:
+    while (early_threads() or helper_threads()) and time.monotonic() < deadline:
         time.sleep(0.01)
     assert early_threads() == []
+    assert helper_threads() == []
 
 
 @pytest.fixture
@@ -62,8 +71,13 @@ def arrive(processing: object, data: bytes) -> None:
 def test_a_png_that_arrived_in_pieces_is_not_decoded_a_second_time() -> None:
     codec = CountingCodec()
     processing = codec.begin(768, 256)
-    arrive(processing, PHOTO_2K)
+    arrive(processing, PHOTO_2K[: len(PHOTO_2K) // 2])
     assert len(early_threads()) == 1  # decoding while the bytes come
+    deadline = time.monotonic() + 10
+    while len(helper_threads()) < len(HELPERS) and time.monotonic() < deadline:
+        time.sleep(0.005)
+    assert sorted(t.name for t in helper_threads()) == sorted(HELPERS)  # on three threads
+    arrive(processing, PHOTO_2K[len(PHOTO_2K) // 2 :])
     finished = processing.finish(PHOTO_2K)
     processing.close()
     assert codec.whole_decodes == 0
