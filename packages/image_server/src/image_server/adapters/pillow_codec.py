@@ -185,33 +185,30 @@ class PillowImageCodec:
         display: Image.Image,
         preview_max_side: int,
         thumbnail_max_side: int,
-        shrunk: tuple[Image.Image, Image.Image] | None = None,
+        shrunk_preview: Image.Image | None = None,
     ) -> tuple[EncodedImage, EncodedImage]:
-        """Preview and thumbnail of the decoded image, made side by side on two cores.
+        """Preview and thumbnail of the decoded image, encoded side by side on two cores.
 
-        They are the last step before the tool answers, so the thumbnail is made in a
-        helper thread while this one makes the preview. ``shrunk`` holds the two already
-        shrunk (during the decode), in which case only their encoding is left.
+        The thumbnail is shrunk from the preview when the preview is at least its size
+        (a quarter of the work at 1K), and encoded in a helper thread while this one
+        encodes the preview. ``shrunk_preview`` is the preview already shrunk during
+        the decode; it is the same image ``_fit`` makes here.
         """
-        if shrunk is None:
-            preview_side = _preview_side(display.size, preview_max_side)
-            thumbnail = _beside(
-                lambda: self._encode_thumbnail(_flatten(_fit(display, thumbnail_max_side)))
+        preview_image = shrunk_preview
+        if preview_image is None:
+            preview_image = _fit(display, _preview_side(display.size, preview_max_side))
+        small = preview_image
+        thumbnail = _beside(
+            lambda: self._encode_thumbnail(
+                _flatten(_thumbnail_of(display, small, thumbnail_max_side))
             )
-            preview = self._encode_preview(_flatten(_fit(display, preview_side)))
-            return preview, thumbnail.result()
-        small_preview, small_thumbnail = shrunk
-        thumbnail = _beside(lambda: self._encode_thumbnail(_flatten(small_thumbnail)))
-        preview = self._encode_preview(_flatten(small_preview))
+        )
+        preview = self._encode_preview(_flatten(preview_image))
         return preview, thumbnail.result()
 
-    def _targets(self, size: tuple[int, int], sides: tuple[int, int]) -> list[tuple[int, int]]:
-        """The preview's and the thumbnail's sizes for an image of ``size``."""
-        preview_max_side, thumbnail_max_side = sides
-        return [
-            fit_size(size, _preview_side(size, preview_max_side)),
-            fit_size(size, thumbnail_max_side),
-        ]
+    def _preview_size(self, size: tuple[int, int], preview_max_side: int) -> tuple[int, int]:
+        """The preview's size for an image of ``size``."""
+        return fit_size(size, _preview_side(size, preview_max_side))
 
     def begin(self, preview_max_side: int, thumbnail_max_side: int) -> ImageProcessing:
         """Processing that decodes a PNG while it arrives, in a thread of its own.
@@ -412,7 +409,7 @@ class _Attempt:
         self.file = ArrivingFile()
         self.file.append(head)
         self.decoded: Image.Image | None = None
-        self.shrunk: tuple[Image.Image, Image.Image] | None = None
+        self.preview: Image.Image | None = None  # shrunk while decoding
         self.thread: threading.Thread | None = None
 
 
@@ -469,7 +466,7 @@ class _EarlyPngProcessing:
         with self._codec.decode_slot():
             # The checksums are checked beside the preview, which is wasted if they fail.
             intact = _beside(lambda: data[: _verify_png_chunks(data, _GENERATED)])
-            preview, thumbnail = self._codec._derive(decoded, *self._sides, attempt.shrunk)
+            preview, thumbnail = self._codec._derive(decoded, *self._sides, attempt.preview)
             png = intact.result()
         return ProcessedImage(png, decoded.width, decoded.height, preview, thumbnail)
 
@@ -526,12 +523,11 @@ class _EarlyPngProcessing:
         decoded = png_stream.decode(
             attempt.file,
             lambda size: self._codec._check_pixels(size, _GENERATED),
-            lambda size: self._codec._targets(size, self._sides),
+            lambda size: [self._codec._preview_size(size, self._sides[0])],
         )
         if decoded is None:
             return False
-        preview, thumbnail = decoded.shrunk
-        attempt.decoded, attempt.shrunk = decoded.image, (preview, thumbnail)
+        attempt.decoded, (attempt.preview,) = decoded.image, decoded.shrunk
         return True
 
 
@@ -714,6 +710,13 @@ def _fit_size(size: tuple[int, int], max_side: int) -> tuple[int, int]:
 def _fit(image: Image.Image, max_side: int) -> Image.Image:
     """Area-averaged, in the bands a decode in progress uses too (the same bytes)."""
     return shrink(image, max_side)
+
+
+def _thumbnail_of(display: Image.Image, preview: Image.Image, max_side: int) -> Image.Image:
+    """The thumbnail, from the preview when that is at least as large, else from the image."""
+    if max(preview.size) >= max(fit_size(display.size, max_side)):
+        return _fit(preview, max_side)
+    return _fit(display, max_side)
 
 
 def _preview_side(size: tuple[int, int], max_side: int) -> int:

@@ -85,7 +85,7 @@ def decode(
         return None
     size = (header.width, header.height)
     check_size(size)
-    image = Image.new(header.mode, size)
+    image = Image.new(header.mode, size, None)  # every row is written before it is read
     shrinks = [BandShrink(image, target) for target in targets(size)]
     rows = _RowDecoder(image, shrinks)
     try:
@@ -259,14 +259,15 @@ class _RowDecoder:
                 return
 
     def _decode(self, raw: bytes) -> None:
-        """Hand ``raw`` to Pillow as stored (uncompressed) deflate blocks, in one copy."""
-        blocks = bytearray(len(raw) + 5 * -(-len(raw) // _STORED_BLOCK))
-        view, at = memoryview(raw), 0
+        """Hand ``raw`` to Pillow as stored (uncompressed) deflate blocks, without a copy.
+
+        Each block's five-byte header and its bytes go in as two calls: the decoder
+        inflates a stream, so where its input is cut does not matter.
+        """
+        view = memoryview(raw)
         for start in range(0, len(raw), _STORED_BLOCK):
             size = min(_STORED_BLOCK, len(raw) - start)
-            blocks[at : at + 5] = struct.pack("<BHH", 0, size, size ^ 0xFFFF)
-            blocks[at + 5 : at + 5 + size] = view[start : start + size]
-            at += 5 + size
-        _consumed, error = self._decoder.decode(blocks)
-        if error < 0:
-            raise ValueError(f"Pillow's row decoder failed ({error})")
+            for part in (struct.pack("<BHH", 0, size, size ^ 0xFFFF), view[start : start + size]):
+                _consumed, error = self._decoder.decode(part)
+                if error < 0:
+                    raise ValueError(f"Pillow's row decoder failed ({error})")

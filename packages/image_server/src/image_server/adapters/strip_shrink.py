@@ -56,8 +56,8 @@ class BandShrink:
             self._reduced = source
         else:
             reduced_size = (math.ceil(width / self._factor[0]), math.ceil(height / self._factor[1]))
-            self._reduced = Image.new(source.mode, reduced_size)
-        self._result = Image.new(source.mode, target)
+            self._reduced = Image.new(source.mode, reduced_size, None)  # not filled: all
+        self._result = Image.new(source.mode, target, None)  # is written before it is read
         self._reduced_rows = 0  # rows of ``_reduced`` made so far
         self._bands_done = 0
         # Nothing to shrink: the source itself is the result once it is complete.
