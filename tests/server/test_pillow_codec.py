@@ -589,3 +589,15 @@ def test_the_preview_is_smaller_than_the_image_and_within_its_byte_budget(
     assert max(preview.size) < max(width, height)
     assert len(result.preview.data) <= DEFAULT_MAX_PREVIEW_BYTES == 150_000
     assert result.preview.mime_type == "image/jpeg"
+
+
+@pytest.mark.parametrize(("width", "height"), [(68, 2048), (2048, 72), (1024, 1024), (1344, 768)])
+def test_a_thumbnail_made_with_the_image_has_the_size_of_one_remade_later(
+    width: int, height: int
+) -> None:
+    """Shrunk from the preview or from the stored PNG, the gallery gets the same size."""
+    codec = PillowImageCodec()
+    png = photo_bytes(width, height, seed=11)
+    made = codec.process(png, 768, 256).thumbnail
+    remade = codec.thumbnail(png, 256)
+    assert Image.open(io.BytesIO(made.data)).size == Image.open(io.BytesIO(remade.data)).size

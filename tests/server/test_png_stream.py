@@ -132,6 +132,32 @@ def test_image_data_in_many_chunks_and_bytes_past_its_end() -> None:
     assert decoded.image.tobytes() == pillow(data).tobytes()
 
 
+@pytest.mark.parametrize(("side", "level"), [(1024, 6), (2048, 9)])
+def test_a_flat_image_that_compresses_to_almost_nothing_decodes(side: int, level: int) -> None:
+    """The inflater may take in all its input yet hold output back: it is drained."""
+    buffer = io.BytesIO()
+    Image.new("RGB", (side, side), (255, 255, 255)).save(buffer, "PNG", compress_level=level)
+    data = buffer.getvalue()
+    decoded = decode(data)
+    assert decoded is not None
+    assert decoded.image.tobytes() == pillow(data).tobytes()
+
+
+def test_when_no_helper_thread_can_be_had_pillow_decodes_it_and_nothing_is_left(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A machine out of threads: the stream path steps aside instead of leaving one waiting."""
+    start = threading.Thread.start
+
+    def start_unless_shrinking(thread: threading.Thread) -> None:
+        if thread.name == "png-early-shrink":
+            raise RuntimeError("can't start new thread")
+        start(thread)
+
+    monkeypatch.setattr(threading.Thread, "start", start_unless_shrinking)
+    assert decode(photo_bytes(64, 64, seed=1)) is None
+
+
 @pytest.mark.parametrize(
     "head",
     [

@@ -34,7 +34,7 @@ from image_core.ports import ImageProcessing
 from image_server.adapters import png_stream
 from image_server.adapters.arriving_file import ArrivingFile, JoinedImageData
 from image_server.adapters.pillow_photos import encode_kept, in_srgb, upright, without_metadata
-from image_server.adapters.strip_shrink import fit_size, shrink
+from image_server.adapters.strip_shrink import fit_size, shrink, shrink_to
 
 _log = logging.getLogger("image_server.codec")
 
@@ -713,10 +713,13 @@ def _fit(image: Image.Image, max_side: int) -> Image.Image:
 
 
 def _thumbnail_of(display: Image.Image, preview: Image.Image, max_side: int) -> Image.Image:
-    """The thumbnail, from the preview when that is at least as large, else from the image."""
-    if max(preview.size) >= max(fit_size(display.size, max_side)):
-        return _fit(preview, max_side)
-    return _fit(display, max_side)
+    """The thumbnail, from the preview when that is at least as large, else from the image.
+
+    Its size is the image's own fit either way, as a thumbnail remade later has.
+    """
+    target = fit_size(display.size, max_side)
+    source = preview if preview.width >= target[0] and preview.height >= target[1] else display
+    return shrink_to(source, target)
 
 
 def _preview_side(size: tuple[int, int], max_side: int) -> int:

@@ -87,7 +87,10 @@ def decode(
     check_size(size)
     image = Image.new(header.mode, size, None)  # every row is written before it is read
     shrinks = [BandShrink(image, target) for target in targets(size)]
-    rows = _RowDecoder(image, shrinks)
+    try:
+        rows = _RowDecoder(image, shrinks)
+    except RuntimeError:  # no thread to be had: Pillow decodes it in the caller's thread
+        return None
     try:
         _inflate_into(file, rows, header)
     finally:
@@ -152,6 +155,7 @@ def _inflate_into(file: Source, rows: _RowDecoder, header: Header) -> None:
             left -= len(piece)
             produced = _inflate(inflater, piece, rows, produced, expected)
         file.read(4)  # the chunk's checksum, checked by the caller
+    produced = _inflate(inflater, b"", rows, produced, expected)  # what it still holds
     if produced != expected or not inflater.eof:
         raise InvalidImage("The generated image's pixel data is incomplete.")
 
@@ -159,10 +163,13 @@ def _inflate_into(file: Source, rows: _RowDecoder, header: Header) -> None:
 def _inflate(
     inflater: isal_zlib.Decompress, piece: bytes, rows: _RowDecoder, produced: int, expected: int
 ) -> int:
+    """Inflate ``piece``, then go on while the inflater may still hold output back.
+
+    An output step is capped, so the inflater can take in all of its input and keep
+    output for a later call: it is asked again until a step comes out short.
+    """
     data = piece
-    while data:
-        if inflater.eof:
-            return produced  # bytes after the stream's end are ignored, as Pillow does
+    while not inflater.eof:
         try:
             out = inflater.decompress(data, _INFLATED)
         except _INFLATE_ERROR as exc:
@@ -173,11 +180,15 @@ def _inflate(
         if out:
             rows.put(out)
         data = inflater.unconsumed_tail
-    return produced
+        if not data and len(out) < _INFLATED:
+            break
+    return produced  # bytes after the stream's end are ignored, as Pillow does
 
 
 class _RowDecoder:
     """Two threads: one undoes the row filters with Pillow, one shrinks the final rows.
+
+    Constructing it raises ``RuntimeError`` when a thread cannot be started (none is left).
 
     Shrinking costs about half as much as undoing the filters; in a thread of its own it
     follows the row decoder a band behind, and the three stages (inflate, rows, shrink)
@@ -195,12 +206,15 @@ class _RowDecoder:
         self._rows_over = False  # the row decoder has ended
         self._decoder = Image._getdecoder(image.mode, "zip", image.mode)
         self._decoder.setimage(image.im, (0, 0, *image.size))
-        self._threads = [
-            threading.Thread(target=self._undo_filters, name=_ROW_DECODER, daemon=True),
-            threading.Thread(target=self._shrink, name=_SHRINKER, daemon=True),
-        ]
-        for thread in self._threads:
-            thread.start()
+        self._threads: list[threading.Thread] = []
+        for target, name in ((self._undo_filters, _ROW_DECODER), (self._shrink, _SHRINKER)):
+            thread = threading.Thread(target=target, name=name, daemon=True)
+            try:
+                thread.start()
+            except RuntimeError:
+                self.close()  # ends the one that started
+                raise
+            self._threads.append(thread)
 
     def put(self, raw: bytes) -> None:
         if self._error is not None:

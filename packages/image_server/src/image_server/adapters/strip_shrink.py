@@ -106,7 +106,11 @@ class BandShrink:
 
 def shrink(image: Image.Image, max_side: int) -> Image.Image:
     """``image`` with its longer side at most ``max_side``, averaged as ``BandShrink`` does."""
-    target = fit_size(image.size, max_side)
+    return shrink_to(image, fit_size(image.size, max_side))
+
+
+def shrink_to(image: Image.Image, target: tuple[int, int]) -> Image.Image:
+    """``image`` averaged down to exactly ``target`` (no larger than the image)."""
     if target == image.size:
         return image
     premultiplied = _PREMULTIPLIED.get(image.mode)
