@@ -206,10 +206,6 @@ class PillowImageCodec:
         preview = self._encode_preview(_flatten(preview_image))
         return preview, thumbnail.result()
 
-    def _preview_size(self, size: tuple[int, int], preview_max_side: int) -> tuple[int, int]:
-        """The preview's size for an image of ``size``."""
-        return fit_size(size, _preview_side(size, preview_max_side))
-
     def begin(self, preview_max_side: int, thumbnail_max_side: int) -> ImageProcessing:
         """Processing that decodes a PNG while it arrives, in a thread of its own.
 
@@ -233,7 +229,7 @@ class PillowImageCodec:
             image = self._open(png, kind, subject)
             if kind is _Format.JPEG:
                 # Let libjpeg decode at 1/2..1/8 scale: most of the work skipped.
-                width, height = _fit_size(image.size, max_side)
+                width, height = fit_size(image.size, max_side)
                 image.draft(None, (round(width * _REDUCING_GAP), round(height * _REDUCING_GAP)))
             image.load()
             display = _displayable(image)
@@ -304,7 +300,7 @@ class PillowImageCodec:
             image.load()
             profile = image.info.get("icc_profile")
             photo = _displayable(in_srgb(upright(image), profile))
-            target = _fit_size(photo.size, max_side)
+            target = fit_size(photo.size, max_side)
             if target != photo.size:
                 photo = photo.resize(target, Image.Resampling.LANCZOS, reducing_gap=2.0)
             photo = without_metadata(photo)
@@ -523,7 +519,7 @@ class _EarlyPngProcessing:
         decoded = png_stream.decode(
             attempt.file,
             lambda size: self._codec._check_pixels(size, _GENERATED),
-            lambda size: [self._codec._preview_size(size, self._sides[0])],
+            lambda size: [_preview_size(size, self._sides[0])],
         )
         if decoded is None:
             return False
@@ -703,10 +699,6 @@ def _displayable(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
-def _fit_size(size: tuple[int, int], max_side: int) -> tuple[int, int]:
-    return fit_size(size, max_side)
-
-
 def _fit(image: Image.Image, max_side: int) -> Image.Image:
     """Area-averaged, in the bands a decode in progress uses too (the same bytes)."""
     return shrink(image, max_side)
@@ -720,6 +712,11 @@ def _thumbnail_of(display: Image.Image, preview: Image.Image, max_side: int) -> 
     target = fit_size(display.size, max_side)
     source = preview if preview.width >= target[0] and preview.height >= target[1] else display
     return shrink_to(source, target)
+
+
+def _preview_size(size: tuple[int, int], max_side: int) -> tuple[int, int]:
+    """The preview's size for an image of ``size``."""
+    return fit_size(size, _preview_side(size, max_side))
 
 
 def _preview_side(size: tuple[int, int], max_side: int) -> int:
