@@ -15,6 +15,7 @@ import secrets
 import stat
 import threading
 import time
+from collections.abc import Iterable
 from pathlib import Path
 from types import TracebackType
 
@@ -103,6 +104,17 @@ def fsync_dir(directory: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def remove_files(paths: Iterable[Path]) -> None:
+    """Unlink each of ``paths`` in order; missing ones are fine, any other failure is said."""
+    for path in paths:
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            continue
+        except OSError as exc:
+            raise storage_error(f"delete {path.name}", exc) from exc
 
 
 def remove_quietly(path: Path) -> None:

@@ -22,6 +22,7 @@ from image_server.adapters.atomic_files import (
     is_regular_file,
     open_regular_file,
     read_regular_file,
+    remove_files,
     remove_quietly,
     remove_stale_temps,
     storage_error,
@@ -135,13 +136,7 @@ class FilesystemImageStore:
         """Remove the PNG and every thumbnail variant; missing files are fine."""
         paths = [self.path_for(image_id)]
         paths += list(thumbnail_paths(self._thumbs, image_id))
-        for path in paths:
-            try:
-                os.unlink(path)
-            except FileNotFoundError:
-                continue
-            except OSError as exc:
-                raise storage_error(f"delete {path.name}", exc) from exc
+        remove_files(paths)
 
     def _thumbnail_path(self, image_id: uuid.UUID, mime_type: str) -> Path:
         return thumbnail_path(self._thumbs, image_id, mime_type)

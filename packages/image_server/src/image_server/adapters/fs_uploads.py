@@ -27,6 +27,7 @@ from image_core.ports import UploadStore
 from image_core.serialization import RecordCodec
 from image_server.adapters.atomic_files import (
     read_regular_file,
+    remove_files,
     remove_quietly,
     remove_stale_temps,
     storage_error,
@@ -142,13 +143,7 @@ class FilesystemUploadStore:
         """Remove the record first (so it is no longer listed), then the files."""
         paths = [self._record_path(upload.id), self._image_path(upload)]
         paths += list(thumbnail_paths(self._thumbs, upload.id))
-        for path in paths:
-            try:
-                os.unlink(path)
-            except FileNotFoundError:
-                continue
-            except OSError as exc:
-                raise storage_error(f"delete {path.name}", exc) from exc
+        remove_files(paths)
 
     def _image_path(self, upload: Upload) -> Path:
         return self._folder / upload_file_name(upload.id, upload.mime_type)

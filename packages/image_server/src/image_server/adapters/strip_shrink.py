@@ -56,12 +56,14 @@ class BandShrink:
             self._reduced = source
         else:
             reduced_size = (math.ceil(width / self._factor[0]), math.ceil(height / self._factor[1]))
-            self._reduced = Image.new(source.mode, reduced_size, None)  # not filled: all
-        self._result = Image.new(source.mode, target, None)  # is written before it is read
+            # Not filled (None): every pixel is written before it is read.
+            self._reduced = Image.new(source.mode, reduced_size, None)
+        # Nothing to shrink: the source itself is the result once it is complete.
+        unchanged = target == source.size
+        self._result = source if unchanged else Image.new(source.mode, target, None)
         self._reduced_rows = 0  # rows of ``_reduced`` made so far
         self._bands_done = 0
-        # Nothing to shrink: the source itself is the result once it is complete.
-        self._bands = 0 if target == source.size else math.ceil(target[1] / BAND_ROWS)
+        self._bands = 0 if unchanged else math.ceil(target[1] / BAND_ROWS)
 
     @property
     def done(self) -> bool:
@@ -91,7 +93,7 @@ class BandShrink:
         """The shrunk image; every source row must have been handed over."""
         if not self.done:
             raise RuntimeError("the source is not complete yet")
-        return self._source if self._bands == 0 else self._result
+        return self._result
 
     def _reduce(self, rows: int) -> int:
         """Reduce whole blocks of final rows (the last, partial block at the end)."""
