@@ -18,6 +18,8 @@ from typing import Final
 
 from PIL import Image, ImageCms, ImageOps
 
+from image_server.adapters.encoded_bytes import encoded
+
 _log = logging.getLogger("image_server.codec")
 
 JPEG_QUALITY: Final = 92
@@ -90,10 +92,7 @@ def without_metadata(image: Image.Image) -> Image.Image:
 
 def encode_kept(image: Image.Image, *, png_compress_level: int) -> tuple[bytes, str]:
     """The bytes to keep and their media type: PNG with transparency, else JPEG."""
-    out = io.BytesIO()
     if is_transparent(image):
-        image.save(out, "PNG", compress_level=png_compress_level)
-        return out.getvalue(), "image/png"
+        return encoded(image, "PNG", compress_level=png_compress_level), "image/png"
     opaque = image.convert("L" if image.mode in ("L", "LA") else "RGB")
-    opaque.save(out, "JPEG", quality=JPEG_QUALITY)
-    return out.getvalue(), "image/jpeg"
+    return encoded(opaque, "JPEG", quality=JPEG_QUALITY), "image/jpeg"

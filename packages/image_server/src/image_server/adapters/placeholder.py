@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import colorsys
 import hashlib
-import io
 import math
 import unicodedata
 from typing import Final
@@ -19,6 +18,7 @@ from anyio import to_thread
 from PIL import Image, ImageDraw, ImageFont
 
 from image_core.domain import AspectRatio, BackendImage, BackendRequest
+from image_server.adapters.encoded_bytes import encoded
 
 # Pillow's built-in font covers ASCII only (no em dash), hence the plain hyphen.
 BANNER_TEXT: Final = "PLACEHOLDER - not a real generation"
@@ -87,9 +87,7 @@ def render_placeholder(request: BackendRequest) -> bytes:
     for index, line in enumerate(_wrap(request.prompt, body, usable_width, max_lines)):
         draw.text((margin, top + index * body_height), line, font=body, fill=ink)
 
-    buffer = io.BytesIO()
-    image.save(buffer, "PNG", compress_level=1)
-    return buffer.getvalue()
+    return encoded(image, "PNG", compress_level=1)
 
 
 def _draw_banner(

@@ -1,0 +1,121 @@
+"""Encoding through an in-memory file: the same bytes as ``BytesIO``, with the GIL free."""
+
+from __future__ import annotations
+
+import io
+import os
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from PIL import Image
+
+from image_server.adapters import encoded_bytes
+from image_server.adapters.encoded_bytes import encoded
+from tests.support.photos import draw_photo
+
+linux_only = pytest.mark.skipif(
+    not hasattr(os, "memfd_create"), reason="anonymous memory files are Linux's"
+)
+
+FORMATS: list[tuple[str, dict[str, Any]]] = [
+    ("JPEG", {"quality": 80, "optimize": True}),
+    ("PNG", {"compress_level": 1}),
+    ("WEBP", {"quality": 70, "method": 0}),
+]
+
+
+@pytest.fixture(scope="module")
+def photo() -> Image.Image:
+    return draw_photo(1024, 768, seed=5)
+
+
+def through_bytes_io(image: Image.Image, format_name: str, **options: Any) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format_name, **options)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize(("format_name", "options"), FORMATS)
+def test_the_bytes_are_the_ones_bytes_io_gets(
+    photo: Image.Image, format_name: str, options: dict[str, Any]
+) -> None:
+    data = encoded(photo, format_name, **options)
+    assert data == through_bytes_io(photo, format_name, **options)
+    with Image.open(io.BytesIO(data)) as back:
+        assert back.format == format_name and back.size == photo.size
+
+
+def test_without_a_memory_file_it_still_encodes(
+    photo: Image.Image, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def refused(name: str, flags: int = 0) -> int:
+        raise PermissionError("memfd_create is not allowed here")
+
+    monkeypatch.setattr(os, "memfd_create", refused, raising=False)
+    assert encoded(photo, "PNG", compress_level=1) == through_bytes_io(
+        photo, "PNG", compress_level=1
+    )
+
+
+@linux_only
+def test_no_file_descriptor_is_left_open(photo: Image.Image) -> None:
+    def open_descriptors() -> int:
+        return len(list(Path("/proc/self/fd").iterdir()))
+
+    small = photo.resize((64, 48))
+    before = open_descriptors()
+    for _ in range(50):
+        encoded(small, "JPEG", quality=80)
+    with pytest.raises(ValueError):  # an encoder that fails closes its file too
+        encoded(small, "JPEG", quality="very high")
+    assert open_descriptors() == before
+
+
+@pytest.fixture
+def long_switch_interval() -> Iterator[None]:
+    """Python hands the GIL over only every second: only C code that lets go of it lets
+    another thread in during one encode."""
+    previous = sys.getswitchinterval()
+    sys.setswitchinterval(1.0)
+    try:
+        yield
+    finally:
+        sys.setswitchinterval(previous)
+
+
+def steps_of_another_thread_during(encode: Any) -> int:
+    """How far a busy Python thread got while ``encode`` ran in this one."""
+    started, stop = threading.Event(), threading.Event()
+    counted = [0]
+
+    def busy() -> None:
+        started.set()
+        while not stop.is_set():
+            counted[0] += 1
+
+    thread = threading.Thread(target=busy, daemon=True)
+    thread.start()
+    started.wait()
+    before = counted[0]
+    encode()
+    during = counted[0] - before
+    stop.set()
+    thread.join()
+    return during
+
+
+@linux_only
+def test_another_thread_runs_while_an_image_is_encoded(long_switch_interval: None) -> None:
+    big = draw_photo(2048, 2048, seed=9)  # a JPEG of it takes several milliseconds
+    held = steps_of_another_thread_during(lambda: through_bytes_io(big, "JPEG", quality=80))
+    freed = steps_of_another_thread_during(lambda: encoded(big, "JPEG", quality=80))
+    assert held == 0  # BytesIO: the lock is kept for the whole encode
+    assert freed > 0
+
+
+def test_the_module_reads_no_settings_and_keeps_no_state() -> None:
+    assert not [name for name in vars(encoded_bytes) if name.isupper()]
