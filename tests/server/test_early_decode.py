@@ -7,18 +7,25 @@ at ``finish`` as before.
 
 from __future__ import annotations
 
+import io
+import struct
 import threading
 import time
-from collections.abc import Iterator
+import zlib
+from collections.abc import Callable, Iterator
 
 import pytest
+from PIL import Image
 
 from image_core.contracts.pictures import bomb_png
 from image_core.domain import ProcessedImage
 from image_core.errors import InvalidImage
+from image_server.adapters.encoded_bytes import encoded
 from image_server.adapters.pillow_codec import PillowImageCodec
+from image_server.adapters.strip_shrink import shrink
 from tests.support.photos import photo_bytes
 
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 PHOTO_2K = photo_bytes(2048, 2048, seed=6)
 STEP = 64 * 1024
 
@@ -187,3 +194,83 @@ def test_closing_while_bytes_arrive_from_another_thread_leaks_no_slot() -> None:
     assert taken == [True, True]  # every early slot came back
     for _ in taken:
         codec.release_early_slot()
+
+
+def png_with(extra: bytes, *, after_the_data: bool = False) -> bytes:
+    """A small RGB PNG with ``extra`` (whole chunks) before IDAT, or after it."""
+    width, height = 64, 48
+    rows = b"".join(b"\0" + bytes([y, 100, 200]) * width for y in range(height))
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    before, after = (b"", extra) if after_the_data else (extra, b"")
+    return (
+        PNG_SIGNATURE
+        + chunk(b"IHDR", header)
+        + before
+        + chunk(b"IDAT", zlib.compress(rows))
+        + after
+        + chunk(b"IEND", b"")
+    )
+
+
+def chunk(kind: bytes, body: bytes) -> bytes:
+    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+
+REFUSED_BEFORE_THE_DATA = {
+    "a chunk type that is not four letters": chunk(b"\x00\x01\x02\x03", b"abc"),
+    "a colour profile in an unknown compression": chunk(
+        b"iCCP", b"profile\x00\x01" + zlib.compress(b"x" * 100)
+    ),
+    "an animation frame with no width": chunk(b"acTL", struct.pack(">II", 1, 0))
+    + chunk(b"fcTL", struct.pack(">IIIIIHHBB", 0, 0, 0, 0, 0, 1, 1, 0, 0)),
+    "a text chunk that inflates past Pillow's limit": chunk(
+        b"zTXt", b"k\x00\x00" + zlib.compress(b"a" * (2 << 20))
+    ),
+}
+
+
+def outcome(call: Callable[[], ProcessedImage]) -> str:
+    """What became of a PNG: the PNG stored, or the refusal's words."""
+    try:
+        return f"stored {call().png!r}"
+    except InvalidImage as exc:
+        return f"refused: {exc.message}"
+
+
+@pytest.mark.parametrize("after_the_data", [False, True], ids=["before", "after"])
+@pytest.mark.parametrize("case", sorted(REFUSED_BEFORE_THE_DATA))
+def test_a_png_arriving_in_pieces_meets_the_verdict_a_whole_decode_gives(
+    codec: PillowImageCodec, case: str, after_the_data: bool
+) -> None:
+    data = png_with(REFUSED_BEFORE_THE_DATA[case], after_the_data=after_the_data)
+    whole = outcome(lambda: codec.process(data, 768, 256))
+    processing = codec.begin(768, 256)
+    try:
+        arrive(processing, data)
+        early = outcome(lambda: processing.finish(data))
+    finally:
+        processing.close()
+    assert early == whole
+    if not after_the_data:  # Pillow reads every chunk before the data
+        assert whole.startswith("refused")
+
+
+def test_an_image_whose_preview_is_its_thumbnail_gets_each_encoding(
+    codec: PillowImageCodec,
+) -> None:
+    """At 512 px the preview (384) is the thumbnail's size too: one image, two encodes,
+    each with its own format and quality however the two threads interleave."""
+    data = photo_bytes(512, 512, seed=1)
+    with Image.open(io.BytesIO(data)) as opened:
+        preview = shrink(opened.convert("RGB"), 384)
+    jpeg = encoded(preview.copy(), "JPEG", quality=70, optimize=True)
+    webp = encoded(preview.copy(), "WEBP", quality=75, method=0)
+    for attempt in range(12):
+        processing = codec.begin(768, 384)
+        try:
+            if attempt % 2:
+                arrive(processing, data)
+            result = processing.finish(data)
+        finally:
+            processing.close()
+        assert (result.preview.data == jpeg, result.thumbnail.data == webp) == (True, True)

@@ -46,7 +46,8 @@ def test_the_bytes_are_the_ones_bytes_io_gets(
     data = encoded(photo, format_name, **options)
     assert data == through_bytes_io(photo, format_name, **options)
     with Image.open(io.BytesIO(data)) as back:
-        assert back.format == format_name and back.size == photo.size
+        assert back.format == format_name
+        assert back.size == photo.size
 
 
 def test_without_a_memory_file_it_still_encodes(
@@ -70,7 +71,7 @@ def test_no_file_descriptor_is_left_open(photo: Image.Image) -> None:
     before = open_descriptors()
     for _ in range(50):
         encoded(small, "JPEG", quality=80)
-    with pytest.raises(ValueError):  # an encoder that fails closes its file too
+    with pytest.raises(ValueError, match="quality"):  # a failed encode closes its file too
         encoded(small, "JPEG", quality="very high")
     assert open_descriptors() == before
 

@@ -199,13 +199,16 @@ class PillowImageCodec:
         preview_image = shrunk_preview
         if preview_image is None:
             preview_image = _fit(display, _preview_side(display.size, preview_max_side))
-        small = preview_image
-        thumbnail = _beside(
-            lambda: self._encode_thumbnail(
-                _flatten(_thumbnail_of(display, small, thumbnail_max_side))
-            )
-        )
-        preview = self._encode_preview(_flatten(preview_image))
+        flat_preview = _flatten(preview_image)
+
+        def thumbnail_encoded() -> EncodedImage:
+            image = _flatten(_thumbnail_of(display, preview_image, thumbnail_max_side))
+            if image is flat_preview:  # the same size: Pillow keeps a save's options on the
+                image = image.copy()  # image, so one object must not be saved in two threads
+            return self._encode_thumbnail(image)
+
+        thumbnail = _beside(thumbnail_encoded)
+        preview = self._encode_preview(flat_preview)
         return preview, thumbnail.result()
 
     def begin(self, preview_max_side: int, thumbnail_max_side: int) -> ImageProcessing:
@@ -462,11 +465,29 @@ class _EarlyPngProcessing:
             return self._codec.process(data, *self._sides)  # says what is wrong, if anything
         attempt.file.drop()
         with self._codec.decode_slot():
-            # The checksums are checked beside the preview, which is wasted if they fail.
-            intact = _beside(lambda: data[: _verify_png_chunks(data, _GENERATED)])
+            # The checks run beside the preview, which is wasted if they fail.
+            intact = _beside(lambda: self._intact(data, decoded, attempt.preview is not None))
             preview, thumbnail = self._codec._derive(decoded, *self._sides, attempt.preview)
             png = intact.result()
+        if png is None:
+            return self._codec.process(data, *self._sides)
         return ProcessedImage(png, decoded.width, decoded.height, preview, thumbnail)
+
+    def _intact(self, data: bytes, decoded: Image.Image, streamed: bool) -> bytes | None:
+        """The PNG to store once its chunks are checked; ``None`` if Pillow reads it otherwise.
+
+        A PNG decoded as it streamed in (``png_stream``) had only its pixel data read:
+        Pillow's header parse then checks every other chunk as a whole decode would (a
+        colour profile, text, an unknown chunk), and says what the image is.
+        """
+        png = data[: _verify_png_chunks(data, _GENERATED)]
+        if streamed:
+            with _decoding(_GENERATED, _Format.PNG):
+                header = self._codec._open_png(io.BytesIO(png), _GENERATED)
+                if (header.mode, header.size) != (decoded.mode, decoded.size):
+                    return None
+                _read_chunks_after_the_data(header, png)
+        return png
 
     def close(self) -> None:
         with self._lock:
@@ -666,6 +687,41 @@ def _verify_png_chunks(data: bytes, subject: str) -> int:
         pos = end
         if chunk_type == b"IEND":
             return pos
+
+
+def _read_chunks_after_the_data(header: ImageFile, png: bytes) -> None:
+    """Hand the chunks after the image data to Pillow's chunk readers, as the end of its
+    decode does (``PngImageFile.load_end``): what it would refuse is refused here too.
+
+    ``png`` has been checked chunk by chunk (``_verify_png_chunks``).
+    """
+    stream: PngImagePlugin.PngStream | None = getattr(header, "png", None)
+    if stream is None:
+        return
+    view = memoryview(png)
+    pos, after_data = len(_PNG_SIGNATURE), None
+    while pos < len(png):
+        length = int.from_bytes(view[pos : pos + 4], "big")
+        if bytes(view[pos + 4 : pos + 8]) == b"IDAT":
+            after_data = pos + 12 + length
+        pos += 12 + length
+    if after_data is None or header.fp is None:
+        return
+    header.fp.seek(after_data)
+    while True:
+        try:
+            kind, start, length = stream.read()
+        except (struct.error, SyntaxError):
+            return  # an unreadable chunk name ends Pillow's reading without a refusal
+        if kind == b"IEND":
+            return
+        try:
+            stream.call(kind, start, length)
+        except UnicodeDecodeError:
+            return  # Pillow stops reading here too
+        except (EOFError, AttributeError):  # a chunk Pillow skips
+            header.fp.seek(start + length)
+        header.fp.read(4)  # its checksum, already checked
 
 
 def _webp_header_size(data: bytes) -> tuple[int, int] | None:

@@ -10,10 +10,11 @@ filters are undone exactly as Pillow always does; a third shrinks the rows that 
 final into the preview and thumbnail (``BandShrink``). When the last byte is in, little
 is left to do.
 
-Only the plain case takes this path: 8-bit RGB or grey, not interlaced, no palette and
-no transparency chunk, which is what image models send. ``decode`` returns ``None``
-for anything else, and the caller decodes that with Pillow as before. Bad data raises
-``InvalidImage``; the chunk checksums are not checked here (the caller does).
+Only the plain case takes this path: 8-bit RGB or grey, not interlaced, no palette,
+transparency or animation chunk, and chunk types that are letters, which is what image
+models send. ``decode`` returns ``None`` for anything else, and the caller decodes that
+with Pillow as before. Bad pixel data raises ``InvalidImage``; the chunk checksums, and
+what the other chunks say, are not checked here (the caller has Pillow read them).
 """
 
 from __future__ import annotations
@@ -32,7 +33,8 @@ from image_server.adapters.strip_shrink import BandShrink
 
 _SIGNATURE: Final = b"\x89PNG\r\n\x1a\n"
 _COLOUR_TYPES: Final = {0: "L", 2: "RGB"}
-_NOT_PLAIN: Final = frozenset({b"PLTE", b"tRNS"})
+_NOT_PLAIN: Final = frozenset({b"PLTE", b"tRNS", b"acTL", b"fcTL"})
+"""Chunks that change what the pixels are (a palette, transparency, animation frames)."""
 _READ: Final = 1 << 17
 """Compressed bytes inflated at a time: small pieces keep the two threads in step."""
 _INFLATED: Final = 1 << 18
@@ -113,7 +115,7 @@ def _plain_header(file: Source) -> Header | None:
             file.seek(-8, 1)  # the inflating starts at this chunk
             return header
         body = file.read(length + 4)  # and its checksum
-        if len(body) < length + 4 or kind in _NOT_PLAIN:
+        if len(body) < length + 4 or kind in _NOT_PLAIN or not kind.isalpha():
             return None
         if kind == b"IHDR":
             if header is not None or length != 13:
