@@ -5,6 +5,11 @@ one fake Gemini (tests/fakes/fake_gemini.py) that answers both with the same pho
 PNG; one fastmcp client calls them alternately, so machine noise falls on both alike.
 Figures: median end-to-end time per call and its ratio to the peer's, and the size of
 the reply (text, image and structured content as they travel in the JSON-RPC result).
+A second table says where a call's time goes, for both servers alike: the client SDK's
+tool listing after the call (on a fresh session it lists the tools to check the result)
+and its check of the result against the output schema, the CPU time the server's
+process spent on the call (Linux, from ``/proc``), and the time the fake took to build
+its answer (the same for both, and part of both end-to-end times).
 
 The peer (PyPI ``andrew-nanobanana-mcp-server``, pinned below) is installed into its own
 virtual environment under bench/results, never into the project's.
@@ -16,16 +21,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 from fastmcp import Client
+from mcp.client.session import ClientSession
 from tests.fakes.fake_gemini import FakeGemini
 
 from bench.common import (
@@ -62,16 +69,78 @@ def peer_venv(results_dir: Path) -> Path:
 
 
 @contextlib.contextmanager
-def serving(command: list[str], env: dict[str, str], port: int, log: Path) -> Iterator[str]:
-    """Run one MCP server until the block ends; yields its MCP URL once it lists tools."""
+def serving(
+    command: list[str], env: dict[str, str], port: int, log: Path
+) -> Iterator[tuple[str, int]]:
+    """Run one MCP server until the block ends; yields its MCP URL (once it lists tools)
+    and its process id."""
     with log.open("wb") as out:
         process = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT)
     url = f"http://{LOOPBACK}:{port}/mcp"
     try:
         asyncio.run(wait_for_tools(url, process))
-        yield url
+        yield url, process.pid
     finally:
         stop_process(process)
+
+
+class Split:
+    """Per-call durations measured in this process, in seconds: the client SDK's tool
+    listing and result check (``ClientSession``, wrapped while the block runs) and the
+    fake's building of its answer (``FakeGemini._answer``)."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    def add(self, name: str, seconds: float) -> None:
+        self.seconds[name] = self.seconds.get(name, 0.0) + seconds
+
+    def take(self) -> dict[str, float]:
+        taken, self.seconds = self.seconds, {}
+        return taken
+
+    @contextlib.contextmanager
+    def measuring(self, gemini: FakeGemini) -> Iterator[None]:
+        originals = ClientSession.list_tools, ClientSession.validate_tool_result
+        answer = gemini._answer
+
+        def timed_async(name: str, call: Callable[..., Awaitable[Any]]) -> Any:
+            @functools.wraps(call)
+            async def timed(*args: Any, **kwargs: Any) -> Any:
+                started = time.perf_counter()
+                try:
+                    return await call(*args, **kwargs)
+                finally:
+                    self.add(name, time.perf_counter() - started)
+
+            return timed
+
+        @functools.wraps(answer)
+        def timed_answer(*args: Any, **kwargs: Any) -> Any:
+            started = time.perf_counter()
+            try:
+                return answer(*args, **kwargs)
+            finally:
+                self.add("fake_answer", time.perf_counter() - started)
+
+        setattr(ClientSession, "list_tools", timed_async("listing", originals[0]))  # noqa: B010
+        setattr(ClientSession, "validate_tool_result", timed_async("checking", originals[1]))  # noqa: B010
+        setattr(gemini, "_answer", timed_answer)  # noqa: B010
+        try:
+            yield
+        finally:
+            setattr(ClientSession, "list_tools", originals[0])  # noqa: B010
+            setattr(ClientSession, "validate_tool_result", originals[1])  # noqa: B010
+            setattr(gemini, "_answer", answer)  # noqa: B010
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """User and system CPU time of process ``pid`` so far (Linux), else ``None``."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 async def wait_for_tools(url: str, process: subprocess.Popen[bytes]) -> None:
@@ -106,17 +175,29 @@ async def call(url: str, arguments: dict[str, Any]) -> tuple[float, int]:
         return time.perf_counter() - started, reply_bytes(result)
 
 
-async def alternate(ours: str, peer: str, size: str, rounds: int) -> dict[str, Any]:
+async def alternate(
+    ours: tuple[str, int], peer: tuple[str, int], size: str, rounds: int, split: Split
+) -> dict[str, Any]:
     """``rounds`` calls to each server at ``size``, interleaved; a warm-up call first."""
     ours_args = {"prompt": PROMPT, "image_size": size}
     peer_args = {"prompt": PROMPT, "resolution": size.lower(), "model_tier": "nb2"}
-    await call(ours, ours_args)
-    await call(peer, peer_args)
+    await call(ours[0], ours_args)
+    await call(peer[0], peer_args)
     times: dict[str, list[float]] = {"ours": [], "peer": []}
     sizes: dict[str, list[int]] = {"ours": [], "peer": []}
+    parts: dict[str, dict[str, list[float]]] = {"ours": {}, "peer": {}}
     for _ in range(rounds):
-        for name, url, arguments in (("ours", ours, ours_args), ("peer", peer, peer_args)):
+        for name, (url, pid), arguments in (("ours", ours, ours_args), ("peer", peer, peer_args)):
+            split.take()
+            cpu_before = cpu_seconds(pid)
             seconds, weight = await call(url, arguments)
+            cpu_after = cpu_seconds(pid)
+            measured = split.take()
+            if cpu_before is not None and cpu_after is not None:
+                measured["server_cpu"] = cpu_after - cpu_before
+            measured["checking"] = measured.get("checking", 0.0) - measured.get("listing", 0.0)
+            for part, value in measured.items():
+                parts[name].setdefault(part, []).append(value)
             times[name].append(seconds)
             sizes[name].append(weight)
     return {
@@ -125,7 +206,36 @@ async def alternate(ours: str, peer: str, size: str, rounds: int) -> dict[str, A
         "ratio": median(times["ours"]) / median(times["peer"]),
         "ours_reply_bytes": max(sizes["ours"]),
         "peer_reply_bytes": max(sizes["peer"]),
+        # server_cpu: the mean (a clock tick is 10 ms); the rest: medians.
+        "split_s": {
+            name: {
+                part: (sum(v) / len(v) if part == "server_cpu" else median(v))
+                for part, v in found.items()
+            }
+            for name, found in parts.items()
+        },
     }
+
+
+SPLIT_PARTS = (
+    ("listing", "tool listing after the call"),
+    ("checking", "result check"),
+    ("server_cpu", "server CPU per call"),
+    ("fake_answer", "fake builds its answer"),
+)
+
+
+def split_rows(results: dict[str, Any]) -> list[list[str]]:
+    """Rows of the second table: per size and server, where a call's time goes."""
+    rows = []
+    for size, r in results.items():
+        for name in ("ours", "peer"):
+            found = r["split_s"][name]
+            cells = [
+                f"{found[part] * 1000:.1f} ms" if part in found else "-" for part, _ in SPLIT_PARTS
+            ]
+            rows.append([size, name, f"{r[f'{name}_median_s'] * 1000:.0f} ms", *cells])
+    return rows
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -137,6 +247,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     started = time.monotonic()
     peer_command = peer_venv(args.results_dir)
     results: dict[str, Any] = {}
+    split = Split()
     with FakeGemini(api_key=KEY) as gemini, temporary_dir("bench-peer-") as scratch:
         ours_port, peer_port = free_port(), free_port()
         base = {"PATH": os.environ.get("PATH", ""), "HOME": str(scratch)}
@@ -165,7 +276,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         ):
             for size in SIZES:
                 say(f"{size}: {rounds} calls to each server, alternating")
-                results[size] = asyncio.run(alternate(ours, peer, size, rounds))
+                with split.measuring(gemini):
+                    results[size] = asyncio.run(alternate(ours, peer, size, rounds, split))
     rows = [
         [
             size,
@@ -181,6 +293,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         "generate_image end to end against the peer (same fake Gemini)",
         ["size", "ours (median)", "peer (median)", "ours / peer", "our reply", "peer reply"],
         rows,
+    )
+    print_table(
+        "Where a call's time goes (medians; CPU: mean per call)",
+        ["size", "server", "end to end", *(label for _, label in SPLIT_PARTS)],
+        split_rows(results),
     )
     targets = [Target(f"time ÷ peer, {size}", r["ratio"], 0.8, "x") for size, r in results.items()]
     print_targets(targets)
