@@ -196,8 +196,9 @@ def test_closing_while_bytes_arrive_from_another_thread_leaks_no_slot() -> None:
         codec.release_early_slot()
 
 
-def png_with(extra: bytes, *, after_the_data: bool = False) -> bytes:
-    """A small RGB PNG with ``extra`` (whole chunks) before IDAT, or after it."""
+def png_with(extra: bytes, *, after_the_data: bool = False, then: bytes = b"") -> bytes:
+    """A small RGB PNG with ``extra`` (whole chunks) before IDAT, or after it; ``then``
+    comes after ``extra`` (more chunks, another IDAT)."""
     width, height = 64, 48
     rows = b"".join(b"\0" + bytes([y, 100, 200]) * width for y in range(height))
     header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
@@ -208,6 +209,7 @@ def png_with(extra: bytes, *, after_the_data: bool = False) -> bytes:
         + before
         + chunk(b"IDAT", zlib.compress(rows))
         + after
+        + then
         + chunk(b"IEND", b"")
     )
 
@@ -230,19 +232,17 @@ REFUSED_BEFORE_THE_DATA = {
 
 
 def outcome(call: Callable[[], ProcessedImage]) -> str:
-    """What became of a PNG: the PNG stored, or the refusal's words."""
+    """What became of a PNG: the PNG stored with its preview and thumbnail, or the
+    refusal's words."""
     try:
-        return f"stored {call().png!r}"
+        made = call()
     except InvalidImage as exc:
         return f"refused: {exc.message}"
+    return f"stored {made.png!r} {made.preview.data!r} {made.thumbnail.data!r}"
 
 
-@pytest.mark.parametrize("after_the_data", [False, True], ids=["before", "after"])
-@pytest.mark.parametrize("case", sorted(REFUSED_BEFORE_THE_DATA))
-def test_a_png_arriving_in_pieces_meets_the_verdict_a_whole_decode_gives(
-    codec: PillowImageCodec, case: str, after_the_data: bool
-) -> None:
-    data = png_with(REFUSED_BEFORE_THE_DATA[case], after_the_data=after_the_data)
+def verdicts(codec: PillowImageCodec, data: bytes) -> tuple[str, str]:
+    """The outcome of a whole decode, then of a decode while the PNG arrived."""
     whole = outcome(lambda: codec.process(data, 768, 256))
     processing = codec.begin(768, 256)
     try:
@@ -250,9 +250,48 @@ def test_a_png_arriving_in_pieces_meets_the_verdict_a_whole_decode_gives(
         early = outcome(lambda: processing.finish(data))
     finally:
         processing.close()
+    return whole, early
+
+
+@pytest.mark.parametrize("where", ["before", "after", "between"])
+@pytest.mark.parametrize("case", sorted(REFUSED_BEFORE_THE_DATA))
+def test_a_png_arriving_in_pieces_meets_the_verdict_a_whole_decode_gives(
+    codec: PillowImageCodec, case: str, where: str
+) -> None:
+    """Before the image data, after it, or between two runs of data chunks."""
+    extra = REFUSED_BEFORE_THE_DATA[case]
+    data = png_with(
+        extra,
+        after_the_data=where != "before",
+        then=chunk(b"IDAT", b"") if where == "between" else b"",
+    )
+    whole, early = verdicts(codec, data)
     assert early == whole
-    if not after_the_data:  # Pillow reads every chunk before the data
+    if where == "before":  # Pillow reads every chunk before the data
         assert whole.startswith("refused")
+
+
+def test_pillow_stops_reading_at_a_chunk_it_cannot_name_and_so_does_the_check(
+    codec: PillowImageCodec,
+) -> None:
+    """A damaged chunk past one Pillow cannot read is never read by either decode."""
+    data = png_with(
+        chunk(b"ab-d", b"x"),
+        after_the_data=True,
+        then=chunk(b"IDAT", b"") + chunk(b"gAMA", b""),
+    )
+    whole, early = verdicts(codec, data)
+    assert whole.startswith("stored")
+    assert early == whole
+
+
+def test_transparency_given_after_the_data_shows_as_a_whole_decode_shows_it(
+    codec: PillowImageCodec,
+) -> None:
+    key = chunk(b"tRNS", struct.pack(">HHH", 0, 100, 200))  # the first row's colour
+    whole, early = verdicts(codec, png_with(key, after_the_data=True))
+    assert whole.startswith("stored")
+    assert early == whole
 
 
 def test_an_image_whose_preview_is_its_thumbnail_gets_each_encoding(

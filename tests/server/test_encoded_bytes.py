@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import io
 import os
+import subprocess
 import sys
+import textwrap
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,6 +19,7 @@ from image_server.adapters import encoded_bytes
 from image_server.adapters.encoded_bytes import encoded
 from tests.support.photos import draw_photo
 
+ROOT = Path(__file__).resolve().parents[2]
 linux_only = pytest.mark.skipif(
     not hasattr(os, "memfd_create"), reason="anonymous memory files are Linux's"
 )
@@ -62,11 +65,61 @@ def test_without_a_memory_file_it_still_encodes(
     )
 
 
+def open_descriptors() -> int:
+    return len(list(Path("/proc/self/fd").iterdir()))
+
+
+@linux_only
+def test_a_memory_file_that_cannot_be_opened_is_closed_and_bytes_io_used(
+    photo: Image.Image, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def no_file(*args: object, **kwargs: object) -> object:
+        raise OSError("no buffer for it")
+
+    small = photo.resize((64, 48))
+    before = open_descriptors()
+    monkeypatch.setattr(encoded_bytes, "open", no_file, raising=False)
+    assert encoded(small, "JPEG", quality=80) == through_bytes_io(small, "JPEG", quality=80)
+    assert open_descriptors() == before
+
+
+@linux_only
+def test_a_file_size_limit_does_not_stop_an_encode(tmp_path: Path) -> None:
+    """Writes to a memory file count against the process's file-size limit (a unit's
+    LimitFSIZE, ``ulimit -f``): past it the encode goes through ``BytesIO``."""
+    script = tmp_path / "limited.py"
+    script.write_text(
+        textwrap.dedent(
+            """
+            import io, resource, sys
+            from image_server.adapters.encoded_bytes import encoded
+            from tests.support.photos import draw_photo
+
+            photo = draw_photo(1024, 768, seed=5)
+            expected = io.BytesIO()
+            photo.save(expected, "JPEG", quality=95)
+            resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))
+            data = encoded(photo, "JPEG", quality=95)
+            sys.stdout.write(str(data == expected.getvalue()) + " " + str(len(data)))
+            """
+        )
+    )
+    done = subprocess.run(
+        [sys.executable, str(script)],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    assert done.returncode == 0, done.stderr
+    same, size = done.stdout.split()
+    assert same == "True"
+    assert int(size) > 4096  # larger than the limit: the memory file could not hold it
+
+
 @linux_only
 def test_no_file_descriptor_is_left_open(photo: Image.Image) -> None:
-    def open_descriptors() -> int:
-        return len(list(Path("/proc/self/fd").iterdir()))
-
     small = photo.resize((64, 48))
     before = open_descriptors()
     for _ in range(50):
@@ -116,7 +169,3 @@ def test_another_thread_runs_while_an_image_is_encoded(long_switch_interval: Non
     freed = steps_of_another_thread_during(lambda: encoded(big, "JPEG", quality=80))
     assert held == 0  # BytesIO: the lock is kept for the whole encode
     assert freed > 0
-
-
-def test_the_module_reads_no_settings_and_keeps_no_state() -> None:
-    assert not [name for name in vars(encoded_bytes) if name.isupper()]

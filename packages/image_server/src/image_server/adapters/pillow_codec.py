@@ -487,6 +487,8 @@ class _EarlyPngProcessing:
                 if (header.mode, header.size) != (decoded.mode, decoded.size):
                     return None
                 _read_chunks_after_the_data(header, png)
+            if "transparency" in header.info:  # given after the data: Pillow applies it
+                return None
         return png
 
     def close(self) -> None:
@@ -700,11 +702,14 @@ def _read_chunks_after_the_data(header: ImageFile, png: bytes) -> None:
         return
     view = memoryview(png)
     pos, after_data = len(_PNG_SIGNATURE), None
-    while pos < len(png):
-        length = int.from_bytes(view[pos : pos + 4], "big")
-        if bytes(view[pos + 4 : pos + 8]) == b"IDAT":
-            after_data = pos + 12 + length
+    while pos < len(png):  # the end of the first run of data chunks, where Pillow's
+        length = int.from_bytes(view[pos : pos + 4], "big")  # decode (and ours) stops
+        is_data = bytes(view[pos + 4 : pos + 8]) == b"IDAT"
+        if after_data is not None and not is_data:
+            break
         pos += 12 + length
+        if is_data:
+            after_data = pos
     if after_data is None or header.fp is None:
         return
     header.fp.seek(after_data)
