@@ -24,10 +24,12 @@ linux_only = pytest.mark.skipif(
     not hasattr(os, "memfd_create"), reason="anonymous memory files are Linux's"
 )
 
-FORMATS: list[tuple[str, dict[str, Any]]] = [
-    ("JPEG", {"quality": 80, "optimize": True}),
-    ("PNG", {"compress_level": 1}),
-    ("WEBP", {"quality": 70, "method": 0}),
+FORMATS: list[tuple[str, str, dict[str, Any]]] = [
+    ("JPEG", "RGB", {"quality": 80, "optimize": True}),  # the preview
+    ("JPEG", "RGB", {"quality": 90, "progressive": True}),
+    ("JPEG", "L", {"quality": 85}),  # a grey reference
+    ("PNG", "RGB", {"compress_level": 1}),  # through BytesIO
+    ("WEBP", "RGB", {"quality": 70, "method": 0}),  # through BytesIO
 ]
 
 
@@ -42,12 +44,13 @@ def through_bytes_io(image: Image.Image, format_name: str, **options: Any) -> by
     return buffer.getvalue()
 
 
-@pytest.mark.parametrize(("format_name", "options"), FORMATS)
+@pytest.mark.parametrize(("format_name", "mode", "options"), FORMATS)
 def test_the_bytes_are_the_ones_bytes_io_gets(
-    photo: Image.Image, format_name: str, options: dict[str, Any]
+    photo: Image.Image, format_name: str, mode: str, options: dict[str, Any]
 ) -> None:
-    data = encoded(photo, format_name, **options)
-    assert data == through_bytes_io(photo, format_name, **options)
+    image = photo.convert(mode)
+    data = encoded(image, format_name, **options)
+    assert data == through_bytes_io(image, format_name, **options)
     with Image.open(io.BytesIO(data)) as back:
         assert back.format == format_name
         assert back.size == photo.size

@@ -237,7 +237,10 @@ class _RowDecoder:
     def _undo_filters(self) -> None:
         fed = 0
         try:
-            self._decoder.decode(_ZLIB_HEAD)
+            try:
+                self._decoder.decode(_ZLIB_HEAD)
+            except Exception as exc:  # the pieces are still taken, or the inflating blocks
+                self._error = exc
             while (raw := self._pieces.get()) is not None:
                 if self._error is not None:
                     continue  # keep taking pieces, so the inflating thread never blocks
